@@ -1,0 +1,34 @@
+"""Shared fixtures: a small synthetic dataset on disk and Hydra config composition."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+import vcm_eval.config  # noqa: F401 - registers the config schemas
+from vcm_eval.data.synthetic import SyntheticSpec, write_split
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """6 synthetic val images of the default spec, written once per test session."""
+    root = tmp_path_factory.mktemp("synthetic")
+    write_split(root, SyntheticSpec(), "val", 6, progress=False)
+    return root
+
+
+@pytest.fixture
+def hydra_conf() -> Iterator[None]:
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        yield
+
+
+def compose_cfg(overrides: list[str]) -> DictConfig:
+    """The config the CLI would build from these overrides (inside ``hydra_conf``)."""
+    return compose(config_name="config", overrides=overrides)

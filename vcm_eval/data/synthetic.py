@@ -1,0 +1,162 @@
+"""The embedded default dataset: deterministic synthetic street scenes on disk, in two formats.
+
+One split is written as
+
+    <root>/leftImg8bit/<split>/synthtown/synthtown_<index:06d>_000019_leftImg8bit.png
+    <root>/gtFine/<split>/synthtown/synthtown_<index:06d>_000019_gtFine_{instanceIds,labelIds}.png
+    <root>/annotations/instances_<split>.json        (COCO instances, RLE masks)
+
+so that the real pycocotools and cityscapesscripts evaluators run on it unchanged. Both formats
+are written from the same masks; ``tests/test_synthetic.py`` checks they describe the same
+instances. Image ``index`` of ``split`` is drawn from ``np.random.default_rng([seed, split code,
+index])``, so any image can be regenerated alone (training draws its images in memory this way).
+
+A split is written into a temporary folder and renamed into place when complete, so an
+interrupted generation never leaves a half-written dataset behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from pycocotools import mask as mask_utils
+from tqdm import tqdm
+
+from vcm_eval.data.scene import CLASSES, Scene, generate_scene
+
+CITY = "synthtown"
+FRAME = 19  # Cityscapes' annotated frames are *_000019
+SPLIT_CODES = {"train": 1, "val": 2, "test": 3}
+FORMAT_VERSION = 1  # bump when the drawing changes, so cached splits are regenerated
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """Everything that determines the synthetic images (and so the name of their folder)."""
+
+    seed: int = 0
+    height: int = 256
+    width: int = 512
+    min_objects: int = 4
+    max_objects: int = 12
+    min_visible_pixels: int = 48
+
+    def folder_name(self) -> str:
+        return (
+            f"synthetic-v{FORMAT_VERSION}-s{self.seed}-{self.width}x{self.height}"
+            f"-o{self.min_objects}-{self.max_objects}-m{self.min_visible_pixels}"
+        )
+
+
+def scene_for(spec: SyntheticSpec, split: str, index: int) -> Scene:
+    """Regenerate image ``index`` of ``split`` (deterministic)."""
+    rng = np.random.default_rng([spec.seed, SPLIT_CODES[split], index])
+    return generate_scene(
+        rng,
+        height=spec.height,
+        width=spec.width,
+        objects=(spec.min_objects, spec.max_objects),
+        min_visible_pixels=spec.min_visible_pixels,
+    )
+
+
+def stem(index: int) -> str:
+    """Cityscapes file stem of image ``index``: <city>_<sequence>_<frame>."""
+    return f"{CITY}_{index:06d}_{FRAME:06d}"
+
+
+def coco_categories() -> list[dict[str, Any]]:
+    """COCO categories: ids 1..K in ``CLASSES`` order, with the Cityscapes label id kept."""
+    return [
+        {"id": k + 1, "name": c.name, "supercategory": "street", "cityscapes_id": c.cityscapes_id}
+        for k, c in enumerate(CLASSES)
+    ]
+
+
+def instance_id_map(scene: Scene) -> np.ndarray:
+    """Cityscapes instanceIds image: label id for stuff, label_id * 1000 + k for instance k."""
+    ids = scene.label_ids.astype(np.int32)
+    for k, (cls_idx, mask) in enumerate(zip(scene.instance_classes, scene.instance_masks)):
+        ids[mask] = CLASSES[cls_idx].cityscapes_id * 1000 + k
+    return ids
+
+
+def coco_annotations(scene: Scene, image_id: int, first_ann_id: int) -> list[dict[str, Any]]:
+    """COCO instance annotations (RLE segmentation, tight box, area) of one scene."""
+    anns = []
+    for k, (cls_idx, mask) in enumerate(zip(scene.instance_classes, scene.instance_masks)):
+        rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+        box = mask_utils.toBbox(rle).tolist()
+        rle["counts"] = rle["counts"].decode("ascii")
+        anns.append(
+            {
+                "id": first_ann_id + k,
+                "image_id": image_id,
+                "category_id": cls_idx + 1,
+                "segmentation": rle,
+                "area": float(mask.sum()),
+                "bbox": [float(v) for v in box],
+                "iscrowd": 0,
+            }
+        )
+    return anns
+
+
+def split_is_complete(root: Path, split: str) -> bool:
+    return (root / "annotations" / f"instances_{split}.json").is_file()
+
+
+def write_split(root: Path, spec: SyntheticSpec, split: str, count: int, *, progress: bool = True) -> Path:
+    """Write ``count`` images of ``split`` under ``root`` (atomic per split); returns the json.
+
+    Does nothing when the split is already complete with the same number of images.
+    """
+    coco_json = root / "annotations" / f"instances_{split}.json"
+    if coco_json.is_file():
+        with open(coco_json) as f:
+            if len(json.load(f)["images"]) == count:
+                return coco_json
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root, prefix=f".tmp-{split}-") as tmp:
+        tmp_root = Path(tmp)
+        images, annotations = [], []
+        img_dir = tmp_root / "leftImg8bit" / split / CITY
+        gt_dir = tmp_root / "gtFine" / split / CITY
+        img_dir.mkdir(parents=True)
+        gt_dir.mkdir(parents=True)
+        for index in tqdm(range(count), desc=f"synthetic {split}", disable=not progress, unit="img"):
+            scene = scene_for(spec, split, index)
+            name = stem(index)
+            Image.fromarray(scene.image).save(img_dir / f"{name}_leftImg8bit.png")
+            Image.fromarray(scene.label_ids).save(gt_dir / f"{name}_gtFine_labelIds.png")
+            Image.fromarray(instance_id_map(scene).astype(np.uint16)).save(gt_dir / f"{name}_gtFine_instanceIds.png")
+            images.append(
+                {
+                    "id": index,
+                    "file_name": f"leftImg8bit/{split}/{CITY}/{name}_leftImg8bit.png",
+                    "height": spec.height,
+                    "width": spec.width,
+                }
+            )
+            annotations.extend(coco_annotations(scene, index, first_ann_id=len(annotations) + 1))
+        (tmp_root / "annotations").mkdir()
+        info = {"description": "vcm_eval synthetic street scenes", "spec": spec.__dict__, "split": split}
+        with open(tmp_root / "annotations" / f"instances_{split}.json", "w") as f:
+            json.dump({"info": info, "images": images, "annotations": annotations, "categories": coco_categories()}, f)
+        for sub in (f"leftImg8bit/{split}", f"gtFine/{split}"):
+            target = root / sub
+            if target.exists():
+                shutil.rmtree(target)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp_root / sub, target)
+        (root / "annotations").mkdir(exist_ok=True)
+        os.replace(tmp_root / "annotations" / f"instances_{split}.json", coco_json)
+    return coco_json

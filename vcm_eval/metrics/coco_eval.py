@@ -1,0 +1,89 @@
+"""COCO AP with pycocotools (bbox and segm: AP@[.5:.95] and AP50, in percent 0..100).
+
+Follows detectron2's evaluator shape: ``reset`` / ``process(image_id, detections)`` /
+``evaluate() -> {task: {metric: value}}``. Model labels are mapped to dataset categories by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from vcm_eval.errors import DataError
+from vcm_eval.vision.base import Instances
+
+
+def label_to_category(class_names: tuple[str, ...], categories: dict[str, int]) -> dict[int, int]:
+    """Model label k (1..K) -> dataset category id, by class name; names the mismatch if any."""
+    missing = [n for n in class_names if n not in categories]
+    if missing:
+        raise DataError(
+            f"model classes {missing} are not categories of the dataset ({sorted(categories)}); "
+            "use a model trained on this dataset's classes"
+        )
+    return {k + 1: categories[name] for k, name in enumerate(class_names)}
+
+
+def to_coco_results(image_id: int, instances: Instances, label_map: dict[int, int]) -> list[dict[str, Any]]:
+    """Detections -> COCO result dicts (xywh boxes, RLE masks with ascii counts)."""
+    out = []
+    for i in range(len(instances)):
+        x0, y0, x1, y1 = (float(v) for v in instances.boxes[i])
+        res: dict[str, Any] = {
+            "image_id": image_id,
+            "category_id": label_map[int(instances.labels[i])],
+            "bbox": [x0, y0, x1 - x0, y1 - y0],
+            "score": float(instances.scores[i]),
+        }
+        if instances.masks is not None:
+            rle = mask_utils.encode(np.asfortranarray(instances.masks[i].astype(np.uint8)))
+            rle["counts"] = rle["counts"].decode("ascii")
+            res["segmentation"] = rle
+        out.append(res)
+    return out
+
+
+class CocoEvaluator:
+    """pycocotools bbox (+ segm when results carry masks) evaluation of one split.
+
+    Args:
+        coco_json: ground-truth instances json.
+        image_ids: the images evaluated (a subset of the json, e.g. with dataset.limit).
+    """
+
+    def __init__(self, coco_json: Path, image_ids: list[int]) -> None:
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.gt = COCO(str(coco_json))
+        self.image_ids = list(image_ids)
+        self.reset()
+
+    def reset(self) -> None:
+        self._results: list[dict[str, Any]] = []
+
+    def process(self, results: list[dict[str, Any]]) -> None:
+        """Add one image's COCO result dicts."""
+        self._results.extend(results)
+
+    def evaluate(self) -> dict[str, dict[str, float]]:
+        tasks = ["bbox"] + (["segm"] if any("segmentation" in r for r in self._results) or not self._results else [])
+        out: dict[str, dict[str, float]] = {}
+        for task in tasks:
+            if not self._results:
+                out[task] = {"AP": 0.0, "AP50": 0.0}
+                continue
+            with contextlib.redirect_stdout(io.StringIO()):
+                dt = self.gt.loadRes(self._results)
+                ev = COCOeval(self.gt, dt, task)
+                ev.params.imgIds = self.image_ids
+                ev.evaluate()
+                ev.accumulate()
+                ev.summarize()
+            out[task] = {"AP": 100.0 * max(0.0, float(ev.stats[0])), "AP50": 100.0 * max(0.0, float(ev.stats[1]))}
+        return out

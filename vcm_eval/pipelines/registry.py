@@ -1,0 +1,68 @@
+"""Pipeline name -> builder: the one visible table of what ``pipeline=<name>`` runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig
+
+from vcm_eval.codecs.ffmpeg_vvc import VvcCodec
+from vcm_eval.codecs.image import VvcImageCodec
+from vcm_eval.errors import ConfigError
+from vcm_eval.pipelines.base import ImageCodingPipeline, Pipeline, UncompressedPipeline
+from vcm_eval.vision.base import TaskModel
+
+
+def build_vvc(codec_cfg: DictConfig) -> VvcCodec:
+    """The VVC tool from the ``codec`` config group."""
+    return VvcCodec(
+        backend=codec_cfg.backend,
+        ffmpeg=codec_cfg.ffmpeg,
+        vvencapp=codec_cfg.vvencapp,
+        vvdecapp=codec_cfg.vvdecapp,
+        preset=codec_cfg.preset,
+        threads=codec_cfg.threads,
+        qpa=codec_cfg.qpa,
+        extra_params=codec_cfg.extra_params,
+    )
+
+
+def _uncompressed(cfg: DictConfig, model: TaskModel) -> Pipeline:
+    return UncompressedPipeline(model=model)
+
+
+def _image_anchor(cfg: DictConfig, model: TaskModel) -> Pipeline:
+    vvc = build_vvc(cfg.codec)
+    codec = VvcImageCodec(vvc=vvc, qp=cfg.pipeline.qp)
+    return ImageCodingPipeline(model=model, codec=codec, name="image_anchor", params={"qp": cfg.pipeline.qp}, version=vvc.version())
+
+
+@dataclass(frozen=True)
+class PipelineEntry:
+    """How to build a pipeline and which config groups change its results (for the run key)."""
+
+    build: Callable[[DictConfig, TaskModel], Pipeline]
+    uses: tuple[str, ...]
+
+
+PIPELINES: dict[str, PipelineEntry] = {
+    "uncompressed": PipelineEntry(_uncompressed, ()),
+    "image_anchor": PipelineEntry(_image_anchor, ("codec",)),
+}
+
+
+def pipeline_entry(name: str) -> PipelineEntry:
+    if name not in PIPELINES:
+        raise ConfigError(f"pipeline {name!r} is unknown; valid: {sorted(PIPELINES)} (or suite)")
+    return PIPELINES[name]
+
+
+def build_pipeline(cfg: DictConfig, model: TaskModel) -> Pipeline:
+    return pipeline_entry(cfg.pipeline.name).build(cfg, model)
+
+
+def pipeline_params(cfg: DictConfig) -> dict[str, Any]:
+    """The swept parameters of a pipeline config (every field but its name)."""
+    return {k: v for k, v in cfg.pipeline.items() if k != "name"}

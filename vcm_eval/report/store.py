@@ -1,0 +1,92 @@
+"""Results store: one JSON line per (image, configuration), appended durably; atomic file writes.
+
+A run folder holds ``records.jsonl``: each line is one image's record (rate, times, detections),
+written with flush + fsync, so a run killed at any point loses at most the line being written.
+On reopening, a torn last line is cut off and the images already recorded are skipped: an
+interrupted sweep resumes where it stopped and ends with the same table as an uninterrupted one.
+Whole files (config, metrics, tables) go through ``atomic_write``: written beside the target and
+renamed over it, so a reader never sees half a file and a crash never destroys the old one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from vcm_eval.errors import VcmEvalError
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder + fsync + rename)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise VcmEvalError(f"cannot write to {path.parent} ({exc.strerror}); choose a writable paths.results") from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise VcmEvalError(f"cannot write {path} ({exc.strerror}); free disk space or choose another paths.results") from exc
+
+
+class RecordStore:
+    """Append-only per-image records of one run configuration.
+
+    Args:
+        path: the ``records.jsonl`` file (created if absent).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self.records: dict[int, dict[str, Any]] = {}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                self._load()
+            self._file = open(path, "ab")
+        except OSError as exc:
+            raise VcmEvalError(f"cannot open {path} ({exc.strerror}); choose a writable paths.results") from exc
+
+    def _load(self) -> None:
+        data = self.path.read_bytes()
+        good_end = data.rfind(b"\n") + 1  # everything after the last newline is a torn write
+        for line in data[:good_end].splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                self.records[int(rec["image_id"])] = rec
+        if good_end < len(data):
+            with open(self.path, "r+b") as f:
+                f.truncate(good_end)
+
+    def __contains__(self, image_id: int) -> bool:
+        return image_id in self.records
+
+    def append(self, record: dict[str, Any]) -> None:
+        line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+        with self._lock:
+            try:
+                self._file.write(line)
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            except OSError as exc:
+                raise VcmEvalError(f"cannot append to {self.path} ({exc.strerror}); free disk space and rerun to resume") from exc
+            self.records[int(record["image_id"])] = record
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> RecordStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

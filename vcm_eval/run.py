@@ -1,0 +1,119 @@
+"""``run(cfg)``: one pipeline configuration over a dataset, or a suite of them, end to end.
+
+A run's results folder is ``<paths.results>/<dataset>/<model>/<pipeline>/<params>-<key>``, where
+``key`` hashes every config value that changes the results (pipeline, dataset, model, eval and,
+for codecs that use it, the codec group). The same configuration always lands in the same
+folder, so a rerun resumes it (``records.jsonl``) and a different one never overwrites it. The
+folder holds ``config.yaml`` (resolved), ``provenance.json``, ``records.jsonl`` and
+``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from vcm_eval.data.datasets import EvalDataset, build_dataset
+from vcm_eval.errors import ConfigError
+from vcm_eval.metrics.coco_eval import label_to_category, to_coco_results
+from vcm_eval.metrics.evaluate import evaluate_records
+from vcm_eval.pipelines.base import Pipeline
+from vcm_eval.pipelines.registry import build_pipeline, pipeline_entry, pipeline_params
+from vcm_eval.provenance import provenance
+from vcm_eval.report.store import RecordStore, atomic_write
+from vcm_eval.vision.registry import build_task_model
+
+# Fields that never change a run's results, left out of its key.
+_NOT_IN_KEY = {"dataset": ("limit",), "codec": ("threads",)}
+
+
+def run_key(cfg: DictConfig) -> str:
+    """Short hash of every config value that changes a run's results."""
+    groups = ("pipeline", "dataset", "model", "eval", *pipeline_entry(cfg.pipeline.name).uses)
+    parts = {}
+    for g in groups:
+        node = OmegaConf.to_container(cfg[g], resolve=True)
+        assert isinstance(node, dict)
+        parts[g] = {k: v for k, v in node.items() if k not in _NOT_IN_KEY.get(g, ())}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def params_tag(params: dict[str, Any]) -> str:
+    """Readable folder name part: qp32, n4-z1.5 ... ('default' when there is nothing)."""
+    return "-".join(f"{k}{v}" for k, v in params.items()) or "default"
+
+
+def run_dir_for(cfg: DictConfig) -> Path:
+    tag = params_tag(pipeline_params(cfg))
+    return Path(cfg.paths.results) / cfg.dataset.name / cfg.model.name / cfg.pipeline.name / f"{tag}-{run_key(cfg)}"
+
+
+def _record(image_id: int, result: Any, label_map: dict[int, int]) -> dict[str, Any]:
+    return {
+        "image_id": image_id,
+        "bits": result.bits,
+        "pixels": result.pixels,
+        "encode_s": result.encode_s,
+        "decode_s": result.decode_s,
+        "task_s": result.task_s,
+        **result.extra,
+        "detections": to_coco_results(image_id, result.instances, label_map),
+    }
+
+
+def process_dataset(pipeline: Pipeline, dataset: EvalDataset, store: RecordStore, label_map: dict[int, int], *, workers: int, progress: bool) -> None:
+    """Run every image not yet in ``store`` through ``pipeline``, ``workers`` images at a time.
+
+    Images in flight at once overlap the codec's external process with the network's threads;
+    records are appended as images finish (their order does not matter).
+    """
+    todo = [e for e in dataset.images if int(e["id"]) not in store]
+    bar = tqdm(total=len(dataset), initial=len(dataset) - len(todo), desc=f"{pipeline.name} {params_tag(pipeline.params)}", unit="img", disable=not progress)
+
+    def one(entry: dict[str, Any]) -> dict[str, Any]:
+        sample = dataset.load(entry)
+        return _record(sample.image_id, pipeline.process(sample), label_map)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        pending: set[Future[dict[str, Any]]] = set()
+        queue = iter(todo)
+        for entry in queue:
+            pending.add(pool.submit(one, entry))
+            if len(pending) >= max(1, workers):
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    store.append(fut.result())
+                    bar.update()
+        for fut in pending:
+            store.append(fut.result())
+            bar.update()
+    bar.close()
+
+
+def run_single(cfg: DictConfig) -> dict[str, Any]:
+    """One pipeline configuration over the dataset; returns its summary row."""
+    if cfg.threads < 1 or cfg.workers < 1:
+        raise ConfigError(f"threads={cfg.threads} and workers={cfg.workers} must both be >= 1")
+    torch.set_num_threads(cfg.threads)
+    dataset = build_dataset(cfg.dataset, data_dir=Path(cfg.paths.data), progress=cfg.progress)
+    model = build_task_model(cfg.model)
+    pipeline = build_pipeline(cfg, model)  # validates parameters before anything is written
+    run_dir = run_dir_for(cfg)
+    atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    atomic_write(run_dir / "provenance.json", json.dumps(provenance(extra={"model": model.fingerprint, **pipeline.provenance()}), indent=2))
+    label_map = label_to_category(model.class_names, {c.name: c.coco_id for c in dataset.categories})
+    with RecordStore(run_dir / "records.jsonl") as store:
+        process_dataset(pipeline, dataset, store, label_map, workers=cfg.workers, progress=cfg.progress)
+        wanted = set(dataset.image_ids)
+        records = [r for i, r in store.records.items() if i in wanted]
+    metrics = evaluate_records(dataset, records, cfg.eval)
+    row = {"pipeline": pipeline.name, **pipeline.params, **metrics, "run_dir": str(run_dir)}
+    atomic_write(run_dir / "metrics.json", json.dumps(row, indent=2))
+    return row

@@ -1,0 +1,85 @@
+"""ResNet bodies for the FPN: torchvision's ResNets, or a slim ResNet for the embedded default.
+
+The slim ResNet is torchvision's BasicBlock stacked with smaller widths: a ResNet-18 keeps 8.4 M
+of its 11 M parameters in the last stage, which a 3-class synthetic task does not need, and CPU
+training time scales with width. Strides are those of a ResNet (C2..C5 at 4, 8, 16, 32), so the
+FPN levels P2..P6 have the same geometry as the R50-FPN of MPEG VCM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torchvision.models import resnet
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+from vcm_eval.errors import ConfigError
+
+TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
+
+
+class SlimResNet(nn.Module):
+    """A ResNet with configurable widths built from torchvision's BasicBlock.
+
+    Args:
+        widths: output channels of layer1..layer4 (C2..C5).
+        blocks: BasicBlocks per layer.
+        stem_width: channels of the 7x7 stride-2 stem convolution.
+    """
+
+    def __init__(self, *, widths: Sequence[int], blocks: Sequence[int], stem_width: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, stem_width, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(stem_width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        in_ch = stem_width
+        for idx, (width, n_blocks) in enumerate(zip(widths, blocks)):
+            stride = 1 if idx == 0 else 2
+            layers: list[nn.Module] = []
+            for b in range(n_blocks):
+                down = None
+                if b == 0 and (stride != 1 or in_ch != width):
+                    down = nn.Sequential(nn.Conv2d(in_ch, width, 1, stride=stride, bias=False), nn.BatchNorm2d(width))
+                layers.append(resnet.BasicBlock(in_ch, width, stride if b == 0 else 1, down))
+                in_ch = width
+            setattr(self, f"layer{idx + 1}", nn.Sequential(*layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - IntermediateLayerGetter walks children
+        raise NotImplementedError("SlimResNet is used through IntermediateLayerGetter")
+
+
+def build_fpn_backbone(
+    *,
+    arch: str,
+    fpn_channels: int,
+    widths: Sequence[int],
+    blocks: Sequence[int],
+    stem_width: int,
+) -> BackboneWithFPN:
+    """ResNet body + FPN giving P2..P5 and P6 = max-pool(P5, kernel 1, stride 2).
+
+    Args:
+        arch: ``slim`` or one of ``TORCHVISION_RESNETS``.
+        fpn_channels: channels of every FPN level (256 in MPEG VCM).
+        widths, blocks, stem_width: the slim ResNet's shape (ignored for torchvision ResNets).
+    """
+    if arch == "slim":
+        body: nn.Module = SlimResNet(widths=widths, blocks=blocks, stem_width=stem_width)
+        in_channels = list(widths)
+    elif arch in TORCHVISION_RESNETS:
+        body = getattr(resnet, arch)(weights=None)
+        expansion = 4 if arch in ("resnet50", "resnet101") else 1
+        in_channels = [64 * expansion, 128 * expansion, 256 * expansion, 512 * expansion]
+    else:
+        raise ConfigError(f"model.backbone.arch={arch!r} is unknown; use 'slim' or one of {TORCHVISION_RESNETS}")
+    return BackboneWithFPN(
+        body,
+        return_layers={"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"},
+        in_channels_list=in_channels,
+        out_channels=fpn_channels,
+        extra_blocks=LastLevelMaxPool(),
+    )

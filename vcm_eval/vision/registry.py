@@ -1,0 +1,20 @@
+"""Model backend name -> TaskModel: the one place a task network is built from config."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+from vcm_eval.errors import ConfigError
+from vcm_eval.vision.base import TaskModel
+from vcm_eval.vision.torchvision_rcnn import RcnnConfig, TorchvisionRcnn
+
+BACKENDS = ("torchvision",)
+
+
+def build_task_model(model_cfg: DictConfig) -> TaskModel:
+    """Build the configured task network with its weights loaded, in eval mode."""
+    backend = model_cfg.backend
+    if backend == "torchvision":
+        cfg: RcnnConfig = OmegaConf.to_object(model_cfg)  # type: ignore[assignment]
+        return TorchvisionRcnn(cfg)
+    raise ConfigError(f"model.backend={backend!r} is unknown; valid: {list(BACKENDS)}")

@@ -1,0 +1,170 @@
+"""Train the embedded default task model on the synthetic train split.
+
+    python -m vcm_eval.vision.train                       # the committed checkpoint's command
+    python -m vcm_eval.vision.train train.iterations=300  # shorter
+
+Images are drawn in memory from the synthetic generator by index (the train split is
+``train.train_size`` images; the order is a seeded permutation), so the run needs no disk and a
+resumed run sees the same batches. ``<workdir>/last.pt`` is written every
+``train.checkpoint_every`` iterations (atomically) and picked up on restart. At the end the fp16
+weights go to ``train.output``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from vcm_eval import config as _config  # noqa: F401 - registers the schemas
+from vcm_eval.config import TrainTaskConfig
+from vcm_eval.data.synthetic import scene_for
+from vcm_eval.data.scene import Scene
+from vcm_eval.data.datasets import synthetic_spec
+from vcm_eval.vision.torchvision_rcnn import RcnnConfig, build_rcnn, save_checkpoint
+
+
+def scene_target(scene: Scene, *, flip: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Image tensor [3, H, W] in 0..1 and torchvision's target dict (boxes xyxy, labels, masks)."""
+    image = scene.image[:, ::-1] if flip else scene.image
+    masks = np.stack([m[:, ::-1] if flip else m for m in scene.instance_masks]) if scene.instance_masks else np.zeros(
+        (0, *scene.image.shape[:2]), bool
+    )
+    boxes = []
+    for m in masks:
+        ys, xs = np.nonzero(m)
+        boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+    target = {
+        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        "labels": torch.tensor([c + 1 for c in scene.instance_classes], dtype=torch.int64),
+        "masks": torch.from_numpy(masks.astype(np.uint8)),
+    }
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0), target
+
+
+class TrainStream(torch.utils.data.Dataset):
+    """Sample number k of the run -> (image, target); deterministic in (seed, k)."""
+
+    def __init__(self, cfg: TrainTaskConfig) -> None:
+        self.spec = synthetic_spec(cfg.dataset)
+        self.settings = cfg.train
+        self.order = np.random.default_rng(cfg.train.seed).permutation(cfg.train.train_size)
+
+    def __len__(self) -> int:
+        return self.settings.iterations * self.settings.batch_size
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        index = int(self.order[k % len(self.order)])
+        flip = self.settings.hflip and bool(np.random.default_rng([self.settings.seed, k]).integers(2))
+        return scene_target(scene_for(self.spec, "train", index), flip=flip)
+
+
+def lr_factor(it: int, *, warmup: int, total: int) -> float:
+    """Linear warm-up then cosine decay to zero."""
+    if it < warmup:
+        return (it + 1) / warmup
+    return 0.5 * (1.0 + math.cos(math.pi * (it - warmup) / max(1, total - warmup)))
+
+
+def _save_state(path: Path, **state: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def train(cfg: TrainTaskConfig) -> Path:
+    """Train (or resume) and write the fp16 checkpoint; returns its path."""
+    torch.set_num_threads(cfg.threads)
+    settings = cfg.train
+    model_cfg: RcnnConfig = OmegaConf.to_object(cfg.model)  # type: ignore[assignment]
+    torch.manual_seed(settings.seed)
+    model = build_rcnn(model_cfg)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda it: lr_factor(it, warmup=settings.warmup, total=settings.iterations)
+    )
+    workdir = Path(settings.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    last = workdir / "last.pt"
+    start = 0
+    if last.is_file():
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start = int(state["iteration"])
+        print(f"resuming from {last} at iteration {start}")
+    stream = TrainStream(cfg)
+    bs = settings.batch_size
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(stream, range(start * bs, len(stream))),
+        batch_size=bs,
+        num_workers=settings.loader_workers,
+        collate_fn=lambda batch: tuple(zip(*batch)),
+    )
+    model.train()
+    log_path = workdir / "log.csv"
+    t0 = time.time()
+    bar = tqdm(loader, initial=start, total=settings.iterations, desc="train task model", disable=not cfg.progress)
+    for it, (images, targets) in enumerate(bar, start=start):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=settings.autocast_bf16):
+            losses = model(list(images), list(targets))
+        loss = sum(losses.values())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[union-attr]
+        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+        done = it + 1
+        if done % 10 == 0:
+            new = not log_path.exists()
+            with open(log_path, "a", newline="") as f:
+                w = csv.writer(f)
+                if new:
+                    w.writerow(["iteration", "seconds_this_session", "lr", "loss", *losses.keys()])
+                w.writerow([done, round(time.time() - t0, 1), scheduler.get_last_lr()[0], float(loss.detach()), *(float(v.detach()) for v in losses.values())])
+        if done % settings.checkpoint_every == 0 or done == settings.iterations:
+            _save_state(
+                last,
+                model=model.state_dict(),
+                optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(),
+                iteration=done,
+            )
+    model.eval()
+    out = Path(settings.output)
+    meta = {
+        "command": "python -m vcm_eval.vision.train " + " ".join(_overrides()),
+        "train": OmegaConf.to_container(cfg.train),  # type: ignore[dict-item]
+        "dataset": OmegaConf.to_container(cfg.dataset),  # type: ignore[dict-item]
+    }
+    save_checkpoint(out, model, model_cfg, meta=meta, half=True)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) after {settings.iterations} iterations")
+    return out
+
+
+def _overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:
+        return []
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="train_task")
+def main(cfg: TrainTaskConfig) -> None:
+    train(cfg)
+
+
+if __name__ == "__main__":
+    main()
