@@ -17,7 +17,16 @@ from vcm_eval.errors import VcmEvalError
 
 
 def run(cfg: DictConfig, *, base_overrides: list[str] | None = None) -> object:
-    """One run, or a suite of runs (``pipeline=suite``)."""
+    """One run, a suite of runs (``pipeline=suite``), or a report of finished runs (``report=...``)."""
+    if cfg.get("report") is not None:
+        from vcm_eval.report.report import run_report
+
+        result = run_report(cfg)
+        print(result.text)
+        for path in result.incomplete:
+            print(f"not finished (rerun its command to resume): {path}")
+        print("wrote: " + ", ".join(str(p) for p in result.files))
+        return result
     if cfg.pipeline.name == "suite":
         from vcm_eval.suite import run_suite
 
@@ -29,6 +38,13 @@ def run(cfg: DictConfig, *, base_overrides: list[str] | None = None) -> object:
     return row
 
 
+def multirun_flag_first(argv: list[str]) -> list[str]:
+    """Move ``-m``/``--multirun`` before the overrides: Hydra's parser rejects it after one, so
+    ``python -m vcm_eval pipeline=x -m pipeline.qp=22,27`` would fail without this."""
+    flags = [a for a in argv[1:] if a in ("-m", "--multirun")]
+    return argv[:1] + flags + [a for a in argv[1:] if a not in ("-m", "--multirun")]
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     try:
@@ -38,5 +54,21 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
 
 
+def missing_launcher(argv: list[str]) -> str | None:
+    """The install hint when ``hydra/launcher=slurm`` is asked for without the submitit plugin."""
+    wants = any(a.startswith("hydra/launcher=") and a.split("=", 1)[1] in ("slurm", "submitit_slurm", "submitit_local") for a in argv[1:])
+    if not wants:
+        return None
+    try:
+        import hydra_plugins.hydra_submitit_launcher  # noqa: F401
+    except ImportError:
+        return "hydra/launcher=slurm needs the submitit launcher: pip install 'vcm_eval[cluster]' (hydra-submitit-launcher)"
+    return None
+
+
 if __name__ == "__main__":
+    sys.argv = multirun_flag_first(sys.argv)
+    if (hint := missing_launcher(sys.argv)) is not None:
+        print(f"error: {hint}", file=sys.stderr)
+        sys.exit(2)
     main()

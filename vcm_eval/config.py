@@ -90,6 +90,50 @@ class ImageAnchorConfig(PipelineConfig):
 
 
 @dataclass
+class FeatureAnchorConfig(PipelineConfig):
+    """Pipeline 2 feature anchor: FPN levels tiled into one 10-bit frame, VVC intra at ``qp``.
+
+    ``split``: ``p2-p5`` (P6 rebuilt at the decoder from decoded P5) or ``p2-p6`` (all coded).
+    ``minmax``: 10-bit min-max range per ``tensor`` (all coded levels) or per ``level``.
+    ``chroma``: ``400`` monochrome VVC stream, or ``420`` with neutral chroma planes coded too.
+    See docs/feature_anchor.md.
+    """
+
+    name: str = "feature_anchor"
+    qp: int = 32
+    split: str = "p2-p5"
+    minmax: str = "tensor"
+    chroma: str = "400"
+
+
+@dataclass
+class QuantConfig(PipelineConfig):
+    """Method A: per-channel normalization + ``n_symbols``-interval quantization, threshold ``z``.
+
+    ``levels``: ``p2-p6`` (range) or ``p2+p3`` (list). ``side_dtype``: ``float16``/``float32`` for
+    mu, sigma and centroids. ``centroids``: ``channel`` or ``level`` reconstruction values.
+    ``entropy_model``: ``causal``, ``static`` or ``raw`` (the paper's fixed bits). docs/quant.md.
+    """
+
+    name: str = "quant"
+    n_symbols: int = 4
+    z: float = 1.5
+    levels: str = "p2-p6"
+    side_dtype: str = "float16"
+    centroids: str = "channel"
+    entropy_model: str = "causal"
+
+
+@dataclass
+class Quant8Config(PipelineConfig):
+    """The paper's 8-bit features: uniform 8-bit quantization of each level (min/max sent)."""
+
+    name: str = "quant8"
+    levels: str = "p2-p6"
+    side_dtype: str = "float32"
+
+
+@dataclass
 class SuiteConfig(PipelineConfig):
     """Several runs in one job, each an override list as typed on the command line.
 
@@ -116,6 +160,32 @@ class EvalConfig:
 
 
 @dataclass
+class ReportConfig:
+    """``report=default``: tables, BD values and figures from finished runs (docs/reporting.md).
+
+    ``runs``: a folder or glob, or a list of them, searched recursively for run folders.
+    ``anchor`` (+ ``anchor_params`` to pick one of its curves) is the BD reference; ``rate_params``
+    are the parameters that move along a curve (any other parameter starts a new curve).
+    ``method``: pchip (JVET CTC sheets), cubic (VCEG-M33) or akima; ``non_monotone``: pareto
+    (drop dominated points) or error; ``min_overlap``: smallest intersection over union of the
+    two curves' ranges for a BD value (0..1).
+    """
+
+    runs: Any = "${paths.results}"
+    output: str = "${paths.results}/report"
+    anchor: str = "image_anchor"
+    anchor_params: dict[str, Any] = field(default_factory=dict)
+    metrics: list[str] = field(default_factory=lambda: ["bbox_AP", "segm_AP", "cityscapes_AP"])
+    rate_params: list[str] = field(default_factory=lambda: ["qp", "z", "lmbda", "lambda", "quality"])
+    method: str = "pchip"
+    non_monotone: str = "pareto"
+    min_overlap: float = 0.5
+    plot: bool = True
+    log_rate: bool = False
+    formats: list[str] = field(default_factory=lambda: ["pdf", "png"])
+
+
+@dataclass
 class RunConfig:
     """The whole program's config (conf/config.yaml)."""
 
@@ -128,6 +198,7 @@ class RunConfig:
     threads: int = 2
     workers: int = 2
     progress: bool = True
+    report: ReportConfig | None = None  # report=default: tables and figures instead of a run
 
 
 def register_configs() -> None:
@@ -137,9 +208,13 @@ def register_configs() -> None:
     cs.store(group="dataset", name="base_dataset", node=DatasetConfig)
     cs.store(group="model", name="base_rcnn", node=RcnnConfig)
     cs.store(group="codec", name="base_vvc", node=VvcConfig)
+    cs.store(group="report", name="base_report", node=ReportConfig)
     for name, node in {
         "base_uncompressed": UncompressedConfig,
         "base_image_anchor": ImageAnchorConfig,
+        "base_feature_anchor": FeatureAnchorConfig,
+        "base_quant": QuantConfig,
+        "base_quant8": Quant8Config,
         "base_suite": SuiteConfig,
     }.items():
         cs.store(group="pipeline", name=name, node=node)

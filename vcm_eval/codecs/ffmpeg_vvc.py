@@ -10,6 +10,12 @@ Backends (``codec.backend``):
                      ``codec.ffmpeg`` overrides it). libvvenc only takes yuv420p10le.
   * ``vvenc_apps`` - Fraunhofer's vvencapp / vvdecapp command-line tools, for users who have them.
 
+Chroma format (``chroma`` of ``encode``/``decode``): ``420`` codes all three planes; ``400`` codes
+the luma plane only (a monochrome VVC stream, as the MPEG feature anchors use for feature frames).
+Both encoders read 4:2:0 input, so for ``400`` the caller's chroma planes are read and dropped:
+VVenC's ``ChromaFormatIDC=400`` makes the bitstream 4:0:0, and the decoder returns the luma
+plane with neutral (512) chroma.
+
 Programs run without a shell, in a ``TemporaryDirectory``; a failure raises ``CodecError`` with
 the command line, the return code and the end of stderr. Sizes must be even (4:2:0); callers pad.
 """
@@ -29,6 +35,7 @@ import numpy as np
 from vcm_eval.errors import CodecError, ConfigError
 
 PRESETS = ("faster", "fast", "medium", "slow", "slower")
+CHROMA_FORMATS = ("420", "400")
 QP_RANGE = (0, 63)
 
 
@@ -49,6 +56,12 @@ class Yuv420:
         return b"".join(np.ascontiguousarray(p, dtype="<u2").tobytes() for p in (self.y, self.u, self.v))
 
     @classmethod
+    def from_luma(cls, y: np.ndarray) -> Yuv420:
+        """Luma [H, W] (H, W even) with neutral chroma 512 (read-only views: no chroma memory)."""
+        neutral = np.broadcast_to(np.uint16(512), (y.shape[0] // 2, y.shape[1] // 2))
+        return cls(y=y, u=neutral, v=neutral)
+
+    @classmethod
     def frombytes(cls, data: bytes, height: int, width: int) -> Yuv420:
         n_y, n_c = height * width, (height // 2) * (width // 2)
         if len(data) != 2 * (n_y + 2 * n_c):
@@ -65,6 +78,12 @@ def check_qp(qp: int) -> int:
     if not isinstance(qp, int) or not QP_RANGE[0] <= qp <= QP_RANGE[1]:
         raise ConfigError(f"QP {qp!r} is outside {QP_RANGE[0]}..{QP_RANGE[1]}; pick an integer QP in that range (e.g. 22..47)")
     return qp
+
+
+def check_chroma(chroma: str) -> str:
+    if chroma not in CHROMA_FORMATS:
+        raise ConfigError(f"chroma format {chroma!r} is unknown; use one of {CHROMA_FORMATS}")
+    return chroma
 
 
 def ffmpeg_binary(path: str) -> str:
@@ -156,16 +175,18 @@ class VvcCodec:
         out = _run([self.vvencapp, "--version"]).decode(errors="replace").strip().splitlines()
         return out[0] if out else "vvencapp"
 
-    def encode(self, frame: Yuv420, qp: int) -> bytes:
-        """One intra picture at ``qp`` -> raw VVC bitstream bytes."""
+    def encode(self, frame: Yuv420, qp: int, *, chroma: str = "420") -> bytes:
+        """One intra picture at ``qp`` -> raw VVC bitstream bytes (``chroma="400"``: luma only)."""
         check_qp(qp)
+        check_chroma(chroma)
+        vvenc_params = ":".join(p for p in (self.extra_params, "ChromaFormatIDC=400" if chroma == "400" else "") if p)
         height, width = frame.size
         if height % 2 or width % 2:
             raise CodecError(f"4:2:0 frames need even sizes, got {width}x{height}; pad the frame first")
         with tempfile.TemporaryDirectory(prefix="vcm_vvc_") as tmp:
             out = Path(tmp) / "out.266"
             if self.backend == "ffmpeg":
-                params = {"vvenc-params": self.extra_params} if self.extra_params else {}
+                params = {"vvenc-params": vvenc_params} if vvenc_params else {}
                 cmd = (
                     ffmpeg.input("pipe:", format="rawvideo", pix_fmt="yuv420p10le", s=f"{width}x{height}")
                     .output(str(out), vcodec="libvvenc", qp=qp, preset=self.preset, qpa=int(self.qpa), threads=self.threads,
@@ -180,22 +201,27 @@ class VvcCodec:
                 raw.write_bytes(frame.tobytes())
                 cmd = [self.vvencapp, "-i", str(raw), "-s", f"{width}x{height}", "-c", "yuv420_10", "--qp", str(qp),
                        "--preset", self.preset, "-t", str(self.threads), "--qpa", str(int(self.qpa)), "-f", "1",
-                       "-o", str(out)]
+                       "-o", str(out)] + (["--additional", vvenc_params] if vvenc_params else [])
                 _run(cmd)
             data = out.read_bytes()
         if not data:
             raise CodecError(f"the VVC encoder wrote an empty bitstream for a {width}x{height} frame at QP {qp}")
         return data
 
-    def decode(self, bitstream: bytes, height: int, width: int) -> Yuv420:
-        """Raw VVC bitstream -> the decoded 10-bit 4:2:0 picture of size (height, width)."""
+    def decode(self, bitstream: bytes, height: int, width: int, *, chroma: str = "420") -> Yuv420:
+        """Raw VVC bitstream -> the decoded 10-bit picture of size (height, width).
+
+        ``chroma`` is the format the stream was encoded with; for ``400`` the result is the decoded
+        luma with neutral chroma (``Yuv420.from_luma``).
+        """
+        check_chroma(chroma)
         with tempfile.TemporaryDirectory(prefix="vcm_vvc_") as tmp:
             src = Path(tmp) / "in.266"
             src.write_bytes(bitstream)
             if self.backend == "ffmpeg":
                 cmd = (
                     ffmpeg.input(str(src), format="vvc", err_detect="explode")
-                    .output("pipe:", format="rawvideo", pix_fmt="yuv420p10le", frames=1)
+                    .output("pipe:", format="rawvideo", pix_fmt="gray10le" if chroma == "400" else "yuv420p10le", frames=1)
                     .global_args("-hide_banner", "-nostdin", "-loglevel", "error")
                     .compile(cmd=self.ffmpeg)
                 )
@@ -204,4 +230,9 @@ class VvcCodec:
                 out = Path(tmp) / "out.yuv"
                 _run([self.vvdecapp, "-b", str(src), "-o", str(out), "-d", "10"])
                 data = out.read_bytes()
+        if chroma == "400":  # FFmpeg writes luma only; vvdecapp may add neutral chroma planes
+            n_y = height * width
+            if len(data) not in (2 * n_y, 2 * (n_y + 2 * (height // 2) * (width // 2))):
+                raise CodecError(f"decoder returned {len(data)} bytes, expected a {width}x{height} 10-bit 4:0:0 frame")
+            return Yuv420.from_luma(np.frombuffer(data, dtype="<u2", count=n_y).reshape(height, width))
         return Yuv420.frombytes(data, height, width)

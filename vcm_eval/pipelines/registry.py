@@ -8,10 +8,12 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from vcm_eval.codecs.feature_vvc import FeatureVvcCodec
 from vcm_eval.codecs.ffmpeg_vvc import VvcCodec
 from vcm_eval.codecs.image import VvcImageCodec
+from vcm_eval.codecs.quant import NormalizedQuantizer, Uniform8bitQuantizer, codec_version
 from vcm_eval.errors import ConfigError
-from vcm_eval.pipelines.base import ImageCodingPipeline, Pipeline, UncompressedPipeline
+from vcm_eval.pipelines.base import FeatureCodingPipeline, ImageCodingPipeline, Pipeline, UncompressedPipeline
 from vcm_eval.vision.base import TaskModel
 
 
@@ -39,6 +41,24 @@ def _image_anchor(cfg: DictConfig, model: TaskModel) -> Pipeline:
     return ImageCodingPipeline(model=model, codec=codec, name="image_anchor", params={"qp": cfg.pipeline.qp}, version=vvc.version())
 
 
+def _feature_anchor(cfg: DictConfig, model: TaskModel) -> Pipeline:
+    p = cfg.pipeline
+    vvc = build_vvc(cfg.codec)
+    codec = FeatureVvcCodec(vvc=vvc, qp=p.qp, split=p.split, minmax=p.minmax, chroma=p.chroma)
+    return FeatureCodingPipeline(model=model, codec=codec, name="feature_anchor", params=pipeline_params(cfg), version=vvc.version())
+
+
+def _quant(cfg: DictConfig, model: TaskModel) -> Pipeline:
+    p = cfg.pipeline
+    codec = NormalizedQuantizer(p.n_symbols, p.z, levels=p.levels, side_dtype=p.side_dtype, centroids=p.centroids, entropy_model=p.entropy_model)
+    return FeatureCodingPipeline(model=model, codec=codec, name="quant", params=pipeline_params(cfg), version=codec_version())
+
+
+def _quant8(cfg: DictConfig, model: TaskModel) -> Pipeline:
+    codec = Uniform8bitQuantizer(levels=cfg.pipeline.levels, side_dtype=cfg.pipeline.side_dtype)
+    return FeatureCodingPipeline(model=model, codec=codec, name="quant8", params=pipeline_params(cfg), version=codec_version())
+
+
 @dataclass(frozen=True)
 class PipelineEntry:
     """How to build a pipeline and which config groups change its results (for the run key)."""
@@ -50,6 +70,9 @@ class PipelineEntry:
 PIPELINES: dict[str, PipelineEntry] = {
     "uncompressed": PipelineEntry(_uncompressed, ()),
     "image_anchor": PipelineEntry(_image_anchor, ("codec",)),
+    "feature_anchor": PipelineEntry(_feature_anchor, ("codec",)),
+    "quant": PipelineEntry(_quant, ()),
+    "quant8": PipelineEntry(_quant8, ()),
 }
 
 

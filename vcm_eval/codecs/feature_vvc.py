@@ -1,0 +1,142 @@
+"""The feature anchor's codec (MPEG VCM pipeline 2 reference): FPN levels -> one 10-bit VVC picture.
+
+encode: keep the split's levels -> min-max range (per tensor or per level) -> 10-bit codes ->
+tile into one frame (``vcm_eval.codecs.tiling``; fill 512) -> one VVC intra picture, 4:0:0 or
+4:2:0 with neutral chroma -> container bytes. decode: the reverse, ending in a FeatureSet that
+``TaskModel.predict_from_features`` takes (it rebuilds P6 from P5 for the ``p2-p5`` split).
+
+Container (``vcm_eval.codecs.bitstream``, codec id ``feature_vvc``, version 1); every byte is in
+the rate, and the decoder needs nothing else:
+
+    varint  image height, image width          original image (the detector maps boxes to it)
+    varint  input height, input width          network input after resizing
+    varint  flags                              bit 0: minmax (0 tensor, 1 level)
+                                               bit 1: chroma (0 = 4:2:0, 1 = 4:0:0)
+    varint  L, then per level: index (0 = p2 .. 4 = p6), C, H, W
+    float32 lo, hi                             one pair (tensor) or L pairs (level), little-endian
+    blob    varint length + the raw VVC Annex-B stream
+
+The frame layout is not sent: ``tiling.plan_layout`` rebuilds it from the shapes. The code depth
+is fixed at 10 bits in version 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
+from vcm_eval.codecs.ffmpeg_vvc import VvcCodec, Yuv420, check_chroma, check_qp
+from vcm_eval.codecs.tiling import MINMAX_MODES, Layout, dequantize, minmax_ranges, plan_layout, quantize, tile, untile
+from vcm_eval.errors import CodecError, ConfigError
+from vcm_eval.vision.base import LEVELS, FeatureSet
+
+SPLITS = {"p2-p5": ("p2", "p3", "p4", "p5"), "p2-p6": ("p2", "p3", "p4", "p5", "p6")}
+BITS = 10
+FILL = 512  # frame samples that hold no feature: mid grey, the cheapest flat block to code
+
+
+def split_levels(split: str) -> tuple[str, ...]:
+    """The levels a split codes (``p2-p5``: P6 is rebuilt at the decoder from decoded P5)."""
+    if split not in SPLITS:
+        raise ConfigError(f"split={split!r} is unknown; use one of {sorted(SPLITS)}")
+    return SPLITS[split]
+
+
+@dataclass(frozen=True)
+class _Header:
+    image_size: tuple[int, int]
+    input_size: tuple[int, int]
+    minmax: str
+    chroma: str
+    shapes: dict[str, tuple[int, int, int]]
+    ranges: dict[str, tuple[float, float]]
+
+    def layout(self) -> Layout:
+        return plan_layout(self.shapes, image_size=self.image_size, input_size=self.input_size)
+
+
+class FeatureVvcCodec:
+    """``encode(FeatureSet) -> bytes``, ``decode(bytes) -> FeatureSet`` at a fixed QP.
+
+    Args:
+        vvc: the VVC encoder/decoder.
+        qp: VVC quantization parameter, 0..63.
+        split: ``p2-p5`` (P6 rebuilt by the task model) or ``p2-p6`` (all five levels coded).
+        minmax: ``tensor`` (one range for all coded levels) or ``level`` (one range per level).
+        chroma: ``400`` (monochrome stream) or ``420`` (neutral chroma planes coded too).
+    """
+
+    codec_name = "feature_vvc"
+
+    def __init__(self, *, vvc: VvcCodec, qp: int, split: str = "p2-p5", minmax: str = "tensor", chroma: str = "400") -> None:
+        if minmax not in MINMAX_MODES:
+            raise ConfigError(f"minmax={minmax!r} is unknown; use one of {MINMAX_MODES}")
+        self.vvc, self.qp, self.levels = vvc, check_qp(qp), split_levels(split)
+        self.minmax, self.chroma = minmax, check_chroma(chroma)
+
+    def encode(self, features: FeatureSet) -> bytes:
+        """Float32 levels [C, H, W] -> bytes holding everything the decoder needs.
+
+        Raises:
+            CodecError: a level of the split is missing, or a value is NaN/inf.
+        """
+        missing = [lv for lv in self.levels if lv not in features]
+        if missing:
+            raise CodecError(f"features lack levels {missing} that the split codes; the task model must give {list(self.levels)}")
+        coded = features.replace({lv: features[lv] for lv in self.levels})
+        ranges = minmax_ranges(coded, self.minmax)
+        frame, layout = tile(quantize(coded, ranges, bits=BITS), fill=FILL)
+        payload = self.vvc.encode(Yuv420.from_luma(frame.view(np.uint16)), self.qp, chroma=self.chroma)
+        del frame
+        w = BitstreamWriter(self.codec_name)
+        for size in (*coded.image_size, *coded.input_size):
+            w.uint(size)
+        w.uint((self.minmax == "level") | ((self.chroma == "400") << 1))
+        w.uint(len(layout.levels))
+        for t in layout.levels:
+            for value in (LEVELS.index(t.name), t.channels, t.height, t.width):
+                w.uint(value)
+        pairs = [ranges[t.name] for t in layout.levels] if self.minmax == "level" else [ranges[self.levels[0]]]
+        w.floats(np.asarray(pairs, dtype=np.float32).ravel())
+        w.blob(payload)
+        return w.getvalue()
+
+    def _parse(self, data: bytes) -> tuple[_Header, bytes]:
+        r = BitstreamReader(data, self.codec_name)
+        if r.version != 1:
+            raise CodecError(f"feature_vvc bitstream version {r.version} is not supported (this decoder reads version 1)")
+        image_size, input_size = (r.uint(), r.uint()), (r.uint(), r.uint())
+        flags = r.uint()
+        if flags > 3:
+            raise CodecError(f"corrupt feature_vvc header: flags {flags} (only bits 0-1 are defined)")
+        shapes: dict[str, tuple[int, int, int]] = {}
+        for _ in range(r.uint()):
+            idx, c, h, w = r.uint(), r.uint(), r.uint(), r.uint()
+            if idx >= len(LEVELS) or LEVELS[idx] in shapes:
+                raise CodecError(f"corrupt feature_vvc header: level index {idx} is unknown or repeated")
+            shapes[LEVELS[idx]] = (c, h, w)
+        if not shapes:
+            raise CodecError("corrupt feature_vvc header: no levels")
+        minmax = MINMAX_MODES[flags & 1]
+        lohi = r.floats(2 * (len(shapes) if minmax == "level" else 1)).reshape(-1, 2)
+        ranges = {name: (float(lohi[i if minmax == "level" else 0, 0]), float(lohi[i if minmax == "level" else 0, 1])) for i, name in enumerate(shapes)}
+        payload = r.blob()
+        r.done()
+        return _Header(image_size, input_size, minmax, "400" if flags & 2 else "420", shapes, ranges), payload
+
+    def decode(self, data: bytes) -> FeatureSet:
+        """Bytes from ``encode`` -> float32 FeatureSet of the coded levels (+ image/input size)."""
+        header, payload = self._parse(data)
+        layout = header.layout()
+        picture = self.vvc.decode(payload, layout.height, layout.width, chroma=header.chroma)
+        codes = untile(picture.y.view(np.int16), layout)
+        return dequantize(codes, header.ranges, bits=BITS)
+
+    def report(self, features: FeatureSet, data: bytes) -> dict[str, Any]:
+        """Per-image numbers recorded beside the rate: header bytes and frame size in samples."""
+        header, payload = self._parse(data)
+        layout = header.layout()
+        return {"header_bytes": len(data) - len(payload), "frame_height": layout.height, "frame_width": layout.width}
