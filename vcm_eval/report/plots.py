@@ -1,52 +1,185 @@
-"""Rate-accuracy plots (PNG + vector PDF) with matplotlib."""
+"""Paper-ready figures with matplotlib: rate-accuracy curves and the quant method's z sweep.
+
+Every figure is written as a vector PDF (TrueType fonts embedded, as publishers ask) and a PNG.
+Styles are a pure function of the curve label, so a curve looks the same in every figure of
+every report: each pipeline has its colour and marker; parameter variants of one pipeline
+(``quant (n_symbols=3)`` / ``(n_symbols=4)``) keep the pipeline's hue at another shade with
+another marker. The anchor is dashed; the uncompressed accuracy is a dotted horizontal line.
+"""
 
 from __future__ import annotations
 
 import io
+import logging
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.colors import to_rgb
 
-from vcm_eval.report.store import atomic_write  # noqa: E402
+from vcm_eval.errors import ConfigError
+from vcm_eval.report.store import atomic_write
+from vcm_eval.report.tables import metric_name
 
+# pipeline -> (colour, marker); unknown pipelines get a colour from PALETTE by a stable hash.
 STYLE = {
-    "image_anchor": ("tab:blue", "o", "--"),
-    "feature_anchor": ("tab:orange", "s", "--"),
-    "quant": ("tab:green", "^", "-"),
-    "fusion_codec": ("tab:red", "D", "-"),
+    "image_anchor": ("#1f77b4", "o"),
+    "feature_anchor": ("#ff7f0e", "s"),
+    "quant": ("#2ca02c", "^"),
+    "fusion_codec": ("#d62728", "D"),
 }
+PALETTE = ("#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
+SHADES = (0.0, -0.3, 0.35, -0.55, 0.55)  # < 0 darker, > 0 lighter
+FORMATS = ("pdf", "png")
+PAPER_RC: dict[Any, Any] = {  # Any keys: matplotlib types them as a Literal of every rc name
+    "font.size": 8,
+    "axes.labelsize": 8,
+    "legend.fontsize": 7,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "lines.linewidth": 1.2,
+    "lines.markersize": 4,
+    "pdf.fonttype": 42,
+    "ps.fonttype": 42,
+    "savefig.bbox": "tight",
+}
+FIGSIZE = (3.5, 2.6)  # inches: one column of a two-column paper
+logging.getLogger("fontTools").setLevel(logging.WARNING)  # font subsetting chatter under Hydra's INFO logging
 
 
-def rate_accuracy_plot(frame: pd.DataFrame, stem: Path, *, metric: str, log_rate: bool = False) -> list[Path]:
-    """bpp vs ``metric`` (mAP %), one curve per pipeline, uncompressed as a horizontal line.
+@dataclass(frozen=True)
+class CurveStyle:
+    colour: tuple[float, float, float]
+    marker: str
+    linestyle: str
 
-    Returns the written files (``stem``.png and ``stem``.pdf).
-    """
-    fig, ax = plt.subplots(figsize=(5.0, 3.6))
-    for name, group in frame.groupby("pipeline", sort=True):
-        if name == "uncompressed":
-            ax.axhline(float(group[metric].iloc[0]), color="black", lw=1, ls=":", label="uncompressed")
-            continue
-        colour, marker, line = STYLE.get(str(name), (None, "x", "-"))
-        g = group.sort_values("bpp")
-        ax.plot(g["bpp"], g[metric], marker=marker, ls=line, color=colour, label=str(name))
-    if log_rate:
-        ax.set_xscale("log")
-    ax.set_xlabel("rate (bits per pixel)")
-    ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+
+def _shade(colour: str, amount: float) -> tuple[float, float, float]:
+    r, g, b = to_rgb(colour)
+    if amount >= 0:
+        return (r + (1 - r) * amount, g + (1 - g) * amount, b + (1 - b) * amount)
+    return (r * (1 + amount), g * (1 + amount), b * (1 + amount))
+
+
+def curve_style(label: str, *, anchor: bool = False) -> CurveStyle:
+    """The style of a curve: a pure function of its label (``pipeline`` or ``pipeline (k=v)``)."""
+    pipeline = label.split(" (", 1)[0]
+    colour, marker = STYLE.get(pipeline, (PALETTE[zlib.crc32(pipeline.encode()) % len(PALETTE)], "o"))
+    if label != pipeline:
+        h = zlib.crc32(label.encode())
+        shade = SHADES[1 + h % (len(SHADES) - 1)]
+        marker = MARKERS[(MARKERS.index(marker) + 1 + (h >> 8) % (len(MARKERS) - 1)) % len(MARKERS)]
+        return CurveStyle(_shade(colour, shade), marker, "--" if anchor else "-")
+    return CurveStyle(to_rgb(colour), marker, "--" if anchor else "-")
+
+
+def save_figure(fig: plt.Figure, stem: Path, formats: Sequence[str] = FORMATS) -> list[Path]:
+    """Write ``stem``.<format> for each format (atomically); returns the paths."""
+    bad = [f for f in formats if f not in ("pdf", "png", "svg")]
+    if bad:
+        raise ConfigError(f"figure formats {bad} are not supported; use pdf, png or svg")
     written = []
-    for ext in ("png", "pdf"):
+    for ext in formats:
         buf = io.BytesIO()
-        fig.savefig(buf, format=ext, dpi=200)
+        fig.savefig(buf, format=ext, dpi=300)
         path = stem.with_suffix("." + ext)
         atomic_write(path, buf.getvalue())
         written.append(path)
-    plt.close(fig)
+    return written
+
+
+def _uncompressed_line(ax: plt.Axes, frame: pd.DataFrame, metric: str) -> None:
+    ref = frame[(frame["pipeline"] == "uncompressed") & frame[metric].notna()]
+    if len(ref):
+        value = float(ref[metric].iloc[0])
+        ax.axhline(value, color="black", lw=0.9, ls=":", label=f"uncompressed ({value:.1f})", zorder=1)
+
+
+def rate_accuracy_plot(
+    frame: pd.DataFrame,
+    stem: Path,
+    *,
+    metric: str,
+    log_rate: bool = False,
+    anchor: str | None = "image_anchor",
+    formats: Sequence[str] = FORMATS,
+    title: str = "",
+) -> list[Path]:
+    """bpp vs ``metric`` (mAP %), one curve per ``curve`` label (or per pipeline without one).
+
+    Args:
+        frame: runs table with pipeline, bpp, ``metric`` and optionally ``curve`` columns; rows
+            without a rate (uncompressed) become the horizontal reference line.
+        stem: output path without suffix.
+        metric: accuracy column (percent).
+        log_rate: logarithmic rate axis (rates spanning decades: feature codecs vs images).
+        anchor: pipeline drawn dashed (every curve of it).
+
+    Returns:
+        The written files (``stem``.pdf, ``stem``.png by default).
+    """
+    if metric not in frame:
+        raise ConfigError(f"metric {metric!r} is not among the run columns {sorted(map(str, frame.columns))}; choose another eval metric")
+    labels = frame["curve"] if "curve" in frame else frame["pipeline"]
+    with plt.rc_context(PAPER_RC):
+        fig, ax = plt.subplots(figsize=FIGSIZE)
+        _uncompressed_line(ax, frame, metric)
+        coded = frame.assign(_curve=labels)[frame["bpp"].notna() & frame[metric].notna()]
+        order = sorted(coded["_curve"].unique(), key=lambda c: (c.split(" (")[0] != anchor, c))
+        for label in order:
+            g = coded[coded["_curve"] == label].sort_values("bpp")
+            style = curve_style(label, anchor=str(g["pipeline"].iloc[0]) == anchor)
+            ax.plot(g["bpp"], g[metric], color=style.colour, marker=style.marker, ls=style.linestyle, label=label)
+        if log_rate:
+            ax.set_xscale("log")
+        ax.set_xlabel("rate (bpp, log scale)" if log_rate else "rate (bpp)")
+        ax.set_ylabel(f"{metric_name(metric)} (%)")
+        if title:
+            ax.set_title(title)
+        ax.grid(True, alpha=0.3, lw=0.5)
+        ax.legend(frameon=False, loc="best")
+        written = save_figure(fig, stem, formats)
+        plt.close(fig)
+    return written
+
+
+def z_sweep_plot(frame: pd.DataFrame, stem: Path, *, metric: str, pipeline: str = "quant", formats: Sequence[str] = FORMATS, title: str = "") -> list[Path]:
+    """mAP against the threshold z, one line per n_symbols (rows of ``pipeline``), as in the paper.
+
+    Lines follow the ``curve`` column when present (one per setting of every non-rate parameter),
+    so they share their colour and marker with the rate-accuracy figure.
+
+    Returns the written files, or ``[]`` when the frame has no such rows.
+    """
+    need = {"n_symbols", "z", metric}
+    if not need <= set(frame.columns):
+        return []
+    rows = frame[(frame["pipeline"] == pipeline) & frame["z"].notna() & frame["n_symbols"].notna() & frame[metric].notna()]
+    if rows.empty:
+        return []
+    with plt.rc_context(PAPER_RC):
+        fig, ax = plt.subplots(figsize=FIGSIZE)
+        _uncompressed_line(ax, frame, metric)
+        labels = rows["curve"] if "curve" in rows else rows["n_symbols"].map(lambda n: f"{pipeline} (n_symbols={int(n)})")
+        for label, g in rows.assign(_curve=labels).groupby("_curve", sort=True):
+            style = curve_style(str(label))
+            g = g.sort_values("z")
+            legend = str(label).split(" (", 1)[-1].rstrip(")") if " (" in str(label) else str(label)
+            ax.plot(g["z"], g[metric], color=style.colour, marker=style.marker, ls=style.linestyle, label=legend)
+        ax.set_xlabel("threshold z (standard deviations)")
+        ax.set_ylabel(f"{metric_name(metric)} (%)")
+        if title:
+            ax.set_title(title)
+        ax.grid(True, alpha=0.3, lw=0.5)
+        ax.legend(frameon=False, loc="best")
+        written = save_figure(fig, stem, formats)
+        plt.close(fig)
     return written

@@ -53,7 +53,7 @@ class RecordStore:
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.exists():
                 self._load()
-            self._file = open(path, "ab")
+            self._file = open(path, "ab")  # noqa: SIM115 - held open for appends, closed by close()
         except OSError as exc:
             raise VcmEvalError(f"cannot open {path} ({exc.strerror}); choose a writable paths.results") from exc
 
@@ -85,7 +85,7 @@ class RecordStore:
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> RecordStore:
+    def __enter__(self) -> RecordStore:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc: object) -> None:

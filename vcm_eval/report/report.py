@@ -1,0 +1,303 @@
+"""``python -m vcm_eval report=default report.runs=<dirs or globs>``: a sweep's runs -> tables + figures.
+
+The report only reads run folders (``metrics.json``, ``config.yaml``, ``provenance.json``,
+``records.jsonl``; see ``vcm_eval.run``); it never runs a network. A folder given (or matched by a
+glob) is searched recursively, so ``report.runs=results/synthetic`` gathers every run under it.
+Runs are grouped into *setups* - the same dataset, model, evaluation settings and evaluated
+image count - because BD values only compare curves measured on the same images by the same
+network. Outputs (in ``report.output``):
+
+* ``runs.csv`` (every column, full precision), ``runs.md``, ``runs.tex``: one row per run;
+* ``bd.csv``, ``bd.md``, ``bd.tex``: BD-rate and BD-mAP of every curve against the anchor;
+* ``rate_accuracy_<metric>.pdf/.png`` per accuracy metric, ``z_sweep_<metric>.pdf/.png`` when
+  quant runs are present (a ``_<dataset>_<model>_<setup>`` suffix when there are several setups).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from vcm_eval.errors import ConfigError, DataError
+from vcm_eval.metrics.bdrate import DEFAULT_MIN_OVERLAP
+from vcm_eval.report.plots import FORMATS, rate_accuracy_plot, z_sweep_plot
+from vcm_eval.report.store import atomic_write
+from vcm_eval.report.tables import (
+    DEFAULT_METRICS,
+    DEFAULT_RATE_PARAMS,
+    GROUP,
+    bd_display,
+    bd_frame,
+    curve_label,
+    metric_name,
+    runs_display,
+    to_latex,
+    to_markdown,
+)
+
+# Keys of the dataset group that never change a result (also left out of vcm_eval.run's key).
+_NOT_IN_SETUP = {"dataset": ("limit",)}
+
+
+@dataclass
+class ReportResult:
+    """What a report produced: the tables (DataFrames), the files written, the runs it skipped."""
+
+    runs: pd.DataFrame
+    bd: pd.DataFrame
+    files: list[Path] = field(default_factory=list)
+    incomplete: list[Path] = field(default_factory=list)
+    text: str = ""
+
+
+def _patterns(runs: Any) -> list[str]:
+    if isinstance(runs, str):
+        return [runs]
+    if isinstance(runs, (list, tuple, ListConfig)) and all(isinstance(r, str) for r in runs) and len(runs) > 0:
+        return [str(r) for r in runs]
+    raise ConfigError(f"report.runs={runs!r} must be a folder or glob, or a list of them (report.runs='[a,b]')")
+
+
+def find_runs(runs: str | Sequence[str]) -> tuple[list[Path], list[Path]]:
+    """Run folders under the given folders / globs: (complete ones, interrupted ones).
+
+    A run is complete when it has ``metrics.json``; a folder with ``records.jsonl`` but no metrics
+    is an interrupted run (rerun its command to resume it).
+
+    Raises:
+        DataError: a pattern matches nothing, or nothing matched holds a run.
+    """
+    complete: dict[Path, None] = {}
+    incomplete: dict[Path, None] = {}
+    for pattern in _patterns(runs):
+        matches = sorted(glob.glob(pattern, recursive=True))
+        if not matches:
+            raise DataError(f"report.runs: {pattern!r} matches no file or folder; give run folders or a glob such as results/synthetic/**")
+        for match in map(Path, matches):
+            if match.is_file():
+                match = match.parent
+            for f in sorted(match.rglob("metrics.json")):
+                complete[f.parent.resolve()] = None
+            for f in sorted(match.rglob("records.jsonl")):
+                if not (f.parent / "metrics.json").is_file():
+                    incomplete[f.parent.resolve()] = None
+    if not complete:
+        raise DataError(f"report.runs={runs!r} holds no finished run (no metrics.json); run a pipeline first, or point at its results folder")
+    return list(complete), list(incomplete)
+
+
+def setup_key(config: dict[str, Any], images: float) -> str:
+    """Short hash of what must be equal for two runs to be compared: dataset, model, eval, images."""
+    parts: dict[str, Any] = {"images": images}
+    for group in ("dataset", "model", "eval"):
+        node = config.get(group) or {}
+        parts[group] = {k: v for k, v in node.items() if k not in _NOT_IN_SETUP.get(group, ())}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def _count_records(path: Path) -> int:
+    """Distinct images with a complete line in ``records.jsonl`` (read only; torn lines ignored)."""
+    if not path.is_file():
+        return 0
+    ids = set()
+    for line in path.read_bytes().split(b"\n")[:-1]:
+        try:
+            ids.add(int(json.loads(line)["image_id"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return len(ids)
+
+
+def load_run(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
+    """One run folder -> (table row, its parameter names).
+
+    Raises:
+        DataError: a file of the run is missing or unreadable.
+    """
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        container = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=False)
+        prov_path = run_dir / "provenance.json"
+        prov = json.loads(prov_path.read_text()) if prov_path.is_file() else {}
+    except (OSError, ValueError) as exc:
+        raise DataError(f"run folder {run_dir} is unreadable ({exc}); rerun its command, or leave it out of report.runs") from exc
+    if not isinstance(container, dict) or "pipeline" not in container:
+        raise DataError(f"{run_dir / 'config.yaml'} is not a vcm_eval run config; leave {run_dir} out of report.runs")
+    config: dict[str, Any] = {str(k): v for k, v in container.items()}
+    params = {k: v for k, v in config["pipeline"].items() if k != "name"}
+    pipeline = str(config["pipeline"]["name"])
+    row: dict[str, Any] = {
+        "dataset": config.get("dataset", {}).get("name", ""),
+        "model": config.get("model", {}).get("name", ""),
+        "setup": setup_key(config, metrics.get("images", float("nan"))),
+        "pipeline": pipeline,
+        "curve": pipeline,  # set by load_runs from the parameters that vary
+        **params,
+    }
+    row.update({k: v for k, v in metrics.items() if k not in row and k not in ("pipeline", "run_dir")})
+    row["bpp"] = metrics.get("bpp", float("nan"))
+    row["records"] = _count_records(run_dir / "records.jsonl")
+    row["git_commit"] = prov.get("git_commit", "")
+    row["run_dir"] = str(run_dir)
+    return row, list(params)
+
+
+def load_runs(run_dirs: Sequence[Path], *, rate_params: Sequence[str] = DEFAULT_RATE_PARAMS, anchor: str = "image_anchor") -> tuple[pd.DataFrame, list[str]]:
+    """Many run folders -> (runs table sorted by setup, pipeline and rate, parameter columns).
+
+    The ``curve`` label names the pipeline and those of its non-rate parameters that take more
+    than one value among the runs (``quant (n_symbols=4)``), so labels stay short and distinct.
+
+    Raises:
+        DataError: two runs of one setup have the same pipeline and parameters (two sweeps mixed,
+            e.g. different codec presets): narrow ``report.runs``.
+    """
+    rows: list[tuple[dict[str, Any], list[str]]] = []
+    params: list[str] = []
+    for d in run_dirs:
+        row, names = load_run(Path(d))
+        rows.append((row, names))
+        params.extend(n for n in names if n not in params)
+    varying: dict[str, list[str]] = {}
+    for row, names in rows:
+        for n in names:
+            if n not in rate_params and n not in varying.setdefault(row["pipeline"], []):
+                values = {str(r.get(n)) for r, _ in rows if r["pipeline"] == row["pipeline"]}
+                if len(values) > 1:
+                    varying[row["pipeline"]].append(n)
+    for row, _ in rows:
+        row["curve"] = curve_label(row["pipeline"], {n: row.get(n) for n in varying.get(row["pipeline"], [])}, rate_params)
+    frame = pd.DataFrame([row for row, _ in rows])
+    key = [*GROUP, "pipeline", *params]
+    dup = frame[frame.astype({c: str for c in key}).duplicated(subset=key, keep=False)]
+    if len(dup):
+        raise DataError(f"runs {dup['run_dir'].tolist()} repeat one configuration (different codec settings?); narrow report.runs to one sweep")
+    order = frame["pipeline"].map(lambda p: 0 if p == "uncompressed" else 1 if p == anchor else 2)
+    frame = frame.assign(_order=order).sort_values([*GROUP, "_order", "pipeline", "curve", "bpp"], kind="stable").drop(columns="_order")
+    lead = [*GROUP, "pipeline", "curve", *params, "bpp"]
+    frame = frame[lead + [c for c in frame.columns if c not in lead]]
+    return frame.reset_index(drop=True), params
+
+
+def _group_suffix(frame: pd.DataFrame, key: tuple[Any, ...]) -> str:
+    return "" if frame[GROUP].drop_duplicates().shape[0] == 1 else "_" + "_".join(str(k) for k in key)
+
+
+def write_figures(runs: pd.DataFrame, out_dir: Path, *, metrics: Sequence[str], anchor: str, log_rate: bool, formats: Sequence[str] = FORMATS) -> list[Path]:
+    """Rate-accuracy figure per setup and metric, plus the z sweep when quant runs exist."""
+    files: list[Path] = []
+    for key, group in runs.groupby(GROUP, sort=True):
+        suffix = _group_suffix(runs, key)
+        title = f"{key[0]}, {key[1]}" if suffix else ""
+        for metric in metrics:
+            if metric not in group or group[metric].isna().all():
+                continue
+            files += rate_accuracy_plot(group, out_dir / f"rate_accuracy_{metric}{suffix}", metric=metric, log_rate=log_rate, anchor=anchor, formats=formats, title=title)
+            files += z_sweep_plot(group, out_dir / f"z_sweep_{metric}{suffix}", metric=metric, formats=formats, title=title)
+    return files
+
+
+def _caption(runs: pd.DataFrame) -> str:
+    groups = runs[[*GROUP, "images"]].drop_duplicates() if "images" in runs else runs[GROUP].drop_duplicates()
+    parts = []
+    for g in groups.itertuples(index=False):
+        images = f", {int(g.images)} images" if "images" in groups and not np.isnan(g.images) else ""
+        parts.append(f"{g.dataset} / {g.model}{images} (setup {g.setup})")
+    return "; ".join(parts)
+
+
+def write_report(
+    runs: pd.DataFrame,
+    params: Sequence[str],
+    out_dir: Path,
+    *,
+    anchor: str = "image_anchor",
+    anchor_params: dict[str, Any] | None = None,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    method: str = "pchip",
+    non_monotone: str = "pareto",
+    min_overlap: float = DEFAULT_MIN_OVERLAP,
+    plot: bool = True,
+    log_rate: bool = False,
+    formats: Sequence[str] = FORMATS,
+) -> ReportResult:
+    """Write the runs and BD tables (CSV, Markdown, LaTeX) and the figures into ``out_dir``.
+
+    Raises:
+        ConfigError: ``anchor`` names no pipeline among the runs (the message lists them).
+    """
+    if anchor not in set(runs["pipeline"]):
+        raise ConfigError(f"report.anchor={anchor!r} is not among the runs' pipelines {sorted(set(runs['pipeline']))}; choose one of them")
+    metrics = [m for m in metrics if m in runs and runs[m].notna().any()]
+    bd = bd_frame(runs, anchor=anchor, anchor_params=anchor_params, metrics=metrics, method=method, non_monotone=non_monotone, min_overlap=min_overlap)
+    caption = _caption(runs)
+    runs_view = runs_display(runs, metrics=metrics, params=params)
+    bd_view, notes = bd_display(bd)
+    bd_caption = f"BD-rate (%, negative = fewer bits at equal mAP) and BD-mAP (points at equal rate) against {anchor}, {method} interpolation; {caption}"
+    files = []
+    for name, data in (
+        ("runs.csv", runs.to_csv(index=False)),
+        ("runs.md", f"Runs: {caption}\n\n" + to_markdown(runs_view)),
+        ("runs.tex", to_latex(runs_view, caption=f"Runs: {caption}")),
+        ("bd.csv", bd.to_csv(index=False)),
+        ("bd.md", f"{bd_caption}\n\n" + (to_markdown(bd_view, notes) if len(bd_view) else "(no curve besides the anchor)\n")),
+        ("bd.tex", to_latex(bd_view, notes, caption=bd_caption) if len(bd_view) else f"% {bd_caption}\n% (no curve besides the anchor)\n"),
+    ):
+        atomic_write(out_dir / name, data)
+        files.append(out_dir / name)
+    if plot:
+        files += write_figures(runs, out_dir, metrics=metrics, anchor=anchor, log_rate=log_rate, formats=formats)
+    text = f"Runs: {caption}\n\n{to_markdown(runs_view)}\n{bd_caption}\n\n" + (to_markdown(bd_view, notes) if len(bd_view) else "(no curve besides the anchor)\n")
+    return ReportResult(runs=runs, bd=bd, files=files, text=text)
+
+
+def run_report(cfg: DictConfig) -> ReportResult:
+    """The report command: ``cfg.report`` (``ReportConfig``) -> files in ``cfg.report.output``."""
+    rc = cfg.report
+    run_dirs, incomplete = find_runs(rc.runs)
+    runs, params = load_runs(run_dirs, rate_params=list(rc.rate_params), anchor=rc.anchor)
+    result = write_report(
+        runs,
+        params,
+        Path(rc.output),
+        anchor=rc.anchor,
+        anchor_params=dict(rc.anchor_params),
+        metrics=list(rc.metrics),
+        method=rc.method,
+        non_monotone=rc.non_monotone,
+        min_overlap=rc.min_overlap,
+        plot=rc.plot,
+        log_rate=rc.log_rate,
+        formats=list(rc.formats),
+    )
+    result.incomplete = incomplete
+    return result
+
+
+def suite_summary(run_dirs: Sequence[Path], out_dir: Path, *, metric: str, plot: bool, anchor: str = "image_anchor") -> tuple[str, list[Path]]:
+    """The main job's closing summary: BD-rate of every curve vs ``anchor`` on ``metric``, figures.
+
+    Returns the printable lines and the figures written (none when ``plot`` is false).
+    """
+    runs, _ = load_runs(run_dirs, anchor=anchor)
+    files = write_figures(runs, out_dir, metrics=[metric], anchor=anchor, log_rate=False) if plot else []
+    if anchor not in set(runs["pipeline"]):
+        return f"BD-rate: no {anchor} runs in this suite to compare against", files
+    bd = bd_frame(runs, anchor=anchor, metrics=[metric])
+    lines = [f"BD-rate vs {anchor} ({metric_name(metric)}, pchip):"]
+    for r in bd.itertuples(index=False):
+        value = "n/a" if np.isnan(r.bd_rate) else f"{r.bd_rate:+.2f}%"
+        extra = f"  BD-mAP {r.bd_map:+.2f}" if not np.isnan(r.bd_map) else ""
+        lines.append(f"  {r.curve}: {value}{extra}" + (f"  ({r.note})" if r.note else ""))
+    if len(bd) == 0:
+        lines.append("  (no other coded pipeline in this suite)")
+    return "\n".join(lines), files
