@@ -11,7 +11,8 @@ from omegaconf import DictConfig
 from vcm_eval.codecs.feature_vvc import FeatureVvcCodec
 from vcm_eval.codecs.ffmpeg_vvc import VvcCodec
 from vcm_eval.codecs.image import VvcImageCodec
-from vcm_eval.codecs.quant import NormalizedQuantizer, Uniform8bitQuantizer, codec_version
+from vcm_eval.codecs.quant import NormalizedQuantizer, codec_version
+from vcm_eval.codecs.quant8 import Uniform8bitQuantizer
 from vcm_eval.errors import ConfigError
 from vcm_eval.pipelines.base import FeatureCodingPipeline, ImageCodingPipeline, Pipeline, UncompressedPipeline
 from vcm_eval.vision.base import TaskModel

@@ -1,0 +1,378 @@
+"""Method A: per-channel normalization + n-symbol quantization of FPN features ("2-bit features").
+
+The paper (docs/methods.md, Method A; docs/quant.md) reduces the R50-FPN pyramid P2..P6 to a few
+symbols per value:
+
+1. normalize each channel c of each level: z = (x - mu_c) / sigma_c (mu_c, sigma_c sent);
+2. quantize z into n intervals (``assign_symbols``); n = 4: z < -t | -t <= z < 0 | 0 <= z <= t |
+   z > t; n = 3: z < -t | -t <= z <= t | z > t;
+3. reconstruct each symbol as the mean of the normalized values that fell into its interval (the
+   "centroids", sent), then x = z_hat * sigma_c + mu_c.
+
+The paper counts a fixed ceil(log2 n) bits per value (``raw_bits``); here the symbols are also
+entropy-coded (``vcm_eval.codecs.entropy``) into a real bitstream that holds everything the decoder
+needs, so the rate is 8 * len(bytes). ``vcm_eval.codecs.quant8.Uniform8bitQuantizer`` is the
+paper's 8-bit comparison point; ``vcm_eval.codecs.fpn_sizes`` reproduces its data-size table.
+
+Stream layout (after the container's codec byte, see ``vcm_eval.codecs.bitstream``)::
+
+    varint method (0 n-symbol, 1 uniform 8-bit); varint image H, W, input H, W
+    varint mask of coded levels, varint mask of float32 pass-through levels (bit i = LEVELS[i])
+    per level (coded, then pass-through, each in LEVELS order): varint C, H, W
+    method 0: varint n_symbols, side dtype id, centroid scope id, chunk_log2
+      per coded level: mu[C], sigma[C] (side dtype); the symbol payload (vcm_eval.codecs.entropy);
+                       centroids of every non-empty (channel, symbol) cell (side dtype)
+    method 1: varint side dtype id; per coded level: min, max (side dtype), blob of C*H*W uint8
+    per pass-through level: C*H*W float32
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from vcm_eval.codecs.bitstream import VERSION as BITSTREAM_VERSION
+from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
+from vcm_eval.codecs.entropy import MAX_SYMBOLS, MODELS, bits_per_symbol, decode_symbols, encode_symbols
+from vcm_eval.codecs.fpn_sizes import Shapes, parse_levels, representation_bits
+from vcm_eval.errors import CodecError, ConfigError
+from vcm_eval.vision.base import LEVELS, FeatureSet
+
+SIDE_DTYPES = ("float16", "float32")
+CENTROID_SCOPES = ("channel", "level")
+DEFAULT_CHUNK_LOG2 = 22  # at most 4 Mi symbols per rANS stream (memory bound; stored in the stream)
+METHODS = {"nsymbol": 0, "uniform8": 1}
+
+
+# --- quantization rule -----------------------------------------------------------------------
+
+
+def thresholds(n_symbols: int, z: float) -> np.ndarray:
+    """The n - 1 interval boundaries, symmetric about 0.
+
+    n = 2: {0} (z unused); n >= 3: n - 1 equally spaced values from -z to +z. This gives the
+    paper's {-z, 0, z} for n = 4 and {-z, z} for n = 3.
+    """
+    check_params(n_symbols, z)
+    if n_symbols == 2:
+        return np.zeros(1)
+    return np.linspace(-z, z, n_symbols - 1)
+
+
+def assign_symbols(normalized: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Normalized values -> 0-based symbols (the paper's symbol k is k - 1 here), uint8.
+
+    A value equal to a boundary t goes to the upper interval when t <= 0 and to the lower one when
+    t > 0: n = 4 gives exactly z < -t | -t <= z < 0 | 0 <= z <= t | z > t.
+    """
+    out = np.zeros(normalized.shape, dtype=np.uint8)
+    for t in bounds:
+        out += (normalized >= t) if t <= 0 else (normalized > t)
+    return out
+
+
+def check_params(n_symbols: int, z: float) -> None:
+    if not 2 <= n_symbols <= MAX_SYMBOLS:
+        raise ConfigError(f"n_symbols={n_symbols} is out of range; use 2..{MAX_SYMBOLS} (the paper uses 3 and 4)")
+    if not (math.isfinite(z) and z > 0):
+        raise ConfigError(f"z={z} must be a finite threshold > 0 (the paper sweeps 0.5, 1.0, 1.5, 2.0)")
+
+
+def check_level(name: str, x: torch.Tensor) -> np.ndarray:
+    if x.ndim != 3 or x.numel() == 0:
+        raise CodecError(f"level {name} has shape {tuple(x.shape)}; the quantizer needs a non-empty [C, H, W] tensor")
+    arr = x.detach().cpu().numpy().astype(np.float64)
+    bad = int((~np.isfinite(arr)).sum())
+    if bad:
+        raise CodecError(f"level {name} has {bad} NaN/inf values; features must be finite (check the task model's weights and input)")
+    return arr
+
+
+def round_side(values: np.ndarray, dtype: str, what: str) -> np.ndarray:
+    """Values as the decoder will read them (rounded to the side-information dtype), as float64."""
+    with np.errstate(over="ignore"):  # an overflow becomes inf and is reported just below
+        out = values.astype(dtype).astype(np.float64)
+    if not np.isfinite(out).all():
+        raise CodecError(f"{what} overflows {dtype} (max |value| {np.abs(values).max():.3g}); set side_dtype=float32")
+    return out
+
+
+@dataclass
+class QuantizedLevel:
+    """One level after normalization and quantization (what the decoder gets back).
+
+    Attributes:
+        symbols: uint8 [C, H, W], 0-based.
+        mu, sigma: float64 [C] per-channel mean and std, rounded to the side dtype.
+        centroids: float64 [C, n] (channel scope) or [1, n] (level scope), rounded; a cell no
+            value fell into holds 0 and is not sent.
+    """
+
+    symbols: np.ndarray
+    mu: np.ndarray
+    sigma: np.ndarray
+    centroids: np.ndarray
+
+    def reconstruct(self) -> torch.Tensor:
+        """x_hat = centroid[c, s] * sigma_c + mu_c; a constant channel (sigma 0) gives mu_c exactly."""
+        c = self.symbols.shape[0]
+        rows = self.centroids if self.centroids.shape[0] == c else np.broadcast_to(self.centroids, (c, self.centroids.shape[1]))
+        z_hat = np.take_along_axis(rows, self.symbols.reshape(c, -1).astype(np.int64), axis=1).reshape(self.symbols.shape)
+        x = z_hat * self.sigma[:, None, None] + self.mu[:, None, None]
+        return torch.from_numpy(x.astype(np.float32))
+
+
+def _cell_counts(symbols: np.ndarray, n_symbols: int, scope: str) -> np.ndarray:
+    """How many values fell into each (channel, symbol) cell: [C, n], or [1, n] for level scope."""
+    c = symbols.shape[0]
+    flat = symbols.reshape(c, -1).astype(np.int64)
+    if scope == "level":
+        return np.bincount(flat.reshape(-1), minlength=n_symbols)[None, :]
+    keys = flat + (np.arange(c) * n_symbols)[:, None]
+    return np.bincount(keys.reshape(-1), minlength=c * n_symbols).reshape(c, n_symbols)
+
+
+@dataclass
+class EncodeStats:
+    """Where the bytes of one stream went (bits): the symbol payloads and everything else."""
+
+    raw_bits: int
+    symbol_bits: int
+    side_bits: int
+    values: int
+    modes: str
+
+
+class NormalizedQuantizer:
+    """Method A as a FeatureCodec: ``encode(FeatureSet) -> bytes``, ``decode(bytes) -> FeatureSet``.
+
+    Args:
+        n_symbols: number of intervals n, 2..16 (paper: 3 and 4).
+        z: threshold z_t > 0 in units of the channel's standard deviation (paper: 0.5..2.0).
+        levels: the levels quantized (default P2..P6, as in the paper). Other levels of the
+            FeatureSet except P6 pass through as float32 (counted); an uncoded P6 is dropped and
+            rebuilt from P5 by the task model.
+        side_dtype: ``float16`` or ``float32`` for mu, sigma and the centroids.
+        centroids: ``channel`` (one reconstruction value per channel and symbol: keeps every
+            channel's mean) or ``level`` (one per level and symbol, n values per level).
+        entropy_model: ``causal`` (neighbour-context rANS), ``static`` (one distribution per
+            level) or ``raw`` (the paper's fixed ceil(log2 n) bits); see vcm_eval.codecs.entropy.
+        chunk_log2: at most 2**chunk_log2 symbols per rANS stream.
+    """
+
+    def __init__(
+        self,
+        n_symbols: int,
+        z: float,
+        *,
+        levels: str | tuple[str, ...] = LEVELS,
+        side_dtype: str = "float16",
+        centroids: str = "channel",
+        entropy_model: str = "causal",
+        chunk_log2: int = DEFAULT_CHUNK_LOG2,
+    ) -> None:
+        check_params(n_symbols, z)
+        for key, value, valid in (
+            ("side_dtype", side_dtype, SIDE_DTYPES),
+            ("centroids", centroids, CENTROID_SCOPES),
+            ("entropy_model", entropy_model, MODELS),
+        ):
+            if value not in valid:
+                raise ConfigError(f"{key}={value!r} is unknown; valid: {list(valid)}")
+        if not 10 <= chunk_log2 <= 30:
+            raise ConfigError(f"chunk_log2={chunk_log2} is out of range; use 10..30")
+        self.n_symbols, self.z, self.levels = n_symbols, float(z), level_set(levels)
+        self.side_dtype, self.centroids, self.entropy_model, self.chunk_log2 = side_dtype, centroids, entropy_model, chunk_log2
+        self.bounds = thresholds(n_symbols, self.z)
+        if entropy_model != "raw":
+            import compressai.ans  # noqa: F401 - load the rANS extension here, not inside the timed encode
+        self._stats: OrderedDict[bytes, EncodeStats] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # the paper's rate
+    def raw_bits(self, shapes: Shapes) -> int:
+        """The paper's data size: ceil(log2 n) bits per value of the coded levels (no side info)."""
+        return representation_bits({k: v for k, v in shapes.items() if k in self.levels}, bits_per_symbol(self.n_symbols))
+
+    # quantization without coding
+    def quantize_level(self, name: str, x: torch.Tensor) -> QuantizedLevel:
+        """Normalize + quantize one level [C, H, W]; mu, sigma and centroids as the decoder sees them."""
+        arr = check_level(name, x)
+        c = arr.shape[0]
+        flat = arr.reshape(c, -1)
+        mu = round_side(flat.mean(axis=1), self.side_dtype, f"level {name} channel mean")
+        sigma = round_side(flat.std(axis=1), self.side_dtype, f"level {name} channel std")
+        safe = np.where(sigma > 0, sigma, 1.0)
+        z = np.where((sigma > 0)[:, None], (flat - mu[:, None]) / safe[:, None], 0.0)
+        symbols = assign_symbols(z, self.bounds).reshape(arr.shape)
+        counts = _cell_counts(symbols, self.n_symbols, self.centroids)
+        keys = symbols.reshape(c, -1).astype(np.int64)
+        if self.centroids == "channel":
+            keys = keys + (np.arange(c) * self.n_symbols)[:, None]
+        sums = np.bincount(keys.reshape(-1), weights=z.reshape(-1), minlength=counts.size).reshape(counts.shape)
+        means = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+        return QuantizedLevel(symbols, mu, sigma, round_side(means, self.side_dtype, f"level {name} centroid"))
+
+    def symbols(self, features: FeatureSet) -> dict[str, np.ndarray]:
+        """0-based symbols [C, H, W] of each coded level (what the bitstream must give back)."""
+        return {k: self.quantize_level(k, features[k]).symbols for k in self._coded(features)}
+
+    def reconstruct(self, features: FeatureSet) -> FeatureSet:
+        """What ``decode(encode(features))`` returns, computed without coding."""
+        out = {
+            k: self.quantize_level(k, features[k]).reconstruct() if k in self.levels else features[k].float() for k in self._kept(features)
+        }
+        return features.replace(out)
+
+    def _coded(self, features: FeatureSet) -> list[str]:
+        missing = [k for k in self.levels if k not in features]
+        if missing:
+            raise CodecError(f"features lack levels {missing}; set pipeline.levels to a subset of {list(features)}")
+        return [k for k in LEVELS if k in self.levels]
+
+    def _kept(self, features: FeatureSet) -> list[str]:
+        self._coded(features)
+        return [k for k in LEVELS if k in features and (k in self.levels or k != "p6")]
+
+    # the bitstream
+    def encode(self, features: FeatureSet) -> bytes:
+        """FeatureSet -> bytes (everything the decoder needs; see the module docstring)."""
+        data, stats = self.encode_with_stats(features)
+        with self._lock:
+            self._stats[hashlib.sha1(data).digest()] = stats
+            while len(self._stats) > 64:
+                self._stats.popitem(last=False)
+        return data
+
+    def encode_with_stats(self, features: FeatureSet) -> tuple[bytes, EncodeStats]:
+        """``encode`` plus where its bytes went."""
+        coded, kept = self._coded(features), self._kept(features)
+        w = write_header("nsymbol", features, coded, [k for k in kept if k not in coded])
+        for v in (self.n_symbols, SIDE_DTYPES.index(self.side_dtype), CENTROID_SCOPES.index(self.centroids), self.chunk_log2):
+            w.uint(v)
+        symbol_bytes, modes = 0, []
+        for name in coded:
+            q = self.quantize_level(name, features[name])
+            w.floats(q.mu, self.side_dtype)
+            w.floats(q.sigma, self.side_dtype)
+            payload = encode_symbols(q.symbols, self.n_symbols, model=self.entropy_model, chunk_log2=self.chunk_log2)
+            w.raw(payload.payload)
+            symbol_bytes += len(payload.payload)
+            modes.append(payload.mode)
+            counts = _cell_counts(q.symbols, self.n_symbols, self.centroids)
+            w.floats(q.centroids[counts > 0], self.side_dtype)
+        write_passthrough(w, features, [k for k in kept if k not in coded])
+        data = w.getvalue()
+        stats = EncodeStats(
+            self.raw_bits(features.shapes()), 8 * symbol_bytes, 8 * (len(data) - symbol_bytes), features.num_values(), ",".join(modes)
+        )
+        return data, stats
+
+    def decode(self, data: bytes) -> FeatureSet:
+        """Bytes from ``encode`` -> float32 FeatureSet (coded + pass-through levels)."""
+        quantized, passthrough, image_size, input_size = self._read(data)
+        levels = {k: q.reconstruct() for k, q in quantized.items()} | passthrough
+        return FeatureSet(levels={k: levels[k] for k in LEVELS if k in levels}, image_size=image_size, input_size=input_size)
+
+    def decode_symbols(self, data: bytes) -> dict[str, np.ndarray]:
+        """The 0-based symbols [C, H, W] of each coded level, as the decoder reads them."""
+        return {k: q.symbols for k, q in self._read(data)[0].items()}
+
+    def _read(self, data: bytes) -> tuple[dict[str, QuantizedLevel], dict[str, torch.Tensor], tuple[int, int], tuple[int, int]]:
+        r, image_size, input_size, coded, passthrough, shapes = read_header(data, "nsymbol")
+        n = r.uint()
+        if not 2 <= n <= MAX_SYMBOLS:
+            raise CodecError(f"corrupt quant stream: n_symbols={n}")
+        side_dtype, scope, chunk_log2 = pick_option(SIDE_DTYPES, r.uint()), pick_option(CENTROID_SCOPES, r.uint()), r.uint()
+        quantized: dict[str, QuantizedLevel] = {}
+        for name in coded:
+            c = shapes[name][0]
+            mu, sigma = r.floats(c, side_dtype).astype(np.float64), r.floats(c, side_dtype).astype(np.float64)
+            symbols = decode_symbols(r, shapes[name], n, chunk_log2=chunk_log2)
+            counts = _cell_counts(symbols, n, scope)
+            centroids = np.zeros(counts.shape)
+            centroids[counts > 0] = r.floats(int((counts > 0).sum()), side_dtype)
+            quantized[name] = QuantizedLevel(symbols, mu, sigma, centroids)
+        passthrough_levels = read_passthrough(r, passthrough, shapes)
+        r.done()
+        return quantized, passthrough_levels, image_size, input_size
+
+    def report(self, features: FeatureSet, data: bytes) -> dict[str, Any]:
+        """Per-image numbers recorded beside the real rate: the paper's raw bits and the byte split."""
+        with self._lock:
+            stats = self._stats.pop(hashlib.sha1(data).digest(), None)
+        out: dict[str, Any] = {"raw_bits": self.raw_bits(features.shapes()), "values": features.num_values()}
+        if stats is not None:
+            out.update(symbol_bits=stats.symbol_bits, side_bits=stats.side_bits, modes=stats.modes)
+        return out
+
+
+def codec_version() -> str:
+    """Recorded with every run: the stream format and the rANS library's version."""
+    from importlib.metadata import version
+
+    return f"vcm_eval.quant/{BITSTREAM_VERSION} compressai {version('compressai')}"
+
+
+# --- shared stream parts ---------------------------------------------------------------------
+
+
+def _mask(names: list[str]) -> int:
+    return sum(1 << LEVELS.index(k) for k in names)
+
+
+def _unmask(mask: int) -> list[str]:
+    if mask >= 1 << len(LEVELS):
+        raise CodecError(f"corrupt quant stream: level mask {mask}")
+    return [k for i, k in enumerate(LEVELS) if mask >> i & 1]
+
+
+def write_header(method: str, features: FeatureSet, coded: list[str], passthrough: list[str]) -> BitstreamWriter:
+    w = BitstreamWriter("quant")
+    w.uint(METHODS[method])
+    for v in (*features.image_size, *features.input_size, _mask(coded), _mask(passthrough)):
+        w.uint(int(v))
+    for name in coded + passthrough:
+        for v in features[name].shape:
+            w.uint(int(v))
+    return w
+
+
+def read_header(
+    data: bytes, method: str
+) -> tuple[BitstreamReader, tuple[int, int], tuple[int, int], list[str], list[str], dict[str, tuple[int, int, int]]]:
+    r = BitstreamReader(data, "quant")
+    found = r.uint()
+    if found != METHODS[method]:
+        names = {v: k for k, v in METHODS.items()}
+        raise CodecError(f"quant stream holds method {names.get(found, found)!r}, not {method!r}; decode it with the matching quantizer")
+    image_size, input_size = (r.uint(), r.uint()), (r.uint(), r.uint())
+    coded, passthrough = _unmask(r.uint()), _unmask(r.uint())
+    shapes = {name: (r.uint(), r.uint(), r.uint()) for name in coded + passthrough}
+    return r, image_size, input_size, coded, passthrough, shapes
+
+
+def write_passthrough(w: BitstreamWriter, features: FeatureSet, names: list[str]) -> None:
+    for name in names:
+        w.floats(features[name].detach().cpu().numpy().reshape(-1), "float32")
+
+
+def read_passthrough(r: BitstreamReader, names: list[str], shapes: dict[str, tuple[int, int, int]]) -> dict[str, torch.Tensor]:
+    return {name: torch.from_numpy(r.floats(math.prod(shapes[name]), "float32").reshape(shapes[name]).copy()) for name in names}
+
+
+def level_set(levels: str | tuple[str, ...]) -> tuple[str, ...]:
+    return parse_levels(levels if isinstance(levels, str) else "+".join(levels))
+
+
+def pick_option(options: tuple[str, ...], index: int) -> str:
+    if index >= len(options):
+        raise CodecError(f"corrupt quant stream: option {index} of {list(options)}")
+    return options[index]

@@ -1,0 +1,212 @@
+"""The quant method's table in the layout of the paper's Table 3: features, z, mAP, data-size ratio.
+
+Input: run rows (the ``metrics.json`` dicts of ``uncompressed``, ``quant8`` and ``quant`` runs of one
+dataset + model). The paper's data size of a run (ceil(log2 n) bits per value, or 8, or 32) comes
+from the per-image ``raw_bits`` / ``values`` its codec recorded in ``<run_dir>/records.jsonl``.
+Columns:
+
+* ``features``: float32 features (the uncompressed reference), 8-bit features, n symbols;
+* ``mAP``: the chosen accuracy metric (0-100);
+* ``data_ratio``: the paper's data size / the 8-bit RGB input image (H * W * 3 bytes);
+* ``coded_ratio`` and ``bpp``: the real bitstream (every byte) / the input image, and in bits per
+  input pixel;
+* ``paper_mAP``, ``paper_ratio``: the paper's Table 3 (Cityscapes, detectron2 Mask R-CNN R50-FPN;
+  anchors/quant_table3_map.csv) for the same row, when ``paper=True`` - a reference, not the same
+  data or network.
+
+CLI: ``python -m vcm_eval.report.quant_table <results>/<dataset>/<model> [--metric segm_AP]`` reads
+every run under that folder and writes ``quant_table.csv`` and ``quant_table.md`` there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from vcm_eval.errors import DataError
+from vcm_eval.report.store import atomic_write
+
+PIPELINES = ("uncompressed", "quant8", "quant")
+ANCHORS = Path(__file__).resolve().parents[2] / "anchors"
+PAPER_TABLE3 = ANCHORS / "quant_table3_map.csv"
+IMAGE_BITS_PER_PIXEL = 24  # 8-bit RGB input
+
+
+def features_label(pipeline: str, n_symbols: int | None = None) -> str:
+    """Row label as in the paper: 'float32 features', '8-bit features', '4 symbols (2 bit)'."""
+    if pipeline == "uncompressed":
+        return "float32 features"
+    if pipeline == "quant8":
+        return "8-bit features"
+    n = int(n_symbols or 0)
+    bits = max(1, math.ceil(math.log2(n))) if n > 1 else 0
+    return "3 symbols (1-2 bit)" if n == 3 else f"{n} symbols ({bits} bit)"
+
+
+def record_stats(run_dir: str | Path) -> dict[str, float]:
+    """Mean per-image paper bits per pixel (``raw_bpp``) and feature values per pixel of a run."""
+    path = Path(run_dir) / "records.jsonl"
+    if not path.is_file():
+        raise DataError(f"{path} is missing; the quant table needs the run's records (rerun it or pass rows with raw_bpp)")
+    raw, values = [], []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            if "raw_bits" in rec:
+                raw.append(rec["raw_bits"] / rec["pixels"])
+                values.append(rec["values"] / rec["pixels"])
+    if not raw:
+        return {}
+    return {"raw_bpp": float(np.mean(raw)), "values_per_pixel": float(np.mean(values))}
+
+
+def paper_table3(path: Path = PAPER_TABLE3) -> pd.DataFrame:
+    """The paper's Table 3 anchor rows (features, n_symbols, z, mAP, ratio_min, ratio_max, ...)."""
+    if not path.is_file():
+        raise DataError(f"paper anchor table {path} is missing; restore anchors/ from the repository or pass paper=False")
+    return pd.read_csv(path)
+
+
+def quant_table(rows: Sequence[Mapping[str, Any]], *, metric: str = "segm_AP", paper: bool = True) -> pd.DataFrame:
+    """Rows of uncompressed / quant8 / quant runs -> the paper's Table 3 layout (one row per run).
+
+    Args:
+        rows: ``metrics.json`` dicts (``pipeline``, its parameters, metrics, ``run_dir``); rows of
+            other pipelines are ignored. A row may carry ``raw_bpp`` / ``values_per_pixel`` itself,
+            otherwise they are read from its ``run_dir``.
+        metric: accuracy column shown as ``mAP`` (e.g. ``segm_AP``, ``cityscapes_AP``), 0-100.
+        paper: add the paper's mAP and data ratio for the same row (``paper_mAP``, ``paper_ratio``).
+
+    Returns:
+        Columns features, n_symbols, z, mAP, data_ratio, coded_ratio, bpp, raw_bpp, then any
+        quant parameter that differs between rows, then the paper's columns.
+    """
+    kept = [dict(r) for r in rows if r.get("pipeline") in PIPELINES]
+    for r in kept:
+        if r["pipeline"] != "uncompressed" and "raw_bpp" not in r:
+            r.update(record_stats(r["run_dir"]))
+    per_pixel = [r["values_per_pixel"] for r in kept if "values_per_pixel" in r]
+    out = []
+    for r in kept:
+        raw_bpp = r.get("raw_bpp", float("nan"))
+        if r["pipeline"] == "uncompressed":  # float32 features: 32 bits per value, nothing coded
+            raw_bpp = 32 * float(np.mean(per_pixel)) if per_pixel else float("nan")
+        bpp = float(r.get("bpp", float("nan")))
+        out.append(
+            {
+                "features": features_label(r["pipeline"], r.get("n_symbols")),
+                "n_symbols": r.get("n_symbols"),
+                "z": r.get("z"),
+                "mAP": r.get(metric, float("nan")),
+                "data_ratio": raw_bpp / IMAGE_BITS_PER_PIXEL,
+                "coded_ratio": bpp / IMAGE_BITS_PER_PIXEL,
+                "bpp": bpp,
+                "raw_bpp": raw_bpp,
+                "_order": (PIPELINES.index(r["pipeline"]), -(r.get("n_symbols") or 0), r.get("z") or 0.0),
+                **{k: r.get(k) for k in ("levels", "entropy_model", "centroids", "side_dtype")},
+            }
+        )
+    table = pd.DataFrame(out)
+    if table.empty:
+        return table
+    table = table.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
+    quant = table[table["n_symbols"].notna()]
+    for col in ("levels", "entropy_model", "centroids", "side_dtype"):
+        if quant[col].nunique(dropna=True) <= 1:
+            table = table.drop(columns=col)
+    if paper:
+        table = _with_paper(table, paper_table3())
+    return table
+
+
+def _with_paper(table: pd.DataFrame, anchors: pd.DataFrame) -> pd.DataFrame:
+    def lookup(row: pd.Series) -> pd.Series:
+        kind = "float32" if row["features"].startswith("float32") else "8bit" if row["features"].startswith("8-bit") else "symbols"
+        hit = anchors[anchors["kind"] == kind]
+        if kind == "symbols":
+            hit = hit[(hit["n_symbols"] == row["n_symbols"]) & np.isclose(hit["z"], float(row["z"]))]
+        if hit.empty:
+            return pd.Series({"paper_mAP": float("nan"), "paper_ratio": ""})
+        a = hit.iloc[0]
+        ratio = f"{a['ratio_min']:.2f}" if a["ratio_min"] == a["ratio_max"] else f"{a['ratio_min']:.2f}-{a['ratio_max']:.2f}"
+        return pd.Series({"paper_mAP": float(a["mAP"]), "paper_ratio": ratio})
+
+    return pd.concat([table, table.apply(lookup, axis=1)], axis=1)
+
+
+def format_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Display strings: mAP 2 decimals, ratios 2 decimals, bpp 3, '-' where a value does not apply."""
+
+    def fmt(value: Any, spec: str) -> str:
+        return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+    shown = table.copy()
+    shown["n_symbols"] = [fmt(v, ".0f") for v in shown["n_symbols"]]
+    shown["z"] = [fmt(v, "g") for v in shown["z"]]
+    for col, spec in {"mAP": ".2f", "data_ratio": ".2f", "coded_ratio": ".2f", "bpp": ".3f", "raw_bpp": ".3f", "paper_mAP": ".4f"}.items():
+        if col in shown:
+            shown[col] = [fmt(v, spec) for v in shown[col]]
+    return shown.fillna("-")
+
+
+def to_markdown(frame: pd.DataFrame) -> str:
+    header = "| " + " | ".join(map(str, frame.columns)) + " |\n|" + "---|" * len(frame.columns) + "\n"
+    return header + "".join("| " + " | ".join(map(str, row)) + " |\n" for row in frame.itertuples(index=False))
+
+
+def write_quant_table(
+    rows: Sequence[Mapping[str, Any]], out_dir: Path, *, metric: str = "segm_AP", paper: bool = True, stem: str = "quant_table"
+) -> list[Path]:
+    """Build the table and write ``<stem>.csv`` (full precision) and ``<stem>.md``; returns the paths."""
+    table = quant_table(rows, metric=metric, paper=paper)
+    if table.empty:
+        raise DataError(f"no uncompressed/quant8/quant runs among {len(rows)} rows; run pipeline=quant first")
+    csv_path, md_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.md"
+    atomic_write(csv_path, table.to_csv(index=False))
+    note = (
+        f"\nmAP = {metric} (0-100). data_ratio: the paper's data size (fixed bits per value, no side information) / the 8-bit "
+        "RGB input image; coded_ratio: the real bitstream (every byte) / the input image; bpp: real bits per input pixel.\n"
+    )
+    if paper:
+        note += "paper_*: the paper's Table 3 (Cityscapes val, detectron2 Mask R-CNN R50-FPN) - a reference, not this run's data.\n"
+    atomic_write(md_path, to_markdown(format_table(table)) + note)
+    return [csv_path, md_path]
+
+
+def rows_under(folder: Path) -> list[dict[str, Any]]:
+    """The ``metrics.json`` rows of every uncompressed / quant8 / quant run under ``folder``."""
+    rows = []
+    for pipeline in PIPELINES:
+        for path in sorted(folder.glob(f"**/{pipeline}/*/metrics.json")):
+            rows.append(json.loads(path.read_text()))
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="The quant method's Table 3 from finished runs.")
+    parser.add_argument("folder", type=Path, help="results/<dataset>/<model> (searched recursively)")
+    parser.add_argument("--metric", default="segm_AP", help="accuracy column (segm_AP, cityscapes_AP, bbox_AP, ...)")
+    parser.add_argument("--no-paper", action="store_true", help="leave out the paper's columns")
+    args = parser.parse_args(argv)
+    paths = write_quant_table(rows_under(args.folder), args.folder, metric=args.metric, paper=not args.no_paper)
+    print(paths[1].read_text())
+    print("written: " + ", ".join(map(str, paths)))
+
+
+if __name__ == "__main__":
+    import sys
+
+    from vcm_eval.errors import VcmEvalError
+
+    try:
+        main()
+    except VcmEvalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
