@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -20,29 +21,36 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from vcm_eval.codecs.ffmpeg_vvc import ffmpeg_binary
 from vcm_eval.data.datasets import EvalDataset, build_dataset
 from vcm_eval.errors import ConfigError
 from vcm_eval.metrics.coco_eval import label_to_category, to_coco_results
 from vcm_eval.metrics.evaluate import evaluate_records
 from vcm_eval.pipelines.base import Pipeline
 from vcm_eval.pipelines.registry import build_pipeline, pipeline_entry, pipeline_params
-from vcm_eval.provenance import provenance
-from vcm_eval.report.store import RecordStore, atomic_write
+from vcm_eval.provenance import libvvenc_version, provenance, resumed_history
+from vcm_eval.report.store import RecordStore, atomic_write, recorded_ids, run_lock
 from vcm_eval.vision.registry import build_task_model
 
 # Fields that never change a run's results, left out of its key.
 _NOT_IN_KEY = {"dataset": ("limit",), "codec": ("threads",)}
 
 
-def run_key(cfg: DictConfig) -> str:
-    """Short hash of every config value that changes a run's results."""
+def run_key(cfg: DictConfig, identity: dict[str, Any] | None = None) -> str:
+    """Short hash of every config value that changes a run's results.
+
+    ``identity`` adds what the config alone does not pin down: the task model's fingerprint
+    (hash of its weights file) and the codec's version (encoder build, codec checkpoint hash), so
+    retrained weights or another encoder never reuse old records.
+    """
     groups = ("pipeline", "dataset", "model", "eval", *pipeline_entry(cfg.pipeline.name).uses)
     parts = {}
     for g in groups:
         node = OmegaConf.to_container(cfg[g], resolve=True)
         assert isinstance(node, dict)
         parts[g] = {k: v for k, v in node.items() if k not in _NOT_IN_KEY.get(g, ())}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:8]
+    parts["identity"] = identity or {}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 def params_tag(params: dict[str, Any]) -> str:
@@ -50,9 +58,9 @@ def params_tag(params: dict[str, Any]) -> str:
     return "-".join(f"{k}{v}" for k, v in params.items()) or "default"
 
 
-def run_dir_for(cfg: DictConfig) -> Path:
-    tag = params_tag(pipeline_params(cfg))
-    return Path(cfg.paths.results) / cfg.dataset.name / cfg.model.name / cfg.pipeline.name / f"{tag}-{run_key(cfg)}"
+def run_dir_for(cfg: DictConfig, identity: dict[str, Any] | None = None) -> Path:
+    tag = params_tag({k: v for k, v in pipeline_params(cfg).items() if not isinstance(v, (dict, list, DictConfig))})
+    return Path(cfg.paths.results) / cfg.dataset.name / cfg.model.name / cfg.pipeline.name / f"{tag}-{run_key(cfg, identity)}"
 
 
 def _record(image_id: int, result: Any, label_map: dict[int, int]) -> dict[str, Any]:
@@ -105,15 +113,48 @@ def run_single(cfg: DictConfig) -> dict[str, Any]:
     dataset = build_dataset(cfg.dataset, data_dir=Path(cfg.paths.data), progress=cfg.progress)
     model = build_task_model(cfg.model)
     pipeline = build_pipeline(cfg, model)  # validates parameters before anything is written
-    run_dir = run_dir_for(cfg)
-    atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    atomic_write(run_dir / "provenance.json", json.dumps(provenance(extra={"model": model.fingerprint, **pipeline.provenance()}), indent=2))
+    run_dir = run_dir_for(cfg, {"model": model.fingerprint, **pipeline.provenance()})
+    done = finished_row(run_dir, dataset.image_ids)
+    if done is not None:  # a rerun of a sweep skips what is done
+        print(f"done already, skipped: {run_dir}")
+        return done
     label_map = label_to_category(model.class_names, {c.name: c.coco_id for c in dataset.categories})
-    with RecordStore(run_dir / "records.jsonl") as store:
+    with run_lock(run_dir), RecordStore(run_dir / "records.jsonl") as store:
+        atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        extra = {"model": model.fingerprint, **pipeline.provenance(), **tool_versions(cfg), "command": sys.argv, "records_at_start": len(store.records)}
+        extra["history"] = resumed_history(_read_json(run_dir / "provenance.json"))
+        atomic_write(run_dir / "provenance.json", json.dumps(provenance(extra=extra), indent=2))
         process_dataset(pipeline, dataset, store, label_map, workers=cfg.workers, progress=cfg.progress)
         wanted = set(dataset.image_ids)
         records = [r for i, r in store.records.items() if i in wanted]
-    metrics = evaluate_records(dataset, records, cfg.eval)
-    row = {"pipeline": pipeline.name, **pipeline.params, **metrics, "run_dir": str(run_dir)}
-    atomic_write(run_dir / "metrics.json", json.dumps(row, indent=2))
+        metrics = evaluate_records(dataset, records, cfg.eval)
+        row = {"pipeline": pipeline.name, **pipeline.params, **metrics, "run_dir": str(run_dir)}
+        atomic_write(run_dir / "metrics.json", json.dumps(row, indent=2))
     return row
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def finished_row(run_dir: Path, image_ids: list[int]) -> dict[str, Any] | None:
+    """The run's metrics row when it is complete for exactly these images, else ``None``.
+
+    Complete = ``metrics.json`` evaluated on as many images as asked and a record for each of
+    them (``dataset.limit`` keeps the first N ids, so the count pins the set down).
+    """
+    row = _read_json(run_dir / "metrics.json")
+    if row is None or row.get("images") != float(len(image_ids)):
+        return None
+    return row if set(image_ids) <= recorded_ids(run_dir / "records.jsonl") else None
+
+
+def tool_versions(cfg: DictConfig) -> dict[str, Any]:
+    """Versions of the external encoder a pipeline runs (FFmpeg's libvvenc), for provenance."""
+    if "codec" not in pipeline_entry(cfg.pipeline.name).uses or cfg.codec.get("backend") != "ffmpeg":
+        return {}
+    return {"libvvenc": libvvenc_version(ffmpeg_binary(cfg.codec.ffmpeg))}

@@ -112,7 +112,7 @@ def train(cfg: TrainTaskConfig) -> Path:
     )
     model.train()
     log_path = workdir / "log.csv"
-    t0 = time.time()
+    t0, skipped = time.time(), 0
     bar = tqdm(loader, initial=start, total=settings.iterations, desc="train task model", disable=not cfg.progress)
     for it, (images, targets) in enumerate(bar, start=start):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=settings.autocast_bf16):
@@ -120,8 +120,13 @@ def train(cfg: TrainTaskConfig) -> Path:
         loss = sum(losses.values())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[union-attr]
-        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-        optimizer.step()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+        if torch.isfinite(loss) and torch.isfinite(grad_norm):  # type: ignore[arg-type]
+            optimizer.step()
+        else:  # one bad batch must not turn every weight into NaN
+            skipped += 1
+            if skipped > settings.max_skipped:
+                raise RuntimeError(f"{skipped} non-finite losses/gradients by iteration {it}; lower train.lr")
         scheduler.step()
         bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
         done = it + 1
@@ -130,8 +135,8 @@ def train(cfg: TrainTaskConfig) -> Path:
             with open(log_path, "a", newline="") as f:
                 w = csv.writer(f)
                 if new:
-                    w.writerow(["iteration", "seconds_this_session", "lr", "loss", *losses.keys()])
-                w.writerow([done, round(time.time() - t0, 1), scheduler.get_last_lr()[0], float(loss.detach()), *(float(v.detach()) for v in losses.values())])
+                    w.writerow(["iteration", "seconds_this_session", "skipped", "lr", "loss", *losses.keys()])
+                w.writerow([done, round(time.time() - t0, 1), skipped, scheduler.get_last_lr()[0], float(loss.detach()), *(float(v.detach()) for v in losses.values())])
         if done % settings.checkpoint_every == 0 or done == settings.iterations:
             _save_state(
                 last,

@@ -1,0 +1,97 @@
+"""The fusion codec as a FeatureCodec: FeatureSet -> bytes -> FeatureSet (P2..P5; P6 rebuilt).
+
+Bitstream (vcm_eval container, codec id ``fusion``)::
+
+    tag byte | image H, W | input==image flag [| input H, W] | P2 H, W | z string (length-prefixed)
+    | y string (to the end)
+
+All varints; at the synthetic default this header is 9 bytes. Level k+1 is exactly half of level k
+(the FPN of a padded input), so P2's size gives all four; the levels are padded (edge replication)
+up to a multiple of 64 P2 pixels for the latent and hyper-latent strides, and cropped back after
+decoding. The strings are CompressAI's range-coded y and z.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
+from vcm_eval.codecs.fusion.model import CODED_LEVELS, PAD_MULTIPLE_P2, FusionCodecModel
+from vcm_eval.errors import CodecError
+from vcm_eval.vision.base import FeatureSet
+
+
+def padded_levels(features: FeatureSet) -> tuple[list[torch.Tensor], tuple[int, int]]:
+    """[1, C, H, W] tensors of P2..P5 padded for the codec, and P2's unpadded (H, W)."""
+    missing = [lv for lv in CODED_LEVELS if lv not in features]
+    if missing:
+        raise CodecError(f"the fusion codec needs levels {CODED_LEVELS}; features lack {missing}")
+    h2, w2 = features["p2"].shape[-2:]
+    ph, pw = math.ceil(h2 / PAD_MULTIPLE_P2) * PAD_MULTIPLE_P2, math.ceil(w2 / PAD_MULTIPLE_P2) * PAD_MULTIPLE_P2
+    out = []
+    for k, name in enumerate(CODED_LEVELS):
+        x = features[name].float()
+        want = (math.ceil(h2 / 2**k), math.ceil(w2 / 2**k))
+        if tuple(x.shape[-2:]) != want:
+            raise CodecError(f"{name} is {tuple(x.shape[-2:])}, expected {want} (half of the level above); the fusion codec needs an FPN pyramid")
+        if not torch.isfinite(x).all():
+            raise CodecError(f"{name} holds NaN or inf values; the fusion codec needs finite features")
+        x = x[None]
+        pad = (0, pw // 2**k - x.shape[-1], 0, ph // 2**k - x.shape[-2])
+        out.append(F.pad(x, pad, mode="replicate") if any(pad) else x)
+    return out, (int(h2), int(w2))
+
+
+class FusionFeatureCodec:
+    """Encode/decode a FeatureSet with a trained ``FusionCodecModel`` (CompressAI range coding).
+
+    Args:
+        model: a trained model; ``update()`` (CDF tables) is called here, once.
+    """
+
+    codec_name = "fusion"
+
+    def __init__(self, *, model: FusionCodecModel) -> None:
+        self.model = model.eval()
+        self.model.update(force=True)
+
+    def encode(self, features: FeatureSet) -> bytes:
+        levels, (h2, w2) = padded_levels(features)
+        out = self.model.compress(levels)
+        y_strings, z_strings = out["strings"]
+        w = BitstreamWriter(self.codec_name)
+        (ih, iw), (nh, nw) = features.image_size, features.input_size
+        w.uint(ih)
+        w.uint(iw)
+        same = (ih, iw) == (nh, nw)
+        w.uint(int(same))
+        if not same:
+            w.uint(nh)
+            w.uint(nw)
+        w.uint(h2)
+        w.uint(w2)
+        w.blob(z_strings[0])
+        w.raw(y_strings[0])
+        return w.getvalue()
+
+    def decode(self, data: bytes) -> FeatureSet:
+        r = BitstreamReader(data, self.codec_name)
+        image_size = (r.uint(), r.uint())
+        input_size = image_size if r.uint() else (r.uint(), r.uint())
+        h2, w2 = r.uint(), r.uint()
+        if not (0 < h2 < 2**15 and 0 < w2 < 2**15):
+            raise CodecError(f"corrupt fusion bitstream: P2 size {h2}x{w2}")
+        z_string = r.blob()
+        y_string = r.rest()
+        ph, pw = math.ceil(h2 / PAD_MULTIPLE_P2) * PAD_MULTIPLE_P2, math.ceil(w2 / PAD_MULTIPLE_P2) * PAD_MULTIPLE_P2
+        y_shape = (ph // 16, pw // 16)
+        shape = {"y": y_shape, "hyper": (y_shape[0] // 4, y_shape[1] // 4)}
+        try:
+            levels = self.model.decompress([[y_string], [z_string]], shape)
+        except (RuntimeError, ValueError, IndexError) as exc:
+            raise CodecError(f"corrupt fusion bitstream: range decoding failed ({exc})") from exc
+        cropped = {name: lv[0, :, : math.ceil(h2 / 2**k), : math.ceil(w2 / 2**k)] for k, (name, lv) in enumerate(zip(CODED_LEVELS, levels))}
+        return FeatureSet(levels=cropped, image_size=image_size, input_size=input_size)

@@ -1,0 +1,63 @@
+"""Config schemas of the fusion codec: architecture, the pipeline, and its training."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+
+@dataclass
+class FusionArchConfig:
+    """Shape of ``FusionCodecModel`` (must match the checkpoint; checked on load)."""
+
+    in_channels: int = 256
+    channels: int = 64
+    latent_channels: int = 64
+    hyper_channels: int = 48
+    entropy_model: str = "meanscale"
+    attention: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class FusionCodecPipelineConfig:
+    """``pipeline=fusion_codec``: evaluate the trained rate point ``quality`` (1 = lowest rate).
+
+    ``checkpoint`` empty = the zoo file ``<task model name>_q<quality>.pt`` shipped in
+    vcm_eval/codecs/fusion/zoo; otherwise a path (``zoo:<file>`` names a zoo file).
+    """
+
+    name: str = "fusion_codec"
+    quality: int = 4
+    checkpoint: str = ""
+    arch: FusionArchConfig = field(default_factory=FusionArchConfig)
+
+
+@dataclass
+class TrainFusionSettings:
+    """Training of one rate point: loss = bpp + lmbda * mean over P2..P5 of the level MSE.
+
+    bpp is per pixel of the input image the crop came from (a P2 crop of c x c covers 4c x 4c
+    image pixels). Adam on the transforms, a separate Adam on the entropy bottleneck quantiles
+    (CompressAI's aux loss). Features of ``train_images`` synthetic train images are extracted once
+    with the task model and cached (fp16) under ``paths.cache``.
+    """
+
+    quality: int = MISSING
+    lmbda: float = MISSING
+    iterations: int = 3000
+    batch_size: int = 8
+    crop: int = 64
+    lr: float = 1e-4
+    aux_lr: float = 1e-3
+    lr_drop_at: float = 0.8
+    train_images: int = 400
+    seed: int = 0
+    checkpoint_every: int = 50
+    workdir: str = "checkpoints/fusion_q${train.quality}"
+    output: str = ""
+    init_from: str = ""

@@ -1,0 +1,171 @@
+"""Train one rate point of the fusion codec on cached features of the synthetic train split.
+
+    python -m vcm_eval.codecs.fusion.train train.quality=4 train.lmbda=<l>   # docs/fusion_codec.md
+
+1. Features P2..P5 of ``train.train_images`` synthetic train images are extracted once with the
+   configured task model and cached as fp16 ``.npy`` files under
+   ``<paths.cache>/features/<model fingerprint>/train-<n>/`` (written to a temp folder, renamed
+   when complete).
+2. Training on aligned random crops (P2 crop c x c, P3 c/2 x c/2, ...): loss = bpp + lambda * mean
+   level MSE, Adam, with CompressAI's aux loss on the entropy bottleneck quantiles. ``last.pt`` in
+   the work dir every ``checkpoint_every`` iterations (atomic); a restart resumes from it.
+3. The final weights (fp16, CDF tables left out) go to the zoo file of (task model, quality).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from vcm_eval import config as _config  # noqa: F401 - registers the schemas
+from vcm_eval.codecs.fusion import zoo
+from vcm_eval.codecs.fusion.config import FusionArchConfig
+from vcm_eval.config import TrainFusionConfig
+from vcm_eval.codecs.fusion.model import CODED_LEVELS, FusionCodecModel
+from vcm_eval.data.datasets import synthetic_spec
+from vcm_eval.data.synthetic import scene_for
+from vcm_eval.errors import ConfigError
+from vcm_eval.vision.base import TaskModel
+from vcm_eval.vision.registry import build_task_model
+
+
+def cached_train_features(model: TaskModel, cfg: TrainFusionConfig, *, progress: bool) -> dict[str, np.ndarray]:
+    """Memory-mapped fp16 arrays [N, C, H, W] of P2..P5 for synthetic train images 0..N-1."""
+    n = cfg.train.train_images
+    spec = synthetic_spec(cfg.dataset)
+    folder = Path(cfg.paths.cache) / "features" / model.fingerprint / f"train-{spec.folder_name()}-{n}"
+    if not (folder / "complete").is_file():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".tmp-", ignore_cleanup_errors=True) as tmp:
+            arrays: dict[str, np.ndarray] = {}
+            for i in tqdm(range(n), desc="extract train features", disable=not progress):
+                feats = model.features(scene_for(spec, "train", i).image)
+                for name in CODED_LEVELS:
+                    level = feats[name].numpy()
+                    if name not in arrays:
+                        arrays[name] = np.lib.format.open_memmap(Path(tmp) / f"{name}.npy", mode="w+", dtype=np.float16, shape=(n, *level.shape))
+                    arrays[name][i] = level
+            for arr in arrays.values():
+                arr.flush()  # type: ignore[attr-defined]
+            del arrays
+            Path(tmp, "complete").write_text(f"{n} images\n")
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(tmp, folder)
+    return {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in CODED_LEVELS}
+
+
+def random_crops(features: dict[str, np.ndarray], rng: np.random.Generator, *, batch: int, crop: int) -> list[torch.Tensor]:
+    """Aligned crops of P2..P5: P2 offsets are multiples of 8 so every coarser level aligns too."""
+    n, _, h2, w2 = features["p2"].shape
+    if crop % 64 or crop > min(h2, w2):
+        raise ConfigError(f"train.crop={crop} must be a multiple of 64 and at most P2's size {h2}x{w2}")
+    idx = rng.integers(0, n, size=batch)
+    ys = rng.integers(0, (h2 - crop) // 8 + 1, size=batch) * 8
+    xs = rng.integers(0, (w2 - crop) // 8 + 1, size=batch) * 8
+    out = []
+    for k, name in enumerate(CODED_LEVELS):
+        s, c = 2**k, crop // 2**k
+        arr = features[name]
+        out.append(torch.from_numpy(np.stack([arr[i, :, y // s : y // s + c, x // s : x // s + c] for i, y, x in zip(idx, ys, xs)]).astype(np.float32)))
+    return out
+
+
+def rate_distortion(model: FusionCodecModel, levels: list[torch.Tensor], lmbda: float) -> dict[str, torch.Tensor]:
+    """loss = bpp (per input-image pixel) + lambda * mean over levels of MSE."""
+    out = model(levels)
+    b, _, h2, w2 = levels[0].shape
+    image_pixels = b * (4 * h2) * (4 * w2)
+    bits = sum(torch.log2(lk).sum() for lk in out["likelihoods"].values())
+    bpp = -bits / image_pixels
+    mse = torch.stack([torch.mean((a - b_) ** 2) for a, b_ in zip(out["levels"], levels)]).mean()
+    return {"loss": bpp + lmbda * mse, "bpp": bpp, "mse": mse}
+
+
+def train(cfg: TrainFusionConfig) -> Path:
+    torch.set_num_threads(cfg.threads)
+    t = cfg.train
+    arch: FusionArchConfig = OmegaConf.to_object(cfg.arch)  # type: ignore[assignment]
+    task_model = build_task_model(cfg.model)  # type: ignore[arg-type]
+    features = cached_train_features(task_model, cfg, progress=cfg.progress)
+    torch.manual_seed(t.seed)
+    model = zoo.build_model(arch)
+    if t.init_from:
+        init, _ = zoo.load(Path(t.init_from), arch)
+        model.load_state_dict(init.state_dict(), strict=False)
+    aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
+    net_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
+    opt = torch.optim.Adam(net_params, lr=t.lr)
+    aux_opt = torch.optim.Adam(aux_params, lr=t.aux_lr)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[int(t.lr_drop_at * t.iterations)], gamma=0.1)
+    workdir = Path(t.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    last, start = workdir / "last.pt", 0
+    if last.is_file():
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        torch.nn.Module.load_state_dict(model, state["model"])
+        opt.load_state_dict(state["opt"])
+        aux_opt.load_state_dict(state["aux_opt"])
+        sched.load_state_dict(state["sched"])
+        start = int(state["iteration"])
+        print(f"resuming {last} at iteration {start}")
+    model.train()
+    log = workdir / "log.csv"
+    t0 = time.time()
+    bar = tqdm(range(start, t.iterations), initial=start, total=t.iterations, desc=f"fusion q{t.quality}", disable=not cfg.progress)
+    for it in bar:
+        rng = np.random.default_rng([t.seed, it])  # batch `it` is the same whether resumed or not
+        levels = random_crops(features, rng, batch=t.batch_size, crop=t.crop)
+        rd = rate_distortion(model, levels, t.lmbda)
+        opt.zero_grad(set_to_none=True)
+        rd["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(net_params, 1.0)
+        opt.step()
+        aux_loss = model.aux_loss()
+        aux_opt.zero_grad(set_to_none=True)
+        aux_loss.backward()
+        aux_opt.step()
+        sched.step()
+        bar.set_postfix(bpp=f"{float(rd['bpp']):.4f}", mse=f"{float(rd['mse']):.4f}")
+        done = it + 1
+        if done % 10 == 0:
+            new = not log.exists()
+            with open(log, "a", newline="") as f:
+                w = csv.writer(f)
+                if new:
+                    w.writerow(["iteration", "seconds_this_session", "loss", "bpp", "mse", "aux"])
+                w.writerow([done, round(time.time() - t0, 1), float(rd["loss"]), float(rd["bpp"]), float(rd["mse"]), float(aux_loss)])
+        if done % t.checkpoint_every == 0 or done == t.iterations:
+            tmp = last.with_suffix(".tmp")
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(), "sched": sched.state_dict(), "iteration": done}, tmp)
+            tmp.replace(last)
+    out = Path(t.output) if t.output else zoo.zoo_path(cfg.model.name, t.quality)
+    meta = {
+        "lmbda": t.lmbda,
+        "quality": t.quality,
+        "task_model": cfg.model.name,
+        "task_model_fingerprint": task_model.fingerprint,
+        "train": OmegaConf.to_container(cfg.train, resolve=True),
+    }
+    zoo.save(out, model.eval(), arch, meta=meta)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return out
+
+
+@hydra.main(version_base="1.3", config_path="../../../conf", config_name="train_fusion")
+def main(cfg: TrainFusionConfig) -> None:
+    train(cfg)
+
+
+if __name__ == "__main__":
+    main()

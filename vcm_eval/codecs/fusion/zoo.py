@@ -1,0 +1,79 @@
+"""Fusion codec checkpoints: weights-only files, architecture-checked on load.
+
+A checkpoint holds ``format``, ``architecture`` (FusionArchConfig as a dict), ``meta`` (lambda,
+training command, task model) and the fp16 weights without CompressAI's derived CDF tables
+(``update()`` rebuilds those deterministically), which keeps each rate point under 10 MB.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vcm_eval.codecs.fusion.config import FusionArchConfig
+from vcm_eval.codecs.fusion.model import FusionCodecModel
+from vcm_eval.errors import CheckpointError
+
+FORMAT = "vcm_eval.fusion/1"
+ZOO_DIR = Path(__file__).resolve().parent / "zoo"
+_DERIVED = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
+
+
+def build_model(arch: FusionArchConfig) -> FusionCodecModel:
+    return FusionCodecModel(
+        in_channels=arch.in_channels,
+        channels=arch.channels,
+        latent_channels=arch.latent_channels,
+        hyper_channels=arch.hyper_channels,
+        entropy_model=arch.entropy_model,
+        attention=arch.attention,
+    )
+
+
+def zoo_path(task_model: str, quality: int) -> Path:
+    return ZOO_DIR / f"{task_model}_q{quality}.pt"
+
+
+def resolve(checkpoint: str, *, task_model: str, quality: int) -> Path:
+    """'' -> the zoo file of (task model, quality); 'zoo:<f>' -> a zoo file; else a path."""
+    if not checkpoint:
+        return zoo_path(task_model, quality)
+    return ZOO_DIR / checkpoint[4:] if checkpoint.startswith("zoo:") else Path(checkpoint).expanduser()
+
+
+def save(path: Path, model: FusionCodecModel, arch: FusionArchConfig, *, meta: dict[str, Any]) -> None:
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items() if not k.endswith(_DERIVED)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"format": FORMAT, "architecture": arch.as_dict(), "meta": meta, "state_dict": state}, tmp)
+    tmp.replace(path)
+
+
+def load(path: Path, arch: FusionArchConfig) -> tuple[FusionCodecModel, dict[str, Any]]:
+    """Model with the checkpoint's weights (eval mode) and its meta; CheckpointError if it does not fit."""
+    if not path.is_file():
+        raise CheckpointError(
+            f"fusion codec checkpoint {path} does not exist; train it with `python -m vcm_eval.codecs.fusion.train "
+            "train.quality=<q> train.lmbda=<l>` (docs/fusion_codec.md) or set pipeline.checkpoint"
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise CheckpointError(f"cannot read fusion checkpoint {path}: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a vcm_eval fusion codec checkpoint (format {FORMAT})")
+    want, have = arch.as_dict(), payload["architecture"]
+    diff = sorted(k for k in want if want[k] != have.get(k))
+    if diff:
+        detail = "; ".join(f"{k}: config {want[k]} vs checkpoint {have.get(k)}" for k in diff)
+        raise CheckpointError(f"fusion checkpoint {path} does not match pipeline.arch ({detail}); fix pipeline.arch or the checkpoint")
+    model = build_model(arch)
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()}
+    # nn.Module's loader: CompressAI's override expects the derived CDF buffers we leave out.
+    missing, unexpected = torch.nn.Module.load_state_dict(model, state, strict=False)
+    bad = [k for k in missing if not k.endswith(_DERIVED)] + list(unexpected)
+    if bad:
+        raise CheckpointError(f"fusion checkpoint {path} has missing/unexpected weights {bad[:5]}; retrain it")
+    return model.eval(), dict(payload.get("meta", {}))
