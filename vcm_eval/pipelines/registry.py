@@ -60,6 +60,21 @@ def _quant8(cfg: DictConfig, model: TaskModel) -> Pipeline:
     return FeatureCodingPipeline(model=model, codec=codec, name="quant8", params=pipeline_params(cfg), version=codec_version())
 
 
+def _fusion_codec(cfg: DictConfig, model: TaskModel) -> Pipeline:
+    import hashlib
+
+    from vcm_eval.codecs.fusion import zoo
+    from vcm_eval.codecs.fusion.codec import FusionFeatureCodec
+    from vcm_eval.codecs.fusion.config import FusionArchConfig
+
+    p = cfg.pipeline
+    path = zoo.resolve(p.checkpoint, task_model=cfg.model.name, quality=p.quality)
+    arch = FusionArchConfig(**p.arch)
+    fusion, _ = zoo.load(path, arch)
+    version = f"fusion checkpoint {path.name} sha256:{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
+    return FeatureCodingPipeline(model=model, codec=FusionFeatureCodec(model=fusion), name="fusion_codec", params={"quality": p.quality}, version=version)
+
+
 @dataclass(frozen=True)
 class PipelineEntry:
     """How to build a pipeline and which config groups change its results (for the run key)."""
@@ -74,6 +89,7 @@ PIPELINES: dict[str, PipelineEntry] = {
     "feature_anchor": PipelineEntry(_feature_anchor, ("codec",)),
     "quant": PipelineEntry(_quant, ()),
     "quant8": PipelineEntry(_quant8, ()),
+    "fusion_codec": PipelineEntry(_fusion_codec, ()),
 }
 
 
