@@ -1,0 +1,90 @@
+"""The fusion codec: real CompressAI range coding, exact round trip, honest shapes and errors."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vcm_eval.codecs.bitstream import BitstreamReader
+from vcm_eval.codecs.fusion import zoo
+from vcm_eval.codecs.fusion.codec import FusionFeatureCodec, padded_levels
+from vcm_eval.codecs.fusion.config import FusionArchConfig
+from vcm_eval.data.synthetic import SyntheticSpec, scene_for
+from vcm_eval.errors import CheckpointError, CodecError
+from vcm_eval.vision.torchvision_rcnn import RcnnConfig, TorchvisionRcnn
+
+ARCH = FusionArchConfig()
+
+
+@pytest.fixture(scope="module")
+def task_model() -> TorchvisionRcnn:
+    return TorchvisionRcnn(RcnnConfig(weights=None))
+
+
+@pytest.fixture(scope="module")
+def codec() -> FusionFeatureCodec:
+    torch.manual_seed(0)
+    return FusionFeatureCodec(model=zoo.build_model(ARCH))
+
+
+@pytest.mark.parametrize("size", [(256, 512), (203, 333), (100, 70)])
+def test_round_trip_equals_the_models_own_forward(task_model: TorchvisionRcnn, codec: FusionFeatureCodec, size: tuple[int, int]) -> None:
+    image = scene_for(SyntheticSpec(), "val", 2).image[: size[0], : size[1]]
+    feats = task_model.features(image)
+    data = codec.encode(feats)
+    decoded = codec.decode(data)
+    # shapes: every coded level back at its own size, metadata carried in the bytes
+    assert decoded.shapes() == {k: v for k, v in feats.shapes().items() if k != "p6"}
+    assert decoded.image_size == feats.image_size and decoded.input_size == feats.input_size
+    # the decoder's output is the model's inference-time forward pass, exactly (deterministic coding)
+    levels, _ = padded_levels(feats)
+    with torch.inference_mode():
+        reference = codec.model(levels)["levels"]
+    for name, ref in zip(("p2", "p3", "p4", "p5"), reference):
+        got = decoded[name]
+        torch.testing.assert_close(got, ref[0, :, : got.shape[1], : got.shape[2]], rtol=0, atol=1e-5)
+    # the network runs on the decoded pyramid (P6 rebuilt from P5')
+    assert task_model.predict_from_features(decoded).boxes.shape[1] == 4
+
+
+def test_header_is_in_the_bytes_and_encoding_is_deterministic(task_model: TorchvisionRcnn, codec: FusionFeatureCodec) -> None:
+    feats = task_model.features(scene_for(SyntheticSpec(), "val", 3).image)
+    a, b = codec.encode(feats), codec.encode(feats)
+    assert a == b
+    r = BitstreamReader(a, "fusion")
+    assert (r.uint(), r.uint(), r.uint(), r.uint(), r.uint()) == (256, 512, 1, 64, 128)
+    with pytest.raises(CodecError, match="written by codec"):
+        codec.decode(bytes([0x11]) + a[1:])
+    with pytest.raises(CodecError):
+        codec.decode(a[:4])
+
+
+def test_bad_features(task_model: TorchvisionRcnn, codec: FusionFeatureCodec) -> None:
+    feats = task_model.features(scene_for(SyntheticSpec(), "val", 3).image)
+    bad = dict(feats.levels)
+    bad["p3"] = bad["p3"].clone()
+    bad["p3"][0, 0, 0] = float("nan")
+    with pytest.raises(CodecError, match="NaN"):
+        codec.encode(feats.replace(bad))
+    with pytest.raises(CodecError, match="lack"):
+        codec.encode(feats.replace({k: v for k, v in feats.items() if k != "p4"}))
+
+
+def test_checkpoints_load_weights_only_and_check_the_architecture(tmp_path: Path, codec: FusionFeatureCodec) -> None:
+    path = tmp_path / "q.pt"
+    zoo.save(path, codec.model, ARCH, meta={"lmbda": 1.0})
+    payload = torch.load(path, weights_only=True)
+    assert payload["format"] == zoo.FORMAT and not any("_quantized_cdf" in k for k in payload["state_dict"])
+    model, meta = zoo.load(path, ARCH)
+    assert meta["lmbda"] == 1.0
+    x = [torch.randn(1, 256, 64 // 2**k, 64 // 2**k) for k in range(4)]
+    with torch.inference_mode():
+        np.testing.assert_allclose(model(x)["levels"][0].numpy(), copy.deepcopy(codec.model).half().float()(x)["levels"][0].numpy(), atol=1e-5)
+    with pytest.raises(CheckpointError, match="latent_channels"):
+        zoo.load(path, FusionArchConfig(latent_channels=32))
+    with pytest.raises(CheckpointError, match="does not exist"):
+        zoo.load(tmp_path / "none.pt", ARCH)
