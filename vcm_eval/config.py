@@ -232,7 +232,7 @@ class TrainTaskSettings:
     Non-finite losses or gradients skip the step (at most ``max_skipped`` times).
     """
 
-    iterations: int = 1000
+    iterations: int = 700
     batch_size: int = 4
     lr: float = 1e-3
     weight_decay: float = 1e-4
