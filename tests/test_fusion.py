@@ -15,6 +15,7 @@ from vcm_eval.codecs.fusion.codec import FusionFeatureCodec, padded_levels
 from vcm_eval.codecs.fusion.config import FusionArchConfig
 from vcm_eval.data.synthetic import SyntheticSpec, scene_for
 from vcm_eval.errors import CheckpointError, CodecError
+from vcm_eval.vision.base import FeatureSet
 from vcm_eval.vision.torchvision_rcnn import RcnnConfig, TorchvisionRcnn
 
 ARCH = FusionArchConfig()
@@ -25,17 +26,23 @@ def task_model() -> TorchvisionRcnn:
     return TorchvisionRcnn(RcnnConfig(weights=None))
 
 
-@pytest.fixture(scope="module")
-def codec() -> FusionFeatureCodec:
+@pytest.fixture(scope="module", params=["meanscale", "gmm"])
+def codec(request: pytest.FixtureRequest) -> FusionFeatureCodec:
     torch.manual_seed(0)
-    return FusionFeatureCodec(model=zoo.build_model(ARCH))
+    return FusionFeatureCodec(model=zoo.build_model(FusionArchConfig(entropy_model=request.param)))
+
+
+def _loud(features: FeatureSet, gain: float = 40.0) -> FeatureSet:
+    """Scaled features: an untrained codec's latent is ~0; scaling makes every symbol count."""
+    return features.replace({k: v * gain for k, v in features.items()})
 
 
 @pytest.mark.parametrize("size", [(256, 512), (203, 333), (100, 70)])
 def test_round_trip_equals_the_models_own_forward(task_model: TorchvisionRcnn, codec: FusionFeatureCodec, size: tuple[int, int]) -> None:
     image = scene_for(SyntheticSpec(), "val", 2).image[: size[0], : size[1]]
-    feats = task_model.features(image)
+    feats = _loud(task_model.features(image))
     data = codec.encode(feats)
+    assert len(data) > 60  # a latent with real content, not an all-zero shortcut
     decoded = codec.decode(data)
     # shapes: every coded level back at its own size, metadata carried in the bytes
     assert decoded.shapes() == {k: v for k, v in feats.shapes().items() if k != "p6"}
@@ -74,7 +81,9 @@ def test_bad_features(task_model: TorchvisionRcnn, codec: FusionFeatureCodec) ->
         codec.encode(feats.replace({k: v for k, v in feats.items() if k != "p4"}))
 
 
-def test_checkpoints_load_weights_only_and_check_the_architecture(tmp_path: Path, codec: FusionFeatureCodec) -> None:
+def test_checkpoints_load_weights_only_and_check_the_architecture(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    codec = FusionFeatureCodec(model=zoo.build_model(ARCH))
     path = tmp_path / "q.pt"
     zoo.save(path, codec.model, ARCH, meta={"lmbda": 1.0})
     payload = torch.load(path, weights_only=True)

@@ -107,6 +107,8 @@ class GaussianMixtureLatentCodec(LatentCodec):
         return {"likelihoods": {"y": likelihoods}, "y_hat": y_hat}
 
     def compress(self, y: Tensor, params: Tensor) -> dict[str, Any]:
+        if not torch.round(y).any():  # CompressAI's mixture coder crashes on an all-zero latent
+            return {"strings": [[b"\x00\x00"]], "shape": y.shape[2:4], "y_hat": torch.zeros_like(y)}
         (rv, abs_max, zero_bitmap), y_hat = self.gaussian_conditional.compress(y, *self._params(params))
         if abs_max >= 2**16:
             raise ConfigError(f"latent magnitude {abs_max} does not fit the mixture coder's 16-bit range; the checkpoint is broken")
@@ -118,6 +120,9 @@ class GaussianMixtureLatentCodec(LatentCodec):
         data = strings[0][0]
         n_bytes = (self.M + 7) // 8
         abs_max = int.from_bytes(data[:2], "little")
+        if abs_max == 0:
+            b, _, h, w = ctx_params.shape
+            return {"y_hat": torch.zeros(b, self.M, h, w)}
         zero_bitmap = torch.tensor(_unpack_bits(data[2 : 2 + n_bytes], self.M), dtype=torch.int64)
         y_hat = self.gaussian_conditional.decompress(data[2 + n_bytes :], abs_max, zero_bitmap, *self._params(ctx_params))
         return {"y_hat": y_hat}
