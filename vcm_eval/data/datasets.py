@@ -112,11 +112,11 @@ def build_dataset(cfg: DatasetConfig, *, data_dir: Path, progress: bool = True) 
         coco_json = write_split(root, spec, cfg.split, cfg.size, progress=progress)
         return EvalDataset(name=cfg.name, image_root=root, coco_json=coco_json, cityscapes_gt=root / "gtFine" / cfg.split, limit=cfg.limit)
     if cfg.kind == "coco":
-        if not cfg.images or not cfg.annotations:
-            raise ConfigError("a COCO dataset needs dataset.images=<image folder> and dataset.annotations=<instances json>")
-        return EvalDataset(name=cfg.name, image_root=Path(cfg.images), coco_json=Path(cfg.annotations), cityscapes_gt=None, limit=cfg.limit)
+        from vcm_eval.data.coco import coco_dataset
+
+        return coco_dataset(cfg)
     if cfg.kind == "cityscapes":
         from vcm_eval.data.cityscapes import cityscapes_dataset
 
-        return cityscapes_dataset(cfg, cache_dir=data_dir)
+        return cityscapes_dataset(cfg, cache_dir=data_dir, progress=progress)
     raise ConfigError(f"dataset.kind={cfg.kind!r} is unknown; use one of synthetic, coco, cityscapes")

@@ -4,6 +4,11 @@ The slim ResNet is torchvision's BasicBlock stacked with smaller widths: a ResNe
 of its 11 M parameters in the last stage, which a 3-class synthetic task does not need, and CPU
 training time scales with width. Strides are those of a ResNet (C2..C5 at 4, 8, 16, 32), so the
 FPN levels P2..P6 have the same geometry as the R50-FPN of MPEG VCM.
+
+The torchvision ResNets can also take the layout of detectron2's MSRA ResNet (``stride_in_1x1``:
+the stride-2 of each stage sits in the first 1x1 convolution, not the 3x3 one) and frozen batch
+norm (``norm="frozen_bn"``, a fixed affine map), so detectron2 model-zoo weights compute the same
+function (``vcm_eval.vision.d2_weights``).
 """
 
 from __future__ import annotations
@@ -14,11 +19,28 @@ import torch
 from torch import nn
 from torchvision.models import resnet
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from vcm_eval.errors import ConfigError
 
 TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
+NORMS = ("bn", "frozen_bn")
+
+
+def move_stride_to_1x1(body: nn.Module) -> None:
+    """MSRA ResNet layout: put each stage's stride in its first 1x1 conv instead of the 3x3 one.
+
+    torchvision's Bottleneck (ResNet v1.5) strides in ``conv2`` (3x3); detectron2's
+    ``BottleneckBlock`` with ``STRIDE_IN_1X1=True`` (the MSRA/Caffe2 weights) strides in ``conv1``.
+    The parameters are the same; only where the spatial sub-sampling happens differs.
+    """
+    for name in ("layer2", "layer3", "layer4"):
+        block = getattr(body, name)[0]
+        if not isinstance(block, resnet.Bottleneck):
+            raise ConfigError("model.backbone.stride_in_1x1=true needs a bottleneck ResNet (resnet50 or resnet101)")
+        stride = block.conv2.stride
+        block.conv1.stride, block.conv2.stride = stride, (1, 1)
 
 
 class SlimResNet(nn.Module):
@@ -59,6 +81,8 @@ def build_fpn_backbone(
     widths: Sequence[int],
     blocks: Sequence[int],
     stem_width: int,
+    stride_in_1x1: bool = False,
+    norm: str = "bn",
 ) -> BackboneWithFPN:
     """ResNet body + FPN giving P2..P5 and P6 = max-pool(P5, kernel 1, stride 2).
 
@@ -66,12 +90,21 @@ def build_fpn_backbone(
         arch: ``slim`` or one of ``TORCHVISION_RESNETS``.
         fpn_channels: channels of every FPN level (256 in MPEG VCM).
         widths, blocks, stem_width: the slim ResNet's shape (ignored for torchvision ResNets).
+        stride_in_1x1: MSRA layout (see ``move_stride_to_1x1``); torchvision bottleneck ResNets only.
+        norm: ``bn`` (BatchNorm2d) or ``frozen_bn`` (detectron2's and torchvision's detection
+            backbones: a fixed affine map, no ``num_batches_tracked``); torchvision ResNets only.
     """
+    if norm not in NORMS:
+        raise ConfigError(f"model.backbone.norm={norm!r} is unknown; use one of {NORMS}")
     if arch == "slim":
+        if stride_in_1x1 or norm != "bn":
+            raise ConfigError("model.backbone.stride_in_1x1 and norm=frozen_bn need a torchvision ResNet arch, not 'slim'")
         body: nn.Module = SlimResNet(widths=widths, blocks=blocks, stem_width=stem_width)
         in_channels = list(widths)
     elif arch in TORCHVISION_RESNETS:
-        body = getattr(resnet, arch)(weights=None)
+        body = getattr(resnet, arch)(weights=None, norm_layer=FrozenBatchNorm2d if norm == "frozen_bn" else None)
+        if stride_in_1x1:
+            move_stride_to_1x1(body)
         expansion = 4 if arch in ("resnet50", "resnet101") else 1
         in_channels = [64 * expansion, 128 * expansion, 256 * expansion, 512 * expansion]
     else:

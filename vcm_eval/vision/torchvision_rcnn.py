@@ -18,13 +18,16 @@ import numpy as np
 import torch
 from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.ops import MultiScaleRoIAlign
 
 from vcm_eval.errors import CheckpointError, ConfigError
 from vcm_eval.vision.backbone import build_fpn_backbone
 from vcm_eval.vision.base import LEVELS, FeatureSet, Instances, TaskModel
+from vcm_eval.vision.d2_compat import AlignedRoIPooler, D2AnchorGenerator, d2_resize, paste_masks_aligned
+from vcm_eval.vision.d2_weights import d2_model_state, d2_state_for_model, looks_like_d2, read_d2_checkpoint
 
 CHECKPOINT_FORMAT = "vcm_eval.task_model/1"
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
@@ -40,6 +43,8 @@ class BackboneConfig:
     blocks: list[int] = field(default_factory=lambda: [2, 2, 2, 2])
     stem_width: int = 32
     fpn_channels: int = 256
+    stride_in_1x1: bool = False  # MSRA layout of detectron2's ResNets (bottleneck arch only)
+    norm: str = "bn"  # bn | frozen_bn
 
 
 @dataclass
@@ -47,7 +52,14 @@ class RcnnConfig:
     """Architecture and test-time settings of a torchvision R-CNN task model.
 
     ``weights`` is a checkpoint path; ``zoo:<file>`` names a file shipped in vcm_eval/vision/zoo.
-    The architecture fields must match the checkpoint (checked on load).
+    The architecture fields must match the checkpoint (checked on load). ``weights_format``:
+    ``auto`` (by content), ``vcm_eval`` (``save_checkpoint``), ``torchvision`` (a plain state
+    dict of this model) or ``detectron2`` (a model-zoo .pkl/.pth, see ``d2_weights``).
+
+    The defaults are torchvision's behaviour; the detectron2 presets (conf/model/*_r50_fpn.yaml)
+    set ``input_format=BGR``, ``pixel_scale=255`` (image_mean/std in those units),
+    ``resize``/``anchor_generator``/``mask_paste=detectron2``, ``roi_align_aligned=true`` and
+    ``roi_sampling_ratio=0`` (see ``vcm_eval.vision.d2_compat``).
     """
 
     name: str = "synthetic_maskrcnn_slim"
@@ -69,12 +81,42 @@ class RcnnConfig:
     rpn_post_nms_top_n_test: int = 1000
     box_batch_size_per_image: int = 256
     weights: str | None = "zoo:synthetic_maskrcnn_slim.pt"
+    input_format: str = "RGB"  # RGB | BGR: channel order the weights expect
+    pixel_scale: float = 1.0  # network input range 0..pixel_scale (detectron2: 255)
+    resize: str = "torchvision"  # torchvision | detectron2 (PIL bilinear, ResizeShortestEdge rounding)
+    anchor_generator: str = "torchvision"  # torchvision (rounded) | detectron2 (exact, fixed strides)
+    roi_align_aligned: bool = False  # detectron2 ROIAlignV2: true
+    roi_sampling_ratio: int = 2  # detectron2: 0 (adaptive)
+    mask_paste: str = "torchvision"  # torchvision | detectron2 (grid_sample at pixel centres, >= 0.5)
+    rpn_pre_nms_top_n_test: int = 1000
+    rpn_nms_thresh: float = 0.7
+    box_head_type: str = "2fc"  # 2fc | 4conv1fc (4 conv of fpn_channels, one fc of box_head_dim)
+    weights_format: str = "auto"  # auto | vcm_eval | torchvision | detectron2
+    ignore_unmapped_weights: bool = False
 
     def architecture(self) -> dict[str, Any]:
         """The fields a checkpoint must agree with (test-time thresholds excluded)."""
         keep = ("backbone", "class_names", "with_masks", "anchor_sizes", "aspect_ratios", "box_head_dim", "mask_head_channels")
         d = asdict(self)
-        return {k: d[k] for k in keep}
+        return {k: d[k] for k in (*keep, "box_head_type")}
+
+
+def architecture_diff(want: dict[str, Any], have: dict[str, Any], default: dict[str, Any], prefix: str = "") -> list[str]:
+    """Keys where a checkpoint's architecture differs from the config's.
+
+    A key an older checkpoint lacks counts as equal while the config holds its default value
+    (fields added later default to the behaviour the older checkpoints were made with).
+    """
+    diff = []
+    for k, v in want.items():
+        if k not in have:
+            if v != default.get(k):
+                diff.append(f"{prefix}{k}: config {v} vs checkpoint (absent, i.e. {default.get(k)})")
+        elif isinstance(v, dict) and isinstance(have[k], dict):
+            diff += architecture_diff(v, have[k], default.get(k) or {}, f"{prefix}{k}.")
+        elif v != have[k]:
+            diff.append(f"{prefix}{k}: config {v} vs checkpoint {have[k]}")
+    return diff
 
 
 def build_rcnn(cfg: RcnnConfig) -> MaskRCNN | FasterRCNN:
@@ -82,26 +124,42 @@ def build_rcnn(cfg: RcnnConfig) -> MaskRCNN | FasterRCNN:
     bb = cfg.backbone
     if bb.fpn_channels <= 0 or not cfg.class_names:
         raise ConfigError("model.backbone.fpn_channels must be > 0 and model.class_names non-empty")
+    check_choices(cfg)
     backbone = build_fpn_backbone(
-        arch=bb.arch, fpn_channels=bb.fpn_channels, widths=bb.widths, blocks=bb.blocks, stem_width=bb.stem_width
+        arch=bb.arch,
+        fpn_channels=bb.fpn_channels,
+        widths=bb.widths,
+        blocks=bb.blocks,
+        stem_width=bb.stem_width,
+        stride_in_1x1=bb.stride_in_1x1,
+        norm=bb.norm,
     )
     n_cls = len(cfg.class_names) + 1
-    anchors = AnchorGenerator(
-        sizes=tuple((s,) for s in cfg.anchor_sizes), aspect_ratios=(tuple(cfg.aspect_ratios),) * len(cfg.anchor_sizes)
+    sizes = tuple((s,) for s in cfg.anchor_sizes)
+    anchors = (
+        D2AnchorGenerator(sizes=cfg.anchor_sizes, aspect_ratios=cfg.aspect_ratios)
+        if cfg.anchor_generator == "detectron2"
+        else AnchorGenerator(sizes=sizes, aspect_ratios=(tuple(cfg.aspect_ratios),) * len(sizes))
     )
-    pooled = bb.fpn_channels * 7 * 7
+    if cfg.box_head_type == "4conv1fc":
+        box_head: torch.nn.Module = FastRCNNConvFCHead((bb.fpn_channels, 7, 7), [bb.fpn_channels] * 4, [cfg.box_head_dim])
+    else:
+        box_head = TwoMLPHead(bb.fpn_channels * 7 * 7, cfg.box_head_dim)
     common: dict[str, Any] = dict(
         min_size=cfg.min_size,
         max_size=cfg.max_size,
         image_mean=list(cfg.image_mean),
         image_std=list(cfg.image_std),
         rpn_anchor_generator=anchors,
-        box_head=TwoMLPHead(pooled, cfg.box_head_dim),
+        box_roi_pool=_roi_pool(cfg, 7),
+        box_head=box_head,
         box_predictor=FastRCNNPredictor(cfg.box_head_dim, n_cls),
         box_score_thresh=cfg.box_score_thresh,
         box_nms_thresh=cfg.box_nms_thresh,
         box_detections_per_img=cfg.detections_per_img,
+        rpn_pre_nms_top_n_test=cfg.rpn_pre_nms_top_n_test,
         rpn_post_nms_top_n_test=cfg.rpn_post_nms_top_n_test,
+        rpn_nms_thresh=cfg.rpn_nms_thresh,
         box_batch_size_per_image=cfg.box_batch_size_per_image,
     )
     if not cfg.with_masks:
@@ -109,10 +167,39 @@ def build_rcnn(cfg: RcnnConfig) -> MaskRCNN | FasterRCNN:
     mask_ch = list(cfg.mask_head_channels)
     return MaskRCNN(
         backbone,
+        mask_roi_pool=_roi_pool(cfg, 14),
         mask_head=MaskRCNNHeads(bb.fpn_channels, mask_ch, 1),
         mask_predictor=MaskRCNNPredictor(mask_ch[-1], mask_ch[-1], n_cls),
         **common,
     )
+
+
+_CHOICES = {
+    "input_format": ("RGB", "BGR"),
+    "resize": ("torchvision", "detectron2"),
+    "anchor_generator": ("torchvision", "detectron2"),
+    "mask_paste": ("torchvision", "detectron2"),
+    "box_head_type": ("2fc", "4conv1fc"),
+    "weights_format": ("auto", "vcm_eval", "torchvision", "detectron2"),
+}
+
+
+def check_choices(cfg: RcnnConfig) -> None:
+    """Reject an unknown value of an enumerated model field, listing the valid ones."""
+    for key, valid in _CHOICES.items():
+        if getattr(cfg, key) not in valid:
+            raise ConfigError(f"model.{key}={getattr(cfg, key)!r} is unknown; valid: {list(valid)}")
+    if cfg.pixel_scale <= 0:
+        raise ConfigError(f"model.pixel_scale={cfg.pixel_scale} must be > 0 (1 for torchvision weights, 255 for detectron2)")
+
+
+def _roi_pool(cfg: RcnnConfig, size: int) -> torch.nn.Module | None:
+    """The ROI pooler of the box (7) or mask (14) head; None = torchvision's default."""
+    if cfg.roi_align_aligned:
+        return AlignedRoIPooler(featmap_names=_TV_KEYS[:4], output_size=size, sampling_ratio=cfg.roi_sampling_ratio)
+    if cfg.roi_sampling_ratio != 2:
+        return MultiScaleRoIAlign(featmap_names=list(_TV_KEYS[:4]), output_size=size, sampling_ratio=cfg.roi_sampling_ratio)
+    return None
 
 
 def resolve_weights(weights: str) -> Path:
@@ -130,25 +217,77 @@ def save_checkpoint(path: Path, model: torch.nn.Module, cfg: RcnnConfig, *, meta
     tmp.replace(path)
 
 
-def load_checkpoint(path: Path, cfg: RcnnConfig) -> dict[str, torch.Tensor]:
-    """Read a checkpoint and check it matches ``cfg``; returns its float32 state dict."""
+def _read_torch(path: Path) -> Any:
     if not path.is_file():
         raise CheckpointError(
             f"task model weights {path} do not exist; set model.weights to a checkpoint, or train one with "
             "`python -m vcm_eval.vision.train`"
         )
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
         raise CheckpointError(f"cannot read task model checkpoint {path}: {exc}; re-download or retrain it") from exc
+
+
+def load_checkpoint(path: Path, cfg: RcnnConfig, payload: Any = None) -> dict[str, torch.Tensor]:
+    """Read a checkpoint and check it matches ``cfg``; returns its float32 state dict."""
+    if payload is None:
+        payload = _read_torch(path)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a vcm_eval task model checkpoint (format {CHECKPOINT_FORMAT})")
-    want, have = cfg.architecture(), payload["architecture"]
-    diff = sorted(k for k in want if want[k] != have.get(k))
+    diff = architecture_diff(cfg.architecture(), payload["architecture"], RcnnConfig().architecture())
     if diff:
-        detail = "; ".join(f"{k}: config {want[k]} vs checkpoint {have.get(k)}" for k in diff)
+        detail = "; ".join(diff)
         raise CheckpointError(f"checkpoint {path} does not match the configured model ({detail}); fix model.* or model.weights")
     return {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+
+
+def load_weights(path: Path, cfg: RcnnConfig, target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state dict for a model (``target`` = its own state dict) from any supported format.
+
+    ``auto``: a .pkl is a detectron2 model-zoo file; a torch file is a vcm_eval checkpoint if it
+    says so, detectron2 if its keys are detectron2's (``backbone.bottom_up.*``), else a torchvision
+    state dict of this model. Every tensor is mapped or the error lists it.
+    """
+    fmt = cfg.weights_format
+    payload = None if fmt == "detectron2" or (fmt == "auto" and path.suffix == ".pkl") else _read_torch(path)
+    if fmt == "auto":
+        state = payload.get("model", payload) if isinstance(payload, dict) else None
+        if payload is None or (isinstance(state, dict) and looks_like_d2(state)):
+            fmt = "detectron2"
+        else:
+            fmt = "vcm_eval" if isinstance(payload, dict) and "format" in payload else "torchvision"
+    if fmt == "vcm_eval":
+        return load_checkpoint(path, cfg, payload)
+    if fmt == "detectron2":
+        if cfg.pixel_scale != 255.0:
+            raise ConfigError(
+                f"detectron2 weights {path.name} expect 0..255 input but model.pixel_scale={cfg.pixel_scale}; "
+                "use a detectron2 preset (model=cityscapes_mask_rcnn_r50_fpn, coco_mask_rcnn_r50_fpn, ...)"
+            )
+        d2_state = read_d2_checkpoint(path) if payload is None else d2_model_state(payload, path)
+        norm = {"image_mean": list(cfg.image_mean), "image_std": list(cfg.image_std)}
+        return d2_state_for_model(d2_state, target, ignore_unmapped=cfg.ignore_unmapped_weights, source=path.name, **norm)
+    return torchvision_state_for_model(payload, target, ignore_unmapped=cfg.ignore_unmapped_weights, source=path.name)
+
+
+def torchvision_state_for_model(payload: Any, target: dict[str, torch.Tensor], *, ignore_unmapped: bool, source: str) -> dict[str, Any]:
+    """A plain torchvision state dict checked key by key and shape by shape against the model."""
+    state = payload.get("model", payload) if isinstance(payload, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{source} is not a state dict of tensors; set model.weights_format to its format")
+    state = dict[str, torch.Tensor](state)
+    unmapped = sorted(k for k in state if k not in target)
+    missing = sorted(k for k in target if k not in state and not k.endswith("num_batches_tracked"))
+    wrong = [f"{k} {tuple(v.shape)} vs model {tuple(target[k].shape)}" for k, v in state.items() if v.shape != target.get(k, v).shape]
+    problems = [f"shape mismatch: {wrong[:8]}"] if wrong else []
+    problems += [f"model tensors absent from the checkpoint: {missing[:12]}"] if missing else []
+    if unmapped and not ignore_unmapped:
+        problems.append(f"checkpoint tensors not in the model (set model.ignore_unmapped_weights=true to skip them): {unmapped[:20]}")
+    if problems:
+        raise CheckpointError(f"cannot load torchvision weights {source}: " + " | ".join(problems))
+    out = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items() if k in target}
+    return {**{k: v for k, v in target.items() if k.endswith("num_batches_tracked")}, **out}
 
 
 class TorchvisionRcnn(TaskModel):
@@ -166,10 +305,12 @@ class TorchvisionRcnn(TaskModel):
         self.class_names = tuple(cfg.class_names)
         self._fingerprint_src = json.dumps(asdict(cfg), sort_keys=True)
         if model is None:
-            model = build_rcnn(cfg)
+            with torch.random.fork_rng():  # weights=None gives the same network in every process
+                torch.manual_seed(0)
+                model = build_rcnn(cfg)
             if cfg.weights:
                 path = resolve_weights(cfg.weights)
-                model.load_state_dict(load_checkpoint(path, cfg))
+                model.load_state_dict(load_weights(path, cfg, model.state_dict()))
                 self._fingerprint_src += hashlib.sha256(path.read_bytes()).hexdigest()
         self.model = model.eval()
 
@@ -179,8 +320,18 @@ class TorchvisionRcnn(TaskModel):
 
     @torch.inference_mode()
     def features(self, image: np.ndarray) -> FeatureSet:
-        tensor = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div_(255.0)
-        images, _ = self.model.transform([tensor])
+        cfg, transform = self.cfg, self.model.transform
+        pixels = np.array(image, dtype=np.uint8, copy=True)
+        if cfg.resize == "detectron2":
+            pixels = np.ascontiguousarray(d2_resize(pixels, min_size=cfg.min_size, max_size=cfg.max_size))
+        tensor = torch.from_numpy(pixels).permute(2, 0, 1).float()
+        if cfg.input_format == "BGR":
+            tensor = tensor.flip(0)
+        tensor = tensor.div_(255.0) if cfg.pixel_scale == 1.0 else tensor.mul_(cfg.pixel_scale / 255.0)
+        if cfg.resize == "detectron2":  # already resized: normalize and pad only
+            images = ImageList(transform.batch_images([transform.normalize(tensor)], transform.size_divisible), [tuple(tensor.shape[-2:])])
+        else:
+            images, _ = transform([tensor])
         feats = self.model.backbone(images.tensors)
         levels = {name: feats[key][0] for name, key in zip(LEVELS, _TV_KEYS)}
         h, w = images.image_sizes[0]
@@ -205,8 +356,25 @@ class TorchvisionRcnn(TaskModel):
         images = ImageList(padded, [features.input_size])
         proposals, _ = self.model.rpn(images, feats)
         detections, _ = self.model.roi_heads(feats, proposals, images.image_sizes)
+        if self.cfg.mask_paste == "detectron2":
+            return self._postprocess_d2(detections[0], features)
         det = self.model.transform.postprocess(detections, images.image_sizes, [features.image_size])[0]
         return to_instances(det)
+
+    def _postprocess_d2(self, det: dict[str, torch.Tensor], features: FeatureSet) -> Instances:
+        """detectron2's ``detector_postprocess``: scale boxes, clip, drop empty, paste masks aligned."""
+        (in_h, in_w), (out_h, out_w) = features.input_size, features.image_size
+        boxes = det["boxes"] * torch.tensor([out_w / in_w, out_h / in_h] * 2)
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, out_w)
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, out_h)
+        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        masks = det.get("masks")
+        return Instances(
+            boxes=boxes[keep].float().numpy(),
+            scores=det["scores"][keep].float().numpy(),
+            labels=det["labels"][keep].numpy().astype(np.int64),
+            masks=None if masks is None else paste_masks_aligned(masks[keep][:, 0], boxes[keep], features.image_size),
+        )
 
 
 def to_instances(det: dict[str, torch.Tensor], mask_threshold: float = 0.5) -> Instances:
