@@ -149,7 +149,7 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
 
     shown = table.copy()
     shown["n_symbols"] = [fmt(v, ".0f") for v in shown["n_symbols"]]
-    shown["z"] = [fmt(v, "g") for v in shown["z"]]
+    shown["z"] = ["-" if v is None or (isinstance(v, float) and math.isnan(v)) else str(float(v)) for v in shown["z"]]
     for col, spec in {"mAP": ".2f", "data_ratio": ".2f", "coded_ratio": ".2f", "bpp": ".3f", "raw_bpp": ".3f", "paper_mAP": ".4f"}.items():
         if col in shown:
             shown[col] = [fmt(v, spec) for v in shown[col]]
