@@ -19,7 +19,7 @@ from hydra import compose
 from omegaconf import DictConfig
 
 from vcm_eval.errors import ConfigError
-from vcm_eval.report.plots import rate_accuracy_plot
+from vcm_eval.report.report import suite_summary
 from vcm_eval.report.store import atomic_write
 from vcm_eval.report.tables import format_summary, summary_frame
 from vcm_eval.run import run_single
@@ -61,8 +61,9 @@ def run_suite(cfg: DictConfig, *, base_overrides: list[str]) -> pd.DataFrame:
     atomic_write(out_dir / "summary.csv", table.to_csv(index=False))
     atomic_write(out_dir / "summary.md", format_summary(table, markdown=True))
     print(format_summary(table, markdown=False))
-    if cfg.pipeline.plot:
-        paths = rate_accuracy_plot(table, out_dir / "rate_accuracy", metric=cfg.eval.primary_metric)
+    bd_text, paths = suite_summary([Path(r["run_dir"]) for r in rows], out_dir, metric=cfg.eval.primary_metric, plot=cfg.pipeline.plot)
+    print(bd_text)
+    if paths:
         print("plots: " + ", ".join(str(p) for p in paths))
     print(f"table: {out_dir / 'summary.csv'}")
     return table

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock
 from PIL import Image
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
@@ -117,17 +118,26 @@ def split_is_complete(root: Path, split: str) -> bool:
 def write_split(root: Path, spec: SyntheticSpec, split: str, count: int, *, progress: bool = True) -> Path:
     """Write ``count`` images of ``split`` under ``root`` (atomic per split); returns the json.
 
-    Does nothing when the split is already complete with the same number of images.
+    Does nothing when the split is already complete with the same number of images. Safe when
+    several processes of a parallel sweep ask for the same split at once: they serialize on
+    ``root/.<split>.lock`` (released by the OS if a process dies), the first one writes, the
+    others then find the split complete.
     """
     coco_json = root / "annotations" / f"instances_{split}.json"
-    if coco_json.is_file():
-        with open(coco_json) as f:
-            if len(json.load(f)["images"]) == count:
-                return coco_json
     root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / f".{split}.lock")):
+        if coco_json.is_file():
+            with open(coco_json) as f:
+                if len(json.load(f)["images"]) == count:
+                    return coco_json
+        return _write_split_locked(root, spec, split, count, coco_json, progress=progress)
+
+
+def _write_split_locked(root: Path, spec: SyntheticSpec, split: str, count: int, coco_json: Path, *, progress: bool) -> Path:
     with tempfile.TemporaryDirectory(dir=root, prefix=f".tmp-{split}-") as tmp:
         tmp_root = Path(tmp)
-        images, annotations = [], []
+        images: list[dict[str, Any]] = []
+        annotations: list[dict[str, Any]] = []
         img_dir = tmp_root / "leftImg8bit" / split / CITY
         gt_dir = tmp_root / "gtFine" / split / CITY
         img_dir.mkdir(parents=True)

@@ -251,7 +251,7 @@ def bd_compare(
     values: list[float] = []
     for fn in (bd_rate, bd_quality):
         try:
-            values.append(fn(a.rate, a.quality, t.rate, t.quality, method, non_monotone=non_monotone, min_overlap=min_overlap))
+            values.append(fn(anchor_rate, anchor_quality, test_rate, test_quality, method, non_monotone=non_monotone, min_overlap=min_overlap))
         except BdRateError as exc:
             if str(exc) not in notes:
                 notes.append(str(exc))

@@ -14,8 +14,12 @@ import json
 import os
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 from vcm_eval.errors import VcmEvalError
 
@@ -36,6 +40,42 @@ def atomic_write(path: Path, data: str | bytes) -> None:
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise VcmEvalError(f"cannot write {path} ({exc.strerror}); free disk space or choose another paths.results") from exc
+
+
+def recorded_ids(path: Path) -> set[int]:
+    """Image ids with a complete line in a ``records.jsonl`` (read only: a torn tail is skipped)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return set()
+    except OSError as exc:
+        raise VcmEvalError(f"cannot read {path} ({exc.strerror}); check the results folder's permissions") from exc
+    ids = set()
+    for line in data[: data.rfind(b"\n") + 1].splitlines():
+        if line.strip():
+            ids.add(int(json.loads(line)["image_id"]))
+    return ids
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir/.lock`` while a run writes there, so two processes (a requeued cluster job,
+    a repeated command) never append to one ``records.jsonl`` at once. The OS releases the lock
+    when its process dies, so a killed run never blocks its resumption.
+
+    Raises:
+        VcmEvalError: another live process holds the lock.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(run_dir / ".lock"), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        raise VcmEvalError(f"{run_dir} is being written by another process; wait for it to finish, then rerun to reuse its records") from exc
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 class RecordStore:
