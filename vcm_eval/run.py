@@ -44,7 +44,7 @@ def run_key(cfg: DictConfig, identity: dict[str, Any] | None = None) -> str:
     retrained weights or another encoder never reuse old records.
     """
     groups = ("pipeline", "dataset", "model", "eval", *pipeline_entry(cfg.pipeline.name).uses)
-    parts = {}
+    parts: dict[str, Any] = {}
     for g in groups:
         node = OmegaConf.to_container(cfg[g], resolve=True)
         assert isinstance(node, dict)
