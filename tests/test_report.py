@@ -82,6 +82,8 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for qp, bpp in zip(ANCHOR_QP, ANCHOR_BPP):
         record_run(res, base, {"name": "image_anchor", "qp": qp}, bpp, bbox_map(bpp))
         record_run(res, base, {"name": "feature_anchor", "qp": qp, "split": "p2-p5"}, 0.8 * bpp, bbox_map(bpp))
+    for quality, bpp in enumerate(ANCHOR_BPP, 1):  # a nested setting (arch) like the fusion codec's
+        record_run(res, base, {"name": "fusion_codec", "quality": quality, "checkpoint": "", "arch": {"latent": 64, "widths": [96, 128]}}, 0.7 * bpp, bbox_map(bpp))
     for z, bpp in zip([2.0, 1.5, 1.0, 0.5], ANCHOR_BPP):
         record_run(res, base, {"name": "quant", "n_symbols": 3, "z": z}, 0.6 * bpp, bbox_map(bpp))
     for z, bpp, bbox in zip([2.0, 1.5, 1.0, 0.5], [0.08, 0.12, 0.2, 0.3], [31.0, 33.0, 30.0, 20.0]):
@@ -103,7 +105,8 @@ def report(results: Path, *overrides: str, plot: bool = False) -> Any:
 def test_report_gives_the_expected_tables(sweep: Path) -> None:
     result = report(sweep)
     runs = pd.read_csv(sweep / "report" / "runs.csv")
-    assert runs["curve"].tolist() == ["uncompressed"] + ["image_anchor"] * 4 + ["feature_anchor"] * 4 + ["quant (n_symbols=3)"] * 4 + ["quant (n_symbols=4)"] * 4
+    assert runs["curve"].tolist() == ["uncompressed"] + ["image_anchor"] * 4 + ["feature_anchor"] * 4 + ["fusion_codec"] * 4 + ["quant (n_symbols=3)"] * 4 + ["quant (n_symbols=4)"] * 4
+    assert set(runs["split"].dropna()) == {"p2-p5"} and set(runs["arch.latent"].dropna()) == {64} and set(runs["arch.widths"].dropna()) == {"[96, 128]"}
     anchor = runs[runs["pipeline"] == "image_anchor"]
     assert anchor["bpp"].tolist() == ANCHOR_BPP and anchor["qp"].tolist() == ANCHOR_QP
     assert anchor["bbox_AP"].tolist() == pytest.approx([10.0, 18.0, 26.0, 34.0])
@@ -118,8 +121,9 @@ def test_report_gives_the_expected_tables(sweep: Path) -> None:
     n4 = bd.loc[("quant (n_symbols=4)", "bbox_AP")]
     assert np.isnan(n4["bd_rate"]) and np.isnan(n4["bd_map"])  # 2 Pareto points, 8 % overlap
     assert n4["dropped_test"] == "0.2 bpp 30.00; 0.3 bpp 20.00" and "overlap in only 8.3% of their quality range" in n4["note"]
-    assert set(bd["anchor"]) == {"image_anchor"} and len(bd) == 6
-    assert result.bd.shape[0] == 6
+    assert bd.loc[("fusion_codec", "bbox_AP"), "bd_rate"] == pytest.approx(-30.0, abs=1e-9)
+    assert set(bd["anchor"]) == {"image_anchor"} and len(bd) == 8
+    assert result.bd.shape[0] == 8
 
     md = (sweep / "report" / "bd.md").read_text()
     assert "| feature_anchor | image_anchor | -20.00 | +2.58 | -20.00 | +2.32 |" in md
@@ -130,7 +134,8 @@ def test_report_gives_the_expected_tables(sweep: Path) -> None:
     assert "feature\\_anchor & image\\_anchor & $-$20.00 & +2.58" in tex
     assert "bbox mAP BD-rate (\\%)" in tex
     runs_md = (sweep / "report" / "runs.md").read_text()
-    assert "| image_anchor | 37 |  |  |  | 0.1 | 10.00 | 9.00 |" in runs_md
+    assert runs_md.splitlines()[2].startswith("| pipeline | qp | quality | n_symbols | z | rate (bpp) | bbox mAP (%) | mask mAP (%) | encode (s) |")
+    assert "| image_anchor | 37 |  |  |  | 0.1 | 10.00 | 9.00 |" in runs_md  # constant settings (split, arch) only in runs.csv
     assert "| quant |  |  | 4 | 2 | 0.08 | 31.00 | 27.90 |" in runs_md
 
 
@@ -155,7 +160,7 @@ def test_styles_are_a_function_of_the_label() -> None:
 
 
 def test_anchor_choice(sweep: Path) -> None:
-    with pytest.raises(ConfigError, match=r"report.anchor='image_anchr' is not among the runs' pipelines \['feature_anchor', 'image_anchor', 'quant', 'uncompressed'\]"):
+    with pytest.raises(ConfigError, match=r"report.anchor='image_anchr' is not among the runs' pipelines \['feature_anchor', 'fusion_codec', 'image_anchor', 'quant', 'uncompressed'\]"):
         report(sweep, "report.anchor=image_anchr")
     with pytest.raises(ConfigError, match=r"matches several curves \['quant \(n_symbols=3\)', 'quant \(n_symbols=4\)'\]"):
         report(sweep, "report.anchor=quant")
@@ -169,7 +174,7 @@ def test_setups_are_kept_apart_and_duplicates_refused(sweep: Path) -> None:
         record_run(sweep / "other", base, {"name": "image_anchor", "qp": qp}, bpp, bbox_map(bpp), images=5)
     runs, _ = load_runs(find_runs(str(sweep))[0])
     assert runs["setup"].nunique() == 2
-    assert len(report(sweep).bd) == 6  # the 5-image anchor compares with nothing of the 3-image setup
+    assert len(report(sweep).bd) == 8  # the 5-image anchor compares with nothing of the 3-image setup
     record_run(sweep / "again", base_config("codec.preset=medium"), {"name": "image_anchor", "qp": 32}, 0.21, 18.0)
     with pytest.raises(DataError, match="repeat one configuration"):
         report(sweep)
@@ -179,7 +184,7 @@ def test_interrupted_runs_are_listed_not_reported(sweep: Path) -> None:
     run_dir = next(p for p in find_runs(str(sweep))[0] if "n_symbols4-z1.5" in p.name)
     (run_dir / "metrics.json").unlink()
     result = report(sweep)
-    assert result.incomplete == [run_dir.resolve()] and len(result.runs) == 16
+    assert result.incomplete == [run_dir.resolve()] and len(result.runs) == 20
     with pytest.raises(DataError, match="matches no file or folder"):
         report(sweep, f"report.runs={sweep}/nothing*")
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,6 +117,15 @@ def _count_records(path: Path) -> int:
     return len(ids)
 
 
+def _flat(node: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Nested pipeline settings as dotted scalar columns (``arch.latent_channels``); lists as text."""
+    for k, v in node.items():
+        if isinstance(v, dict):
+            yield from _flat(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", (str(v) if isinstance(v, list) else v)
+
+
 def load_run(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
     """One run folder -> (table row, its parameter names).
 
@@ -133,7 +142,7 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
     if not isinstance(container, dict) or "pipeline" not in container:
         raise DataError(f"{run_dir / 'config.yaml'} is not a vcm_eval run config; leave {run_dir} out of report.runs")
     config: dict[str, Any] = {str(k): v for k, v in container.items()}
-    params = {k: v for k, v in config["pipeline"].items() if k != "name"}
+    params = dict(_flat({k: v for k, v in config["pipeline"].items() if k != "name"}))
     pipeline = str(config["pipeline"]["name"])
     row: dict[str, Any] = {
         "dataset": config.get("dataset", {}).get("name", ""),
@@ -152,10 +161,12 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
 
 
 def load_runs(run_dirs: Sequence[Path], *, rate_params: Sequence[str] = DEFAULT_RATE_PARAMS, anchor: str = "image_anchor") -> tuple[pd.DataFrame, list[str]]:
-    """Many run folders -> (runs table sorted by setup, pipeline and rate, parameter columns).
+    """Many run folders -> (runs table sorted by setup, pipeline and rate, parameters to show).
 
     The ``curve`` label names the pipeline and those of its non-rate parameters that take more
     than one value among the runs (``quant (n_symbols=4)``), so labels stay short and distinct.
+    The parameters to show are the rate parameters and those varying ones; the table keeps every
+    parameter (nested settings as dotted columns).
 
     Raises:
         DataError: two runs of one setup have the same pipeline and parameters (two sweeps mixed,
@@ -185,7 +196,8 @@ def load_runs(run_dirs: Sequence[Path], *, rate_params: Sequence[str] = DEFAULT_
     frame = frame.assign(_order=order).sort_values([*GROUP, "_order", "pipeline", "curve", "bpp"], kind="stable").drop(columns="_order")
     lead = [*GROUP, "pipeline", "curve", *params, "bpp"]
     frame = frame[lead + [c for c in frame.columns if c not in lead]]
-    return frame.reset_index(drop=True), params
+    shown = [p for p in params if p in rate_params or any(p in v for v in varying.values())]
+    return frame.reset_index(drop=True), shown
 
 
 def _group_suffix(frame: pd.DataFrame, key: tuple[Any, ...]) -> str:
