@@ -132,6 +132,7 @@ def test_report_gives_the_expected_tables(sweep: Path) -> None:
     tex = (sweep / "report" / "bd.tex").read_text()
     assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
     assert "feature\\_anchor & image\\_anchor & $-$20.00 & +2.58" in tex
+    assert "quant (n\\_symbols=4) & image\\_anchor & --\\textsuperscript{1}\\textsuperscript{2} & -- &" in tex
     assert "bbox mAP BD-rate (\\%)" in tex
     runs_md = (sweep / "report" / "runs.md").read_text()
     assert runs_md.splitlines()[2].startswith("| pipeline | qp | quality | n_symbols | z | rate (bpp) | bbox mAP (%) | mask mAP (%) | encode (s) |")

@@ -220,7 +220,9 @@ def to_markdown(frame: pd.DataFrame, notes: Sequence[str] = ()) -> str:
 
 def _latex_number(text: str) -> str:
     text = re.sub(r"\[(\d+)\]", r"\\textsuperscript{\1}", text)
-    return ("$-$" + text[1:]) if text.startswith("-") and len(text) > 1 else text
+    if re.match(r"-[0-9.]", text):
+        return "$-$" + text[1:]
+    return "--" + text[1:] if text.startswith("-") else text  # a refused value
 
 
 def to_latex(frame: pd.DataFrame, notes: Sequence[str] = (), *, caption: str = "") -> str:
