@@ -1,16 +1,22 @@
 """Entry point: ``python -m vcm_eval [pipeline=<name>] [key=value ...] [-m sweeps]``.
 
 A thin wrapper around ``run``: user-fixable problems (``VcmEvalError``) print as one line and
-exit with status 2; anything else is a bug and keeps its traceback.
+exit with status 2; so do Hydra's own config errors (unknown key, wrong type, unknown option,
+bad override syntax), condensed from its multi-line report by ``config_error_line``. Anything
+else is a bug and keeps its traceback. ``HYDRA_FULL_ERROR=1`` shows Hydra's full reports.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from vcm_eval import config as _config  # noqa: F401 - registers the config schemas
 from vcm_eval.errors import VcmEvalError
@@ -66,9 +72,43 @@ def missing_launcher(argv: list[str]) -> str | None:
     return None
 
 
-if __name__ == "__main__":
+def config_error_line(exc: BaseException) -> str:
+    """One line for a Hydra/OmegaConf composition error: what is wrong, where, and the fix."""
+    cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else exc
+    if isinstance(exc, MissingConfigException) and exc.options:
+        first = str(exc).strip().splitlines()[0]
+        valid = sorted(o for o in exc.options if not o.startswith("base_"))
+        return f"{first}; valid options: {', '.join(valid)}"
+    if isinstance(exc, OverrideParseException):
+        return f"cannot parse override {exc.override!r}: {exc.message.splitlines()[0]}; write overrides as key=value"
+    if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
+        key, typ = cause.full_key, getattr(cause, "object_type", None)
+        what = str(getattr(cause, "msg", "") or cause).strip().splitlines()[0]
+        if isinstance(cause, (ConfigKeyError, AttributeError)) and "not in" in what:
+            fields = [f.name for f in dataclasses.fields(typ)] if typ is not None and dataclasses.is_dataclass(typ) else []
+            valid = f"; valid keys: {', '.join(fields)}" if fields else ""
+            return f"unknown config key {key!r}{valid} (check the spelling)"
+        return f"bad value for {key}: {what}"
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and "HYDRA_FULL_ERROR" not in ln]
+    return "; ".join(lines[:3]) or type(exc).__name__
+
+
+def cli() -> None:
+    """``python -m vcm_eval``: Hydra's ``main`` with every user error reported on one line."""
     sys.argv = multirun_flag_first(sys.argv)
     if (hint := missing_launcher(sys.argv)) is not None:
         print(f"error: {hint}", file=sys.stderr)
         sys.exit(2)
-    main()
+    user_wants_full = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing its multi-line report
+    try:
+        main()
+    except (HydraException, OmegaConfBaseException) as exc:
+        if user_wants_full:
+            raise
+        print(f"error: {config_error_line(exc)}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    cli()

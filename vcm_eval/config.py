@@ -187,6 +187,22 @@ class ReportConfig:
 
 
 @dataclass
+class CacheConfig:
+    """What runs reuse (``vcm_eval.cache``); neither changes a result, so neither is in the run key.
+
+    ``features``: FPN features extracted once per (model, image, thread count) and shared by every
+    point of a sweep, under ``paths.cache``; no new entry is written once that folder holds
+    ``max_gb`` GB (synthetic default: about 11 MB per image; Cityscapes R50-FPN: 175 MB).
+    ``bitstreams``: each run keeps ``<run_dir>/bitstreams/<image_id>.bin`` and a rerun decodes it
+    instead of encoding again.
+    """
+
+    features: bool = True
+    max_gb: float = 20.0
+    bitstreams: bool = True
+
+
+@dataclass
 class RunConfig:
     """The whole program's config (conf/config.yaml)."""
 
@@ -196,6 +212,7 @@ class RunConfig:
     codec: VvcConfig = MISSING
     eval: EvalConfig = field(default_factory=EvalConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
     threads: int = 2
     workers: int = 2
     progress: bool = True

@@ -4,8 +4,8 @@ A run's results folder is ``<paths.results>/<dataset>/<model>/<pipeline>/<params
 ``key`` hashes every config value that changes the results (pipeline, dataset, model, eval and,
 for codecs that use it, the codec group). The same configuration always lands in the same
 folder, so a rerun resumes it (``records.jsonl``) and a different one never overwrites it. The
-folder holds ``config.yaml`` (resolved), ``provenance.json``, ``records.jsonl`` and
-``metrics.json``.
+folder holds ``config.yaml`` (resolved), ``provenance.json``, ``records.jsonl``, ``metrics.json``
+and ``bitstreams/`` (``cache.bitstreams``: each image's bitstream, decoded again on a rerun).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from vcm_eval.cache import BitstreamStore, remove_stale_temps
 from vcm_eval.codecs.ffmpeg_vvc import ffmpeg_binary
 from vcm_eval.data.datasets import EvalDataset, build_dataset
 from vcm_eval.errors import ConfigError
@@ -63,7 +65,9 @@ def run_dir_for(cfg: DictConfig, identity: dict[str, Any] | None = None) -> Path
     return Path(cfg.paths.results) / cfg.dataset.name / cfg.model.name / cfg.pipeline.name / f"{tag}-{run_key(cfg, identity)}"
 
 
-def _record(image_id: int, result: Any, label_map: dict[int, int]) -> dict[str, Any]:
+def _record(image_id: int, result: Any, label_map: dict[int, int], started: float) -> dict[str, Any]:
+    """One image's line of ``records.jsonl``; ``wall_s`` covers loading to the finished record."""
+    detections = to_coco_results(image_id, result.instances, label_map)
     return {
         "image_id": image_id,
         "bits": result.bits,
@@ -71,23 +75,36 @@ def _record(image_id: int, result: Any, label_map: dict[int, int]) -> dict[str, 
         "encode_s": result.encode_s,
         "decode_s": result.decode_s,
         "task_s": result.task_s,
+        "features_s": result.features_s,
+        "wall_s": time.perf_counter() - started,
         **result.extra,
-        "detections": to_coco_results(image_id, result.instances, label_map),
+        "detections": detections,
     }
 
 
-def process_dataset(pipeline: Pipeline, dataset: EvalDataset, store: RecordStore, label_map: dict[int, int], *, workers: int, progress: bool) -> None:
+def process_dataset(
+    pipeline: Pipeline,
+    dataset: EvalDataset,
+    store: RecordStore,
+    label_map: dict[int, int],
+    *,
+    workers: int,
+    progress: bool,
+    bitstreams: BitstreamStore | None = None,
+) -> None:
     """Run every image not yet in ``store`` through ``pipeline``, ``workers`` images at a time.
 
     Images in flight at once overlap the codec's external process with the network's threads;
-    records are appended as images finish (their order does not matter).
+    records are appended as images finish (their order does not matter). With ``bitstreams``,
+    each bitstream is stored before its record and a stored one is decoded, not re-encoded.
     """
     todo = [e for e in dataset.images if int(e["id"]) not in store]
     bar = tqdm(total=len(dataset), initial=len(dataset) - len(todo), desc=f"{pipeline.name} {params_tag(pipeline.params)}", unit="img", disable=not progress)
 
     def one(entry: dict[str, Any]) -> dict[str, Any]:
+        started = time.perf_counter()
         sample = dataset.load(entry)
-        return _record(sample.image_id, pipeline.process(sample), label_map)
+        return _record(sample.image_id, pipeline.process(sample, bitstreams=bitstreams), label_map, started)
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         pending: set[Future[dict[str, Any]]] = set()
@@ -105,10 +122,15 @@ def process_dataset(pipeline: Pipeline, dataset: EvalDataset, store: RecordStore
     bar.close()
 
 
-def run_single(cfg: DictConfig) -> dict[str, Any]:
-    """One pipeline configuration over the dataset; returns its summary row."""
+def run_single(cfg: DictConfig, *, timings: dict[str, float] | None = None) -> dict[str, Any]:
+    """One pipeline configuration over the dataset; returns its summary row.
+
+    ``timings``, if given, receives the wall seconds of each phase (``setup``: dataset, model and
+    pipeline; ``images``: the per-image loop; ``evaluate``; ``write``): benchmarks read it.
+    """
     if cfg.threads < 1 or cfg.workers < 1:
         raise ConfigError(f"threads={cfg.threads} and workers={cfg.workers} must both be >= 1")
+    clock = {"start": time.perf_counter()}
     torch.set_num_threads(cfg.threads)
     dataset = build_dataset(cfg.dataset, data_dir=Path(cfg.paths.data), progress=cfg.progress)
     model = build_task_model(cfg.model)
@@ -120,16 +142,25 @@ def run_single(cfg: DictConfig) -> dict[str, Any]:
         return done
     label_map = label_to_category(model.class_names, {c.name: c.coco_id for c in dataset.categories})
     with run_lock(run_dir), RecordStore(run_dir / "records.jsonl") as store:
+        remove_stale_temps(run_dir)  # temp files of a killed atomic_write (we hold the lock)
         atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         extra = {"model": model.fingerprint, **pipeline.provenance(), **tool_versions(cfg), "command": sys.argv, "records_at_start": len(store.records)}
         extra["history"] = resumed_history(_read_json(run_dir / "provenance.json"))
         atomic_write(run_dir / "provenance.json", json.dumps(provenance(extra=extra), indent=2))
-        process_dataset(pipeline, dataset, store, label_map, workers=cfg.workers, progress=cfg.progress)
+        bitstreams = BitstreamStore(run_dir / "bitstreams") if cfg.cache.bitstreams else None
+        clock["setup"] = time.perf_counter()
+        process_dataset(pipeline, dataset, store, label_map, workers=cfg.workers, progress=cfg.progress, bitstreams=bitstreams)
+        clock["images"] = time.perf_counter()
         wanted = set(dataset.image_ids)
         records = [r for i, r in store.records.items() if i in wanted]
         metrics = evaluate_records(dataset, records, cfg.eval)
         row = {"pipeline": pipeline.name, **pipeline.params, **metrics, "run_dir": str(run_dir)}
+        clock["evaluate"] = time.perf_counter()
         atomic_write(run_dir / "metrics.json", json.dumps(row, indent=2))
+        clock["write"] = time.perf_counter()
+    if timings is not None:
+        marks = list(clock.items())
+        timings.update({name: t - marks[i][1] for i, (name, t) in enumerate(marks[1:])})
     return row
 
 

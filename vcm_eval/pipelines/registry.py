@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
+from vcm_eval.cache import FeatureCache
 from vcm_eval.codecs.feature_vvc import FeatureVvcCodec
 from vcm_eval.codecs.ffmpeg_vvc import VvcCodec
 from vcm_eval.codecs.image import VvcImageCodec
@@ -32,8 +34,15 @@ def build_vvc(codec_cfg: DictConfig) -> VvcCodec:
     )
 
 
+def feature_cache(cfg: DictConfig, model: TaskModel) -> FeatureCache | None:
+    """The shared feature cache (``cache.features``, under ``paths.cache``), or None when off."""
+    if "cache" not in cfg or not cfg.cache.features:
+        return None
+    return FeatureCache(root=Path(cfg.paths.cache), model=model, max_gb=cfg.cache.max_gb)
+
+
 def _uncompressed(cfg: DictConfig, model: TaskModel) -> Pipeline:
-    return UncompressedPipeline(model=model)
+    return UncompressedPipeline(model=model, cache=feature_cache(cfg, model))
 
 
 def _image_anchor(cfg: DictConfig, model: TaskModel) -> Pipeline:
@@ -46,18 +55,24 @@ def _feature_anchor(cfg: DictConfig, model: TaskModel) -> Pipeline:
     p = cfg.pipeline
     vvc = build_vvc(cfg.codec)
     codec = FeatureVvcCodec(vvc=vvc, qp=p.qp, split=p.split, minmax=p.minmax, chroma=p.chroma)
-    return FeatureCodingPipeline(model=model, codec=codec, name="feature_anchor", params=pipeline_params(cfg), version=vvc.version())
+    return FeatureCodingPipeline(
+        model=model, codec=codec, name="feature_anchor", params=pipeline_params(cfg), version=vvc.version(), cache=feature_cache(cfg, model)
+    )
 
 
 def _quant(cfg: DictConfig, model: TaskModel) -> Pipeline:
     p = cfg.pipeline
     codec = NormalizedQuantizer(p.n_symbols, p.z, levels=p.levels, side_dtype=p.side_dtype, centroids=p.centroids, entropy_model=p.entropy_model)
-    return FeatureCodingPipeline(model=model, codec=codec, name="quant", params=pipeline_params(cfg), version=codec_version())
+    return FeatureCodingPipeline(
+        model=model, codec=codec, name="quant", params=pipeline_params(cfg), version=codec_version(), cache=feature_cache(cfg, model)
+    )
 
 
 def _quant8(cfg: DictConfig, model: TaskModel) -> Pipeline:
     codec = Uniform8bitQuantizer(levels=cfg.pipeline.levels, side_dtype=cfg.pipeline.side_dtype)
-    return FeatureCodingPipeline(model=model, codec=codec, name="quant8", params=pipeline_params(cfg), version=codec_version())
+    return FeatureCodingPipeline(
+        model=model, codec=codec, name="quant8", params=pipeline_params(cfg), version=codec_version(), cache=feature_cache(cfg, model)
+    )
 
 
 def _fusion_codec(cfg: DictConfig, model: TaskModel) -> Pipeline:
@@ -72,7 +87,9 @@ def _fusion_codec(cfg: DictConfig, model: TaskModel) -> Pipeline:
     arch = FusionArchConfig(**p.arch)
     fusion, _ = zoo.load(path, arch)
     version = f"fusion checkpoint {path.name} sha256:{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
-    return FeatureCodingPipeline(model=model, codec=FusionFeatureCodec(model=fusion), name="fusion_codec", params={"quality": p.quality}, version=version)
+    codec = FusionFeatureCodec(model=fusion)
+    cache = feature_cache(cfg, model)
+    return FeatureCodingPipeline(model=model, codec=codec, name="fusion_codec", params={"quality": p.quality}, version=version, cache=cache)
 
 
 @dataclass(frozen=True)
