@@ -86,8 +86,8 @@ def config_error_line(exc: BaseException) -> str:
         what = str(getattr(cause, "msg", "") or cause).strip().splitlines()[0]
         if isinstance(cause, (ConfigKeyError, AttributeError)) and "not in" in what:
             fields = [f.name for f in dataclasses.fields(typ)] if typ is not None and dataclasses.is_dataclass(typ) else []
-            valid = f"; valid keys: {', '.join(fields)}" if fields else ""
-            return f"unknown config key {key!r}{valid} (check the spelling)"
+            listed = f"; valid keys: {', '.join(fields)}" if fields else ""
+            return f"unknown config key {key!r}{listed} (check the spelling)"
         return f"bad value for {key}: {what}"
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and "HYDRA_FULL_ERROR" not in ln]
     return "; ".join(lines[:3]) or type(exc).__name__
