@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from conftest import CONF_DIR
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.roi_heads import maskrcnn_inference
 from torchvision.ops import batched_nms, roi_align
@@ -92,9 +93,13 @@ def d2_r50_fpn_shapes(num_classes: int, *, masks: bool = True, blocks: tuple[int
 
 
 def random_d2_state(shapes: Shapes, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random float32 values of a sane scale: He-init convs, non-trivial FrozenBN, small predictors
-    (so scores spread between 0 and 1 instead of saturating, and boxes stay near their proposals)."""
+    """Random float32 values at a trained network's scale: He-init convs with a damped residual
+    branch (``conv3``) so the FPN levels stay O(10), non-trivial FrozenBN statistics, fc layers at
+    1/sqrt(fan_in), and small predictors (scores spread between 0 and 1 instead of saturating,
+    boxes stay near their proposals)."""
     rng = np.random.default_rng(seed)
+    gain = {"conv3": 0.3, "fc1": 0.7, "fc2": 0.7, "objectness_logits": 0.6, "cls_score": 0.5, "bbox_pred": 0.02}
+    gain |= {"anchor_deltas": 0.02, "predictor": 0.1}
     state = {}
     for name, shape in shapes:
         if name.endswith("running_var"):
@@ -105,8 +110,8 @@ def random_d2_state(shapes: Shapes, seed: int = 0) -> dict[str, np.ndarray]:
             v = rng.uniform(0.5, 1.0, shape)
         else:
             fan_in = int(np.prod(shape[1:]))
-            scale = {"cls_score": 0.2, "bbox_pred": 0.02, "anchor_deltas": 0.02}.get(name.split(".")[-2], 1.0)
-            v = rng.normal(0.0, scale * math.sqrt(2.0 / fan_in), shape)
+            g = 1.0 / 64 if ".stem." in name else gain.get(name.split(".")[-2], 1.0)  # the stem sees 0..255 pixels
+            v = rng.normal(0.0, g * math.sqrt(2.0 / fan_in), shape)
         state[name] = v.astype(np.float32)
     return state
 
@@ -285,6 +290,28 @@ def test_mask_head_matches_reference(converted: TorchvisionRcnn, d2_state: dict[
     np.testing.assert_allclose(got.numpy(), ref.numpy(), atol=1e-5)
 
 
+def test_4conv1fc_box_head_maps_and_matches_reference() -> None:
+    """detectron2's FastRCNNConvFCHead with NUM_CONV 4, NUM_FC 1 (conv1..conv4, fc1) -> torchvision's."""
+    head = FastRCNNConvFCHead((256, 7, 7), [256] * 4, [1024])
+    target = {f"roi_heads.box_head.{k}": v for k, v in head.state_dict().items()}
+    shapes = [
+        (f"roi_heads.box_head.conv{i}.{p}", (256, 256, 3, 3) if p == "weight" else (256,)) for i in range(1, 5) for p in ("weight", "bias")
+    ]
+    shapes += [("roi_heads.box_head.fc1.weight", (1024, 256 * 49)), ("roi_heads.box_head.fc1.bias", (1024,))]
+    d2 = random_d2_state(shapes, seed=6)
+    conv = convert_d2_state_dict(d2, target)
+    assert conv.unmapped == [] and conv.missing == [] and sorted(conv.state_dict) == sorted(target)
+    head.load_state_dict({k[len("roi_heads.box_head.") :]: v for k, v in conv.state_dict.items()})
+    x = torch.randn((3, 256, 7, 7), generator=torch.Generator().manual_seed(7))
+    s = {k: torch.from_numpy(v) for k, v in d2.items()}
+    y = x
+    for i in range(1, 5):
+        y = F.relu(F.conv2d(y, s[f"roi_heads.box_head.conv{i}.weight"], s[f"roi_heads.box_head.conv{i}.bias"], padding=1))
+    ref = F.relu(F.linear(y.flatten(1), s["roi_heads.box_head.fc1.weight"], s["roi_heads.box_head.fc1.bias"]))
+    with torch.no_grad():
+        torch.testing.assert_close(head(x), ref, rtol=1e-4, atol=1e-4)
+
+
 def test_aligned_pooler_is_roialignv2_with_fpn_level_rule() -> None:
     g = torch.Generator().manual_seed(2)
     feats = {str(i): torch.randn((1, 4, 256 // 2**i, 512 // 2**i), generator=g) for i in range(4)}
@@ -427,9 +454,7 @@ def test_both_backends_give_the_same_detections(tmp_path: Path, d2_state: dict[s
     pytest.importorskip("detectron2", reason="detectron2 is not installed (optional extra)")
     from vcm_eval.vision.registry import build_task_model
 
-    state = {k: v.copy() for k, v in d2_state.items()}
-    state["roi_heads.box_predictor.cls_score.bias"][-1] -= 4.0  # favour foreground: dozens of detections to compare
-    path = write_pkl(tmp_path / "model_final.pkl", state)
+    path = write_pkl(tmp_path / "model_final.pkl", d2_state)
     image = np.random.default_rng(5).integers(0, 256, (128, 256, 3), dtype=np.uint8)
     image[30:90, 40:120] = (200, 40, 40)
     results = {}
