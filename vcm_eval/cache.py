@@ -32,6 +32,7 @@ import json
 import os
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,7 +159,7 @@ class FeatureCache:
             with np.load(path, allow_pickle=False) as z:
                 sizes = [int(v) for v in z["sizes"]]
                 levels = {name[len("level_") :]: torch.from_numpy(np.array(z[name])) for name in z.files if name.startswith("level_")}
-        except (OSError, ValueError, KeyError, EOFError):  # absent, truncated or foreign: recompute
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # absent, truncated or foreign: recompute
             return None
         if len(sizes) != 4 or not levels or any(t.dtype != torch.float32 or t.ndim != 3 for t in levels.values()):
             return None
