@@ -20,10 +20,18 @@ from vcm_eval.data.synthetic import SyntheticSpec, scene_for
 from vcm_eval.errors import CodecError, VcmEvalError
 from vcm_eval.pipelines.base import FeatureCodingPipeline, UncompressedPipeline
 from vcm_eval.run import run_single
+from vcm_eval.vision.base import FeatureSet, Instances
 from vcm_eval.vision.torchvision_rcnn import RcnnConfig, TorchvisionRcnn
 
 # A real (random-init, deterministic) Mask R-CNN on 64 x 128 images: fast on two cores.
-TINY = dict(weights=None, min_size=64, max_size=128, rpn_pre_nms_top_n_test=100, rpn_post_nms_top_n_test=50, detections_per_img=10)
+TINY = {
+    "weights": None,
+    "min_size": 64,
+    "max_size": 128,
+    "rpn_pre_nms_top_n_test": 100,
+    "rpn_post_nms_top_n_test": 50,
+    "detections_per_img": 10,
+}
 SMALL_RUN = [
     "model.weights=null", "model.min_size=64", "model.max_size=128", "model.rpn_pre_nms_top_n_test=100",
     "model.rpn_post_nms_top_n_test=50", "model.detections_per_img=10", "dataset.size=2", "dataset.height=64",
@@ -42,11 +50,11 @@ def image() -> np.ndarray:
     return scene_for(SyntheticSpec(height=64, width=128), "val", 3).image
 
 
-def same_features(a, b) -> bool:  # noqa: ANN001
+def same_features(a: FeatureSet, b: FeatureSet) -> bool:
     return list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a) and (a.image_size, a.input_size) == (b.image_size, b.input_size)
 
 
-def same_instances(a, b) -> bool:  # noqa: ANN001
+def same_instances(a: Instances, b: Instances) -> bool:
     return all(np.array_equal(getattr(a, f), getattr(b, f)) for f in ("boxes", "scores", "labels", "masks"))
 
 
@@ -121,7 +129,10 @@ print(cache.misses, cache.hits, float(feats["p2"].double().sum()), flush=True)
 
 def test_parallel_processes_extract_once(tmp_path: Path) -> None:
     code = PARALLEL.format(tiny=TINY)
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     try:
         for p in procs:
             assert p.stdout is not None and p.stdout.readline().strip() == "ready"
@@ -160,7 +171,9 @@ def test_pipelines_with_cache_and_store_match_fresh_ones(tmp_path: Path, model: 
     sample = Sample(image_id=5, image=image, path=Path("x.png"))
     codec = NormalizedQuantizer(4, 1.0)
     plain = FeatureCodingPipeline(model=model, codec=codec, name="quant", params={}, version="v")
-    cached = FeatureCodingPipeline(model=model, codec=codec, name="quant", params={}, version="v", cache=FeatureCache(root=tmp_path, model=model, max_gb=1))
+    cached = FeatureCodingPipeline(
+        model=model, codec=codec, name="quant", params={}, version="v", cache=FeatureCache(root=tmp_path, model=model, max_gb=1)
+    )
     store = BitstreamStore(tmp_path / "b")
     ref = plain.process(sample)
     first = cached.process(sample, bitstreams=store)  # cache miss, encodes, stores
@@ -186,7 +199,9 @@ def test_sweep_shares_features_and_a_rerun_decodes_kept_bitstreams(tmp_path: Pat
     common = [*SMALL_RUN, "pipeline=quant", f"paths.data={tmp_path / 'data'}", f"paths.cache={tmp_path / 'cache'}"]
     rows = {z: run_single(compose_cfg([*common, f"pipeline.z={z}", f"paths.results={tmp_path / 'on'}"])) for z in (1.0, 2.0)}
     assert len(list((tmp_path / "cache").rglob("*.npz"))) == 2  # two images, features shared by both z
-    off = run_single(compose_cfg([*common, "pipeline.z=2.0", f"paths.results={tmp_path / 'off'}", "cache.features=false", "cache.bitstreams=false"]))
+    off = run_single(
+        compose_cfg([*common, "pipeline.z=2.0", f"paths.results={tmp_path / 'off'}", "cache.features=false", "cache.bitstreams=false"])
+    )
     on_dir, off_dir = Path(rows[2.0]["run_dir"]), Path(off["run_dir"])
     assert records(on_dir) == records(off_dir) and not (off_dir / "bitstreams").exists()
     assert {k: v for k, v in rows[2.0].items() if k not in ("run_dir", "encode_s", "decode_s", "task_s")} == {

@@ -208,7 +208,9 @@ class BitstreamStore:
             meta = json.loads(meta_path.read_text())
             data = bin_path.read_bytes()
         except (OSError, ValueError) as exc:
-            raise CodecError(f"stored bitstream {bin_path} has no readable {meta_path.name} ({exc}); delete both files to re-encode") from exc
+            raise CodecError(
+                f"stored bitstream {bin_path} has no readable {meta_path.name} ({exc}); delete both files to re-encode"
+            ) from exc
         if meta.get("bytes") != len(data) or meta.get("sha256") != hashlib.sha256(data).hexdigest():
             raise CodecError(
                 f"stored bitstream {bin_path} is corrupt ({len(data)} bytes, checksum mismatch); delete it and {meta_path.name} to re-encode"
