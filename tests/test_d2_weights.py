@@ -11,6 +11,7 @@ model and the torchvision model on the same weights must give the same detection
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import pickle
 from dataclasses import replace
@@ -436,6 +437,17 @@ def test_older_checkpoints_without_new_architecture_keys_still_load(tmp_path: Pa
     TorchvisionRcnn(RcnnConfig(weights=str(path)))  # defaults hold: the old architecture matches
     with pytest.raises(CheckpointError, match=r"box_head_type: config 4conv1fc vs checkpoint \(absent"):
         TorchvisionRcnn(RcnnConfig(weights=str(path), box_head_type="4conv1fc"))
+
+
+def test_detectron2_backend_without_detectron2_says_how_to_get_it() -> None:
+    if importlib.util.find_spec("detectron2") is not None:
+        pytest.skip("detectron2 is installed: the backend builds (tested below)")
+    from vcm_eval.vision.registry import build_task_model
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["model=cityscapes_mask_rcnn_r50_fpn", "model.backend=detectron2"])
+    with pytest.raises(ConfigError, match="needs detectron2.*model.backend=torchvision"):
+        build_task_model(cfg.model)
 
 
 # --- against detectron2 itself (skipped where it is not installed) ---------------------------------
