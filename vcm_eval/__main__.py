@@ -9,8 +9,10 @@ else is a bug and keeps its traceback. ``HYDRA_FULL_ERROR=1`` shows Hydra's full
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import sys
+import warnings
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -19,7 +21,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from vcm_eval import config as _config  # noqa: F401 - registers the config schemas
-from vcm_eval.errors import VcmEvalError
+from vcm_eval.errors import VcmEvalError, one_line
 
 
 def run(cfg: DictConfig, *, base_overrides: list[str] | None = None) -> object:
@@ -51,12 +53,25 @@ def multirun_flag_first(argv: list[str]) -> list[str]:
     return argv[:1] + flags + [a for a in argv[1:] if a not in ("-m", "--multirun")]
 
 
+# Errors of the file system a user fixes by choosing another folder or freeing space.
+_FS_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.ENOTDIR, errno.EISDIR}
+
+
+def fs_error_line(exc: OSError) -> str:
+    return f"cannot write {exc.filename} ({exc.strerror}); choose a writable paths.results (and hydra.run.dir) with free space"
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     try:
         run(cfg, base_overrides=list(HydraConfig.get().overrides.task))
     except VcmEvalError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as exc:  # an unwritable or full paths.results met outside the project's own writers
+        if exc.errno not in _FS_ERRNOS:
+            raise
+        print(f"error: {fs_error_line(exc)}", file=sys.stderr)
         sys.exit(2)
 
 
@@ -95,6 +110,7 @@ def config_error_line(exc: BaseException) -> str:
 
 def cli() -> None:
     """``python -m vcm_eval``: Hydra's ``main`` with every user error reported on one line."""
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)  # raised inside compressai
     sys.argv = multirun_flag_first(sys.argv)
     if (hint := missing_launcher(sys.argv)) is not None:
         print(f"error: {hint}", file=sys.stderr)
@@ -107,6 +123,11 @@ def cli() -> None:
         if user_wants_full:
             raise
         print(f"error: {config_error_line(exc)}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as exc:  # e.g. Hydra creating its output folder under an unwritable paths.results
+        if exc.errno not in _FS_ERRNOS or user_wants_full:
+            raise
+        print(f"error: {fs_error_line(exc)}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -95,6 +95,16 @@ def _folder_bytes(folder: Path) -> int:
         return 0
 
 
+def _write_npz(file: Any, arrays: dict[str, np.ndarray]) -> None:
+    """What ``np.savez`` writes (an uncompressed zip of .npy members, read by ``np.load``), with
+    the zip closed even when a write fails: ``np.savez`` leaves it open on a full disk, and its
+    finalizer then prints a traceback at exit."""
+    with zipfile.ZipFile(file, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, arr in arrays.items():
+            with zf.open(f"{name}.npy", mode="w", force_zip64=True) as member:
+                np.lib.format.write_array(member, arr, allow_pickle=False)
+
+
 class FeatureCache:
     """Disk cache of ``TaskModel.features(image)`` for one model and thread count.
 
@@ -148,8 +158,8 @@ class FeatureCache:
         arrays = {f"level_{k}": v.detach().cpu().numpy() for k, v in feats.levels.items()}
         if any(a.dtype != np.float32 for a in arrays.values()):
             return  # only float32 is stored (exactly); anything else is recomputed
-        sizes = np.array([*feats.image_size, *feats.input_size], dtype=np.int64)
-        _write_atomic(path, lambda f: np.savez(f, sizes=sizes, **arrays))
+        arrays["sizes"] = np.array([*feats.image_size, *feats.input_size], dtype=np.int64)
+        _write_atomic(path, lambda f: _write_npz(f, arrays))
         self._bytes += path.stat().st_size
 
     @staticmethod

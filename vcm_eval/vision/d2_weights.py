@@ -45,7 +45,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from vcm_eval.errors import CheckpointError
+from vcm_eval.errors import CheckpointError, load_failure
 
 Transform = Callable[[torch.Tensor, tuple[int, ...]], torch.Tensor]
 
@@ -215,7 +215,7 @@ def read_d2_checkpoint(path: Path) -> dict[str, Any]:
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any unpickling failure means a bad or foreign file
         raise CheckpointError(
-            f"cannot read detectron2 checkpoint {path}: {exc}; give a model-zoo .pkl or a .pth holding only tensors "
+            f"cannot read detectron2 checkpoint {path}: {load_failure(exc)}; give a model-zoo .pkl or a .pth holding only tensors "
             "(re-save with torch.save({'model': ckpt['model']}, path))"
         ) from exc
     return d2_model_state(payload, path)

@@ -23,7 +23,7 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import MultiScaleRoIAlign
 
-from vcm_eval.errors import CheckpointError, ConfigError
+from vcm_eval.errors import CheckpointError, ConfigError, load_failure
 from vcm_eval.vision.backbone import build_fpn_backbone
 from vcm_eval.vision.base import LEVELS, FeatureSet, Instances, TaskModel
 from vcm_eval.vision.d2_compat import AlignedRoIPooler, D2AnchorGenerator, d2_resize, paste_masks_aligned
@@ -226,7 +226,7 @@ def _read_torch(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise CheckpointError(f"cannot read task model checkpoint {path}: {exc}; re-download or retrain it") from exc
+        raise CheckpointError(f"cannot read task model checkpoint {path}: {load_failure(exc)}; re-download or retrain it") from exc
 
 
 def load_checkpoint(path: Path, cfg: RcnnConfig, payload: Any = None) -> dict[str, torch.Tensor]:

@@ -14,7 +14,7 @@ import torch
 
 from vcm_eval.codecs.fusion.config import FusionArchConfig
 from vcm_eval.codecs.fusion.model import FusionCodecModel
-from vcm_eval.errors import CheckpointError
+from vcm_eval.errors import CheckpointError, load_failure
 
 FORMAT = "vcm_eval.fusion/1"
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
@@ -61,7 +61,7 @@ def load(path: Path, arch: FusionArchConfig) -> tuple[FusionCodecModel, dict[str
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise CheckpointError(f"cannot read fusion checkpoint {path}: {exc}") from exc
+        raise CheckpointError(f"cannot read fusion checkpoint {path}: {load_failure(exc)}; retrain it or fix pipeline.checkpoint") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a vcm_eval fusion codec checkpoint (format {FORMAT})")
     want, have = arch.as_dict(), payload["architecture"]

@@ -1,0 +1,388 @@
+"""Robustness of the real CLI (``python -m vcm_eval`` in a subprocess): random SIGKILLs, full or
+unwritable disks, corrupt inputs and bad configs.
+
+* A sweep killed with SIGKILL at several points (while features are cached, while bitstreams are
+  written, at a seeded random time) and rerun ends with the table of an uninterrupted sweep, and
+  no file in the results or the feature cache is left torn (tests/test_resume.py covers one kill
+  of the image anchor and the run lock; this adds the feature cache, kept bitstreams and two
+  workers). ``VCM_ROBUSTNESS_SEED=<n>`` replays another schedule.
+* Every user error (config key, value, range, missing FFmpeg, wrong checkpoint, corrupt image or
+  stored bitstream, unwritable/full disk) ends with exit status 2 and one stderr line
+  ``error: ...`` naming the problem. The error cases run two at a time (two cores).
+* Static checks: every ``torch.load`` passes ``weights_only=True``, no ``np.load`` allows pickles,
+  no external program runs through a shell.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import random
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from vcm_eval.cache import BitstreamStore, FeatureCache
+from vcm_eval.data.synthetic import SyntheticSpec, write_split
+from vcm_eval.report.report import find_runs, load_runs
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = SyntheticSpec(height=64, width=128)
+IMAGES = 3
+TINY = [
+    "model.weights=null", "model.min_size=64", "model.max_size=128", "model.rpn_pre_nms_top_n_test=100",
+    "model.rpn_post_nms_top_n_test=50", "model.detections_per_img=10", f"dataset.size={IMAGES}", "dataset.height=64",
+    "dataset.width=128", "threads=1", "progress=false",
+]  # fmt: skip
+COMPARED = [
+    "pipeline",
+    "curve",
+    "z",
+    "bpp",
+    "bpp_mean",
+    "kbytes_per_image",
+    "bbox_AP",
+    "bbox_AP50",
+    "segm_AP",
+    "segm_AP50",
+    "cityscapes_AP",
+    "images",
+    "records",
+]
+
+
+def cli(
+    args: list[str], *, env: dict[str, str] | None = None, preexec: Callable[[], None] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vcm_eval", *args], capture_output=True, text=True, cwd=ROOT, env={**os.environ, **(env or {})},
+        preexec_fn=preexec, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``paths.data`` holding the tiny synthetic split the TINY overrides ask for."""
+    root = tmp_path_factory.mktemp("data")
+    write_split(root / SPEC.folder_name(), SPEC, "val", IMAGES, progress=False)
+    return root
+
+
+def tiny(tmp: Path, data: Path) -> list[str]:
+    return [
+        *TINY,
+        f"paths.data={data}",
+        f"paths.cache={tmp / 'cache'}",
+        f"hydra.run.dir={tmp / 'hydra'}",
+        f"hydra.sweep.dir={tmp / 'sweep'}",
+    ]
+
+
+# --- SIGKILL at several points of a sweep ------------------------------------------------------
+
+
+def sweep(results: Path, tmp: Path, data: Path) -> list[str]:
+    """quant at two thresholds, two images in flight at once (workers=2)."""
+    return [
+        sys.executable,
+        "-m",
+        "vcm_eval",
+        "-m",
+        "pipeline=quant",
+        "pipeline.z=1.0,2.0",
+        "workers=2",
+        *tiny(tmp, data),
+        f"paths.results={results}",
+    ]
+
+
+def kill_when(cmd: list[str], ready: Callable[[], bool], delay: float, deadline_s: float = 600) -> bool:
+    """Start ``cmd``, SIGKILL its process group ``delay`` s after ``ready()``; False if it ended first."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        end = time.monotonic() + deadline_s
+        while proc.poll() is None and not ready() and time.monotonic() < end:
+            time.sleep(0.01)
+        time.sleep(delay)
+        if proc.poll() is not None:
+            return False
+        os.killpg(proc.pid, signal.SIGKILL)
+        return True
+    finally:
+        proc.wait(timeout=60)
+
+
+def records(results: Path) -> dict[tuple[str, int], dict]:
+    out = {}
+    for f in results.rglob("records.jsonl"):
+        for line in f.read_text().splitlines():
+            rec = json.loads(line)
+            out[(f.parent.name, rec["image_id"])] = {k: v for k, v in rec.items() if not k.endswith("_s")}
+    return out
+
+
+def assert_nothing_torn(results: Path, cache: Path) -> None:
+    """No temp file anywhere, every JSON parses, records are whole lines with no repeats, every
+    kept bitstream passes its checksum, every cached feature entry loads."""
+    assert not [p for p in (*results.rglob("*.tmp"), *cache.rglob("*.tmp"))]
+    for run_dir in (p.parent for p in results.rglob("records.jsonl")):
+        for js in run_dir.rglob("*.json"):
+            json.loads(js.read_text())
+        raw = (run_dir / "records.jsonl").read_bytes()
+        ids = [json.loads(line)["image_id"] for line in raw.splitlines()]
+        assert raw.endswith(b"\n") and sorted(ids) == list(range(IMAGES))
+        store = BitstreamStore(run_dir / "bitstreams")
+        assert all(store.get(i) is not None for i in range(IMAGES)) and store.reused == IMAGES
+    entries = list(cache.rglob("*.npz"))
+    assert len(entries) == IMAGES and all(FeatureCache._read(e) is not None for e in entries)
+
+
+def test_sweep_killed_at_random_points_ends_with_the_same_table(tmp_path: Path, data: Path) -> None:
+    seed = int(os.environ.get("VCM_ROBUSTNESS_SEED", "8"))
+    rng = random.Random(seed)
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    done = subprocess.run(sweep(whole, tmp_path / "w", data), cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    cmd = sweep(cut, tmp_path / "c", data)
+    cache = tmp_path / "c" / "cache"
+    # (what must exist before the kill, extra delay): while features are being cached, while the
+    # first run's bitstreams and records are written, in the second run, and at a random moment
+    schedule: list[tuple[Callable[[], bool], float]] = [
+        (lambda: any(cache.rglob("*.npz")), rng.uniform(0, 0.05)),
+        (lambda: any(cut.rglob("bitstreams/*.bin")), rng.uniform(0, 0.05)),
+        (lambda: sum(1 for _ in cut.rglob("metrics.json")) >= 1, rng.uniform(0, 0.3)),
+        (lambda: any(cut.rglob("records.jsonl")), rng.uniform(0, 2.0)),
+    ]
+    kills = sum(kill_when(cmd, ready, delay) for ready, delay in schedule)
+    assert kills >= 2, f"seed {seed}: the sweep ended before most kills; the schedule needs a slower sweep"
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
+    assert again.returncode == 0, f"seed {seed}: {again.stderr[-3000:]}"
+
+    tables = [load_runs(find_runs(str(r))[0])[0][COMPARED].sort_values("z").reset_index(drop=True) for r in (whole, cut)]
+    assert len(tables[0]) == 2
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    assert records(whole) == records(cut), f"seed {seed}"
+    assert_nothing_torn(cut, cache)
+
+
+# --- one-line errors ------------------------------------------------------------------------
+
+
+@dataclass
+class Case:
+    """One bad invocation: its arguments, the fragment its error line must hold, and which of
+    the paths (data, cache, results, hydra) it points elsewhere."""
+
+    args: list[str]
+    expect: str
+    paths: dict[str, Path] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    preexec: Callable[[], None] | None = None
+
+
+def limit_file_size() -> None:
+    """In the child: files stop growing at 64 KB (EFBIG), as on a nearly full quota."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def can_mount(tmp: Path) -> bool:
+    probe = tmp / "probe"
+    probe.mkdir()
+    ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)], capture_output=True, check=False).returncode == 0
+    if ok:
+        subprocess.run(["umount", str(probe)], check=False)
+    return ok
+
+
+def bad_checkpoints(tmp: Path) -> dict[str, Path]:
+    """A task-model checkpoint of another architecture, a garbage file, a fusion checkpoint of
+    another architecture (random init: only the architecture check matters)."""
+    from vcm_eval.codecs.fusion import zoo
+    from vcm_eval.codecs.fusion.config import FusionArchConfig
+    from vcm_eval.vision.torchvision_rcnn import BackboneConfig, RcnnConfig, build_rcnn, save_checkpoint
+
+    other = RcnnConfig(weights=None, backbone=BackboneConfig(widths=[16, 32, 64, 128]))
+    out = {"task": tmp / "other_arch.pt", "junk": tmp / "junk.pt", "fusion": tmp / "fusion_other.pt"}
+    save_checkpoint(out["task"], build_rcnn(other), other, meta={}, half=True)
+    out["junk"].write_bytes(b"not a checkpoint" * 10)
+    arch = FusionArchConfig(channels=16, latent_channels=16, hyper_channels=16)
+    zoo.save(out["fusion"], zoo.build_model(arch), arch, meta={})
+    return out
+
+
+def error_cases(tmp: Path, data: Path) -> dict[str, Case]:
+    ckpt = bad_checkpoints(tmp)
+    corrupt = tmp / "corrupt_data"
+    shutil.copytree(data, corrupt)
+    next(iter(sorted(corrupt.rglob("*_leftImg8bit.png")))).write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (tmp / "a_file").write_text("nothing can be written below a file")
+    below_file = tmp / "a_file" / "x"
+    cases = {
+        "unknown key": Case(["pipeline=image_anchor", "pipeline.qq=3"], "unknown config key 'pipeline.qq'; valid keys: name, qp"),
+        "unknown top-level key": Case(["pipeline=quant", "treads=1"], "unknown config key 'treads'"),
+        "wrong type": Case(["pipeline=quant", "pipeline.z=abc"], "bad value for pipeline.z"),
+        "unknown option": Case(["pipeline=quantt"], "Could not find 'pipeline/quantt'; valid options: feature_anchor"),
+        "override syntax": Case(["pipeline=quant", "pipeline.z=[1"], "cannot parse override 'pipeline.z=[1'"),
+        "qp out of range": Case(["pipeline=image_anchor", "pipeline.qp=64"], "QP 64 is outside 0..63"),
+        "z out of range": Case(["pipeline=quant", "pipeline.z=-1"], "z=-1.0 must be a finite threshold > 0"),
+        "n_symbols out of range": Case(["pipeline=quant", "pipeline.n_symbols=1"], "n_symbols=1 is out of range"),
+        "workers": Case(["pipeline=quant", "workers=0"], "workers=0 must both be >= 1"),
+        "missing ffmpeg": Case(["pipeline=image_anchor", f"codec.ffmpeg={tmp / 'no-ffmpeg'}"], "ffmpeg binary"),
+        "no bundled ffmpeg": Case(["pipeline=feature_anchor"], "cannot run ffmpeg", env={"IMAGEIO_FFMPEG_EXE": str(tmp / "gone")}),
+        "wrong-architecture task checkpoint": Case(
+            ["pipeline=quant", f"model.weights={ckpt['task']}"], "does not match the configured model (backbone.widths"
+        ),
+        "garbage checkpoint": Case(["pipeline=quant", f"model.weights={ckpt['junk']}"], "cannot read task model checkpoint"),
+        "wrong-architecture fusion checkpoint": Case(
+            ["pipeline=fusion_codec", f"pipeline.checkpoint={ckpt['fusion']}"], "does not match pipeline.arch (channels: config 64"
+        ),
+        "corrupt image": Case(["pipeline=quant"], "cannot read image", paths={"data": corrupt}),
+        "results below a file": Case(["pipeline=quant"], "(Not a directory)", paths={"results": below_file}),
+        "hydra dir below a file": Case(["pipeline=quant"], "(Not a directory)", paths={"hydra": below_file}),
+        "file size limit": Case(["pipeline=quant"], "(File too large); free disk space", preexec=limit_file_size),
+    }
+    return cases
+
+
+@pytest.fixture(scope="module")
+def error_runs(tmp_path_factory: pytest.TempPathFactory, data: Path) -> Iterator[dict[str, tuple[Case, subprocess.CompletedProcess[str]]]]:
+    tmp = tmp_path_factory.mktemp("errors")
+    cases = error_cases(tmp, data)
+    mounts = []
+    if can_mount(tmp):  # root (as on this project's machines): a real read-only and a real full file system
+        ro, full = tmp / "ro", tmp / "full"
+        ro.mkdir()
+        full.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], check=True)
+        mounts.append(ro)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(full)], check=True)
+        mounts.append(full)
+        st = os.statvfs(full)
+        (full / "filler").write_bytes(b"\0" * (st.f_bavail * st.f_frsize - 96 * 1024))  # 96 KB left
+        cases["read-only results"] = Case(["pipeline=quant"], "(Read-only file system)", paths={"results": ro / "r"})
+        cases["full disk"] = Case(
+            ["pipeline=quant"], "(No space left on device); free disk space", paths={"results": full / "r", "cache": full / "c"}
+        )
+
+    def run(i: int, case: Case) -> subprocess.CompletedProcess[str]:
+        own = {
+            "data": data,
+            "cache": tmp / f"{i}" / "cache",
+            "results": tmp / f"{i}" / "results",
+            "hydra": tmp / f"{i}" / "hydra",
+        } | case.paths
+        paths = [
+            f"paths.data={own['data']}",
+            f"paths.cache={own['cache']}",
+            f"paths.results={own['results']}",
+            f"hydra.run.dir={own['hydra']}",
+        ]
+        return cli([*TINY, *case.args, *paths], env=case.env, preexec=case.preexec)  # the case's own values win
+
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = {name: pool.submit(run, i, c) for i, (name, c) in enumerate(cases.items())}
+            results = {name: (cases[name], fut.result()) for name, fut in futures.items()}
+        yield results
+    finally:
+        for m in mounts:
+            subprocess.run(["umount", str(m)], check=False)
+
+
+ERROR_CASES = [
+    "unknown key", "unknown top-level key", "wrong type", "unknown option", "override syntax", "qp out of range", "z out of range",
+    "n_symbols out of range", "workers", "missing ffmpeg", "no bundled ffmpeg", "wrong-architecture task checkpoint", "garbage checkpoint",
+    "wrong-architecture fusion checkpoint", "corrupt image", "results below a file", "hydra dir below a file", "file size limit",
+    "read-only results", "full disk",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ERROR_CASES)
+def test_user_errors_are_one_line_and_exit_2(name: str, error_runs: dict[str, tuple[Case, subprocess.CompletedProcess[str]]]) -> None:
+    if name not in error_runs:
+        pytest.skip("needs permission to mount a tmpfs (root)")
+    case, proc = error_runs[name]
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
+    assert case.expect in lines[0], lines[0]
+
+
+def test_corrupt_kept_bitstream_is_an_error_and_deleting_it_re_encodes(tmp_path: Path, data: Path) -> None:
+    args = ["pipeline=image_anchor", "pipeline.qp=37", *tiny(tmp_path, data), f"paths.results={tmp_path / 'r'}", "workers=1"]
+    first = cli(args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (run_dir,) = {p.parent for p in (tmp_path / "r").rglob("records.jsonl")}
+    before = records(tmp_path / "r")
+    kept = run_dir / "bitstreams" / "1.bin"
+    whole = kept.read_bytes()
+    assert 8 * len(whole) == before[(run_dir.name, 1)]["bits"]
+    kept.write_bytes(whole[:-3])  # truncated on disk
+    (run_dir / "records.jsonl").unlink()
+    (run_dir / "metrics.json").unlink()
+    bad = cli(args)
+    lines = bad.stderr.strip().splitlines()
+    assert bad.returncode == 2 and len(lines) == 1, bad.stderr[-3000:]
+    assert lines[0].startswith(f"error: stored bitstream {kept} is corrupt") and "delete it and 1.json to re-encode" in lines[0]
+    kept.unlink()
+    (run_dir / "bitstreams" / "1.json").unlink()
+    again = cli(args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert kept.read_bytes() == whole and records(tmp_path / "r") == before  # VVenC is deterministic
+
+
+# --- static checks -------------------------------------------------------------------------
+
+
+def python_files() -> list[Path]:
+    return sorted([*(ROOT / "vcm_eval").rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py")])
+
+
+def calls(tree: ast.AST) -> Iterator[tuple[str, ast.Call]]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            yield ast.unparse(node.func), node
+
+
+def kw(call: ast.Call, name: str) -> ast.expr | None:
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def test_checkpoints_load_weights_only_and_programs_run_without_a_shell() -> None:
+    problems, loads, runs = [], 0, 0
+    for path in python_files():
+        for name, call in calls(ast.parse(path.read_text(), str(path))):
+            where = f"{path.relative_to(ROOT)}:{call.lineno} {name}"
+            if name == "torch.load":
+                loads += 1
+                value = kw(call, "weights_only")
+                if not (isinstance(value, ast.Constant) and value.value is True):
+                    problems.append(f"{where} without weights_only=True")
+            if name in ("np.load", "numpy.load") and isinstance(kw(call, "allow_pickle"), ast.Constant) and kw(call, "allow_pickle").value:  # type: ignore[union-attr]
+                problems.append(f"{where} allows pickles")
+            if name in ("pickle.load", "pickle.loads"):
+                problems.append(f"{where}: unrestricted unpickling")
+            if name.startswith("subprocess.") or name in ("os.system", "os.popen", "os.execl", "os.spawnl"):
+                runs += 1
+                shell = kw(call, "shell")
+                if name in ("os.system", "os.popen", "subprocess.getoutput", "subprocess.getstatusoutput"):
+                    problems.append(f"{where} always uses a shell")
+                elif isinstance(shell, ast.Constant) and shell.value:
+                    problems.append(f"{where} with shell=True")
+                elif call.args and isinstance(call.args[0], (ast.Constant, ast.JoinedStr)):
+                    problems.append(f"{where} with a command string, not an argument list")
+    assert not problems, problems
+    assert loads >= 3 and runs >= 3  # the scan does see the project's loads and program runs
