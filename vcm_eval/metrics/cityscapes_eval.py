@@ -46,7 +46,7 @@ class CityscapesEvaluator:
     def __init__(self, gt_dir: Path, category_to_label: dict[int, int]) -> None:
         if not gt_dir.is_dir():
             raise DataError(f"Cityscapes ground truth folder {gt_dir} does not exist; point dataset.root at a Cityscapes root")
-        self.gt_dir = gt_dir
+        self.gt_dir = gt_dir.resolve()  # the evaluation runs in a temp working directory
         self.category_to_label = category_to_label
         self.reset()
 
@@ -77,7 +77,7 @@ class CityscapesEvaluator:
                         continue
                     mask = mask_utils.decode(res["segmentation"])
                     name = f"{stem}_{k}.png"
-                    Image.fromarray(mask * 255).save(tmp_dir / name)
+                    Image.fromarray(mask * 255).save(tmp_dir / name, compress_level=1)  # lossless; level 6 tripled evaluation time
                     lines.append(f"{name} {self.category_to_label[res['category_id']]} {res['score']:.6f}\n")
                 pred = tmp_dir / f"{stem}_pred.txt"
                 pred.write_text("".join(lines))
