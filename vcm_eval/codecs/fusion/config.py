@@ -53,7 +53,7 @@ class TrainFusionSettings:
     batch_size: int = 8
     crop: int = 64
     lr: float = 1e-4
-    aux_lr: float = 1e-3
+    aux_lr: float = 1e-2
     lr_drop_at: float = 0.8
     train_images: int = 400
     seed: int = 0

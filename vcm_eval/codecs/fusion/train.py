@@ -86,7 +86,7 @@ def rate_distortion(model: FusionCodecModel, levels: list[torch.Tensor], lmbda: 
     out = model(levels)
     b, _, h2, w2 = levels[0].shape
     image_pixels = b * (4 * h2) * (4 * w2)
-    bits = sum(torch.log2(lk).sum() for lk in out["likelihoods"].values())
+    bits = torch.stack([torch.log2(lk).sum() for lk in out["likelihoods"].values()]).sum()
     bpp = -bits / image_pixels
     mse = torch.stack([torch.mean((a - b_) ** 2) for a, b_ in zip(out["levels"], levels)]).mean()
     return {"loss": bpp + lmbda * mse, "bpp": bpp, "mse": mse}
