@@ -48,7 +48,7 @@ TINY = [
 COMPARED = [
     "pipeline",
     "curve",
-    "z",
+    "side_dtype",
     "bpp",
     "bpp_mean",
     "kbytes_per_image",
@@ -93,18 +93,10 @@ def tiny(tmp: Path, data: Path) -> list[str]:
 
 
 def sweep(results: Path, tmp: Path, data: Path) -> list[str]:
-    """quant at two thresholds, two images in flight at once (workers=2)."""
-    return [
-        sys.executable,
-        "-m",
-        "vcm_eval",
-        "-m",
-        "pipeline=quant",
-        "pipeline.z=1.0,2.0",
-        "workers=2",
-        *tiny(tmp, data),
-        f"paths.results={results}",
-    ]
+    """The 8-bit feature codec with two side-info types (large bitstreams: kills land in writes),
+    two images in flight at once (workers=2)."""
+    head = [sys.executable, "-m", "vcm_eval", "-m", "pipeline=quant8", "pipeline.side_dtype=float32,float16", "workers=2"]
+    return [*head, *tiny(tmp, data), f"paths.results={results}"]
 
 
 def kill_when(cmd: list[str], ready: Callable[[], bool], delay: float, deadline_s: float = 600) -> bool:
@@ -170,7 +162,7 @@ def test_sweep_killed_at_random_points_ends_with_the_same_table(tmp_path: Path, 
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
     assert again.returncode == 0, f"seed {seed}: {again.stderr[-3000:]}"
 
-    tables = [load_runs(find_runs(str(r))[0])[0][COMPARED].sort_values("z").reset_index(drop=True) for r in (whole, cut)]
+    tables = [load_runs(find_runs(str(r))[0])[0][COMPARED].sort_values("side_dtype").reset_index(drop=True) for r in (whole, cut)]
     assert len(tables[0]) == 2
     pd.testing.assert_frame_equal(tables[0], tables[1])
     assert records(whole) == records(cut), f"seed {seed}"
@@ -232,27 +224,27 @@ def error_cases(tmp: Path, data: Path) -> dict[str, Case]:
     below_file = tmp / "a_file" / "x"
     cases = {
         "unknown key": Case(["pipeline=image_anchor", "pipeline.qq=3"], "unknown config key 'pipeline.qq'; valid keys: name, qp"),
-        "unknown top-level key": Case(["pipeline=quant", "treads=1"], "unknown config key 'treads'"),
+        "unknown top-level key": Case(["pipeline=quant8", "treads=1"], "unknown config key 'treads'"),
         "wrong type": Case(["pipeline=quant", "pipeline.z=abc"], "bad value for pipeline.z"),
         "unknown option": Case(["pipeline=quantt"], "Could not find 'pipeline/quantt'; valid options: feature_anchor"),
         "override syntax": Case(["pipeline=quant", "pipeline.z=[1"], "cannot parse override 'pipeline.z=[1'"),
         "qp out of range": Case(["pipeline=image_anchor", "pipeline.qp=64"], "QP 64 is outside 0..63"),
         "z out of range": Case(["pipeline=quant", "pipeline.z=-1"], "z=-1.0 must be a finite threshold > 0"),
         "n_symbols out of range": Case(["pipeline=quant", "pipeline.n_symbols=1"], "n_symbols=1 is out of range"),
-        "workers": Case(["pipeline=quant", "workers=0"], "workers=0 must both be >= 1"),
+        "workers": Case(["pipeline=quant8", "workers=0"], "workers=0 must both be >= 1"),
         "missing ffmpeg": Case(["pipeline=image_anchor", f"codec.ffmpeg={tmp / 'no-ffmpeg'}"], "ffmpeg binary"),
         "no bundled ffmpeg": Case(["pipeline=feature_anchor"], "cannot run ffmpeg", env={"IMAGEIO_FFMPEG_EXE": str(tmp / "gone")}),
         "wrong-architecture task checkpoint": Case(
-            ["pipeline=quant", f"model.weights={ckpt['task']}"], "does not match the configured model (backbone.widths"
+            ["pipeline=quant8", f"model.weights={ckpt['task']}"], "does not match the configured model (backbone.widths"
         ),
-        "garbage checkpoint": Case(["pipeline=quant", f"model.weights={ckpt['junk']}"], "cannot read task model checkpoint"),
+        "garbage checkpoint": Case(["pipeline=quant8", f"model.weights={ckpt['junk']}"], "cannot read task model checkpoint"),
         "wrong-architecture fusion checkpoint": Case(
             ["pipeline=fusion_codec", f"pipeline.checkpoint={ckpt['fusion']}"], "does not match pipeline.arch (channels: config 64"
         ),
-        "corrupt image": Case(["pipeline=quant"], "cannot read image", paths={"data": corrupt}),
-        "results below a file": Case(["pipeline=quant"], "(Not a directory)", paths={"results": below_file}),
-        "hydra dir below a file": Case(["pipeline=quant"], "(Not a directory)", paths={"hydra": below_file}),
-        "file size limit": Case(["pipeline=quant"], "(File too large); free disk space", preexec=limit_file_size),
+        "corrupt image": Case(["pipeline=quant8"], "cannot read image", paths={"data": corrupt}),
+        "results below a file": Case(["pipeline=quant8"], "(Not a directory)", paths={"results": below_file}),
+        "hydra dir below a file": Case(["pipeline=quant8"], "(Not a directory)", paths={"hydra": below_file}),
+        "file size limit": Case(["pipeline=quant8"], "(File too large); free disk space", preexec=limit_file_size),
     }
     return cases
 
@@ -272,9 +264,9 @@ def error_runs(tmp_path_factory: pytest.TempPathFactory, data: Path) -> Iterator
         mounts.append(full)
         st = os.statvfs(full)
         (full / "filler").write_bytes(b"\0" * (st.f_bavail * st.f_frsize - 96 * 1024))  # 96 KB left
-        cases["read-only results"] = Case(["pipeline=quant"], "(Read-only file system)", paths={"results": ro / "r"})
+        cases["read-only results"] = Case(["pipeline=quant8"], "(Read-only file system)", paths={"results": ro / "r"})
         cases["full disk"] = Case(
-            ["pipeline=quant"], "(No space left on device); free disk space", paths={"results": full / "r", "cache": full / "c"}
+            ["pipeline=quant8"], "(No space left on device); free disk space", paths={"results": full / "r", "cache": full / "c"}
         )
 
     def run(i: int, case: Case) -> subprocess.CompletedProcess[str]:
