@@ -180,10 +180,15 @@ def test_bad_pipeline_config_fails_before_running(hydra_conf: None) -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not ZOO.is_file(), reason=f"needs the trained task model {ZOO}")
-def test_low_qp_map_within_one_point_of_uncompressed(hydra_conf: None, synth_root: Path, tmp_path: Path) -> None:
+def test_low_qp_map_within_one_point_of_uncompressed(hydra_conf: None, tmp_path: Path) -> None:
+    """12 synthetic val images (about 2-3 CPU minutes): QP 12 keeps box and mask AP within 1 point.
+
+    Measured when written: uncompressed bbox/segm AP 67.58/62.00, QP 12 67.95/62.08 (43.9 bpp).
+    On only 6 images AP moves by more than a point between near-identical predictions.
+    """
     from vcm_eval.run import run_single
 
-    common = [f"dataset.root={synth_root}", "dataset.size=6", "dataset.limit=6", f"paths.results={tmp_path}", "progress=false"]
+    common = [f"dataset.root={tmp_path / 'synthetic'}", "dataset.size=12", f"paths.results={tmp_path / 'results'}", "progress=false"]
     ref = run_single(compose_cfg(["pipeline=uncompressed", *common]))
     coded = run_single(compose_cfg(["pipeline=feature_anchor", "pipeline.qp=12", "pipeline.split=p2-p5", *common]))
     assert ref["segm_AP"] > 10.0  # the trained model detects something, so the comparison means something
