@@ -230,7 +230,9 @@ def measure(overrides: list[str], case: str, images: int, workers: int, warm: bo
         }  # fmt: skip
     out["summary"] = summary
     out["per_image"] = {name: rows for name, (rows, _, _) in passes.items()}
-    out["ffmpeg_child_peak_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    # largest child's ru_maxrss: a child forked from this (1 GB) process reports the parent's pages
+    # until it execs, so this is an upper bound, not FFmpeg's own peak (see the sampled peak_mb)
+    out["children_maxrss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return out
 
 
@@ -270,6 +272,31 @@ def write(results: list[dict[str, Any]], out_dir: Path, name: str) -> None:
                     w.writerow({"case": res["case"], "workers": res["workers"], "pass": pass_name, **r})
 
 
+def markdown_table(paths: list[Path]) -> str:
+    """One row per (pipeline file, case, workers): means per image and the ratios, as Markdown."""
+    head = (
+        "| pipeline | input | images | workers | features s | encode s | decode s | network s | overhead s/img | loop / stages "
+        "| run / stages | run / bare limit | CPU run / bare | features s (warm cache) | run / stages (warm) | peak MB |"
+    )
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for path in paths:
+        data = json.loads(path.read_text())
+        name = path.stem.replace("pipeline_", "")
+        for run in data["runs"]:
+            s, rows = run["summary"], run["per_image"]["framework"]
+            mean = {k: float(np.mean([r[k] for r in rows])) for k in ("features_s", "encode_s", "decode_s", "network_s", "overhead_s")}
+            fw, warm = s["framework"], s.get("framework_warm")
+            warm_feat = float(np.mean([r["features_s"] for r in run["per_image"]["framework_warm"]])) if warm else float("nan")
+            cells = [
+                name, run["case"], run["images"], run["workers"], *(f"{mean[k]:.2f}" for k in ("features_s", "encode_s", "decode_s", "network_s")),
+                f"{mean['overhead_s']:.3f}", f"{fw['loop_ratio_to_own_stages']:.3f}", f"{fw['ratio_to_own_stages']:.3f}",
+                f"{fw['ratio_to_limit']:.2f}", f"{fw['cpu_ratio_to_limit']:.2f}", f"{warm_feat:.3f}" if warm else "-",
+                f"{warm['ratio_to_own_stages']:.3f}" if warm else "-", f"{fw['peak_mb']:.0f}",
+            ]  # fmt: skip
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="Other arguments are Hydra overrides (pipeline=... first).")
     ap.add_argument("--case", default="synthetic", help=f"comma list of {sorted(CASES)}")
@@ -279,7 +306,11 @@ def main() -> None:
     ap.add_argument("--data", default=str(ROOT / "data"), help="paths.data (synthetic images are generated there once)")
     ap.add_argument("--out", default=str(ROOT / "results" / "benchmarks"))
     ap.add_argument("--name", default="", help="output file stem (default pipeline_<pipeline>)")
+    ap.add_argument("--table", nargs="+", metavar="JSON", help="print the Markdown summary of these result files and exit")
     args, overrides = ap.parse_known_args()
+    if args.table:
+        print(markdown_table([Path(p) for p in args.table]))
+        return
     pipeline = next((o.split("=", 1)[1] for o in overrides if o.startswith("pipeline=")), "suite")
     cases = args.case.split(",")
     counts = [int(n) for n in args.images.split(",")]

@@ -77,7 +77,9 @@ class CityscapesEvaluator:
                         continue
                     mask = mask_utils.decode(res["segmentation"])
                     name = f"{stem}_{k}.png"
-                    Image.fromarray(mask * 255).save(tmp_dir / name, compress_level=1)  # lossless; level 6 tripled evaluation time
+                    # a C-ordered 1-bit PNG at zlib level 1: what the script reads (convert("L") != 0) at a
+                    # fifth of the cost of an 8-bit level-6 PNG of the Fortran-ordered decoded mask
+                    Image.fromarray(np.ascontiguousarray(mask, dtype=bool)).save(tmp_dir / name, compress_level=1)
                     lines.append(f"{name} {self.category_to_label[res['category_id']]} {res['score']:.6f}\n")
                 pred = tmp_dir / f"{stem}_pred.txt"
                 pred.write_text("".join(lines))
