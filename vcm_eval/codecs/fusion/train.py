@@ -101,7 +101,7 @@ def train(cfg: TrainFusionConfig) -> Path:
     torch.manual_seed(t.seed)
     model = zoo.build_model(arch)
     if t.init_from:
-        init, _ = zoo.load(Path(t.init_from), arch)
+        init, _ = zoo.load(zoo.resolve(t.init_from, task_model=cfg.model.name, quality=t.quality), arch)
         model.load_state_dict(init.state_dict(), strict=False)
     aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
     net_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
