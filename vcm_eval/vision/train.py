@@ -12,11 +12,9 @@ weights go to ``train.output``.
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 from pathlib import Path
-from typing import Any
 
 import hydra
 import numpy as np
@@ -26,9 +24,10 @@ from tqdm import tqdm
 
 from vcm_eval import config as _config  # noqa: F401 - registers the schemas
 from vcm_eval.config import TrainTaskConfig
-from vcm_eval.data.synthetic import scene_for
-from vcm_eval.data.scene import Scene
 from vcm_eval.data.datasets import synthetic_spec
+from vcm_eval.data.scene import Scene
+from vcm_eval.data.synthetic import scene_for
+from vcm_eval.training import append_log_row, load_state, save_state
 from vcm_eval.vision.torchvision_rcnn import RcnnConfig, build_rcnn, save_checkpoint
 
 
@@ -74,12 +73,6 @@ def lr_factor(it: int, *, warmup: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * (it - warmup) / max(1, total - warmup)))
 
 
-def _save_state(path: Path, **state: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
-
-
 def train(cfg: TrainTaskConfig) -> Path:
     """Train (or resume) and write the fp16 checkpoint; returns its path."""
     torch.set_num_threads(cfg.threads)
@@ -95,8 +88,8 @@ def train(cfg: TrainTaskConfig) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     last = workdir / "last.pt"
     start = 0
-    if last.is_file():
-        state = torch.load(last, map_location="cpu", weights_only=True)
+    state = load_state(last)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -131,14 +124,13 @@ def train(cfg: TrainTaskConfig) -> Path:
         bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
         done = it + 1
         if done % 10 == 0:
-            new = not log_path.exists()
-            with open(log_path, "a", newline="") as f:
-                w = csv.writer(f)
-                if new:
-                    w.writerow(["iteration", "seconds_this_session", "skipped", "lr", "loss", *losses.keys()])
-                w.writerow([done, round(time.time() - t0, 1), skipped, scheduler.get_last_lr()[0], float(loss.detach()), *(float(v.detach()) for v in losses.values())])
+            append_log_row(
+                log_path,
+                {"iteration": done, "seconds_this_session": round(time.time() - t0, 1), "skipped": skipped,
+                 "lr": scheduler.get_last_lr()[0], "loss": loss.detach(), **{k: v.detach() for k, v in losses.items()}},
+            )
         if done % settings.checkpoint_every == 0 or done == settings.iterations:
-            _save_state(
+            save_state(
                 last,
                 model=model.state_dict(),
                 optimizer=optimizer.state_dict(),

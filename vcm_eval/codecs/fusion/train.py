@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import shutil
 import tempfile
@@ -30,11 +29,12 @@ from tqdm import tqdm
 from vcm_eval import config as _config  # noqa: F401 - registers the schemas
 from vcm_eval.codecs.fusion import zoo
 from vcm_eval.codecs.fusion.config import FusionArchConfig
-from vcm_eval.config import TrainFusionConfig
 from vcm_eval.codecs.fusion.model import CODED_LEVELS, FusionCodecModel
+from vcm_eval.config import TrainFusionConfig
 from vcm_eval.data.datasets import synthetic_spec
 from vcm_eval.data.synthetic import scene_for
 from vcm_eval.errors import ConfigError
+from vcm_eval.training import append_log_row, load_state, save_state
 from vcm_eval.vision.base import TaskModel
 from vcm_eval.vision.registry import build_task_model
 
@@ -111,8 +111,8 @@ def train(cfg: TrainFusionConfig) -> Path:
     workdir = Path(t.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     last, start = workdir / "last.pt", 0
-    if last.is_file():
-        state = torch.load(last, map_location="cpu", weights_only=True)
+    state = load_state(last)
+    if state is not None:
         torch.nn.Module.load_state_dict(model, state["model"])
         opt.load_state_dict(state["opt"])
         aux_opt.load_state_dict(state["aux_opt"])
@@ -139,16 +139,9 @@ def train(cfg: TrainFusionConfig) -> Path:
         bar.set_postfix(bpp=f"{float(rd['bpp']):.4f}", mse=f"{float(rd['mse']):.4f}")
         done = it + 1
         if done % 10 == 0:
-            new = not log.exists()
-            with open(log, "a", newline="") as f:
-                w = csv.writer(f)
-                if new:
-                    w.writerow(["iteration", "seconds_this_session", "loss", "bpp", "mse", "aux"])
-                w.writerow([done, round(time.time() - t0, 1), float(rd["loss"]), float(rd["bpp"]), float(rd["mse"]), float(aux_loss)])
+            append_log_row(log, {"iteration": done, "seconds_this_session": round(time.time() - t0, 1), **{k: v.detach() for k, v in rd.items()}, "aux": aux_loss.detach()})
         if done % t.checkpoint_every == 0 or done == t.iterations:
-            tmp = last.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(), "sched": sched.state_dict(), "iteration": done}, tmp)
-            tmp.replace(last)
+            save_state(last, model=model.state_dict(), opt=opt.state_dict(), aux_opt=aux_opt.state_dict(), sched=sched.state_dict(), iteration=done)
     out = Path(t.output) if t.output else zoo.zoo_path(cfg.model.name, t.quality)
     meta = {
         "lmbda": t.lmbda,
