@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,3 +33,13 @@ def hydra_conf() -> Iterator[None]:
 def compose_cfg(overrides: list[str]) -> DictConfig:
     """The config the CLI would build from these overrides (inside ``hydra_conf``)."""
     return compose(config_name="config", overrides=overrides)
+
+
+def records_without_timings(results: Path) -> dict[tuple[str, int], dict]:
+    """(run folder name, image id) -> that image's record minus its ``*_s`` timings, for every run under ``results``."""
+    out = {}
+    for f in results.rglob("records.jsonl"):
+        for line in f.read_text().splitlines():
+            rec = json.loads(line)
+            out[(f.parent.name, rec["image_id"])] = {k: v for k, v in rec.items() if not k.endswith("_s")}
+    return out

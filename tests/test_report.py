@@ -26,11 +26,12 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from tests.conftest import CONF_DIR, compose_cfg
+from vcm_eval.atomic import atomic_write
 from vcm_eval.errors import ConfigError, DataError
 from vcm_eval.provenance import provenance
 from vcm_eval.report.plots import curve_style
 from vcm_eval.report.report import find_runs, load_runs, run_report
-from vcm_eval.report.store import RecordStore, atomic_write
+from vcm_eval.report.store import RecordStore
 from vcm_eval.run import params_tag, run_dir_for
 
 ANCHOR_BPP = [0.1, 0.2, 0.4, 0.8]  # image_anchor at qp 37, 32, 27, 22

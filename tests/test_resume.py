@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import records_without_timings
 from hydra import compose
 
 from vcm_eval.__main__ import missing_launcher
@@ -37,16 +38,6 @@ def sweep_cmd(results: Path, data: Path) -> list[str]:
 def complete_lines(path: Path) -> int:
     data = path.read_bytes() if path.is_file() else b""
     return data.count(b"\n")
-
-
-def per_image(results: Path) -> dict[tuple[str, int], dict]:
-    """(run folder name, image id) -> the record without its timings."""
-    out = {}
-    for f in results.rglob("records.jsonl"):
-        for line in f.read_text().splitlines():
-            rec = json.loads(line)
-            out[(f.parent.name, rec["image_id"])] = {k: v for k, v in rec.items() if not k.endswith("_s")}
-    return out
 
 
 def test_killed_sweep_resumes_to_the_same_table(tmp_path: Path) -> None:
@@ -93,7 +84,7 @@ def test_killed_sweep_resumes_to_the_same_table(tmp_path: Path) -> None:
     tables = [load_runs(find_runs(str(r))[0])[0][COMPARED].reset_index(drop=True) for r in (whole, cut)]
     assert len(tables[0]) == 2
     pd.testing.assert_frame_equal(tables[0], tables[1])
-    assert per_image(whole) == per_image(cut)  # bits and every detection, image by image
+    assert records_without_timings(whole) == records_without_timings(cut)  # bits and every detection, image by image
 
 
 HOLD_LOCK = """

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import compose_cfg
+from conftest import compose_cfg, records_without_timings
 
 from vcm_eval.cache import BitstreamStore, FeatureCache
 from vcm_eval.data.synthetic import SyntheticSpec, write_split
@@ -118,15 +118,6 @@ def kill_when(cmd: list[str], ready: Callable[[], bool], delay: float, deadline_
         proc.wait(timeout=60)
 
 
-def records(results: Path) -> dict[tuple[str, int], dict]:
-    out = {}
-    for f in results.rglob("records.jsonl"):
-        for line in f.read_text().splitlines():
-            rec = json.loads(line)
-            out[(f.parent.name, rec["image_id"])] = {k: v for k, v in rec.items() if not k.endswith("_s")}
-    return out
-
-
 def assert_nothing_torn(results: Path, cache: Path) -> None:
     """No temp file anywhere, every JSON parses, records are whole lines with no repeats, every
     kept bitstream passes its checksum, every cached feature entry loads."""
@@ -167,7 +158,7 @@ def test_sweep_killed_at_random_points_ends_with_the_same_table(tmp_path: Path, 
     tables = [load_runs(find_runs(str(r))[0])[0][COMPARED].sort_values("side_dtype").reset_index(drop=True) for r in (whole, cut)]
     assert len(tables[0]) == 2
     pd.testing.assert_frame_equal(tables[0], tables[1])
-    assert records(whole) == records(cut), f"seed {seed}"
+    assert records_without_timings(whole) == records_without_timings(cut), f"seed {seed}"
     assert_nothing_torn(cut, cache)
 
 
@@ -370,7 +361,7 @@ def test_corrupt_kept_bitstream_is_an_error_and_deleting_it_re_encodes(tmp_path:
     args = ["pipeline=image_anchor", "pipeline.qp=37", *tiny(tmp_path, data), f"paths.results={tmp_path / 'r'}", "workers=1"]
     run_single(compose_cfg(args))
     (run_dir,) = {p.parent for p in (tmp_path / "r").rglob("records.jsonl")}
-    before = records(tmp_path / "r")
+    before = records_without_timings(tmp_path / "r")
     kept = run_dir / "bitstreams" / "1.bin"
     whole = kept.read_bytes()
     assert 8 * len(whole) == before[(run_dir.name, 1)]["bits"]
@@ -384,7 +375,7 @@ def test_corrupt_kept_bitstream_is_an_error_and_deleting_it_re_encodes(tmp_path:
     kept.unlink()
     (run_dir / "bitstreams" / "1.json").unlink()
     run_single(compose_cfg(args))
-    assert kept.read_bytes() == whole and records(tmp_path / "r") == before  # VVenC is deterministic
+    assert kept.read_bytes() == whole and records_without_timings(tmp_path / "r") == before  # VVenC is deterministic
 
 
 # --- static checks -------------------------------------------------------------------------

@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -41,44 +40,11 @@ import numpy as np
 import torch
 from filelock import FileLock, Timeout
 
+from vcm_eval.atomic import remove_stale_temps, write_atomic
 from vcm_eval.errors import CodecError, VcmEvalError
 from vcm_eval.vision.base import FeatureSet, TaskModel
 
 _LOCK_TIMEOUT_S = 3600.0  # a peer extracting the same image's features for longer than this is stuck
-
-
-def _write_atomic(path: Path, write: Any) -> None:
-    """``write(file)`` into a temp file beside ``path``, fsync, rename over ``path``.
-
-    Raises:
-        VcmEvalError: the folder is not writable or the disk is full (names the folder).
-    """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise VcmEvalError(f"cannot write to {path.parent} ({exc.strerror}); make it writable or choose another folder") from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise VcmEvalError(f"cannot write {path} ({exc.strerror}); free disk space or choose another folder") from exc
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def remove_stale_temps(folder: Path, pattern: str = ".*.tmp") -> int:
-    """Delete temp files a killed writer left in ``folder`` (call only while no one writes there)."""
-    n = 0
-    for tmp in folder.glob(pattern) if folder.is_dir() else ():
-        tmp.unlink(missing_ok=True)
-        n += 1
-    return n
 
 
 def image_digest(image: np.ndarray) -> str:
@@ -159,7 +125,7 @@ class FeatureCache:
         if any(a.dtype != np.float32 for a in arrays.values()):
             return  # only float32 is stored (exactly); anything else is recomputed
         arrays["sizes"] = np.array([*feats.image_size, *feats.input_size], dtype=np.int64)
-        _write_atomic(path, lambda f: _write_npz(f, arrays))
+        write_atomic(path, lambda f: _write_npz(f, arrays))
         self._bytes += path.stat().st_size
 
     @staticmethod
@@ -238,5 +204,5 @@ class BitstreamStore:
             "extra": stored.extra,
             "written": time.time(),
         }
-        _write_atomic(self.folder / f"{image_id}.json", lambda f: f.write(json.dumps(meta).encode()))
-        _write_atomic(self.folder / f"{image_id}.bin", lambda f: f.write(stored.data))
+        write_atomic(self.folder / f"{image_id}.json", lambda f: f.write(json.dumps(meta).encode()))
+        write_atomic(self.folder / f"{image_id}.bin", lambda f: f.write(stored.data))

@@ -267,31 +267,32 @@ class TrainTaskSettings:
 
 
 @dataclass
-class TrainTaskConfig:
-    """conf/train_task.yaml."""
+class TrainingConfig:
+    """What every training command shares: the task model, its data, paths, threads, progress bar."""
 
     model: RcnnConfig = MISSING
     dataset: DatasetConfig = MISSING
-    train: TrainTaskSettings = field(default_factory=TrainTaskSettings)
     paths: PathsConfig = field(default_factory=PathsConfig)
     threads: int = 2
     progress: bool = True
+
+
+@dataclass
+class TrainTaskConfig(TrainingConfig):
+    """conf/train_task.yaml."""
+
+    train: TrainTaskSettings = field(default_factory=TrainTaskSettings)
 
 
 ConfigStore.instance().store(name="base_train_task", node=TrainTaskConfig)
 
 
 @dataclass
-class TrainFusionConfig:
+class TrainFusionConfig(TrainingConfig):
     """conf/train_fusion.yaml: one rate point of the fusion codec (vcm_eval.codecs.fusion.train)."""
 
-    model: RcnnConfig = MISSING
-    dataset: DatasetConfig = MISSING
     arch: FusionArchConfig = field(default_factory=FusionArchConfig)
     train: TrainFusionSettings = field(default_factory=TrainFusionSettings)
-    paths: PathsConfig = field(default_factory=PathsConfig)
-    threads: int = 2
-    progress: bool = True
 
 
 ConfigStore.instance().store(name="base_train_fusion", node=TrainFusionConfig)

@@ -22,7 +22,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from vcm_eval.cache import BitstreamStore, remove_stale_temps
+from vcm_eval.atomic import atomic_write, remove_stale_temps
+from vcm_eval.cache import BitstreamStore
 from vcm_eval.codecs.ffmpeg_vvc import ffmpeg_binary
 from vcm_eval.data.datasets import EvalDataset, build_dataset
 from vcm_eval.errors import ConfigError
@@ -31,7 +32,7 @@ from vcm_eval.metrics.evaluate import evaluate_records
 from vcm_eval.pipelines.base import Pipeline
 from vcm_eval.pipelines.registry import build_pipeline, pipeline_entry, pipeline_params
 from vcm_eval.provenance import libvvenc_version, provenance, resumed_history
-from vcm_eval.report.store import RecordStore, atomic_write, recorded_ids, run_lock
+from vcm_eval.report.store import RecordStore, recorded_ids, run_lock
 from vcm_eval.vision.registry import build_task_model
 
 # Fields that never change a run's results, left out of its key.

@@ -18,9 +18,9 @@ import pandas as pd
 from hydra import compose
 from omegaconf import DictConfig
 
+from vcm_eval.atomic import atomic_write
 from vcm_eval.errors import ConfigError
 from vcm_eval.report.report import suite_summary
-from vcm_eval.report.store import atomic_write
 from vcm_eval.report.tables import format_summary, summary_frame
 from vcm_eval.run import run_single
 

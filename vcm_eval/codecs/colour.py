@@ -18,28 +18,27 @@ from vcm_eval.codecs.ffmpeg_vvc import Yuv420, _run
 _SCALE_FLAGS = "accurate_rnd+full_chroma_int+full_chroma_inp+bicubic"
 
 
-def rgb_to_yuv420(image: np.ndarray, exe: str) -> Yuv420:
-    """uint8 RGB [H, W, 3] (H, W even) -> BT.709 limited-range 10-bit 4:2:0."""
-    height, width = image.shape[:2]
+def _convert(data: bytes, width: int, height: int, in_fmt: str, out_fmt: str, exe: str, **scale: str) -> bytes:
+    """One raw frame through FFmpeg's swscale (``scale`` filter options), raw frame out."""
     cmd = (
-        ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}")
-        .filter("scale", out_color_matrix="bt709", out_range="tv", flags=_SCALE_FLAGS)
-        .output("pipe:", format="rawvideo", pix_fmt="yuv420p10le", frames=1)
+        ffmpeg.input("pipe:", format="rawvideo", pix_fmt=in_fmt, s=f"{width}x{height}")
+        .filter("scale", flags=_SCALE_FLAGS, **scale)
+        .output("pipe:", format="rawvideo", pix_fmt=out_fmt, frames=1)
         .global_args("-hide_banner", "-nostdin", "-loglevel", "error")
         .compile(cmd=exe)
     )
-    return Yuv420.frombytes(_run(cmd, stdin=np.ascontiguousarray(image, np.uint8).tobytes()), height, width)
+    return _run(cmd, stdin=data)
+
+
+def rgb_to_yuv420(image: np.ndarray, exe: str) -> Yuv420:
+    """uint8 RGB [H, W, 3] (H, W even) -> BT.709 limited-range 10-bit 4:2:0."""
+    height, width = image.shape[:2]
+    data = _convert(np.ascontiguousarray(image, np.uint8).tobytes(), width, height, "rgb24", "yuv420p10le", exe, out_color_matrix="bt709", out_range="tv")
+    return Yuv420.frombytes(data, height, width)
 
 
 def yuv420_to_rgb(frame: Yuv420, exe: str) -> np.ndarray:
     """The inverse of ``rgb_to_yuv420`` (same matrix and range) -> uint8 RGB [H, W, 3]."""
     height, width = frame.size
-    cmd = (
-        ffmpeg.input("pipe:", format="rawvideo", pix_fmt="yuv420p10le", s=f"{width}x{height}")
-        .filter("scale", in_color_matrix="bt709", in_range="tv", flags=_SCALE_FLAGS)
-        .output("pipe:", format="rawvideo", pix_fmt="rgb24", frames=1)
-        .global_args("-hide_banner", "-nostdin", "-loglevel", "error")
-        .compile(cmd=exe)
-    )
-    data = _run(cmd, stdin=frame.tobytes())
+    data = _convert(frame.tobytes(), width, height, "yuv420p10le", "rgb24", exe, in_color_matrix="bt709", in_range="tv")
     return np.frombuffer(data, np.uint8).reshape(height, width, 3).copy()

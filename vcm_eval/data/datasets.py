@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from vcm_eval.config import DatasetConfig
+from vcm_eval.construct import from_config
 from vcm_eval.data.sample import Sample
 from vcm_eval.data.synthetic import SyntheticSpec, write_split
 from vcm_eval.errors import ConfigError, DataError
@@ -90,14 +91,7 @@ class EvalDataset:
 
 
 def synthetic_spec(cfg: DatasetConfig) -> SyntheticSpec:
-    return SyntheticSpec(
-        seed=cfg.seed,
-        height=cfg.height,
-        width=cfg.width,
-        min_objects=cfg.min_objects,
-        max_objects=cfg.max_objects,
-        min_visible_pixels=cfg.min_visible_pixels,
-    )
+    return from_config(SyntheticSpec, cfg)
 
 
 def build_dataset(cfg: DatasetConfig, *, data_dir: Path, progress: bool = True) -> EvalDataset:

@@ -210,10 +210,10 @@ class _WhitePainter:
     def __init__(self, draw: ImageDraw.ImageDraw) -> None:
         self._draw = draw
 
-    def __getattr__(self, name: str):  # noqa: ANN204 - forwards any ImageDraw shape method
+    def __getattr__(self, name: str):
         method = getattr(self._draw, name)
 
-        def white(*args, **kwargs):  # noqa: ANN202
+        def white(*args, **kwargs):
             kwargs["fill"] = (255, 255, 255)
             return method(*args, **kwargs)
 
@@ -251,10 +251,10 @@ def generate_scene(
     for depth, cls_idx in placed:
         cls = CLASSES[cls_idx]
         bottom = horizon + (height - horizon) * depth
-        obj_h = max(6, int(round(height * cls.height_at_bottom * (0.06 + 0.94 * depth) * rng.uniform(0.85, 1.15))))
-        obj_w = max(3, int(round(obj_h * rng.uniform(*cls.aspect))))
+        obj_h = max(6, int(round(height * cls.height_at_bottom * (0.06 + 0.94 * depth) * rng.uniform(0.85, 1.15))))  # noqa: RUF046 - numpy scalars round to floats
+        obj_w = max(3, int(round(obj_h * rng.uniform(*cls.aspect))))  # noqa: RUF046
         x0 = int(rng.uniform(-0.1 * obj_w, width - 0.9 * obj_w))
-        y0 = int(round(bottom - obj_h))
+        y0 = int(round(bottom - obj_h))  # noqa: RUF046
         patch, mask = _object_patch(cls, obj_w, obj_h, rng)
         ys, xs = slice(max(0, y0), min(height, y0 + obj_h)), slice(max(0, x0), min(width, x0 + obj_w))
         py, px = slice(ys.start - y0, ys.stop - y0), slice(xs.start - x0, xs.stop - x0)

@@ -17,6 +17,7 @@ instead of encoding again. Both give the same records as a fresh run (timings as
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -86,6 +87,16 @@ class _Timer:
         self.seconds = time.perf_counter() - self.start
 
 
+def _stored_or_encoded(sample: Sample, bitstreams: BitstreamStore | None, encode: Callable[[Sample], StoredBitstream]) -> StoredBitstream:
+    """The kept bitstream of ``sample`` when a previous run stored it, else ``encode(sample)`` (then kept)."""
+    stored = bitstreams.get(sample.image_id) if bitstreams is not None else None
+    if stored is None:
+        stored = encode(sample)
+        if bitstreams is not None:
+            bitstreams.put(sample.image_id, stored)
+    return stored
+
+
 class UncompressedPipeline:
     """The full task network on the original image: the accuracy every codec is measured against."""
 
@@ -112,18 +123,17 @@ class ImageCodingPipeline:
         self.model, self.codec, self.name, self.params, self._version = model, codec, name, params, version
 
     def process(self, sample: Sample, *, bitstreams: BitstreamStore | None = None) -> ImageResult:
-        stored = bitstreams.get(sample.image_id) if bitstreams is not None else None
-        if stored is None:
-            with _Timer() as te:
-                data = self.codec.encode(sample.image)
-            stored = StoredBitstream(data, te.seconds)
-            if bitstreams is not None:
-                bitstreams.put(sample.image_id, stored)
+        stored = _stored_or_encoded(sample, bitstreams, self._encode)
         with _Timer() as td:
             decoded = self.codec.decode(stored.data)
         with _Timer() as tt:
             inst = self.model.predict(decoded)
         return ImageResult(8 * len(stored.data), sample.height * sample.width, stored.encode_s, td.seconds, tt.seconds, inst)
+
+    def _encode(self, sample: Sample) -> StoredBitstream:
+        with _Timer() as te:
+            data = self.codec.encode(sample.image)
+        return StoredBitstream(data, te.seconds)
 
     def provenance(self) -> dict[str, Any]:
         return {"codec_version": self._version}
@@ -138,16 +148,7 @@ class FeatureCodingPipeline:
         self.model, self.codec, self.name, self.params, self._version, self.cache = model, codec, name, params, version, cache
 
     def process(self, sample: Sample, *, bitstreams: BitstreamStore | None = None) -> ImageResult:
-        stored = bitstreams.get(sample.image_id) if bitstreams is not None else None
-        if stored is None:  # a stored bitstream needs no features: it is decoded as it is
-            with _Timer() as tf:
-                feats = self.model.features(sample.image) if self.cache is None else self.cache.features(sample.image)
-            with _Timer() as te:
-                data = self.codec.encode(feats)
-            stored = StoredBitstream(data, te.seconds, tf.seconds, self.extra(feats, data))
-            del feats
-            if bitstreams is not None:
-                bitstreams.put(sample.image_id, stored)
+        stored = _stored_or_encoded(sample, bitstreams, self._encode)  # a stored bitstream needs no features
         with _Timer() as td:
             decoded = self.codec.decode(stored.data)
         with _Timer() as tp:
@@ -156,6 +157,13 @@ class FeatureCodingPipeline:
         return ImageResult(
             8 * len(stored.data), sample.height * sample.width, stored.encode_s, td.seconds, task_s, inst, stored.extra, features_s=stored.features_s
         )
+
+    def _encode(self, sample: Sample) -> StoredBitstream:
+        with _Timer() as tf:
+            feats = self.model.features(sample.image) if self.cache is None else self.cache.features(sample.image)
+        with _Timer() as te:
+            data = self.codec.encode(feats)
+        return StoredBitstream(data, te.seconds, tf.seconds, self.extra(feats, data))
 
     def extra(self, features: FeatureSet, data: bytes) -> dict[str, Any]:
         """Per-image numbers a codec wants recorded beside the real rate (none by default)."""

@@ -15,6 +15,7 @@ from vcm_eval.codecs.ffmpeg_vvc import VvcCodec
 from vcm_eval.codecs.image import VvcImageCodec
 from vcm_eval.codecs.quant import NormalizedQuantizer, codec_version
 from vcm_eval.codecs.quant8 import Uniform8bitQuantizer
+from vcm_eval.construct import from_config
 from vcm_eval.errors import ConfigError
 from vcm_eval.pipelines.base import FeatureCodingPipeline, ImageCodingPipeline, Pipeline, UncompressedPipeline
 from vcm_eval.vision.base import TaskModel
@@ -22,16 +23,7 @@ from vcm_eval.vision.base import TaskModel
 
 def build_vvc(codec_cfg: DictConfig) -> VvcCodec:
     """The VVC tool from the ``codec`` config group."""
-    return VvcCodec(
-        backend=codec_cfg.backend,
-        ffmpeg=codec_cfg.ffmpeg,
-        vvencapp=codec_cfg.vvencapp,
-        vvdecapp=codec_cfg.vvdecapp,
-        preset=codec_cfg.preset,
-        threads=codec_cfg.threads,
-        qpa=codec_cfg.qpa,
-        extra_params=codec_cfg.extra_params,
-    )
+    return from_config(VvcCodec, codec_cfg)
 
 
 def feature_cache(cfg: DictConfig, model: TaskModel) -> FeatureCache | None:

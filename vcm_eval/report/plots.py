@@ -22,10 +22,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.colors import to_rgb
+from matplotlib.figure import Figure
 
+from vcm_eval.atomic import atomic_write
 from vcm_eval.errors import ConfigError
-from vcm_eval.report.store import atomic_write
 from vcm_eval.report.tables import metric_name
 
 # pipeline -> (colour, marker); unknown pipelines get a colour from PALETTE by a stable hash.
@@ -103,6 +105,19 @@ def _uncompressed_line(ax: plt.Axes, frame: pd.DataFrame, metric: str) -> None:
         ax.axhline(value, color="black", lw=0.9, ls=":", label=f"uncompressed ({value:.1f})", zorder=1)
 
 
+def _finish(fig: Figure, ax: Axes, stem: Path, formats: Sequence[str], *, xlabel: str, metric: str, title: str) -> list[Path]:
+    """Label the axes (units), grid, legend; write every format and close the figure."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"{metric_name(metric)} (%)")
+    if title:
+        ax.set_title(title)
+    ax.grid(True, alpha=0.3, lw=0.5)
+    ax.legend(frameon=False, loc="best")
+    written = save_figure(fig, stem, formats)
+    plt.close(fig)
+    return written
+
+
 def rate_accuracy_plot(
     frame: pd.DataFrame,
     stem: Path,
@@ -140,15 +155,7 @@ def rate_accuracy_plot(
             ax.plot(g["bpp"], g[metric], color=style.colour, marker=style.marker, ls=style.linestyle, label=label)
         if log_rate:
             ax.set_xscale("log")
-        ax.set_xlabel("rate (bpp, log scale)" if log_rate else "rate (bpp)")
-        ax.set_ylabel(f"{metric_name(metric)} (%)")
-        if title:
-            ax.set_title(title)
-        ax.grid(True, alpha=0.3, lw=0.5)
-        ax.legend(frameon=False, loc="best")
-        written = save_figure(fig, stem, formats)
-        plt.close(fig)
-    return written
+        return _finish(fig, ax, stem, formats, xlabel="rate (bpp, log scale)" if log_rate else "rate (bpp)", metric=metric, title=title)
 
 
 def z_sweep_plot(frame: pd.DataFrame, stem: Path, *, metric: str, pipeline: str = "quant", formats: Sequence[str] = FORMATS, title: str = "") -> list[Path]:
@@ -174,12 +181,4 @@ def z_sweep_plot(frame: pd.DataFrame, stem: Path, *, metric: str, pipeline: str 
             g = g.sort_values("z")
             legend = str(label).split(" (", 1)[-1].rstrip(")") if " (" in str(label) else str(label)
             ax.plot(g["z"], g[metric], color=style.colour, marker=style.marker, ls=style.linestyle, label=legend)
-        ax.set_xlabel("threshold z (standard deviations)")
-        ax.set_ylabel(f"{metric_name(metric)} (%)")
-        if title:
-            ax.set_title(title)
-        ax.grid(True, alpha=0.3, lw=0.5)
-        ax.legend(frameon=False, loc="best")
-        written = save_figure(fig, stem, formats)
-        plt.close(fig)
-    return written
+        return _finish(fig, ax, stem, formats, xlabel="threshold z (standard deviations)", metric=metric, title=title)

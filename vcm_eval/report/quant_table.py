@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vcm_eval.atomic import atomic_write
 from vcm_eval.errors import DataError
-from vcm_eval.report.store import atomic_write
 
 PIPELINES = ("uncompressed", "quant8", "quant")
 ANCHORS = Path(__file__).resolve().parents[2] / "anchors"

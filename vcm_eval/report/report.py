@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from vcm_eval.atomic import atomic_write
 from vcm_eval.errors import ConfigError, DataError
 from vcm_eval.metrics.bdrate import DEFAULT_MIN_OVERLAP
 from vcm_eval.report.plots import FORMATS, rate_accuracy_plot, z_sweep_plot
-from vcm_eval.report.store import atomic_write
 from vcm_eval.report.tables import (
     DEFAULT_METRICS,
     DEFAULT_RATE_PARAMS,

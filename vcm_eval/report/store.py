@@ -4,7 +4,7 @@ A run folder holds ``records.jsonl``: each line is one image's record (rate, tim
 written with flush + fsync, so a run killed at any point loses at most the line being written.
 On reopening, a torn last line is cut off and the images already recorded are skipped: an
 interrupted sweep resumes where it stopped and ends with the same table as an uninterrupted one.
-Whole files (config, metrics, tables) go through ``atomic_write``: written beside the target and
+Whole files (config, metrics, tables) go through ``vcm_eval.atomic.atomic_write``: written beside the target and
 renamed over it, so a reader never sees half a file and a crash never destroys the old one.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,24 +21,6 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from vcm_eval.errors import VcmEvalError
-
-
-def atomic_write(path: Path, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder + fsync + rename)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise VcmEvalError(f"cannot write to {path.parent} ({exc.strerror}); choose a writable paths.results") from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise VcmEvalError(f"cannot write {path} ({exc.strerror}); free disk space or choose another paths.results") from exc
 
 
 def recorded_ids(path: Path) -> set[int]:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from vcm_eval.errors import ConfigError
+
 LEVELS = ("p2", "p3", "p4", "p5", "p6")
 
 
@@ -93,6 +95,20 @@ class TaskModel(ABC):
     @abstractmethod
     def rebuild_p6(self, p5: torch.Tensor) -> torch.Tensor:
         """P6 from P5 with the FPN's own top block (the decoder side of a p2-p5 split)."""
+
+    def all_levels(self, features: FeatureSet) -> dict[str, torch.Tensor]:
+        """P2..P6 of ``features``, P6 rebuilt from P5 when a p2-p5 split did not code it.
+
+        Raises:
+            ConfigError: a level other than P6 is missing (the decoder cannot invent it).
+        """
+        levels = dict(features.levels)
+        if "p6" not in levels and "p5" in levels:
+            levels["p6"] = self.rebuild_p6(levels["p5"])
+        missing = [lv for lv in LEVELS if lv not in levels]
+        if missing:
+            raise ConfigError(f"features lack levels {missing}; the detector needs p2..p5 (p6 is rebuilt)")
+        return levels
 
     def predict(self, image: np.ndarray) -> Instances:
         """The full network: ``predict_from_features(features(image))``."""

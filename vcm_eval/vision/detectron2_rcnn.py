@@ -132,12 +132,7 @@ class Detectron2Rcnn(TaskModel):
 
     @torch.inference_mode()
     def predict_from_features(self, features: FeatureSet) -> Instances:
-        levels = dict(features.levels)
-        if "p6" not in levels:
-            levels["p6"] = self.rebuild_p6(levels["p5"])
-        missing = [lv for lv in LEVELS if lv not in levels]
-        if missing:
-            raise ConfigError(f"features lack levels {missing}; the detector needs p2..p5 (p6 is rebuilt)")
+        levels = self.all_levels(features)
         feats: dict[str, Any] = {name: levels[name][None].float() for name in LEVELS}
         p2 = feats["p2"]
         images = ImageList(torch.empty((1, 0, p2.shape[-2] * 4, p2.shape[-1] * 4)), [features.input_size])

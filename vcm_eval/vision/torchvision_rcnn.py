@@ -145,23 +145,23 @@ def build_rcnn(cfg: RcnnConfig) -> MaskRCNN | FasterRCNN:
         box_head: torch.nn.Module = FastRCNNConvFCHead((bb.fpn_channels, 7, 7), [bb.fpn_channels] * 4, [cfg.box_head_dim])
     else:
         box_head = TwoMLPHead(bb.fpn_channels * 7 * 7, cfg.box_head_dim)
-    common: dict[str, Any] = dict(
-        min_size=cfg.min_size,
-        max_size=cfg.max_size,
-        image_mean=list(cfg.image_mean),
-        image_std=list(cfg.image_std),
-        rpn_anchor_generator=anchors,
-        box_roi_pool=_roi_pool(cfg, 7),
-        box_head=box_head,
-        box_predictor=FastRCNNPredictor(cfg.box_head_dim, n_cls),
-        box_score_thresh=cfg.box_score_thresh,
-        box_nms_thresh=cfg.box_nms_thresh,
-        box_detections_per_img=cfg.detections_per_img,
-        rpn_pre_nms_top_n_test=cfg.rpn_pre_nms_top_n_test,
-        rpn_post_nms_top_n_test=cfg.rpn_post_nms_top_n_test,
-        rpn_nms_thresh=cfg.rpn_nms_thresh,
-        box_batch_size_per_image=cfg.box_batch_size_per_image,
-    )
+    common: dict[str, Any] = {
+        "min_size": cfg.min_size,
+        "max_size": cfg.max_size,
+        "image_mean": list(cfg.image_mean),
+        "image_std": list(cfg.image_std),
+        "rpn_anchor_generator": anchors,
+        "box_roi_pool": _roi_pool(cfg, 7),
+        "box_head": box_head,
+        "box_predictor": FastRCNNPredictor(cfg.box_head_dim, n_cls),
+        "box_score_thresh": cfg.box_score_thresh,
+        "box_nms_thresh": cfg.box_nms_thresh,
+        "box_detections_per_img": cfg.detections_per_img,
+        "rpn_pre_nms_top_n_test": cfg.rpn_pre_nms_top_n_test,
+        "rpn_post_nms_top_n_test": cfg.rpn_post_nms_top_n_test,
+        "rpn_nms_thresh": cfg.rpn_nms_thresh,
+        "box_batch_size_per_image": cfg.box_batch_size_per_image,
+    }
     if not cfg.with_masks:
         return FasterRCNN(backbone, **common)
     mask_ch = list(cfg.mask_head_channels)
@@ -225,7 +225,7 @@ def _read_torch(path: Path) -> Any:
         )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+    except Exception as exc:
         raise CheckpointError(f"cannot read task model checkpoint {path}: {load_failure(exc)}; re-download or retrain it") from exc
 
 
@@ -344,12 +344,7 @@ class TorchvisionRcnn(TaskModel):
 
     @torch.inference_mode()
     def predict_from_features(self, features: FeatureSet) -> Instances:
-        levels = dict(features.levels)
-        if "p6" not in levels:
-            levels["p6"] = self.rebuild_p6(levels["p5"])
-        missing = [lv for lv in LEVELS if lv not in levels]
-        if missing:
-            raise ConfigError(f"features lack levels {missing}; the detector needs p2..p5 (p6 is rebuilt)")
+        levels = self.all_levels(features)
         feats = OrderedDict((key, levels[name][None].float()) for name, key in zip(LEVELS, _TV_KEYS))
         p2 = feats["0"]
         padded = torch.empty((1, 0, p2.shape[-2] * 4, p2.shape[-1] * 4))

@@ -14,6 +14,7 @@ import torch
 
 from vcm_eval.codecs.fusion.config import FusionArchConfig
 from vcm_eval.codecs.fusion.model import FusionCodecModel
+from vcm_eval.construct import from_config
 from vcm_eval.errors import CheckpointError, load_failure
 
 FORMAT = "vcm_eval.fusion/1"
@@ -22,14 +23,7 @@ _DERIVED = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
 
 
 def build_model(arch: FusionArchConfig) -> FusionCodecModel:
-    return FusionCodecModel(
-        in_channels=arch.in_channels,
-        channels=arch.channels,
-        latent_channels=arch.latent_channels,
-        hyper_channels=arch.hyper_channels,
-        entropy_model=arch.entropy_model,
-        attention=arch.attention,
-    )
+    return from_config(FusionCodecModel, arch)
 
 
 def zoo_path(task_model: str, quality: int) -> Path:
@@ -60,7 +54,7 @@ def load(path: Path, arch: FusionArchConfig) -> tuple[FusionCodecModel, dict[str
         )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+    except Exception as exc:
         raise CheckpointError(f"cannot read fusion checkpoint {path}: {load_failure(exc)}; retrain it or fix pipeline.checkpoint") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a vcm_eval fusion codec checkpoint (format {FORMAT})")
