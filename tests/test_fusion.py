@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import compose_cfg
 
 from vcm_eval.codecs.bitstream import BitstreamReader
 from vcm_eval.codecs.fusion import zoo
@@ -16,6 +17,7 @@ from vcm_eval.codecs.fusion.config import FusionArchConfig
 from vcm_eval.data.synthetic import SyntheticSpec, scene_for
 from vcm_eval.errors import CheckpointError, CodecError
 from vcm_eval.vision.base import FeatureSet
+from vcm_eval.vision.registry import build_task_model
 from vcm_eval.vision.torchvision_rcnn import RcnnConfig, TorchvisionRcnn
 
 ARCH = FusionArchConfig()
@@ -97,3 +99,32 @@ def test_checkpoints_load_weights_only_and_check_the_architecture(tmp_path: Path
         zoo.load(path, FusionArchConfig(latent_channels=32))
     with pytest.raises(CheckpointError, match="does not exist"):
         zoo.load(tmp_path / "none.pt", ARCH)
+
+
+def test_shipped_rate_points_bpp_falls_as_lambda_falls(hydra_conf: None) -> None:
+    """Every zoo checkpoint of the default task model, coded for real on 3 val images.
+
+    Real compressai range coding; the rate is 8 x the whole bitstream (header included) per
+    image pixel. Lower lambda (lower quality index) must give fewer bits *and* larger feature
+    error: that is what makes the shipped points a rate-distortion curve.
+    """
+    model = build_task_model(compose_cfg([]).model)  # the committed default task model
+    paths = sorted(zoo.ZOO_DIR.glob(f"{model.name}_q*.pt"), key=lambda p: int(p.stem.rsplit("_q", 1)[1]))
+    assert len(paths) >= 4, f"the issue asks for 4 or more shipped rate points, found {[p.name for p in paths]}"
+    spec = SyntheticSpec()
+    feats = [model.features(scene_for(spec, "val", i).image) for i in range(3)]
+    points = []
+    for path in paths:
+        fusion, meta = zoo.load(path, ARCH)
+        codec = FusionFeatureCodec(model=fusion)
+        bits = mse = 0.0
+        for f in feats:
+            data = codec.encode(f)
+            bits += 8 * len(data) / (f.image_size[0] * f.image_size[1])
+            decoded = codec.decode(data)
+            mse += float(np.mean([torch.mean((decoded[k] - f[k]) ** 2).item() for k in ("p2", "p3", "p4", "p5")]))
+        points.append((float(meta["lmbda"]), bits / len(feats), mse / len(feats), path.name))
+    points.sort()
+    _, bpps, mses, _ = zip(*points)
+    assert list(bpps) == sorted(bpps), f"bpp must fall as lambda falls: {points}"
+    assert list(mses) == sorted(mses, reverse=True), f"feature MSE must grow as lambda falls: {points}"
