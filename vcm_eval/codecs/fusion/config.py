@@ -32,7 +32,7 @@ class FusionCodecPipelineConfig:
     """
 
     name: str = "fusion_codec"
-    quality: int = 4
+    quality: int = 5
     checkpoint: str = ""
     arch: FusionArchConfig = field(default_factory=FusionArchConfig)
 
