@@ -145,6 +145,7 @@ class SuiteConfig(PipelineConfig):
     name: str = "suite"
     runs: list[str] = field(default_factory=list)
     plot: bool = True
+    log_rate: bool = True  # rates of image and feature codecs span decades
 
 
 @dataclass

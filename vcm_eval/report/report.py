@@ -295,13 +295,15 @@ def run_report(cfg: DictConfig) -> ReportResult:
     return result
 
 
-def suite_summary(run_dirs: Sequence[Path], out_dir: Path, *, metric: str, plot: bool, anchor: str = "image_anchor") -> tuple[str, list[Path]]:
+def suite_summary(
+    run_dirs: Sequence[Path], out_dir: Path, *, metric: str, plot: bool, log_rate: bool = True, anchor: str = "image_anchor"
+) -> tuple[str, list[Path]]:
     """The main job's closing summary: BD-rate of every curve vs ``anchor`` on ``metric``, figures.
 
     Returns the printable lines and the figures written (none when ``plot`` is false).
     """
     runs, _ = load_runs(run_dirs, anchor=anchor)
-    files = write_figures(runs, out_dir, metrics=[metric], anchor=anchor, log_rate=False) if plot else []
+    files = write_figures(runs, out_dir, metrics=[metric], anchor=anchor, log_rate=log_rate) if plot else []
     if anchor not in set(runs["pipeline"]):
         return f"BD-rate: no {anchor} runs in this suite to compare against", files
     bd = bd_frame(runs, anchor=anchor, metrics=[metric])
