@@ -2,6 +2,7 @@
 
     python benchmarks/bench_fullsize.py [--model cityscapes_mask_rcnn_r50_fpn] [--weights PATH]
         [--image PATH] [--threads 2] [--repeats 1] [--pipelines uncompressed,image_anchor,quant,...]
+        [--pipeline-set pipeline.checkpoint=zoo:synthetic_maskrcnn_slim_q5.pt]
 
 ``network``: one worker process builds the model (conf/model/<model>.yaml at its test size,
 1024/2048, so a Cityscapes image enters at full resolution), then runs ``features`` (resize,
@@ -148,6 +149,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--set", nargs="*", default=[], help="extra config overrides, e.g. model.box_score_thresh=0 (100 detections)")
+    ap.add_argument("--pipeline-set", nargs="*", default=[], help="overrides for the pipeline runs only, e.g. pipeline.checkpoint=zoo:<file>")
     ap.add_argument("--pipelines", default="", help="comma list run end to end through the CLI, e.g. uncompressed,image_anchor,quant")
     ap.add_argument("--out", default=str(ROOT / "results" / "benchmarks" / "fullsize.json"))
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -186,7 +188,7 @@ def main() -> None:
             for name in pipelines:
                 cmd = [sys.executable, "-m", "vcm_eval", f"pipeline={name}", "dataset=cityscapes", f"dataset.root={root}"]
                 cmd += [f"model={args.model}", f"model.weights={args.weights or 'null'}", f"threads={args.threads}", "workers=1"]
-                cmd += [f"paths.results={tmp}/results", f"paths.data={tmp}/data", f"paths.cache={tmp}/cache", "progress=false", *args.set]
+                cmd += [f"paths.results={tmp}/results", f"paths.data={tmp}/data", f"paths.cache={tmp}/cache", "progress=false", *args.set, *args.pipeline_set]
                 result["pipelines"][name] = measure(cmd, env)
                 metrics = sorted(Path(tmp, "results").rglob("metrics.json"), key=lambda p: p.stat().st_mtime)
                 if metrics:
