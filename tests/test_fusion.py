@@ -15,7 +15,7 @@ from vcm_eval.codecs.fusion import zoo
 from vcm_eval.codecs.fusion.codec import FusionFeatureCodec, padded_levels
 from vcm_eval.codecs.fusion.config import FusionArchConfig
 from vcm_eval.data.synthetic import SyntheticSpec, scene_for
-from vcm_eval.errors import CheckpointError, CodecError
+from vcm_eval.errors import CheckpointError, CodecError, ConfigError
 from vcm_eval.vision.base import FeatureSet
 from vcm_eval.vision.registry import build_task_model
 from vcm_eval.vision.torchvision_rcnn import RcnnConfig, TorchvisionRcnn
@@ -128,3 +128,26 @@ def test_shipped_rate_points_bpp_falls_as_lambda_falls(hydra_conf: None) -> None
     _, bpps, mses, _ = zip(*points)
     assert list(bpps) == sorted(bpps), f"bpp must fall as lambda falls: {points}"
     assert list(mses) == sorted(mses, reverse=True), f"feature MSE must grow as lambda falls: {points}"
+
+
+def test_training_loss_weights_levels_and_counts_real_likelihood_bits() -> None:
+    """rate_distortion: bpp from the entropy model's likelihoods per image pixel, weighted level MSE."""
+    from vcm_eval.codecs.fusion.train import rate_distortion
+
+    torch.manual_seed(0)
+    model = zoo.build_model(ARCH).eval()  # eval: rounding, not noise, so both calls see the same latent
+    levels = [torch.randn(2, 256, 64 // 2**k, 64 // 2**k) for k in range(4)]
+    with torch.no_grad():
+        out = model(levels)
+        per_level = [float(torch.mean((a - b) ** 2)) for a, b in zip(out["levels"], levels)]
+        bits = -sum(float(torch.log2(lk).sum()) for lk in out["likelihoods"].values())
+        equal = rate_distortion(model, levels, 2.0)
+        p2_only = rate_distortion(model, levels, 2.0, [1.0, 0.0, 0.0, 0.0])
+    assert float(equal["bpp"]) == pytest.approx(bits / (2 * 256 * 256), rel=1e-5)  # P2 64x64 = image 256x256
+    assert float(equal["mse"]) == pytest.approx(np.mean(per_level), rel=1e-5)
+    assert float(equal["loss"]) == pytest.approx(bits / (2 * 256 * 256) + 2.0 * np.mean(per_level), rel=1e-5)
+    assert float(p2_only["loss"]) == pytest.approx(bits / (2 * 256 * 256) + 2.0 * per_level[0], rel=1e-5)
+    assert float(p2_only["mse"]) == float(equal["mse"])  # the logged MSE stays the plain mean
+    for bad in ([1.0, 1.0], [1.0, -1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]):
+        with pytest.raises(ConfigError, match="level_weights"):
+            rate_distortion(model, levels, 2.0, bad)

@@ -55,6 +55,7 @@ class TrainFusionSettings:
     lr: float = 1e-4
     aux_lr: float = 1e-2
     lr_drop_at: float = 0.8
+    level_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])  # P2..P5 in the distortion
     train_images: int = 400
     seed: int = 0
     checkpoint_every: int = 50

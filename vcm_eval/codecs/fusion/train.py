@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
@@ -81,15 +82,26 @@ def random_crops(features: dict[str, np.ndarray], rng: np.random.Generator, *, b
     return out
 
 
-def rate_distortion(model: FusionCodecModel, levels: list[torch.Tensor], lmbda: float) -> dict[str, torch.Tensor]:
-    """loss = bpp (per input-image pixel) + lambda * mean over levels of MSE."""
+def rate_distortion(
+    model: FusionCodecModel, levels: list[torch.Tensor], lmbda: float, level_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0)
+) -> dict[str, torch.Tensor]:
+    """loss = bpp (per input-image pixel) + lambda * weighted mean over P2..P5 of the level MSE.
+
+    ``mse`` (logged) stays the plain mean, comparable across weightings; ``distortion`` is the
+    weighted one the loss uses. Weighting P2 up spends the bits where this task network loses
+    its accuracy (docs/fusion_codec.md: the decoded P2 alone costs 25 box AP points).
+    """
+    if len(level_weights) != len(levels) or min(level_weights) < 0 or sum(level_weights) <= 0:
+        raise ConfigError(f"train.level_weights={list(level_weights)} must be {len(levels)} non-negative numbers (P2..P5), not all zero")
     out = model(levels)
     b, _, h2, w2 = levels[0].shape
     image_pixels = b * (4 * h2) * (4 * w2)
     bits = torch.stack([torch.log2(lk).sum() for lk in out["likelihoods"].values()]).sum()
     bpp = -bits / image_pixels
-    mse = torch.stack([torch.mean((a - b_) ** 2) for a, b_ in zip(out["levels"], levels)]).mean()
-    return {"loss": bpp + lmbda * mse, "bpp": bpp, "mse": mse}
+    per_level = torch.stack([torch.mean((a - b_) ** 2) for a, b_ in zip(out["levels"], levels)])
+    weights = torch.tensor(list(level_weights), dtype=per_level.dtype)
+    distortion = (weights * per_level).sum() / weights.sum()
+    return {"loss": bpp + lmbda * distortion, "bpp": bpp, "mse": per_level.mean()}
 
 
 def train(cfg: TrainFusionConfig) -> Path:
@@ -126,7 +138,7 @@ def train(cfg: TrainFusionConfig) -> Path:
     for it in bar:
         rng = np.random.default_rng([t.seed, it])  # batch `it` is the same whether resumed or not
         levels = random_crops(features, rng, batch=t.batch_size, crop=t.crop)
-        rd = rate_distortion(model, levels, t.lmbda)
+        rd = rate_distortion(model, levels, t.lmbda, list(t.level_weights))
         opt.zero_grad(set_to_none=True)
         rd["loss"].backward()
         torch.nn.utils.clip_grad_norm_(net_params, 1.0)
@@ -145,6 +157,7 @@ def train(cfg: TrainFusionConfig) -> Path:
     out = Path(t.output) if t.output else zoo.zoo_path(cfg.model.name, t.quality)
     meta = {
         "lmbda": t.lmbda,
+        "level_weights": list(t.level_weights),
         "quality": t.quality,
         "task_model": cfg.model.name,
         "task_model_fingerprint": task_model.fingerprint,
