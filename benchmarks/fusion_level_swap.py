@@ -20,6 +20,7 @@ from hydra import compose, initialize_config_dir
 import vcm_eval.config  # noqa: F401 - registers the schemas
 from vcm_eval.codecs.fusion import zoo
 from vcm_eval.codecs.fusion.codec import FusionFeatureCodec
+from vcm_eval.codecs.fusion.config import FusionArchConfig
 from vcm_eval.codecs.fusion.model import CODED_LEVELS
 from vcm_eval.data.datasets import build_dataset
 from vcm_eval.metrics.coco_eval import CocoEvaluator, label_to_category, to_coco_results
@@ -41,7 +42,7 @@ def main() -> None:
     dataset = build_dataset(cfg.dataset, data_dir=Path(cfg.paths.data), progress=False)
     model = build_task_model(cfg.model)
     path = zoo.resolve(cfg.pipeline.checkpoint, task_model=model.name, quality=cfg.pipeline.quality)
-    fusion, _ = zoo.load(path, cfg.pipeline.arch)
+    fusion, _ = zoo.load(path, FusionArchConfig(**cfg.pipeline.arch))
     codec = FusionFeatureCodec(model=fusion)
     label_map = label_to_category(model.class_names, {c.name: c.coco_id for c in dataset.categories})
     detections: dict[str, list] = {v: [] for v in VARIANTS}

@@ -32,7 +32,7 @@ class FusionCodecPipelineConfig:
     """
 
     name: str = "fusion_codec"
-    quality: int = 5
+    quality: int = 8
     checkpoint: str = ""
     arch: FusionArchConfig = field(default_factory=FusionArchConfig)
 
