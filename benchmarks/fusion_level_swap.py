@@ -18,12 +18,10 @@ import torch
 from hydra import compose, initialize_config_dir
 
 import vcm_eval.config  # noqa: F401 - registers the schemas
-from vcm_eval.codecs.fusion import zoo
-from vcm_eval.codecs.fusion.codec import FusionFeatureCodec
-from vcm_eval.codecs.fusion.config import FusionArchConfig
 from vcm_eval.codecs.fusion.model import CODED_LEVELS
 from vcm_eval.data.datasets import build_dataset
 from vcm_eval.metrics.coco_eval import CocoEvaluator, label_to_category, to_coco_results
+from vcm_eval.pipelines.registry import build_fusion_codec
 from vcm_eval.vision.registry import build_task_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,9 +39,7 @@ def main() -> None:
     torch.set_num_threads(cfg.threads)
     dataset = build_dataset(cfg.dataset, data_dir=Path(cfg.paths.data), progress=False)
     model = build_task_model(cfg.model)
-    path = zoo.resolve(cfg.pipeline.checkpoint, task_model=model.name, quality=cfg.pipeline.quality)
-    fusion, _ = zoo.load(path, FusionArchConfig(**cfg.pipeline.arch))
-    codec = FusionFeatureCodec(model=fusion)
+    codec, path = build_fusion_codec(cfg)
     label_map = label_to_category(model.class_names, {c.name: c.coco_id for c in dataset.categories})
     detections: dict[str, list] = {v: [] for v in VARIANTS}
     rel_mse: dict[str, list[float]] = {lv: [] for lv in CODED_LEVELS}
@@ -58,7 +54,8 @@ def main() -> None:
             elif variant == "all decoded":
                 levels = dict(decoded.levels)  # P6 rebuilt from decoded P5, as the pipeline does
             else:
-                levels = {**feats.levels, variant.split()[0]: decoded[variant.split()[0]]}
+                swapped = variant.split()[0]
+                levels = {**feats.levels, swapped: decoded[swapped]}
             detections[variant] += to_coco_results(sample.image_id, model.predict_from_features(feats.replace(levels)), label_map)
     result = {"checkpoint": str(path), "images": len(dataset), "AP": {}, "relative_mse": {lv: sum(v) / len(v) for lv, v in rel_mse.items()}}
     for variant in VARIANTS:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
 
@@ -19,6 +19,9 @@ from vcm_eval.construct import from_config
 from vcm_eval.errors import ConfigError
 from vcm_eval.pipelines.base import FeatureCodingPipeline, ImageCodingPipeline, Pipeline, UncompressedPipeline
 from vcm_eval.vision.base import TaskModel
+
+if TYPE_CHECKING:  # the fusion codec imports compressai: loaded only when that pipeline is built
+    from vcm_eval.codecs.fusion.codec import FusionFeatureCodec
 
 
 def build_vvc(codec_cfg: DictConfig) -> VvcCodec:
@@ -67,21 +70,25 @@ def _quant8(cfg: DictConfig, model: TaskModel) -> Pipeline:
     )
 
 
-def _fusion_codec(cfg: DictConfig, model: TaskModel) -> Pipeline:
-    import hashlib
-
+def build_fusion_codec(cfg: DictConfig) -> tuple[FusionFeatureCodec, Path]:
+    """The fusion codec of ``pipeline.quality`` / ``pipeline.checkpoint`` for ``cfg.model``, and its file."""
     from vcm_eval.codecs.fusion import zoo
     from vcm_eval.codecs.fusion.codec import FusionFeatureCodec
     from vcm_eval.codecs.fusion.config import FusionArchConfig
 
     p = cfg.pipeline
     path = zoo.resolve(p.checkpoint, task_model=cfg.model.name, quality=p.quality)
-    arch = FusionArchConfig(**p.arch)
-    fusion, _ = zoo.load(path, arch)
+    fusion, _ = zoo.load(path, FusionArchConfig(**p.arch))
+    return FusionFeatureCodec(model=fusion), path
+
+
+def _fusion_codec(cfg: DictConfig, model: TaskModel) -> Pipeline:
+    import hashlib
+
+    codec, path = build_fusion_codec(cfg)
     version = f"fusion checkpoint {path.name} sha256:{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
-    codec = FusionFeatureCodec(model=fusion)
     cache = feature_cache(cfg, model)
-    return FeatureCodingPipeline(model=model, codec=codec, name="fusion_codec", params={"quality": p.quality}, version=version, cache=cache)
+    return FeatureCodingPipeline(model=model, codec=codec, name="fusion_codec", params={"quality": cfg.pipeline.quality}, version=version, cache=cache)
 
 
 @dataclass(frozen=True)
