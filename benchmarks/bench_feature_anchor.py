@@ -108,7 +108,7 @@ def _cpu(who: int) -> float:
 def worker(path: Path, qp: int, split: str, minmax: str, chroma: str) -> dict[str, Any]:
     """Encode + decode once in this process; times and peak memory (run in a fresh process)."""
     from vcm_eval.codecs.feature_vvc import FeatureVvcCodec
-    from vcm_eval.codecs.ffmpeg_vvc import VvcCodec
+    from vcm_eval.codecs.vvc import VvcCodec
     from vcm_eval.vision.base import FeatureSet
 
     baseline_mb = _hwm_mb()  # Python + torch + vcm_eval imported, before any data
@@ -170,7 +170,7 @@ def main() -> None:
         "cpu_count": os.cpu_count(), "load_avg_1m_at_end": os.getloadavg()[0], "python": platform.python_version(),
         "torch": torch.__version__, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
     }  # fmt: skip
-    from vcm_eval.codecs.ffmpeg_vvc import VvcCodec
+    from vcm_eval.codecs.vvc import VvcCodec
 
     env["codec"] = VvcCodec().version() + " preset faster, 1 thread"
     out_dir = Path(args.out)

@@ -53,11 +53,15 @@ class DatasetConfig:
 
 @dataclass
 class VvcConfig:
-    """How VVC is run. ``ffmpeg`` empty = the binary shipped by imageio-ffmpeg.
+    """How VVC is run (``vcm_eval.codecs.vvc``, ``vcm_eval.codecs.vtm``; docs/anchors.md).
 
-    backend ``ffmpeg`` uses libvvenc + FFmpeg's vvc decoder; ``vvenc_apps`` uses vvencapp and
-    vvdecapp (needed for 4:0:0). ``qpa`` (perceptual QP adaptation) is off: the task network,
-    not a human, looks at the result (as in the MPEG VCM common test conditions).
+    ``backend``: ``ffmpeg`` (VVenC in FFmpeg; ``ffmpeg`` empty = imageio-ffmpeg's binary),
+    ``vvenc_apps`` (vvencapp/vvdecapp) or ``vtm`` (VTM as MPEG's anchor scripts run it).
+    ``colour``: the image anchor's colour path, ``mpeg`` or ``bt709_limited``; ``colour_ffmpeg``
+    the FFmpeg that converts it ("" = FFmpeg 4.2.2 for ``mpeg``, as MPEG ran it). ``qpa`` (perceptual
+    QP adaptation) is off: the task network, not a human, looks at the result. ``shipped``: the
+    folder of shipped VTM image-anchor bitstreams that the ``vtm`` backend decodes instead of
+    encoding (relative paths also resolve against the project root).
     """
 
     backend: str = "ffmpeg"
@@ -68,6 +72,12 @@ class VvcConfig:
     threads: int = 1
     qpa: bool = False
     extra_params: str = ""
+    colour: str = "mpeg"
+    colour_ffmpeg: str = ""
+    vtm_encoder: str = ""
+    vtm_decoder: str = ""
+    vtm_cfg: str = ""
+    shipped: str = "anchors/vtm_image_anchor"
 
 
 @dataclass
@@ -144,6 +154,7 @@ class SuiteConfig(PipelineConfig):
 
     name: str = "suite"
     runs: list[str] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)  # applied to every run, before the job's own
     plot: bool = True
     log_rate: bool = True  # rates of image and feature codecs span decades
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from vcm_eval.atomic import atomic_write, remove_stale_temps
 from vcm_eval.cache import BitstreamStore
-from vcm_eval.codecs.ffmpeg_vvc import ffmpeg_binary
+from vcm_eval.codecs.external import ffmpeg_binary
 from vcm_eval.data.datasets import EvalDataset, build_dataset
 from vcm_eval.errors import ConfigError
 from vcm_eval.metrics.coco_eval import label_to_category, to_coco_results
@@ -35,8 +35,10 @@ from vcm_eval.provenance import libvvenc_version, provenance, resumed_history
 from vcm_eval.report.store import RecordStore, recorded_ids, run_lock
 from vcm_eval.vision.registry import build_task_model
 
-# Fields that never change a run's results, left out of its key.
-_NOT_IN_KEY = {"dataset": ("limit",), "codec": ("threads",)}
+# Fields that never change a run's results, left out of its key. (``dataset.limit`` is in it: a
+# subset is another measurement and never overwrites the full set's metrics.)
+_NOT_IN_KEY = {"codec": ("threads", "vtm_encoder", "vtm_decoder", "vtm_cfg", "shipped", "colour_ffmpeg")}
+# (the VTM setting itself is in the key through the codec version: version, cfg name and md5)
 
 
 def run_key(cfg: DictConfig, identity: dict[str, Any] | None = None) -> str:

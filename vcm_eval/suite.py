@@ -48,7 +48,7 @@ def run_suite(cfg: DictConfig, *, base_overrides: list[str]) -> pd.DataFrame:
     """Run every entry of ``cfg.pipeline.runs``; write and return the summary table."""
     if not cfg.pipeline.runs:
         raise ConfigError("pipeline.runs is empty; list override strings such as 'pipeline=image_anchor pipeline.qp=32'")
-    base = [o for o in base_overrides if not is_pipeline_override(o)]
+    base = list(cfg.pipeline.overrides) + [o for o in base_overrides if not is_pipeline_override(o)]
     rows: list[dict[str, Any]] = []
     for entry in cfg.pipeline.runs:
         for overrides in expand_entry(entry):

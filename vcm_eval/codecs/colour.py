@@ -1,44 +1,111 @@
-"""RGB <-> YUV 4:2:0 10-bit conversion with FFmpeg's swscale.
+"""RGB <-> YUV 4:2:0 for the image anchor: MPEG's colour and padding path, or BT.709 limited range.
 
-Matrix BT.709, limited ("TV") range: Y in 64..940, Cb/Cr in 64..960 at 10 bits, chroma
-subsampled 2:1 both ways by swscale's default filter with accurate rounding. This matches what an
-FFmpeg-based VVC anchor does with ``-vf scale=out_color_matrix=bt709:out_range=tv -pix_fmt
-yuv420p10le`` and is what docs/methods.md records for the image anchor. Conversion back uses the
-same matrix and range, so the colour path alone costs about 0.3-0.5 dB of RGB PSNR on saturated
-synthetic edges (measured in tests/test_vvc.py) and nothing on grey.
+``mpeg`` (default; ``codec.colour=mpeg``) is what MPEG's VCM reference-software anchor scripts do,
+with the same FFmpeg arguments (only the PNG files are replaced by pipes of the same pixels):
+
+1. pad to even width and height with black on the right/bottom (``-vf pad=ceil(iw/2)*2:ceil(ih/2)*2``);
+2. ``ffmpeg -i in.png -f rawvideo -pix_fmt yuv420p -dst_range 1 out.yuv``: 8-bit 4:2:0, full
+   range, FFmpeg's default matrix (the encoder reads these samples; at ``InternalBitDepth=10``
+   they are scaled by 4);
+3. back: ``ffmpeg -f rawvideo -pix_fmt yuv420p10le -s WxH -src_range 1 -i rec.yuv -frames 1
+   -pix_fmt rgb24 out.png`` on the 10-bit reconstruction, then crop to the original size.
+
+MPEG's scripts were written for the FFmpeg of their day: FFmpeg 4.2.2 (imageio-ffmpeg 0.4.9's
+binary) honours ``-dst_range 1`` and writes full-range samples, while FFmpeg 9 ignores it and writes
+limited range (white RGB -> Y 235; measured, tests/test_colour.py). Both read the reconstruction
+as limited range, since ``-src_range 1`` before ``-i`` is not applied to the input (black Y=64 at
+10 bit -> RGB 0): MPEG's anchors carry that contrast stretch, and so does this path. To be
+sample-exact with MPEG's anchors, the ``mpeg`` path runs both steps with FFmpeg 4.2.2
+(``codec.colour_ffmpeg``; ``make`` installs it into the virtual environment from PyPI's
+imageio-ffmpeg 0.4.9 wheel).
+
+``bt709_limited`` is vcm_eval's earlier path: edge-repeat padding, BT.709 limited range straight to
+10 bit with accurate rounding, and the same matrix and range back.
+
+Tests check that step 2 is byte-identical to the FFmpeg command line run on a PNG (odd sizes too)
+and step 3 to the command line run on the same reconstruction.
 """
 
 from __future__ import annotations
 
-import ffmpeg
+import sys
+from pathlib import Path
+
 import numpy as np
 
-from vcm_eval.codecs.ffmpeg_vvc import Yuv420, _run
+from vcm_eval.codecs.external import QUIET, run_tool
+from vcm_eval.codecs.yuv import Yuv420
+from vcm_eval.errors import ConfigError
 
-_SCALE_FLAGS = "accurate_rnd+full_chroma_int+full_chroma_inp+bicubic"
+MPEG_FFMPEG = Path(sys.prefix) / "mpeg-ffmpeg" / "ffmpeg-4.2.2"  # where `make` installs it
 
-
-def _convert(data: bytes, width: int, height: int, in_fmt: str, out_fmt: str, exe: str, **scale: str) -> bytes:
-    """One raw frame through FFmpeg's swscale (``scale`` filter options), raw frame out."""
-    cmd = (
-        ffmpeg.input("pipe:", format="rawvideo", pix_fmt=in_fmt, s=f"{width}x{height}")
-        .filter("scale", flags=_SCALE_FLAGS, **scale)
-        .output("pipe:", format="rawvideo", pix_fmt=out_fmt, frames=1)
-        .global_args("-hide_banner", "-nostdin", "-loglevel", "error")
-        .compile(cmd=exe)
-    )
-    return _run(cmd, stdin=data)
+COLOUR_PATHS = ("mpeg", "bt709_limited")
+_BT709_SCALE = "accurate_rnd+full_chroma_int+full_chroma_inp+bicubic"
 
 
-def rgb_to_yuv420(image: np.ndarray, exe: str) -> Yuv420:
-    """uint8 RGB [H, W, 3] (H, W even) -> BT.709 limited-range 10-bit 4:2:0."""
+def check_colour(colour: str) -> str:
+    if colour not in COLOUR_PATHS:
+        raise ConfigError(f"codec.colour={colour!r} is unknown; use one of {COLOUR_PATHS}")
+    return colour
+
+
+def colour_ffmpeg(path: str, colour: str, default: str) -> str:
+    """The FFmpeg that converts colours: ``path`` if set, FFmpeg 4.2.2 for ``mpeg``, else ``default``."""
+    if path:
+        if not Path(path).is_file():
+            raise ConfigError(f"codec.colour_ffmpeg={path!r} does not exist; point it at an FFmpeg binary or leave it empty")
+        return path
+    if check_colour(colour) != "mpeg":
+        return default
+    if not MPEG_FFMPEG.is_file():
+        raise ConfigError(
+            f"the mpeg colour path runs FFmpeg 4.2.2 as MPEG's scripts did, and {MPEG_FFMPEG} is missing; "
+            "run `make venv` (it installs it), set codec.colour_ffmpeg, or use codec.colour=bt709_limited"
+        )
+    return str(MPEG_FFMPEG)
+
+
+def pad_to_even(image: np.ndarray, colour: str) -> np.ndarray:
+    """Pad right/bottom to even sizes: black for ``mpeg`` (as its pad filter), edge repeat for ``bt709_limited``."""
+    h, w = image.shape[:2]
+    widths = ((0, h % 2), (0, w % 2)) + ((0, 0),) * (image.ndim - 2)
+    return np.pad(image, widths, mode="constant") if colour == "mpeg" else np.pad(image, widths, mode="edge")
+
+
+def _raw_input(pix_fmt: str, width: int, height: int) -> list[str]:
+    return ["-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", f"{width}x{height}"]
+
+
+def mpeg_rgb_to_yuv_args() -> list[str]:
+    """Output arguments of the MPEG scripts' RGB -> YUV step (8-bit full-range 4:2:0)."""
+    return ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-dst_range", "1"]
+
+
+def mpeg_yuv_to_rgb_args(width: int, height: int) -> tuple[list[str], list[str]]:
+    """(input, output) arguments of the MPEG scripts' reconstruction -> RGB step."""
+    return [*_raw_input("yuv420p10le", width, height), "-src_range", "1"], ["-frames", "1", "-pix_fmt", "rgb24"]
+
+
+def rgb_to_yuv420(image: np.ndarray, exe: str, colour: str = "mpeg") -> Yuv420:
+    """uint8 RGB [H, W, 3] (H, W even) -> the encoder's 4:2:0 input (8-bit for ``mpeg``, 10-bit otherwise)."""
     height, width = image.shape[:2]
-    data = _convert(np.ascontiguousarray(image, np.uint8).tobytes(), width, height, "rgb24", "yuv420p10le", exe, out_color_matrix="bt709", out_range="tv")
-    return Yuv420.frombytes(data, height, width)
+    rgb = np.ascontiguousarray(image, np.uint8).tobytes()
+    if check_colour(colour) == "mpeg":
+        data = run_tool([exe, *QUIET, *_raw_input("rgb24", width, height), "-i", "pipe:", *mpeg_rgb_to_yuv_args(), "pipe:"], stdin=rgb)
+        return Yuv420.frombytes(data, height, width, bit_depth=8)
+    scale = f"scale=flags={_BT709_SCALE}:out_color_matrix=bt709:out_range=tv"
+    cmd = [exe, *QUIET, *_raw_input("rgb24", width, height), "-i", "pipe:", "-vf", scale, "-f", "rawvideo", "-pix_fmt", "yuv420p10le", "-frames:v", "1", "pipe:"]
+    return Yuv420.frombytes(run_tool(cmd, stdin=rgb), height, width)
 
 
-def yuv420_to_rgb(frame: Yuv420, exe: str) -> np.ndarray:
-    """The inverse of ``rgb_to_yuv420`` (same matrix and range) -> uint8 RGB [H, W, 3]."""
+def yuv420_to_rgb(frame: Yuv420, exe: str, colour: str = "mpeg") -> np.ndarray:
+    """A decoded 10-bit 4:2:0 picture -> uint8 RGB [H, W, 3] by the colour path's inverse."""
     height, width = frame.size
-    data = _convert(frame.tobytes(), width, height, "yuv420p10le", "rgb24", exe, in_color_matrix="bt709", in_range="tv")
+    if check_colour(colour) == "mpeg":
+        inp, out = mpeg_yuv_to_rgb_args(width, height)
+        cmd = [exe, *QUIET, *inp, "-i", "pipe:", *out, "-f", "rawvideo", "pipe:"]
+    else:
+        scale = f"scale=flags={_BT709_SCALE}:in_color_matrix=bt709:in_range=tv"
+        cmd = [exe, *QUIET, *_raw_input("yuv420p10le", width, height), "-i", "pipe:", "-vf", scale, "-f", "rawvideo", "-pix_fmt", "rgb24", "-frames:v", "1", "pipe:"]
+    data = run_tool(cmd, stdin=frame.tobytes())
     return np.frombuffer(data, np.uint8).reshape(height, width, 3).copy()

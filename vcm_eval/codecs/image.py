@@ -1,25 +1,29 @@
-"""The image codec of pipeline 1 (MPEG VCM image anchor): RGB -> VVC intra -> RGB.
+"""The image anchor's codec (MPEG VCM image anchor): RGB -> VVC intra -> RGB.
 
 Bitstream = vcm_eval container: tag byte, original height and width (varints), then the raw VVC
-stream with its length (a varint, so a truncated file is detected, not half-decoded). Odd sizes are padded to even by repeating the last row/column (4:2:0 needs even sizes;
-VVenC pads further to its CTU grid itself and signals a conformance window), and the decoder crops
-back to the original size it reads from the header. Every one of these bytes is in the rate.
+stream with its length (a varint, so a truncated file is detected, not half-decoded). Odd sizes
+are padded to even as the colour path prescribes (``vcm_eval.codecs.colour``; 4:2:0 needs even
+sizes, the encoder pads further to its CU grid itself and signals a conformance window), and the
+decoder crops back to the original size it reads from the header. Every one of these bytes is in
+the rate.
+
+With the ``vtm`` backend and a folder of shipped bitstreams (``codec.shipped``), a picture whose
+stream was shipped for this QP, colour path and VTM setting is not encoded again: the shipped
+stream (md5 checked) is the bitstream, exactly as if VTM had just written it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from vcm_eval.cache import image_digest
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
-from vcm_eval.codecs.colour import rgb_to_yuv420, yuv420_to_rgb
-from vcm_eval.codecs.ffmpeg_vvc import VvcCodec, check_qp
-from vcm_eval.errors import CodecError
-
-
-def pad_to_even(image: np.ndarray) -> np.ndarray:
-    """Repeat the last row/column so both sizes are even."""
-    h, w = image.shape[:2]
-    return np.pad(image, ((0, h % 2), (0, w % 2)) + ((0, 0),) * (image.ndim - 2), mode="edge")
+from vcm_eval.codecs.colour import check_colour, pad_to_even, rgb_to_yuv420, yuv420_to_rgb
+from vcm_eval.codecs.colour import colour_ffmpeg as colour_ffmpeg_binary
+from vcm_eval.codecs.external import ffmpeg_capabilities
+from vcm_eval.codecs.shipped import ShippedBitstreams
+from vcm_eval.codecs.vvc import VvcCodec, check_qp
+from vcm_eval.errors import CodecError, ConfigError
 
 
 class VvcImageCodec:
@@ -27,25 +31,48 @@ class VvcImageCodec:
 
     Args:
         vvc: the VVC encoder/decoder.
-        qp: quantization parameter, 0..63.
+        qp: the coded slice QP, 0..63.
+        colour: ``mpeg`` (MPEG's anchor scripts) or ``bt709_limited``.
+        shipped: shipped VTM bitstreams to use instead of encoding (``vtm`` backend only).
+        colour_ffmpeg: the FFmpeg of the colour conversion ("" = ``colour.colour_ffmpeg``'s choice).
     """
 
     codec_name = "image_vvc"
 
-    def __init__(self, *, vvc: VvcCodec, qp: int) -> None:
-        self.vvc = vvc
-        self.qp = check_qp(qp)
+    def __init__(
+        self, *, vvc: VvcCodec, qp: int, colour: str = "mpeg", shipped: ShippedBitstreams | None = None, colour_ffmpeg: str = ""
+    ) -> None:
+        self.vvc, self.qp, self.colour = vvc, check_qp(qp), check_colour(colour)
+        self.colour_exe = colour_ffmpeg_binary(colour_ffmpeg, colour, vvc.ffmpeg)
+        self.shipped = shipped if vvc.vtm is not None and shipped is not None and len(shipped) else None
+        if vvc.can_encode:
+            self.encoder = vvc.version()
+        elif self.shipped is not None:
+            self.encoder = self.shipped.only_encoder(colour)
+        else:
+            raise ConfigError("codec.backend=vtm needs codec.vtm_encoder (and codec.vtm_cfg), or shipped bitstreams in codec.shipped")
+
+    def version(self) -> str:
+        """The encoder setting, colour path and the FFmpeg converting it (part of the run key)."""
+        return f"{self.encoder} colour:{self.colour} ({ffmpeg_capabilities(self.colour_exe)[0]})"
+
+    def vvc_stream(self, image: np.ndarray) -> bytes:
+        """The raw VVC stream of ``image`` (shipped if one fits, else encoded now)."""
+        if self.shipped is not None:
+            found = self.shipped.get(image_digest(image), self.qp, self.colour, self.encoder)
+            if found is not None:
+                return self.shipped.read(found)
+        return self.vvc.encode(rgb_to_yuv420(pad_to_even(image, self.colour), self.colour_exe, self.colour), self.qp)
 
     def encode(self, image: np.ndarray) -> bytes:
         """uint8 RGB [H, W, 3] -> bytes holding everything the decoder needs."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise CodecError(f"image codec takes uint8 RGB [H, W, 3], got {image.dtype} {image.shape}")
         h, w = image.shape[:2]
-        frame = rgb_to_yuv420(pad_to_even(image), self.vvc.ffmpeg)
         writer = BitstreamWriter(self.codec_name)
         writer.uint(h)
         writer.uint(w)
-        writer.blob(self.vvc.encode(frame, self.qp))
+        writer.blob(self.vvc_stream(image))
         return writer.getvalue()
 
     def decode(self, data: bytes) -> np.ndarray:
@@ -54,4 +81,4 @@ class VvcImageCodec:
         payload = reader.blob()
         reader.done()
         frame = self.vvc.decode(payload, h + h % 2, w + w % 2)
-        return yuv420_to_rgb(frame, self.vvc.ffmpeg)[:h, :w]
+        return yuv420_to_rgb(frame, self.colour_exe, self.colour)[:h, :w]

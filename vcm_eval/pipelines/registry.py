@@ -11,8 +11,9 @@ from omegaconf import DictConfig
 
 from vcm_eval.cache import FeatureCache
 from vcm_eval.codecs.feature_vvc import FeatureVvcCodec
-from vcm_eval.codecs.ffmpeg_vvc import VvcCodec
+from vcm_eval.codecs.vvc import VvcCodec
 from vcm_eval.codecs.image import VvcImageCodec
+from vcm_eval.codecs.shipped import ShippedBitstreams
 from vcm_eval.codecs.quant import NormalizedQuantizer, codec_version
 from vcm_eval.codecs.quant8 import Uniform8bitQuantizer
 from vcm_eval.construct import from_config
@@ -42,13 +43,16 @@ def _uncompressed(cfg: DictConfig, model: TaskModel) -> Pipeline:
 
 def _image_anchor(cfg: DictConfig, model: TaskModel) -> Pipeline:
     vvc = build_vvc(cfg.codec)
-    codec = VvcImageCodec(vvc=vvc, qp=cfg.pipeline.qp)
-    return ImageCodingPipeline(model=model, codec=codec, name="image_anchor", params={"qp": cfg.pipeline.qp}, version=vvc.version())
+    shipped = ShippedBitstreams(cfg.codec.shipped) if cfg.codec.backend == "vtm" else None
+    codec = VvcImageCodec(vvc=vvc, qp=cfg.pipeline.qp, colour=cfg.codec.colour, shipped=shipped, colour_ffmpeg=cfg.codec.colour_ffmpeg)
+    return ImageCodingPipeline(model=model, codec=codec, name="image_anchor", params={"qp": cfg.pipeline.qp}, version=codec.version())
 
 
 def _feature_anchor(cfg: DictConfig, model: TaskModel) -> Pipeline:
     p = cfg.pipeline
     vvc = build_vvc(cfg.codec)
+    if not vvc.can_encode:
+        raise ConfigError("the feature anchor with codec.backend=vtm needs codec.vtm_encoder and codec.vtm_cfg (no feature bitstreams are shipped)")
     codec = FeatureVvcCodec(vvc=vvc, qp=p.qp, split=p.split, minmax=p.minmax, chroma=p.chroma)
     return FeatureCodingPipeline(
         model=model, codec=codec, name="feature_anchor", params=pipeline_params(cfg), version=vvc.version(), cache=feature_cache(cfg, model)

@@ -1,0 +1,122 @@
+"""``python -m vcm_eval.anchors``: encode and ship the VTM image-anchor bitstreams of a dataset.
+
+Every image of ``dataset`` at every QP of ``qps`` goes through the image anchor's codec with the
+``vtm`` backend (MPEG's colour path and VTM arguments, ``vcm_eval.codecs``), and its raw VVC stream
+lands in ``<output>/qp<QP>/<image_id>.266`` with a row in ``<output>/manifest.csv`` (image sha256,
+QP, colour path, VTM setting, md5, encode seconds; ``vcm_eval.codecs.shipped``). Before a stream is
+kept, its slice QP is read back with FFmpeg's ``trace_headers`` and must equal the QP asked for.
+
+Rerunning resumes: streams already in the manifest are skipped, and the manifest is rewritten
+atomically after every image, so a kill loses at most the images in flight. ``workers`` VTM
+processes run at once (VTM is single-threaded). The command of the shipped set is in
+docs/anchors.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from threading import Lock
+from typing import Any
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from vcm_eval.atomic import atomic_write
+from vcm_eval.cache import image_digest
+from vcm_eval.codecs.image import VvcImageCodec
+from vcm_eval.codecs.shipped import FIELDS, MANIFEST, resolve_folder
+from vcm_eval.codecs.vvc import VvcCodec
+from vcm_eval.codecs.vvc_headers import slice_qps
+from vcm_eval.config import DatasetConfig, PathsConfig, VvcConfig
+from vcm_eval.construct import from_config
+from vcm_eval.data.datasets import build_dataset
+from vcm_eval.errors import CodecError, ConfigError
+
+
+@dataclass
+class MakeAnchorsConfig:
+    """conf/make_anchors.yaml."""
+
+    dataset: DatasetConfig = MISSING
+    codec: VvcConfig = MISSING
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    qps: list[int] = field(default_factory=list)
+    output: str = "anchors/vtm_image_anchor"
+    workers: int = 2
+
+
+ConfigStore.instance().store(name="base_make_anchors", node=MakeAnchorsConfig)
+
+
+def read_manifest(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def manifest_text(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(sorted(rows, key=lambda r: (int(r["qp"]), int(r["image_id"]))))
+    return out.getvalue()
+
+
+def make_anchors(cfg: MakeAnchorsConfig) -> Path:
+    """Encode what the manifest lacks; returns the manifest's path."""
+    if not cfg.qps:
+        raise ConfigError("qps is empty; list the QPs to ship, e.g. 'qps=[32,42,47,52,57]'")
+    vvc = from_config(VvcCodec, cfg.codec)
+    if vvc.vtm is None or not vvc.can_encode:
+        raise ConfigError("make_anchors runs VTM: set codec.vtm_encoder and codec.vtm_cfg (docs/anchors.md)")
+    dataset = build_dataset(cfg.dataset, data_dir=Path(cfg.paths.data), progress=False)
+    out_dir = resolve_folder(cfg.output) if not Path(cfg.output).is_absolute() else Path(cfg.output)
+    manifest = out_dir / MANIFEST
+    rows = read_manifest(manifest)
+    lock = Lock()
+
+    def one(qp: int, entry: dict[str, Any]) -> None:
+        codec = VvcImageCodec(vvc=vvc, qp=qp, colour=cfg.codec.colour, colour_ffmpeg=cfg.codec.colour_ffmpeg)
+        sample = dataset.load(entry)
+        digest = image_digest(sample.image)
+        started = time.perf_counter()
+        stream = codec.vvc_stream(sample.image)
+        seconds = time.perf_counter() - started
+        coded = slice_qps(stream, vvc.ffmpeg)
+        if coded != [qp]:
+            raise CodecError(f"VTM coded image {sample.image_id} at slice QP {coded}, not {qp}: check codec.vtm_cfg")
+        rel = Path(f"qp{qp}") / f"{sample.image_id}.266"
+        atomic_write(out_dir / rel, stream)
+        row = {"image_id": sample.image_id, "file_name": entry["file_name"], "image_sha256": digest, "qp": qp,
+               "colour": cfg.codec.colour, "encoder": codec.encoder, "bitstream": rel.as_posix(), "bytes": len(stream),
+               "md5": hashlib.md5(stream).hexdigest(), "encode_s": round(seconds, 3)}  # fmt: skip
+        with lock:
+            rows.append(row)
+            atomic_write(manifest, manifest_text(rows))
+        print(f"qp {qp} image {sample.image_id}: {len(stream)} bytes, {seconds:.1f} s", flush=True)
+
+    encoder = VvcImageCodec(vvc=vvc, qp=cfg.qps[0], colour=cfg.codec.colour, colour_ffmpeg=cfg.codec.colour_ffmpeg).encoder
+    done = {(r["file_name"], int(r["qp"])) for r in rows if r["encoder"] == encoder and r["colour"] == cfg.codec.colour}
+    todo = [(qp, e) for qp in cfg.qps for e in dataset.images if (e["file_name"], qp) not in done]
+    print(f"{encoder}: {len(todo)} streams to encode, {len(done)} shipped already")
+    with ThreadPoolExecutor(max_workers=max(1, cfg.workers)) as pool:
+        for fut in [pool.submit(one, qp, e) for qp, e in todo]:
+            fut.result()
+    return manifest
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="make_anchors")
+def main(cfg: MakeAnchorsConfig) -> None:
+    print(f"manifest: {make_anchors(cfg)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""The VTM backend: JVET's reference encoder run with the arguments of MPEG's VCM anchor scripts.
+
+Image anchor (8-bit 4:2:0 input from the MPEG colour path)::
+
+    EncoderAppStatic -c encoder_intra_vtm.cfg -i in.yuv -b out.bin -q QP --ConformanceWindowMode=1
+                     -wdt W -hgt H -f 1 -fr 30 --InternalBitDepth=10
+
+Feature frames (10-bit monochrome) add ``--InputBitDepth=10 --InputChromaFormat=400``. VTM is in
+no package registry: docs/anchors.md says how to build it; the user points ``codec.vtm_encoder``,
+``codec.vtm_decoder`` and ``codec.vtm_cfg`` at the result. Decoding uses ``DecoderAppStatic`` when
+given, else FFmpeg's vvc decoder (bit-exact with VTM's reconstruction; tested where VTM is
+configured).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+from vcm_eval.codecs.external import run_tool
+from vcm_eval.codecs.yuv import Yuv420
+from vcm_eval.errors import CodecError, ConfigError
+
+
+def _existing_file(path: str, setting: str) -> str:
+    if not Path(path).is_file():
+        raise ConfigError(f"{setting}={path!r} does not exist; point {setting} at the file (docs/anchors.md: building VTM)")
+    return path
+
+
+@functools.lru_cache(maxsize=8)
+def vtm_banner_version(encoder: str) -> str:
+    """``VTM-23.13`` from the banner VTM's encoder prints on every start."""
+    try:
+        proc = subprocess.run([encoder, "--help"], capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CodecError(f"cannot run codec.vtm_encoder={encoder!r} ({exc}); point it at VTM's EncoderAppStatic") from exc
+    found = re.search(r"VTM Encoder Version\s+(\S+)", proc.stdout + proc.stderr)
+    if not found:
+        raise CodecError(f"codec.vtm_encoder={encoder!r} did not print a VTM encoder banner; point it at VTM's EncoderAppStatic")
+    return f"VTM-{found.group(1)}"
+
+
+def vtm_setting(version: str, cfg: str) -> str:
+    """The identity of a VTM encoder setting: version, cfg file name and the cfg's md5 prefix."""
+    digest = hashlib.md5(Path(cfg).read_bytes()).hexdigest()[:12]
+    return f"{version} {Path(cfg).name} md5:{digest}"
+
+
+class Vtm:
+    """VTM's EncoderApp (and optionally DecoderApp) for one intra picture.
+
+    ``encoder`` may be empty: the backend then only decodes (the image anchor's shipped
+    bitstreams); asking it to encode is a one-line error naming ``codec.vtm_encoder``.
+    """
+
+    def __init__(self, *, encoder: str = "", decoder: str = "", cfg: str = "") -> None:
+        self.encoder = _existing_file(encoder, "codec.vtm_encoder") if encoder else ""
+        self.decoder = _existing_file(decoder, "codec.vtm_decoder") if decoder else ""
+        self.cfg = _existing_file(cfg, "codec.vtm_cfg") if cfg else ""
+        if self.encoder and not self.cfg:
+            raise ConfigError("codec.vtm_encoder is set but codec.vtm_cfg is empty; point it at VTM's cfg/encoder_intra_vtm.cfg")
+
+    @property
+    def can_encode(self) -> bool:
+        return bool(self.encoder)
+
+    def version(self) -> str:
+        """``VTM-23.13 encoder_intra_vtm.cfg md5:...``, or ``""`` when no encoder is configured."""
+        return vtm_setting(vtm_banner_version(self.encoder), self.cfg) if self.encoder else ""
+
+    def command(self, yuv: Path, bitstream: Path, frame: Yuv420, qp: int, chroma: str) -> list[str]:
+        """The MPEG anchor scripts' encoder command line for this frame."""
+        height, width = frame.size
+        cmd = [self.encoder, "-c", self.cfg, "-i", str(yuv), "-b", str(bitstream), "-q", str(qp), "--ConformanceWindowMode=1",
+               "-wdt", str(width), "-hgt", str(height), "-f", "1", "-fr", "30", "--InternalBitDepth=10"]  # fmt: skip
+        if frame.bit_depth != 8:
+            cmd.append(f"--InputBitDepth={frame.bit_depth}")
+        if chroma == "400":
+            cmd.append("--InputChromaFormat=400")
+        return cmd
+
+    def encode(self, frame: Yuv420, qp: int, *, chroma: str = "420") -> bytes:
+        if not self.encoder:
+            raise ConfigError(
+                f"no shipped VTM bitstream fits this picture at QP {qp} and codec.vtm_encoder is empty; "
+                "set codec.vtm_encoder and codec.vtm_cfg (docs/anchors.md) to encode it"
+            )
+        with tempfile.TemporaryDirectory(prefix="vcm_vtm_") as tmp:
+            yuv, out = Path(tmp) / "in.yuv", Path(tmp) / "out.bin"
+            yuv.write_bytes(frame.y.astype(frame.y.dtype.newbyteorder("<")).tobytes() if chroma == "400" else frame.tobytes())
+            run_tool(self.command(yuv, out, frame, qp, chroma), setting="codec.vtm_encoder")
+            return out.read_bytes()
+
+    def decode(self, bitstream: bytes) -> bytes:
+        """DecoderApp: raw stream -> raw 10-bit planes as it writes them."""
+        with tempfile.TemporaryDirectory(prefix="vcm_vtm_") as tmp:
+            src, out = Path(tmp) / "in.bin", Path(tmp) / "out.yuv"
+            src.write_bytes(bitstream)
+            run_tool([self.decoder, "-b", str(src), "-o", str(out), "-d", "10"], setting="codec.vtm_decoder")
+            return out.read_bytes()

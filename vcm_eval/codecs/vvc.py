@@ -1,0 +1,191 @@
+"""VVC (H.266) intra coding of one picture: VVenC through FFmpeg, Fraunhofer's apps, or VTM.
+
+``VvcCodec`` codes one picture per call. It takes planar 4:2:0 frames (``Yuv420``: 8-bit
+samples from the MPEG colour path, or 10-bit feature frames) and returns the raw Annex-B VVC
+stream (parameter sets + one intra slice), byte for byte what the decoder reads, so its length is
+the rate. Decoding returns the 10-bit picture.
+
+**The QP is the coded QP.** VVenC's presets lower the QP of intra slices by ``IntraQPOffset=-3``;
+a single picture is an intra slice, so every VVenC call sets ``IntraQPOffset=0`` and a picture
+coded at ``qp`` carries slice QP ``qp`` (``vcm_eval.codecs.vvc_headers`` reads it back; tested).
+VTM's ``-q`` is the slice QP of an all-intra picture already.
+
+Backends (``codec.backend``):
+  * ``ffmpeg``     - libvvenc + FFmpeg's native vvc decoder in one FFmpeg binary (default: the one
+                     imageio-ffmpeg ships; ``codec.ffmpeg`` overrides it). libvvenc takes 10-bit
+                     input only, so 8-bit samples are scaled by 4 first, exactly as VTM does
+                     internally with ``InputBitDepth=8`` and ``InternalBitDepth=10``.
+  * ``vvenc_apps`` - Fraunhofer's vvencapp / vvdecapp command-line tools.
+  * ``vtm``        - the JVET reference software, as MPEG's anchor scripts run it (``vcm_eval.codecs.vtm``).
+
+Chroma format (``chroma`` of ``encode``/``decode``): ``420`` codes all three planes; ``400`` codes
+the luma plane only (a monochrome VVC stream, as the MPEG feature anchors use for feature frames),
+and the decoder returns the luma plane with neutral (512) chroma. Sizes must be even (4:2:0);
+callers pad.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from vcm_eval.codecs.external import QUIET, ffmpeg_binary, ffmpeg_capabilities, run_tool
+from vcm_eval.codecs.vtm import Vtm
+from vcm_eval.codecs.yuv import Yuv420
+from vcm_eval.errors import CodecError, ConfigError
+
+PRESETS = ("faster", "fast", "medium", "slow", "slower")
+BACKENDS = ("ffmpeg", "vvenc_apps", "vtm")
+CHROMA_FORMATS = ("420", "400")
+QP_RANGE = (0, 63)
+CODED_QP_PARAMS = "IntraQPOffset=0"  # VVenC presets carry IntraQPOffset=-3: the coded QP would be qp-3
+
+
+def check_qp(qp: int) -> int:
+    if not isinstance(qp, int) or not QP_RANGE[0] <= qp <= QP_RANGE[1]:
+        raise ConfigError(f"QP {qp!r} is outside {QP_RANGE[0]}..{QP_RANGE[1]}; pick an integer QP in that range (e.g. 22..47)")
+    return qp
+
+
+def check_chroma(chroma: str) -> str:
+    if chroma not in CHROMA_FORMATS:
+        raise ConfigError(f"chroma format {chroma!r} is unknown; use one of {CHROMA_FORMATS}")
+    return chroma
+
+
+class VvcCodec:
+    """One-picture VVC intra encoder/decoder.
+
+    Args:
+        backend: one of ``BACKENDS``.
+        ffmpeg: FFmpeg binary ("" = imageio-ffmpeg's); also decodes VTM streams unless
+            ``vtm_decoder`` is set, and converts colours.
+        vvencapp, vvdecapp: the Fraunhofer tools (``vvenc_apps`` backend).
+        preset: VVenC preset, one of ``PRESETS`` (VVenC backends).
+        threads: encoder threads (VVenC backends).
+        qpa: VVenC perceptual QP adaptation (off for machine vision).
+        extra_params: extra ``key=value:key=value`` VVenC parameters.
+        vtm_encoder, vtm_decoder, vtm_cfg: VTM's EncoderApp, DecoderApp ("" = FFmpeg's vvc
+            decoder, bit-exact) and encoder configuration file (``vtm`` backend).
+    """
+
+    def __init__(
+        self,
+        *,
+        backend: str = "ffmpeg",
+        ffmpeg: str = "",
+        vvencapp: str = "vvencapp",
+        vvdecapp: str = "vvdecapp",
+        preset: str = "faster",
+        threads: int = 1,
+        qpa: bool = False,
+        extra_params: str = "",
+        vtm_encoder: str = "",
+        vtm_decoder: str = "",
+        vtm_cfg: str = "",
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ConfigError(f"codec.backend={backend!r} is unknown; use one of {BACKENDS}")
+        if preset not in PRESETS:
+            raise ConfigError(f"codec.preset={preset!r} is unknown; use one of {PRESETS}")
+        if threads < 1:
+            raise ConfigError(f"codec.threads={threads} must be >= 1")
+        self.backend, self.preset, self.threads, self.qpa, self.extra_params = backend, preset, threads, qpa, extra_params
+        self.ffmpeg = ffmpeg_binary(ffmpeg)
+        self.vvencapp, self.vvdecapp = vvencapp, vvdecapp
+        self.vtm = Vtm(encoder=vtm_encoder, decoder=vtm_decoder, cfg=vtm_cfg) if backend == "vtm" else None
+        _, has_enc, has_dec = ffmpeg_capabilities(self.ffmpeg)
+        needs_enc = backend == "ffmpeg"
+        needs_dec = backend == "ffmpeg" or (backend == "vtm" and not vtm_decoder)
+        if (needs_enc and not has_enc) or (needs_dec and not has_dec):
+            raise CodecError(
+                f"ffmpeg {self.ffmpeg} lacks {'the libvvenc encoder' if needs_enc and not has_enc else 'the vvc decoder'}; "
+                "use imageio-ffmpeg>=0.6 (leave codec.ffmpeg empty) or another codec.backend"
+            )
+
+    @property
+    def can_encode(self) -> bool:
+        """False for a VTM backend without ``codec.vtm_encoder`` (it can only decode shipped streams)."""
+        return self.vtm is None or self.vtm.can_encode
+
+    def version(self) -> str:
+        """What makes the bitstreams (recorded with every run, part of the run key)."""
+        if self.vtm is not None:
+            return self.vtm.version()
+        if self.backend == "ffmpeg":
+            return ffmpeg_capabilities(self.ffmpeg)[0] + " / libvvenc"
+        out = run_tool([self.vvencapp, "--version"], setting="codec.vvencapp").decode(errors="replace").strip().splitlines()
+        return out[0] if out else "vvencapp"
+
+    def _vvenc_params(self, chroma: str) -> str:
+        return ":".join(p for p in (CODED_QP_PARAMS, self.extra_params, "ChromaFormatIDC=400" if chroma == "400" else "") if p)
+
+    def encode(self, frame: Yuv420, qp: int, *, chroma: str = "420") -> bytes:
+        """One intra picture at slice QP ``qp`` -> raw VVC bitstream bytes (``chroma="400"``: luma only)."""
+        check_qp(qp)
+        check_chroma(chroma)
+        height, width = frame.size
+        if height % 2 or width % 2:
+            raise CodecError(f"4:2:0 frames need even sizes, got {width}x{height}; pad the frame first")
+        if self.vtm is not None:
+            data = self.vtm.encode(frame, qp, chroma=chroma)
+        else:
+            data = self._vvenc_encode(frame.to_10bit(), qp, chroma)
+        if not data:
+            raise CodecError(f"the VVC encoder wrote an empty bitstream for a {width}x{height} frame at QP {qp}")
+        return data
+
+    def _vvenc_encode(self, frame: Yuv420, qp: int, chroma: str) -> bytes:
+        height, width = frame.size
+        with tempfile.TemporaryDirectory(prefix="vcm_vvc_") as tmp:
+            out = Path(tmp) / "out.266"
+            if self.backend == "ffmpeg":
+                cmd = [self.ffmpeg, *QUIET, "-f", "rawvideo", "-pix_fmt", "yuv420p10le", "-s", f"{width}x{height}", "-i", "pipe:",
+                       "-c:v", "libvvenc", "-qp", str(qp), "-preset", self.preset, "-qpa", str(int(self.qpa)),
+                       "-threads", str(self.threads), "-vvenc-params", self._vvenc_params(chroma),
+                       "-frames:v", "1", "-f", "vvc", "-y", str(out)]  # fmt: skip
+                run_tool(cmd, stdin=frame.tobytes(), setting="codec.ffmpeg")
+            else:
+                raw = Path(tmp) / "in.yuv"
+                raw.write_bytes(frame.tobytes())
+                cmd = [self.vvencapp, "-i", str(raw), "-s", f"{width}x{height}", "-c", "yuv420_10", "--qp", str(qp),
+                       "--preset", self.preset, "-t", str(self.threads), "--qpa", str(int(self.qpa)), "-f", "1",
+                       "-o", str(out), "--additional", self._vvenc_params(chroma)]  # fmt: skip
+                run_tool(cmd, setting="codec.vvencapp")
+            return out.read_bytes()
+
+    def decode(self, bitstream: bytes, height: int, width: int, *, chroma: str = "420") -> Yuv420:
+        """Raw VVC bitstream -> the decoded 10-bit picture of size (height, width).
+
+        ``chroma`` is the format the stream was encoded with; for ``400`` the result is the decoded
+        luma with neutral chroma (``Yuv420.from_luma``).
+        """
+        check_chroma(chroma)
+        if self.vtm is not None and self.vtm.decoder:
+            data = self.vtm.decode(bitstream)
+        elif self.backend == "vvenc_apps":
+            with tempfile.TemporaryDirectory(prefix="vcm_vvc_") as tmp:
+                src, out = Path(tmp) / "in.266", Path(tmp) / "out.yuv"
+                src.write_bytes(bitstream)
+                run_tool([self.vvdecapp, "-b", str(src), "-o", str(out), "-d", "10"], setting="codec.vvdecapp")
+                data = out.read_bytes()
+        else:
+            data = ffmpeg_decode(self.ffmpeg, bitstream, chroma)
+        if chroma == "400":  # FFmpeg writes luma only; the apps may add neutral chroma planes
+            n_y = height * width
+            if len(data) not in (2 * n_y, 2 * (n_y + 2 * (height // 2) * (width // 2))):
+                raise CodecError(f"decoder returned {len(data)} bytes, expected a {width}x{height} 10-bit 4:0:0 frame")
+            return Yuv420.from_luma(np.frombuffer(data, dtype="<u2", count=n_y).reshape(height, width))
+        return Yuv420.frombytes(data, height, width)
+
+
+def ffmpeg_decode(ffmpeg: str, bitstream: bytes, chroma: str = "420") -> bytes:
+    """FFmpeg's native vvc decoder: raw stream -> raw 10-bit planes (``gray10le`` for 4:0:0)."""
+    with tempfile.TemporaryDirectory(prefix="vcm_vvc_") as tmp:
+        src = Path(tmp) / "in.266"
+        src.write_bytes(bitstream)
+        cmd = [ffmpeg, *QUIET, "-err_detect", "explode", "-f", "vvc", "-i", str(src),
+               "-f", "rawvideo", "-pix_fmt", "gray10le" if chroma == "400" else "yuv420p10le", "-frames:v", "1", "pipe:"]  # fmt: skip
+        return run_tool(cmd, setting="codec.ffmpeg")
