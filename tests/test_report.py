@@ -25,7 +25,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 from PIL import Image
 
-from tests.conftest import CONF_DIR, compose_cfg
+from conftest import CONF_DIR, compose_cfg
 from vcm_eval.atomic import atomic_write
 from vcm_eval.errors import ConfigError, DataError
 from vcm_eval.provenance import provenance

@@ -7,9 +7,9 @@ import pytest
 
 from vcm_eval.codecs.bitstream import BitstreamReader
 from vcm_eval.codecs.colour import rgb_to_yuv420, yuv420_to_rgb
+from vcm_eval.codecs.image import VvcImageCodec
 from vcm_eval.codecs.vvc import VvcCodec
 from vcm_eval.codecs.yuv import Yuv420
-from vcm_eval.codecs.image import VvcImageCodec
 from vcm_eval.data.synthetic import SyntheticSpec, scene_for
 from vcm_eval.errors import CodecError, ConfigError
 

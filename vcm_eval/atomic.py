@@ -17,6 +17,13 @@ from typing import IO
 from vcm_eval.errors import VcmEvalError
 
 
+def _umask_mode() -> int:
+    """The mode ``open()`` gives a new file under the process umask (0644 under umask 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """``write(file)`` into a temp file beside ``path``, fsync, rename over ``path``.
 
@@ -33,6 +40,7 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _umask_mode())  # mkstemp makes 0600; a shared results folder needs the usual mode
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)

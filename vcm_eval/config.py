@@ -156,7 +156,8 @@ class SuiteConfig(PipelineConfig):
     runs: list[str] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)  # applied to every run, before the job's own
     plot: bool = True
-    log_rate: bool = True  # rates of image and feature codecs span decades
+    metrics: list[str] = field(default_factory=lambda: ["bbox_AP", "segm_AP"])  # panels of the figure, columns of the BD table
+    anchors: list[str] = field(default_factory=lambda: ["image_anchor", "feature_anchor"])  # BD references
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -58,9 +59,24 @@ def run_key(cfg: DictConfig, identity: dict[str, Any] | None = None) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
+_SAFE = re.compile(r"[^A-Za-z0-9._+=-]")
+_MAX_VALUE = 24  # longer values (paths, zoo names) become a short hash: folder names stay readable
+
+
 def params_tag(params: dict[str, Any]) -> str:
-    """Readable folder name part: qp32, n4-z1.5 ... ('default' when there is nothing)."""
-    return "-".join(f"{k}{v}" for k, v in params.items()) or "default"
+    """Readable folder name part: qp32, n4-z1.5 ... ('default' when there is nothing).
+
+    Only safe characters (no path separators, colons or spaces): anything else becomes ``_``, and a
+    value longer than 24 characters is shortened to ``h`` + 8 hex digits of its sha256 (the run
+    key already tells configurations apart).
+    """
+    parts = []
+    for k, v in params.items():
+        text = str(v)
+        if len(text) > _MAX_VALUE or _SAFE.search(text):
+            text = _SAFE.sub("_", text) if len(text) <= _MAX_VALUE else "h" + hashlib.sha256(text.encode()).hexdigest()[:8]
+        parts.append(f"{k}{text}")
+    return "-".join(parts) or "default"
 
 
 def run_dir_for(cfg: DictConfig, identity: dict[str, Any] | None = None) -> Path:

@@ -61,7 +61,7 @@ def run_suite(cfg: DictConfig, *, base_overrides: list[str]) -> pd.DataFrame:
     atomic_write(out_dir / "summary.csv", table.to_csv(index=False))
     atomic_write(out_dir / "summary.md", format_summary(table, markdown=True))
     print(format_summary(table, markdown=False))
-    bd_text, paths = suite_summary([Path(r["run_dir"]) for r in rows], out_dir, metric=cfg.eval.primary_metric, plot=cfg.pipeline.plot, log_rate=cfg.pipeline.log_rate)
+    bd_text, paths = suite_summary([Path(r["run_dir"]) for r in rows], out_dir, metrics=list(cfg.pipeline.metrics), anchors=list(cfg.pipeline.anchors), plot=cfg.pipeline.plot)
     print(bd_text)
     if paths:
         print("plots: " + ", ".join(str(p) for p in paths))

@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
+from vcm_eval.codecs.tiling import MINMAX_MODES, Layout, dequantize, minmax_ranges, plan_layout, quantize, tile, untile
 from vcm_eval.codecs.vvc import VvcCodec, check_chroma, check_qp
 from vcm_eval.codecs.yuv import Yuv420
-from vcm_eval.codecs.tiling import MINMAX_MODES, Layout, dequantize, minmax_ranges, plan_layout, quantize, tile, untile
 from vcm_eval.errors import CodecError, ConfigError
 from vcm_eval.vision.base import LEVELS, FeatureSet
 

@@ -306,8 +306,8 @@ class NormalizedQuantizer:
 
     def report(self, features: FeatureSet, data: bytes) -> dict[str, Any]:
         """Per-image numbers recorded beside the real rate: the paper's raw bits and the byte split."""
-        with self._lock:
-            stats = self._stats.pop(hashlib.sha1(data).digest(), None)
+        with self._lock:  # get, not pop: two images with identical bytes (workers=2) share the same stats
+            stats = self._stats.get(hashlib.sha1(data).digest())
         out: dict[str, Any] = {"raw_bits": self.raw_bits(features.shapes()), "values": features.num_values()}
         if stats is not None:
             out.update(symbol_bits=stats.symbol_bits, side_bits=stats.side_bits, modes=stats.modes)

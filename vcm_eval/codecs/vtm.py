@@ -21,6 +21,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from vcm_eval.codecs.external import run_tool
 from vcm_eval.codecs.yuv import Yuv420
 from vcm_eval.errors import CodecError, ConfigError
@@ -74,9 +76,11 @@ class Vtm:
         return vtm_setting(vtm_banner_version(self.encoder), self.cfg) if self.encoder else ""
 
     def command(self, yuv: Path, bitstream: Path, frame: Yuv420, qp: int, chroma: str) -> list[str]:
-        """The MPEG anchor scripts' encoder command line for this frame."""
+        """The MPEG anchor scripts' encoder command line for this frame (the reconstruction goes
+        beside the input: the cfg's default ``rec.yuv`` would land in the working folder)."""
         height, width = frame.size
-        cmd = [self.encoder, "-c", self.cfg, "-i", str(yuv), "-b", str(bitstream), "-q", str(qp), "--ConformanceWindowMode=1",
+        cmd = [self.encoder, "-c", self.cfg, "-i", str(yuv), "-o", str(yuv.with_name("rec.yuv")), "-b", str(bitstream), "-q", str(qp),
+               "--ConformanceWindowMode=1",
                "-wdt", str(width), "-hgt", str(height), "-f", "1", "-fr", "30", "--InternalBitDepth=10"]  # fmt: skip
         if frame.bit_depth != 8:
             cmd.append(f"--InputBitDepth={frame.bit_depth}")
@@ -92,7 +96,7 @@ class Vtm:
             )
         with tempfile.TemporaryDirectory(prefix="vcm_vtm_") as tmp:
             yuv, out = Path(tmp) / "in.yuv", Path(tmp) / "out.bin"
-            yuv.write_bytes(frame.y.astype(frame.y.dtype.newbyteorder("<")).tobytes() if chroma == "400" else frame.tobytes())
+            yuv.write_bytes(np.ascontiguousarray(frame.y, dtype="<u2").tobytes() if chroma == "400" else frame.tobytes())
             run_tool(self.command(yuv, out, frame, qp, chroma), setting="codec.vtm_encoder")
             return out.read_bytes()
 

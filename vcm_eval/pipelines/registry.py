@@ -11,11 +11,11 @@ from omegaconf import DictConfig
 
 from vcm_eval.cache import FeatureCache
 from vcm_eval.codecs.feature_vvc import FeatureVvcCodec
-from vcm_eval.codecs.vvc import VvcCodec
 from vcm_eval.codecs.image import VvcImageCodec
-from vcm_eval.codecs.shipped import ShippedBitstreams
 from vcm_eval.codecs.quant import NormalizedQuantizer, codec_version
 from vcm_eval.codecs.quant8 import Uniform8bitQuantizer
+from vcm_eval.codecs.shipped import ShippedBitstreams
+from vcm_eval.codecs.vvc import VvcCodec
 from vcm_eval.construct import from_config
 from vcm_eval.errors import ConfigError
 from vcm_eval.pipelines.base import FeatureCodingPipeline, ImageCodingPipeline, Pipeline, UncompressedPipeline

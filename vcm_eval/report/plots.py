@@ -25,6 +25,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from vcm_eval.atomic import atomic_write
 from vcm_eval.errors import ConfigError
@@ -54,6 +55,7 @@ PAPER_RC: dict[Any, Any] = {  # Any keys: matplotlib types them as a Literal of 
     "savefig.bbox": "tight",
 }
 FIGSIZE = (3.5, 2.6)  # inches: one column of a two-column paper
+PANELS_FIGSIZE = (3.5, 5.2)  # two stacked panels and a legend below them, one column wide
 logging.getLogger("fontTools").setLevel(logging.WARNING)  # font subsetting chatter under Hydra's INFO logging
 
 
@@ -182,3 +184,102 @@ def z_sweep_plot(frame: pd.DataFrame, stem: Path, *, metric: str, pipeline: str 
             legend = str(label).split(" (", 1)[-1].rstrip(")") if " (" in str(label) else str(label)
             ax.plot(g["z"], g[metric], color=style.colour, marker=style.marker, ls=style.linestyle, label=legend)
         return _finish(fig, ax, stem, formats, xlabel="threshold z (standard deviations)", metric=metric, title=title)
+
+
+def _rate_ticks(ax: Axes) -> None:
+    """Log rate axis with labels at 1, 2 and 5 x each decade only, written as plain numbers.
+
+    matplotlib labels minor log ticks (2x10^-2, 3x10^-2 ...) when an axis spans less than about
+    a decade, and they print on top of each other; these three per decade never touch at 3.5 in.
+    """
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(LogLocator(base=10, subs=tuple(range(1, 10))))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def legend_entry(curve: str, encoder: str) -> str:
+    """``image_anchor, VTM-23.13 AI``: a curve's legend text, naming its encoder setting when it has one."""
+    return f"{curve}, {encoder}" if encoder else curve
+
+
+def comparison_figure(
+    frame: pd.DataFrame,
+    stem: Path,
+    *,
+    metrics: Sequence[str] = ("bbox_AP", "segm_AP"),
+    anchors: Sequence[str] = ("image_anchor", "feature_anchor"),
+    formats: Sequence[str] = FORMATS,
+) -> list[Path]:
+    """The main job's figure: rate (bpp, log) against each metric in stacked panels, one legend.
+
+    Every curve has its own colour and marker (``curve_style``); anchor curves are dashed and
+    their legend entry names the encoder setting (the ``encoder`` column, when present); the
+    uncompressed accuracy is the dotted reference line of each panel.
+    """
+    labels = frame["curve"] if "curve" in frame else frame["pipeline"]
+    encoders = frame["encoder"] if "encoder" in frame else pd.Series("", index=frame.index)
+    coded = frame.assign(_curve=labels, _encoder=encoders.fillna(""))[frame["bpp"].notna()]
+    order = sorted(coded["_curve"].unique(), key=lambda c: (c.split(" (")[0] not in anchors, anchors.index(c.split(" (")[0]) if c.split(" (")[0] in anchors else 0, c))
+    with plt.rc_context(PAPER_RC):
+        fig, axes = plt.subplots(len(metrics), 1, figsize=PANELS_FIGSIZE, sharex=True)
+        for ax, metric in zip(list(axes), metrics, strict=True):
+            _uncompressed_line(ax, frame, metric)
+            for label in order:
+                g = coded[(coded["_curve"] == label) & coded[metric].notna()].sort_values("bpp")
+                if g.empty:
+                    continue
+                is_anchor = str(g["pipeline"].iloc[0]) in anchors
+                style = curve_style(label, anchor=is_anchor)
+                ax.plot(g["bpp"], g[metric], color=style.colour, marker=style.marker, ls=style.linestyle, label=legend_entry(label, str(g["_encoder"].iloc[0])))
+            ax.set_ylabel(f"{metric_name(metric)} (%)")
+            ax.grid(True, which="major", alpha=0.3, lw=0.5)
+            _rate_ticks(ax)
+        axes[-1].set_xlabel("rate (bits per pixel, log scale)")
+        handles, names = axes[0].get_legend_handles_labels()
+        fig.legend(handles, names, loc="lower center", ncol=1, frameon=False, bbox_to_anchor=(0.5, 0.0))
+        fig.tight_layout(rect=(0.0, 0.05 + 0.032 * len(names), 1.0, 1.0))
+        written = save_figure(fig, stem, formats)
+        plt.close(fig)
+    return written
+
+
+def z_sweep_with_paper(frame: pd.DataFrame, paper: pd.DataFrame, stem: Path, *, metric: str, pipeline: str = "quant", formats: Sequence[str] = FORMATS) -> list[Path]:
+    """The 2-bit method's accuracy against z for each n (top) beside the paper's Table 3 (bottom).
+
+    ``paper`` has columns n_symbols, z, mAP (anchors/quant_table3_map.csv). The two panels have
+    their own y axes: the paper's numbers are Cityscapes val with detectron2's Mask R-CNN R50-FPN,
+    not comparable in absolute value with this run. Returns ``[]`` when there are no such runs.
+    """
+    rows = frame[(frame["pipeline"] == pipeline)] if "z" in frame and "n_symbols" in frame else frame.iloc[0:0]
+    rows = rows[rows["z"].notna() & rows["n_symbols"].notna() & rows[metric].notna()] if len(rows) else rows
+    if rows.empty:
+        return []
+    with plt.rc_context(PAPER_RC):
+        fig, (ours, theirs) = plt.subplots(2, 1, figsize=(3.5, 4.4), sharex=True)
+        _uncompressed_line(ours, frame, metric)
+        for n, g in rows.groupby("n_symbols", sort=True):
+            style = curve_style(f"{pipeline} (n_symbols={int(n)})")
+            g = g.sort_values("z")
+            ours.plot(g["z"], g[metric], color=style.colour, marker=style.marker, label=f"n = {int(n)}")
+        ours.set_ylabel(f"{metric_name(metric)} (%)")
+        ours.set_title("this run", fontsize=8)
+        sym = paper[paper["n_symbols"].notna()]
+        for n, g in sym.groupby("n_symbols", sort=True):
+            style = curve_style(f"{pipeline} (n_symbols={int(n)})")
+            g = g.sort_values("z")
+            theirs.plot(g["z"], g["mAP"], color=style.colour, marker=style.marker, ls="--", label=f"n = {int(n)}")
+        ref = paper[paper["kind"] == "float32"]
+        if len(ref):
+            theirs.axhline(float(ref["mAP"].iloc[0]), color="black", lw=0.9, ls=":", label=f"uncompressed ({float(ref['mAP'].iloc[0]):.1f})")
+        theirs.set_ylabel("mask mAP (%)")
+        theirs.set_title("paper, Table 3: Cityscapes val, Mask R-CNN R50-FPN (not comparable in absolute value)", fontsize=6.5)
+        theirs.set_xlabel("threshold z (standard deviations)")
+        for ax in (ours, theirs):
+            ax.grid(True, alpha=0.3, lw=0.5)
+            ax.legend(frameon=False, loc="best")
+        fig.tight_layout()
+        written = save_figure(fig, stem, formats)
+        plt.close(fig)
+    return written

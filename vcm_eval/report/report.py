@@ -30,7 +30,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from vcm_eval.atomic import atomic_write
 from vcm_eval.errors import ConfigError, DataError
 from vcm_eval.metrics.bdrate import DEFAULT_MIN_OVERLAP
-from vcm_eval.report.plots import FORMATS, rate_accuracy_plot, z_sweep_plot
+from vcm_eval.report.plots import FORMATS, comparison_figure, rate_accuracy_plot, z_sweep_plot, z_sweep_with_paper
+from vcm_eval.report.quant_table import paper_table3
 from vcm_eval.report.tables import (
     DEFAULT_METRICS,
     DEFAULT_RATE_PARAMS,
@@ -126,6 +127,15 @@ def _flat(node: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
             yield f"{prefix}{k}", (str(v) if isinstance(v, list) else v)
 
 
+def encoder_label(codec_version: str, codec: dict[str, Any]) -> str:
+    """Short name of a VVC encoder setting for legends: ``VTM-23.13 AI``, ``VVenC medium``; else ``""``."""
+    if codec_version.startswith("VTM-"):
+        return f"{codec_version.split()[0]} AI"
+    if "libvvenc" in codec_version or "vvenc" in codec_version:
+        return f"VVenC {codec.get('preset', '')}".strip()
+    return ""
+
+
 def load_run(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
     """One run folder -> (table row, its parameter names).
 
@@ -155,6 +165,7 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
     row.update({k: v for k, v in metrics.items() if k not in row and k not in ("pipeline", "run_dir")})
     row["bpp"] = metrics.get("bpp", float("nan"))
     row["records"] = _count_records(run_dir / "records.jsonl")
+    row["encoder"] = encoder_label(str(prov.get("codec_version", "")), config.get("codec") or {})
     row["git_commit"] = prov.get("git_commit", "")
     row["run_dir"] = str(run_dir)
     return row, list(params)
@@ -296,22 +307,42 @@ def run_report(cfg: DictConfig) -> ReportResult:
 
 
 def suite_summary(
-    run_dirs: Sequence[Path], out_dir: Path, *, metric: str, plot: bool, log_rate: bool = True, anchor: str = "image_anchor"
+    run_dirs: Sequence[Path],
+    out_dir: Path,
+    *,
+    metrics: Sequence[str] = ("bbox_AP", "segm_AP"),
+    anchors: Sequence[str] = ("image_anchor", "feature_anchor"),
+    plot: bool = True,
+    formats: Sequence[str] = FORMATS,
 ) -> tuple[str, list[Path]]:
-    """The main job's closing summary: BD-rate of every curve vs ``anchor`` on ``metric``, figures.
+    """The main job's closing summary: BD-rate of every curve against each anchor, and figures.
 
-    Returns the printable lines and the figures written (none when ``plot`` is false).
+    Writes ``bd.csv`` (every value with its overlaps and notes) and ``bd.md`` (one row per curve and
+    anchor; n/a with a numbered reason where the curves overlap too little) into ``out_dir``, the
+    comparison figure (``comparison.pdf/.png``: rate vs each metric, stacked panels) and, when
+    quant runs are present, the z figure beside the paper's Table 3 (``z_sweep.pdf/.png``).
+
+    Returns the printable BD table and the files written.
     """
-    runs, _ = load_runs(run_dirs, anchor=anchor)
-    files = write_figures(runs, out_dir, metrics=[metric], anchor=anchor, log_rate=log_rate) if plot else []
-    if anchor not in set(runs["pipeline"]):
-        return f"BD-rate: no {anchor} runs in this suite to compare against", files
-    bd = bd_frame(runs, anchor=anchor, metrics=[metric])
-    lines = [f"BD-rate vs {anchor} ({metric_name(metric)}, pchip):"]
-    for r in bd.itertuples(index=False):
-        value = "n/a" if np.isnan(r.bd_rate) else f"{r.bd_rate:+.2f}%"
-        extra = f"  BD-mAP {r.bd_map:+.2f}" if not np.isnan(r.bd_map) else ""
-        lines.append(f"  {r.curve}: {value}{extra}" + (f"  ({r.note})" if r.note else ""))
-    if len(bd) == 0:
-        lines.append("  (no other coded pipeline in this suite)")
-    return "\n".join(lines), files
+    runs, _ = load_runs(run_dirs, anchor=anchors[0])
+    metrics = [m for m in metrics if m in runs and runs[m].notna().any()]
+    present = [a for a in anchors if a in set(runs["pipeline"])]
+    bd = pd.concat([bd_frame(runs, anchor=a, metrics=metrics) for a in present], ignore_index=True) if present else pd.DataFrame()
+    files: list[Path] = []
+    if len(bd):
+        view, notes = bd_display(bd)
+        caption = (
+            "BD-rate (%, negative = fewer bits at equal mAP) and BD-mAP (points at equal rate) of every curve against each anchor, "
+            f"pchip; overlap = intersection over union of the two curves' mAP ranges (BD-rate is n/a below {DEFAULT_MIN_OVERLAP}); {_caption(runs)}"
+        )
+        text = f"{caption}\n\n{to_markdown(view, notes)}"
+        for name, data in (("bd.csv", bd.to_csv(index=False)), ("bd.md", text)):
+            atomic_write(out_dir / name, data)
+            files.append(out_dir / name)
+    else:
+        text = f"BD-rate: none of the anchors {list(anchors)} ran in this suite"
+    if plot:
+        files += comparison_figure(runs, out_dir / "comparison", metrics=metrics, anchors=anchors, formats=formats)
+        if metrics:
+            files += z_sweep_with_paper(runs, paper_table3(), out_dir / "z_sweep", metric=metrics[-1], formats=formats)
+    return text, files

@@ -205,8 +205,9 @@ def bd_display(bd: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
                 if entry not in notes:
                     notes.append(entry)
                 marks += f"[{notes.index(entry) + 1}]"
-        row[f"{name} BD-rate (%)"] = _fmt_number(r.bd_rate, ".2f", signed=True) + marks
-        row[f"{name} BD-mAP"] = _fmt_number(r.bd_map, ".2f", signed=True)
+        row[f"{name} BD-rate (%)"] = ("n/a" if np.isnan(r.bd_rate) else _fmt_number(r.bd_rate, ".2f", signed=True)) + marks
+        row[f"{name} BD-mAP"] = "n/a" if np.isnan(r.bd_map) else _fmt_number(r.bd_map, ".2f", signed=True)
+        row[f"{name} overlap"] = _fmt_number(r.rate_overlap, ".2f")
     return pd.DataFrame(list(table.values())).fillna(""), notes
 
 

@@ -28,7 +28,7 @@ from compressai.layers import AttentionBlock, ResidualBlock, ResidualBlockUpsamp
 from compressai.models import CompressionModel
 from torch import Tensor, nn
 
-from vcm_eval.errors import ConfigError
+from vcm_eval.errors import CodecError, ConfigError
 
 CODED_LEVELS = ("p2", "p3", "p4", "p5")
 LATENT_STRIDE_IN_P2 = 16  # y is at stride 64 of the image = 16 P2 pixels; z at 4x that
@@ -111,7 +111,7 @@ class GaussianMixtureLatentCodec(LatentCodec):
             return {"strings": [[b"\x00\x00"]], "shape": y.shape[2:4], "y_hat": torch.zeros_like(y)}
         (rv, abs_max, zero_bitmap), y_hat = self.gaussian_conditional.compress(y, *self._params(params))
         if abs_max >= 2**16:
-            raise ConfigError(f"latent magnitude {abs_max} does not fit the mixture coder's 16-bit range; the checkpoint is broken")
+            raise CodecError(f"latent magnitude {abs_max} does not fit the mixture coder's 16-bit range; the checkpoint does not fit this input")
         bitmap = bytes(torch.as_tensor(zero_bitmap).reshape(-1).to(torch.uint8).tolist())
         header = abs_max.to_bytes(2, "little") + _pack_bits(bitmap)
         return {"strings": [[header + rv]], "shape": y.shape[2:4], "y_hat": y_hat}
