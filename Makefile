@@ -12,10 +12,9 @@ $(BIN)/.installed: pyproject.toml
 	# runs on the CPU); then the package and its test tools.
 	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install --quiet -e '.[test]'
-	# FFmpeg 4.2.2 (the binary in PyPI's imageio-ffmpeg 0.4.9 wheel): MPEG's anchor scripts' colour
+	# FFmpeg 4.2.2 (from PyPI's imageio-ffmpeg 0.4.9 wheel): MPEG's anchor scripts' colour
 	# conversion, run with the FFmpeg generation they were written for (docs/anchors.md).
-	$(BIN)/pip download --quiet --no-deps --only-binary=:all: --platform manylinux2010_x86_64 -d $(VENV)/mpeg-ffmpeg imageio-ffmpeg==0.4.9
-	$(BIN)/python -c "import zipfile,glob,os; w=glob.glob('$(VENV)/mpeg-ffmpeg/*.whl')[0]; z=zipfile.ZipFile(w); open('$(VENV)/mpeg-ffmpeg/ffmpeg-4.2.2','wb').write(z.read('imageio_ffmpeg/binaries/ffmpeg-linux64-v4.2.2')); os.chmod('$(VENV)/mpeg-ffmpeg/ffmpeg-4.2.2',0o755); os.remove(w)"
+	$(BIN)/python -m vcm_eval.codecs.mpeg_ffmpeg
 	touch $@
 
 venv: $(BIN)/.installed

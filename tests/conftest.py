@@ -12,8 +12,7 @@ from omegaconf import DictConfig
 
 import vcm_eval.config  # noqa: F401 - registers the config schemas
 from vcm_eval.data.synthetic import SyntheticSpec, write_split
-
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+from vcm_eval.resources import CONF_DIR
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
-
 from conftest import compose_cfg
+
 from vcm_eval.report.plots import PAPER_RC, _rate_ticks, comparison_figure, legend_entry
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import compose_cfg
+
 from vcm_eval.codecs.entropy import bits_per_symbol, varint_len
 from vcm_eval.codecs.fpn_sizes import (
     data_size_rows,

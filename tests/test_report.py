@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import CONF_DIR, compose_cfg
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 from PIL import Image
 
-from conftest import CONF_DIR, compose_cfg
 from vcm_eval.atomic import atomic_write
 from vcm_eval.errors import ConfigError, DataError
 from vcm_eval.provenance import provenance

@@ -237,6 +237,9 @@ def error_cases(tmp: Path, data: Path) -> dict[str, Case]:
         "corrupt image": Case(["pipeline=quant8"], "cannot read image", paths={"data": corrupt}),
         "results below a file": Case(["pipeline=quant8"], "(Not a directory)", paths={"results": below_file}),
         "hydra dir below a file": Case(["pipeline=quant8"], "(Not a directory)", paths={"hydra": below_file}),
+        "uncreatable results": Case(["pipeline=quant8"], "cannot write /proc/vcm_eval_results", paths={"results": Path("/proc/vcm_eval_results"), "hydra": Path("/proc/vcm_eval_results/hydra")}),
+        "missing vtm encoder": Case(["pipeline=image_anchor", "codec=vtm", f"codec.vtm_encoder={tmp / 'EncoderAppStatic'}"], "codec.vtm_encoder="),
+        "vtm without encoder or shipped streams": Case(["pipeline=feature_anchor", "codec=vtm"], "needs codec.vtm_encoder and codec.vtm_cfg"),
         "file size limit": Case(["pipeline=quant8"], "(File too large); free disk space", preexec=limit_file_size),
     }
     return cases
@@ -247,11 +250,12 @@ Runs = dict[str, tuple[Case, subprocess.CompletedProcess[str]]]
 # the rest run with -m slow. Hydra's other error kinds are formatted in-process below.
 FAST = [
     "unknown key", "qp out of range", "missing ffmpeg", "wrong-architecture task checkpoint", "wrong-architecture fusion checkpoint",
-    "corrupt image", "results below a file", "file size limit", "full disk",
+    "corrupt image", "results below a file", "file size limit", "full disk", "missing vtm encoder",
 ]  # fmt: skip
 SLOW = [
     "unknown top-level key", "wrong type", "unknown option", "override syntax", "z out of range", "n_symbols out of range", "workers",
-    "no bundled ffmpeg", "garbage checkpoint", "hydra dir below a file", "read-only results",
+    "no bundled ffmpeg", "garbage checkpoint", "hydra dir below a file", "read-only results", "uncreatable results",
+    "vtm without encoder or shipped streams",
 ]  # fmt: skip
 
 

@@ -22,6 +22,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from vcm_eval import config as _config  # noqa: F401 - registers the config schemas
 from vcm_eval.errors import VcmEvalError, one_line
+from vcm_eval.resources import CONF_DIR
 
 
 def run(cfg: DictConfig, *, base_overrides: list[str] | None = None) -> object:
@@ -57,11 +58,22 @@ def multirun_flag_first(argv: list[str]) -> list[str]:
 _FS_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.ENOTDIR, errno.EISDIR}
 
 
+def _user_fixable(exc: OSError) -> bool:
+    """A file-system error the user fixes by choosing another folder: a write refused, a full disk,
+    or a folder that cannot be created (ENOENT raised by ``mkdir``, e.g. under /proc)."""
+    if exc.errno in _FS_ERRNOS:
+        return True
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return exc.errno == errno.ENOENT and tb is not None and tb.tb_frame.f_code.co_name == "mkdir"
+
+
 def fs_error_line(exc: OSError) -> str:
     return f"cannot write {exc.filename} ({exc.strerror}); choose a writable paths.results (and hydra.run.dir) with free space"
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
     try:
         run(cfg, base_overrides=list(HydraConfig.get().overrides.task))
@@ -69,7 +81,7 @@ def main(cfg: DictConfig) -> None:
         print(f"error: {one_line(str(exc))}", file=sys.stderr)
         sys.exit(2)
     except OSError as exc:  # an unwritable or full paths.results met outside the project's own writers
-        if exc.errno not in _FS_ERRNOS:
+        if not _user_fixable(exc):
             raise
         print(f"error: {fs_error_line(exc)}", file=sys.stderr)
         sys.exit(2)
@@ -125,7 +137,7 @@ def cli() -> None:
         print(f"error: {config_error_line(exc)}", file=sys.stderr)
         sys.exit(2)
     except OSError as exc:  # e.g. Hydra creating its output folder under an unwritable paths.results
-        if exc.errno not in _FS_ERRNOS or user_wants_full:
+        if not _user_fixable(exc) or user_wants_full:
             raise
         print(f"error: {fs_error_line(exc)}", file=sys.stderr)
         sys.exit(2)

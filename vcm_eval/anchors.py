@@ -38,6 +38,7 @@ from vcm_eval.config import DatasetConfig, PathsConfig, VvcConfig
 from vcm_eval.construct import from_config
 from vcm_eval.data.datasets import build_dataset
 from vcm_eval.errors import CodecError, ConfigError
+from vcm_eval.resources import CONF_DIR
 
 
 @dataclass
@@ -113,7 +114,7 @@ def make_anchors(cfg: MakeAnchorsConfig) -> Path:
     return manifest
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="make_anchors")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="make_anchors")
 def main(cfg: MakeAnchorsConfig) -> None:
     print(f"manifest: {make_anchors(cfg)}")
 

@@ -20,18 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vcm_eval.errors import CodecError, ConfigError
+from vcm_eval.resources import ANCHORS_DIR
 
 MANIFEST = "manifest.csv"
 FIELDS = ("image_id", "file_name", "image_sha256", "qp", "colour", "encoder", "bitstream", "bytes", "md5", "encode_s")
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def resolve_folder(folder: str) -> Path:
-    """``folder`` as given when it exists (or is absolute), else relative to the project's root."""
+    """``folder`` as given when it exists (or is absolute); ``anchors/...`` else from the package's anchors."""
     path = Path(folder)
-    if path.is_absolute() or path.exists():
+    if path.is_absolute() or path.exists() or path.parts[:1] != ("anchors",):
         return path
-    return PROJECT_ROOT / path
+    return ANCHORS_DIR.joinpath(*path.parts[1:])
 
 
 @dataclass(frozen=True)

@@ -32,10 +32,10 @@ import pandas as pd
 
 from vcm_eval.atomic import atomic_write
 from vcm_eval.errors import DataError
+from vcm_eval.resources import ANCHORS_DIR
 
 PIPELINES = ("uncompressed", "quant8", "quant")
-ANCHORS = Path(__file__).resolve().parents[2] / "anchors"
-PAPER_TABLE3 = ANCHORS / "quant_table3_map.csv"
+PAPER_TABLE3 = ANCHORS_DIR / "quant_table3_map.csv"
 IMAGE_BITS_PER_PIXEL = 24  # 8-bit RGB input
 
 

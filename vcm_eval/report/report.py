@@ -39,7 +39,6 @@ from vcm_eval.report.tables import (
     bd_display,
     bd_frame,
     curve_label,
-    metric_name,
     runs_display,
     to_latex,
     to_markdown,

@@ -27,6 +27,7 @@ from vcm_eval.config import TrainTaskConfig
 from vcm_eval.data.datasets import synthetic_spec
 from vcm_eval.data.scene import Scene
 from vcm_eval.data.synthetic import scene_for
+from vcm_eval.resources import CONF_DIR
 from vcm_eval.training import append_log_row, load_state, save_state
 from vcm_eval.vision.torchvision_rcnn import RcnnConfig, build_rcnn, save_checkpoint
 
@@ -158,7 +159,7 @@ def _overrides() -> list[str]:
         return []
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="train_task")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train_task")
 def main(cfg: TrainTaskConfig) -> None:
     train(cfg)
 

@@ -35,6 +35,7 @@ from vcm_eval.config import TrainFusionConfig
 from vcm_eval.data.datasets import synthetic_spec
 from vcm_eval.data.synthetic import scene_for
 from vcm_eval.errors import ConfigError
+from vcm_eval.resources import CONF_DIR
 from vcm_eval.training import append_log_row, load_state, save_state
 from vcm_eval.vision.base import TaskModel
 from vcm_eval.vision.registry import build_task_model
@@ -168,7 +169,7 @@ def train(cfg: TrainFusionConfig) -> Path:
     return out
 
 
-@hydra.main(version_base="1.3", config_path="../../../conf", config_name="train_fusion")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train_fusion")
 def main(cfg: TrainFusionConfig) -> None:
     train(cfg)
 
