@@ -6,8 +6,9 @@ Runs the image anchor (MPEG colour path, coded QP = configured QP) through the p
 ``run_single`` on the first ``--images`` synthetic val images, once per VVenC preset and once with
 VTM (the shipped VTM-23.13 bitstreams: ``codec=vtm``), in ``results/encoder_gap/``. For each
 preset it reports BD-rate against VTM for box AP, mask AP and Y-PSNR (10-bit, the encoder's input
-against the decoded picture, mean over images) and the mean encode seconds per image (VTM's from
-the shipped manifest, measured when the streams were made). Writes
+against the decoded picture, mean over images) and the encode seconds per image (VTM's from
+the shipped manifest, measured when the streams were made, two VTM processes at once on 2 cores);
+encode seconds are the median of ``--time-images`` encodes timed one at a time. Writes
 results/benchmarks/encoder_gap.{json,csv} and prints a Markdown table.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +49,16 @@ def y_psnr(run_dir: Path, dataset: Any, vvc: VvcCodec, colour_exe: str) -> float
     return float(np.mean(values))
 
 
-def encode_seconds(run_dir: Path) -> float:
-    lines = (run_dir / "records.jsonl").read_text().splitlines()
-    return float(np.mean([json.loads(line)["encode_s"] for line in lines]))
+def encode_seconds(dataset: Any, vvc: VvcCodec, qp: int, images: int) -> float:
+    """Median wall seconds of one encode (VVenC: 1 thread; MPEG colour conversion excluded) over ``images`` images."""
+    exe = colour_ffmpeg("", "mpeg", vvc.ffmpeg)
+    times = []
+    for entry in dataset.images[:images]:
+        frame = rgb_to_yuv420(pad_to_even(dataset.load(entry).image, "mpeg"), exe, "mpeg")
+        start = time.perf_counter()
+        vvc.encode(frame, qp)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
 
 
 def main() -> None:
@@ -58,6 +67,9 @@ def main() -> None:
     parser.add_argument("--qps", default="37,42,47,52,57")
     parser.add_argument("--presets", default="faster,fast,medium,slow,slower")
     parser.add_argument("--results", default=str(ROOT / "results" / "encoder_gap"))
+    parser.add_argument("--vtm-encoder", default="", help="VTM EncoderApp to time (else the manifest's encode seconds)")
+    parser.add_argument("--vtm-cfg", default="")
+    parser.add_argument("--time-images", type=int, default=5, help="images per preset and QP timed alone (run on a quiet machine)")
     args = parser.parse_args()
     qps = [int(q) for q in args.qps.split(",")]
     setups = {p: [f"codec.preset={p}"] for p in args.presets.split(",")} | {"VTM": ["codec=vtm"]}
@@ -66,12 +78,18 @@ def main() -> None:
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         for name, overrides in setups.items():
             for qp in qps:
-                cfg = compose("config", [f"pipeline=image_anchor", f"pipeline.qp={qp}", f"dataset.limit={args.images}", f"paths.results={args.results}", "progress=false", *overrides])
+                cfg = compose("config", ["pipeline=image_anchor", f"pipeline.qp={qp}", f"dataset.limit={args.images}", f"paths.results={args.results}", "progress=false", *overrides])
                 row = run_single(cfg)
                 dataset = build_dataset(cfg.dataset, data_dir=Path(cfg.paths.data), progress=False)
                 vvc = VvcCodec()
                 run_dir = Path(row["run_dir"])
-                seconds = np.mean([manifest[(e["file_name"], qp)] for e in dataset.images]) if name == "VTM" else encode_seconds(run_dir)
+                timed = dataset.images[: args.time_images]
+                if name != "VTM":
+                    seconds = encode_seconds(dataset, VvcCodec(preset=name), qp, args.time_images)
+                elif args.vtm_encoder:
+                    seconds = encode_seconds(dataset, VvcCodec(backend="vtm", vtm_encoder=args.vtm_encoder, vtm_cfg=args.vtm_cfg), qp, args.time_images)
+                else:
+                    seconds = np.median([manifest[(e["file_name"], qp)] for e in timed])
                 point = {"qp": qp, "bpp": row["bpp"], "bbox_AP": row["bbox_AP"], "segm_AP": row["segm_AP"],
                          "y_psnr": y_psnr(run_dir, dataset, vvc, colour_ffmpeg("", "mpeg", vvc.ffmpeg)), "encode_s": float(seconds)}  # fmt: skip
                 points.setdefault(name, []).append(point)

@@ -1,4 +1,7 @@
-"""``python -m vcm_eval.anchors``: encode and ship the VTM image-anchor bitstreams of a dataset.
+"""``python -m vcm_eval.anchors``: ship the VTM image-anchor bitstreams of a dataset, and the anchor curves.
+
+``curves_from=<results folder>`` instead writes the image- and feature-anchor rate-accuracy curves
+of the runs found there as ``anchors/<dataset>_<pipeline>.csv`` (``anchor_curves``).
 
 Every image of ``dataset`` at every QP of ``qps`` goes through the image anchor's codec with the
 ``vtm`` backend (MPEG's colour path and VTM arguments, ``vcm_eval.codecs``), and its raw VVC stream
@@ -17,6 +20,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,7 +30,7 @@ from typing import Any
 
 import hydra
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 from vcm_eval.atomic import atomic_write
 from vcm_eval.cache import image_digest
@@ -51,6 +55,8 @@ class MakeAnchorsConfig:
     qps: list[int] = field(default_factory=list)
     output: str = "anchors/vtm_image_anchor"
     workers: int = 2
+    curves_from: str = ""  # a results folder: write its anchors' rate-accuracy curves instead of encoding
+    curves_output: str = "anchors"
 
 
 ConfigStore.instance().store(name="base_make_anchors", node=MakeAnchorsConfig)
@@ -114,8 +120,46 @@ def make_anchors(cfg: MakeAnchorsConfig) -> Path:
     return manifest
 
 
+CURVE_COLUMNS = ("pipeline", "qp", "bpp", "bbox_AP", "segm_AP", "cityscapes_AP", "images", "encoder", "preset", "colour", "codec_version")
+
+
+def anchor_curves(results: Path, out_dir: Path) -> list[Path]:
+    """Write ``<dataset>_<pipeline>.csv`` for the image and feature anchor runs under ``results``.
+
+    One row per QP with rate, accuracy, image count and the encoder setting (name, VVenC preset,
+    colour path, full version string), so a change that moves an anchor shows in a diff. Runs of
+    one anchor pipeline that differ in anything but QP (another encoder or preset) are an error:
+    point ``curves_from`` at one setup.
+    """
+    from vcm_eval.report.report import find_runs, load_runs
+
+    runs, _ = load_runs(find_runs(str(results))[0])
+    written = []
+    for (dataset, pipeline), group in runs[runs["pipeline"].isin(["image_anchor", "feature_anchor"])].groupby(["dataset", "pipeline"]):
+        rows = []
+        for r in group.sort_values("qp").to_dict("records"):
+            config = OmegaConf.load(Path(r["run_dir"]) / "config.yaml")
+            prov = json.loads((Path(r["run_dir"]) / "provenance.json").read_text())
+            rows.append({**{k: r.get(k) for k in CURVE_COLUMNS}, "preset": config.codec.preset if config.codec.backend != "vtm" else "",
+                         "colour": config.codec.colour if pipeline == "image_anchor" else "", "codec_version": prov.get("codec_version", "")})  # fmt: skip
+        if len({(r["encoder"], r["preset"], r["images"]) for r in rows}) > 1 or len({r["qp"] for r in rows}) != len(rows):
+            raise ConfigError(f"{results} holds several {pipeline} setups (encoders, presets or image counts); point curves_from at one")
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=CURVE_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+        path = out_dir / f"{dataset}_{pipeline}.csv"
+        atomic_write(path, out.getvalue())
+        written.append(path)
+    return written
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="make_anchors")
 def main(cfg: MakeAnchorsConfig) -> None:
+    if cfg.curves_from:
+        for path in anchor_curves(Path(cfg.curves_from), Path(cfg.curves_output)):
+            print(f"wrote {path}")
+        return
     print(f"manifest: {make_anchors(cfg)}")
 
 
