@@ -2,7 +2,7 @@
 
 ``FeatureCache``: a sweep over QP, z or lambda codes the *same* features at every point, so the
 backbone runs once per image. Entries live under
-``<paths.cache>/features/<model fingerprint>/eval-t<threads>-torch<version>/<image sha256>.npz``:
+``<paths.cache>/features/<model fingerprint>/eval-<t<threads> | cuda<N>>-torch<version>/<image sha256>.npz``:
 
 * the key is the task model's fingerprint (architecture + weights hash), the image's pixels
   (sha256 of the uint8 array and its shape: a renamed or re-encoded file with the same pixels
@@ -85,7 +85,9 @@ class FeatureCache:
             raise VcmEvalError(f"cache.max_gb={max_gb} must be > 0 (set cache.features=false to turn the feature cache off)")
         self.model = model
         version = torch.__version__.split("+")[0]
-        self.folder = Path(root).expanduser() / "features" / model.fingerprint / f"eval-t{torch.get_num_threads()}-torch{version}"
+        device = getattr(model, "device", torch.device("cpu"))
+        place = f"t{torch.get_num_threads()}" if device.type == "cpu" else str(device).replace(":", "")  # GPU results do not depend on CPU threads
+        self.folder = Path(root).expanduser() / "features" / model.fingerprint / f"eval-{place}-torch{version}"
         self.max_bytes = int(max_gb * 1e9)
         self._bytes = _folder_bytes(self.folder)
         self.hits = self.misses = 0

@@ -228,6 +228,7 @@ class RunConfig:
     cache: CacheConfig = field(default_factory=CacheConfig)
     threads: int = 2
     workers: int = 2
+    device: str = "auto"  # auto (CUDA when available) | cpu | cuda | cuda:N (vcm_eval.device)
     progress: bool = True
     report: ReportConfig | None = None  # report=default: tables and figures instead of a run
 
@@ -287,6 +288,7 @@ class TrainingConfig:
     dataset: DatasetConfig = MISSING
     paths: PathsConfig = field(default_factory=PathsConfig)
     threads: int = 2
+    device: str = "auto"  # where training runs; checkpoints are saved on the CPU
     progress: bool = True
 
 

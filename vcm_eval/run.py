@@ -27,6 +27,7 @@ from vcm_eval.atomic import atomic_write, remove_stale_temps
 from vcm_eval.cache import BitstreamStore
 from vcm_eval.codecs.external import ffmpeg_binary
 from vcm_eval.data.datasets import EvalDataset, build_dataset
+from vcm_eval.device import resolve_device
 from vcm_eval.errors import ConfigError
 from vcm_eval.metrics.coco_eval import label_to_category, to_coco_results
 from vcm_eval.metrics.evaluate import evaluate_records
@@ -152,9 +153,10 @@ def run_single(cfg: DictConfig, *, timings: dict[str, float] | None = None) -> d
     clock = {"start": time.perf_counter()}
     torch.set_num_threads(cfg.threads)
     dataset = build_dataset(cfg.dataset, data_dir=Path(cfg.paths.data), progress=cfg.progress)
-    model = build_task_model(cfg.model)
+    device = resolve_device(cfg.device)
+    model = build_task_model(cfg.model, device=str(device))
     pipeline = build_pipeline(cfg, model)  # validates parameters before anything is written
-    run_dir = run_dir_for(cfg, {"model": model.fingerprint, **pipeline.provenance()})
+    run_dir = run_dir_for(cfg, {"model": model.fingerprint, "device": device.type, **pipeline.provenance()})
     done = finished_row(run_dir, dataset.image_ids)
     if done is not None:  # a rerun of a sweep skips what is done
         print(f"done already, skipped: {run_dir}")
@@ -163,7 +165,7 @@ def run_single(cfg: DictConfig, *, timings: dict[str, float] | None = None) -> d
     with run_lock(run_dir), RecordStore(run_dir / "records.jsonl") as store:
         remove_stale_temps(run_dir)  # temp files of a killed atomic_write (we hold the lock)
         atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        extra = {"model": model.fingerprint, **pipeline.provenance(), **tool_versions(cfg), "command": sys.argv, "records_at_start": len(store.records)}
+        extra = {"model": model.fingerprint, "device": str(device), **pipeline.provenance(), **tool_versions(cfg), "command": sys.argv, "records_at_start": len(store.records)}
         extra["history"] = resumed_history(_read_json(run_dir / "provenance.json"))
         atomic_write(run_dir / "provenance.json", json.dumps(provenance(extra=extra), indent=2))
         bitstreams = BitstreamStore(run_dir / "bitstreams") if cfg.cache.bitstreams else None

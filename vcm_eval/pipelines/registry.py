@@ -83,7 +83,7 @@ def build_fusion_codec(cfg: DictConfig) -> tuple[FusionFeatureCodec, Path]:
     p = cfg.pipeline
     path = zoo.resolve(p.checkpoint, task_model=cfg.model.name, quality=p.quality)
     fusion, _ = zoo.load(path, FusionArchConfig(**p.arch))
-    return FusionFeatureCodec(model=fusion), path
+    return FusionFeatureCodec(model=fusion, device=cfg.get("device", "cpu")), path
 
 
 def _fusion_codec(cfg: DictConfig, model: TaskModel) -> Pipeline:

@@ -11,12 +11,12 @@ from vcm_eval.vision.torchvision_rcnn import RcnnConfig, TorchvisionRcnn
 BACKENDS = ("torchvision", "detectron2")
 
 
-def build_task_model(model_cfg: DictConfig) -> TaskModel:
-    """Build the configured task network with its weights loaded, in eval mode."""
+def build_task_model(model_cfg: DictConfig, *, device: str = "cpu") -> TaskModel:
+    """Build the configured task network with its weights loaded, in eval mode, on ``device``."""
     backend = model_cfg.backend
     if backend == "torchvision":
         cfg: RcnnConfig = OmegaConf.to_object(model_cfg)  # type: ignore[assignment]
-        return TorchvisionRcnn(cfg)
+        return TorchvisionRcnn(cfg, device=device)
     if backend == "detectron2":
         try:
             from vcm_eval.vision.detectron2_rcnn import Detectron2Rcnn

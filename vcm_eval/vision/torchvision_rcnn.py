@@ -23,6 +23,7 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import MultiScaleRoIAlign
 
+from vcm_eval.device import resolve_device
 from vcm_eval.errors import CheckpointError, ConfigError, load_failure
 from vcm_eval.vision.backbone import build_fpn_backbone
 from vcm_eval.vision.base import LEVELS, FeatureSet, Instances, TaskModel
@@ -299,8 +300,9 @@ class TorchvisionRcnn(TaskModel):
             and the weights loaded.
     """
 
-    def __init__(self, cfg: RcnnConfig, *, model: MaskRCNN | FasterRCNN | None = None) -> None:
+    def __init__(self, cfg: RcnnConfig, *, model: MaskRCNN | FasterRCNN | None = None, device: str = "cpu") -> None:
         self.cfg = cfg
+        self.device = resolve_device(device)
         self.name = cfg.name
         self.class_names = tuple(cfg.class_names)
         self._fingerprint_src = json.dumps(asdict(cfg), sort_keys=True)
@@ -312,7 +314,7 @@ class TorchvisionRcnn(TaskModel):
                 path = resolve_weights(cfg.weights)
                 model.load_state_dict(load_weights(path, cfg, model.state_dict()))
                 self._fingerprint_src += hashlib.sha256(path.read_bytes()).hexdigest()
-        self.model = model.eval()
+        self.model = model.eval().to(self.device)
 
     @property
     def fingerprint(self) -> str:
@@ -324,7 +326,7 @@ class TorchvisionRcnn(TaskModel):
         pixels = np.array(image, dtype=np.uint8, copy=True)
         if cfg.resize == "detectron2":
             pixels = np.ascontiguousarray(d2_resize(pixels, min_size=cfg.min_size, max_size=cfg.max_size))
-        tensor = torch.from_numpy(pixels).permute(2, 0, 1).float()
+        tensor = torch.from_numpy(pixels).to(self.device).permute(2, 0, 1).float()
         if cfg.input_format == "BGR":
             tensor = tensor.flip(0)
         tensor = tensor.div_(255.0) if cfg.pixel_scale == 1.0 else tensor.mul_(cfg.pixel_scale / 255.0)
@@ -333,24 +335,26 @@ class TorchvisionRcnn(TaskModel):
         else:
             images, _ = transform([tensor])
         feats = self.model.backbone(images.tensors)
-        levels = {name: feats[key][0] for name, key in zip(LEVELS, _TV_KEYS)}
+        levels = {name: feats[key][0].cpu() for name, key in zip(LEVELS, _TV_KEYS)}  # codecs and caches work on the CPU
         h, w = images.image_sizes[0]
         return FeatureSet(levels=levels, image_size=(int(image.shape[0]), int(image.shape[1])), input_size=(int(h), int(w)))
 
     def rebuild_p6(self, p5: torch.Tensor) -> torch.Tensor:
         top = self.model.backbone.fpn.extra_blocks
         with torch.inference_mode():
-            return top([p5[None]], [p5[None]], ["3"])[0][-1][0]
+            p5 = p5[None].to(self.device)
+            return top([p5], [p5], ["3"])[0][-1][0].cpu()
 
     @torch.inference_mode()
     def predict_from_features(self, features: FeatureSet) -> Instances:
         levels = self.all_levels(features)
-        feats = OrderedDict((key, levels[name][None].float()) for name, key in zip(LEVELS, _TV_KEYS))
+        feats = OrderedDict((key, levels[name][None].float().to(self.device)) for name, key in zip(LEVELS, _TV_KEYS))
         p2 = feats["0"]
-        padded = torch.empty((1, 0, p2.shape[-2] * 4, p2.shape[-1] * 4))
+        padded = torch.empty((1, 0, p2.shape[-2] * 4, p2.shape[-1] * 4), device=self.device)
         images = ImageList(padded, [features.input_size])
         proposals, _ = self.model.rpn(images, feats)
         detections, _ = self.model.roi_heads(feats, proposals, images.image_sizes)
+        detections = [{k: v.cpu() for k, v in d.items()} for d in detections]
         if self.cfg.mask_paste == "detectron2":
             return self._postprocess_d2(detections[0], features)
         det = self.model.transform.postprocess(detections, images.image_sizes, [features.image_size])[0]

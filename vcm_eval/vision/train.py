@@ -27,6 +27,7 @@ from vcm_eval.config import TrainTaskConfig
 from vcm_eval.data.datasets import synthetic_spec
 from vcm_eval.data.scene import Scene
 from vcm_eval.data.synthetic import scene_for
+from vcm_eval.device import resolve_device
 from vcm_eval.resources import CONF_DIR
 from vcm_eval.training import append_log_row, load_state, save_state
 from vcm_eval.vision.torchvision_rcnn import RcnnConfig, build_rcnn, save_checkpoint
@@ -79,8 +80,9 @@ def train(cfg: TrainTaskConfig) -> Path:
     torch.set_num_threads(cfg.threads)
     settings = cfg.train
     model_cfg: RcnnConfig = OmegaConf.to_object(cfg.model)  # type: ignore[assignment]
+    device = resolve_device(cfg.device)
     torch.manual_seed(settings.seed)
-    model = build_rcnn(model_cfg)
+    model = build_rcnn(model_cfg).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda it: lr_factor(it, warmup=settings.warmup, total=settings.iterations)
@@ -91,7 +93,7 @@ def train(cfg: TrainTaskConfig) -> Path:
     start = 0
     state = load_state(last)
     if state is not None:
-        model.load_state_dict(state["model"])
+        model.load_state_dict({k: v.to(device) for k, v in state["model"].items()})
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start = int(state["iteration"])
@@ -109,8 +111,10 @@ def train(cfg: TrainTaskConfig) -> Path:
     t0, skipped = time.time(), 0
     bar = tqdm(loader, initial=start, total=settings.iterations, desc="train task model", disable=not cfg.progress)
     for it, (images, targets) in enumerate(bar, start=start):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=settings.autocast_bf16):
-            losses = model(list(images), list(targets))
+        images = [im.to(device) for im in images]
+        targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.autocast_bf16):
+            losses = model(images, targets)
         loss = sum(losses.values())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[union-attr]
@@ -138,7 +142,7 @@ def train(cfg: TrainTaskConfig) -> Path:
                 scheduler=scheduler.state_dict(),
                 iteration=done,
             )
-    model.eval()
+    model.eval().cpu()
     out = Path(settings.output)
     meta = {
         "command": "python -m vcm_eval.vision.train " + " ".join(_overrides()),

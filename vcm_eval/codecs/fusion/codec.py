@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
 from vcm_eval.codecs.fusion.model import CODED_LEVELS, PAD_MULTIPLE_P2, FusionCodecModel
+from vcm_eval.device import resolve_device
 from vcm_eval.errors import CodecError
 from vcm_eval.vision.base import FeatureSet
 
@@ -50,17 +51,25 @@ class FusionFeatureCodec:
 
     Args:
         model: a trained model; ``update()`` (CDF tables) is called here, once.
+        device: where the analysis and synthesis transforms run. The entropy model (hyperprior,
+            the scales and means that index the CDF tables, range coding) always runs on the CPU,
+            so a bitstream written on one device decodes to the same latent on any other.
     """
 
     codec_name = "fusion"
 
-    def __init__(self, *, model: FusionCodecModel) -> None:
+    def __init__(self, *, model: FusionCodecModel, device: str = "cpu") -> None:
         self.model = model.eval()
         self.model.update(force=True)
+        self.device = resolve_device(device)
+        self.model.g_a.to(self.device)
+        self.model.g_s.to(self.device)
 
     def encode(self, features: FeatureSet) -> bytes:
         levels, (h2, w2) = padded_levels(features)
-        out = self.model.compress(levels)
+        with torch.inference_mode():
+            y = self.model.g_a([lv.to(self.device) for lv in levels]).cpu()
+            out = self.model.latent_codec.compress(y)
         y_strings, z_strings = out["strings"]
         w = BitstreamWriter(self.codec_name)
         (ih, iw), (nh, nw) = features.image_size, features.input_size
@@ -90,7 +99,9 @@ class FusionFeatureCodec:
         y_shape = (ph // 16, pw // 16)
         shape = {"y": y_shape, "hyper": (y_shape[0] // 4, y_shape[1] // 4)}
         try:
-            levels = self.model.decompress([[y_string], [z_string]], shape)
+            with torch.inference_mode():
+                y_hat = self.model.latent_codec.decompress([[y_string], [z_string]], shape)["y_hat"]
+                levels = [lv.cpu() for lv in self.model.g_s(y_hat.to(self.device))]
         except (RuntimeError, ValueError, IndexError) as exc:
             raise CodecError(f"corrupt fusion bitstream: range decoding failed ({exc})") from exc
         cropped = {name: lv[0, :, : math.ceil(h2 / 2**k), : math.ceil(w2 / 2**k)] for k, (name, lv) in enumerate(zip(CODED_LEVELS, levels))}

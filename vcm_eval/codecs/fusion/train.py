@@ -34,6 +34,7 @@ from vcm_eval.codecs.fusion.model import CODED_LEVELS, FusionCodecModel
 from vcm_eval.config import TrainFusionConfig
 from vcm_eval.data.datasets import synthetic_spec
 from vcm_eval.data.synthetic import scene_for
+from vcm_eval.device import resolve_device
 from vcm_eval.errors import ConfigError
 from vcm_eval.resources import CONF_DIR
 from vcm_eval.training import append_log_row, load_state, save_state
@@ -100,7 +101,7 @@ def rate_distortion(
     bits = torch.stack([torch.log2(lk).sum() for lk in out["likelihoods"].values()]).sum()
     bpp = -bits / image_pixels
     per_level = torch.stack([torch.mean((a - b_) ** 2) for a, b_ in zip(out["levels"], levels)])
-    weights = torch.tensor(list(level_weights), dtype=per_level.dtype)
+    weights = torch.tensor(list(level_weights), dtype=per_level.dtype, device=per_level.device)
     distortion = (weights * per_level).sum() / weights.sum()
     return {"loss": bpp + lmbda * distortion, "bpp": bpp, "mse": per_level.mean()}
 
@@ -109,13 +110,15 @@ def train(cfg: TrainFusionConfig) -> Path:
     torch.set_num_threads(cfg.threads)
     t = cfg.train
     arch: FusionArchConfig = OmegaConf.to_object(cfg.arch)  # type: ignore[assignment]
-    task_model = build_task_model(cfg.model)  # type: ignore[arg-type]
+    device = resolve_device(cfg.device)
+    task_model = build_task_model(cfg.model, device=str(device))  # type: ignore[arg-type]
     features = cached_train_features(task_model, cfg, progress=cfg.progress)
     torch.manual_seed(t.seed)
     model = zoo.build_model(arch)
     if t.init_from:
         init, _ = zoo.load(zoo.resolve(t.init_from, task_model=cfg.model.name, quality=t.quality), arch)
         model.load_state_dict(init.state_dict(), strict=False)
+    model.to(device)
     aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
     net_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
     opt = torch.optim.Adam(net_params, lr=t.lr)
@@ -126,7 +129,7 @@ def train(cfg: TrainFusionConfig) -> Path:
     last, start = workdir / "last.pt", 0
     state = load_state(last)
     if state is not None:
-        torch.nn.Module.load_state_dict(model, state["model"])
+        torch.nn.Module.load_state_dict(model, {k: v.to(device) for k, v in state["model"].items()})
         opt.load_state_dict(state["opt"])
         aux_opt.load_state_dict(state["aux_opt"])
         sched.load_state_dict(state["sched"])
@@ -138,7 +141,7 @@ def train(cfg: TrainFusionConfig) -> Path:
     bar = tqdm(range(start, t.iterations), initial=start, total=t.iterations, desc=f"fusion q{t.quality}", disable=not cfg.progress)
     for it in bar:
         rng = np.random.default_rng([t.seed, it])  # batch `it` is the same whether resumed or not
-        levels = random_crops(features, rng, batch=t.batch_size, crop=t.crop)
+        levels = [lv.to(device) for lv in random_crops(features, rng, batch=t.batch_size, crop=t.crop)]
         rd = rate_distortion(model, levels, t.lmbda, list(t.level_weights))
         opt.zero_grad(set_to_none=True)
         rd["loss"].backward()
@@ -164,7 +167,7 @@ def train(cfg: TrainFusionConfig) -> Path:
         "task_model_fingerprint": task_model.fingerprint,
         "train": OmegaConf.to_container(cfg.train, resolve=True),
     }
-    zoo.save(out, model.eval(), arch, meta=meta)
+    zoo.save(out, model.eval().cpu(), arch, meta=meta)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return out
 
