@@ -488,3 +488,34 @@ def test_both_backends_give_the_same_detections(tmp_path: Path, d2_state: dict[s
     np.testing.assert_allclose(tv.boxes, d2.boxes, atol=1e-3)
     assert tv.masks is not None and d2.masks is not None
     assert (tv.masks != d2.masks).mean() < 1e-4
+
+
+def test_buffers_detectron2_skips_are_accepted_and_reported(
+    tmp_path: Path, cs_cfg: RcnnConfig, converted: TorchvisionRcnn, d2_state: dict[str, np.ndarray], caplog: pytest.LogCaptureFixture
+) -> None:
+    target = converted.model.state_dict()
+    cells = {f"proposal_generator.anchor_generator.cell_anchors.{i}": np.zeros((3, 4), np.float32) for i in range(5)}
+    older = {**d2_state, **cells, "pixel_mean": np.array([103.53, 116.28, 123.675], np.float32), "pixel_std": np.ones(3, np.float32)}
+    with caplog.at_level("INFO", logger="vcm_eval.vision.d2_weights"):
+        state = load_weights(write_pkl(tmp_path / "older.pkl", older), cs_cfg, target)  # no ignore_unmapped_weights needed
+    assert set(state) == set(target)
+    assert "skipped 5 buffers" in caplog.text and "cell_anchors.4" in caplog.text
+    for k, v in target.items():
+        torch.testing.assert_close(state[k], v, rtol=0, atol=0)
+
+
+def test_rpn_ranks_saturated_proposals_by_logit_as_detectron2() -> None:
+    from torchvision.models.detection.rpn import RegionProposalNetwork
+
+    from vcm_eval.vision.d2_compat import LogitRankedRPN
+
+    # logits 17..21 all saturate to sigmoid 1.0 in float32: torchvision cannot order them
+    logits = torch.tensor([[17.0, 21.0, 19.0, 18.0, 20.0]])
+    assert torch.sigmoid(logits).unique().numel() == 1
+    boxes = torch.tensor([[[i * 20.0, 0.0, i * 20.0 + 10.0, 10.0] for i in range(5)]])
+    rpn = RegionProposalNetwork(None, None, 0.7, 0.3, 256, 0.5, {"testing": 10}, {"testing": 10}, 0.7)  # type: ignore[arg-type]
+    rpn.eval()
+    rpn.__class__ = LogitRankedRPN
+    kept, scores = rpn.filter_proposals(boxes, logits, [(100, 200)], [5])
+    assert kept[0][:, 0].tolist() == [20.0, 80.0, 40.0, 60.0, 0.0]  # descending logit: 21, 20, 19, 18, 17
+    assert scores[0].tolist() == [1.0] * 5

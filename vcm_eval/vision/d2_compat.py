@@ -30,7 +30,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.rpn import RegionProposalNetwork
 from torchvision.ops import MultiScaleRoIAlign, roi_align
+from torchvision.ops import boxes as box_ops
 
 FPN_STRIDES = (4, 8, 16, 32, 64)  # P2..P6
 
@@ -171,3 +173,34 @@ def paste_masks_aligned(masks: torch.Tensor, boxes: torch.Tensor, image_size: tu
         sampled = F.grid_sample(masks[i][None, None].float(), grid, align_corners=False)[0, 0]
         out[i, r0:r1, c0:c1] = (sampled >= threshold).numpy()
     return out
+
+
+class LogitRankedRPN(RegionProposalNetwork):
+    """torchvision's RPN with detectron2's proposal ranking: NMS and top-k by the objectness logit.
+
+    torchvision ranks by float32 ``sigmoid(logit)``, which saturates at 1.0 above logits of about
+    16: confident proposals then tie and their order (and, through tied final scores, the
+    detection order) differs from detectron2, which ranks by the logit itself. The kept boxes are
+    the same set whenever no ties occur; only the ranking key changes.
+    """
+
+    def filter_proposals(
+        self, proposals: torch.Tensor, objectness: torch.Tensor, image_shapes: list[tuple[int, int]], num_anchors_per_level: list[int]
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        num_images, device = proposals.shape[0], proposals.device
+        objectness = objectness.detach().reshape(num_images, -1)
+        levels = torch.cat([torch.full((n,), i, dtype=torch.int64, device=device) for i, n in enumerate(num_anchors_per_level)]).reshape(1, -1)
+        top_n_idx = self._get_top_n_idx(objectness, num_anchors_per_level)
+        batch_idx = torch.arange(num_images, device=device)[:, None]
+        objectness, levels, proposals = objectness[batch_idx, top_n_idx], levels.expand(num_images, -1)[batch_idx, top_n_idx], proposals[batch_idx, top_n_idx]
+        final_boxes, final_scores = [], []
+        for boxes, logits, lvl, shape in zip(proposals, objectness, levels, image_shapes):
+            boxes = box_ops.clip_boxes_to_image(boxes, shape)
+            keep = box_ops.remove_small_boxes(boxes, self.min_size)
+            boxes, logits, lvl = boxes[keep], logits[keep], lvl[keep]
+            keep = torch.where(torch.sigmoid(logits) >= self.score_thresh)[0]
+            boxes, logits, lvl = boxes[keep], logits[keep], lvl[keep]
+            keep = box_ops.batched_nms(boxes, logits, lvl, self.nms_thresh)[: self.post_nms_top_n()]
+            final_boxes.append(boxes[keep])
+            final_scores.append(torch.sigmoid(logits[keep]))
+        return final_boxes, final_scores

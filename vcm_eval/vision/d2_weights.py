@@ -35,10 +35,11 @@ the presets ``conf/model/*_r50_fpn.yaml``.
 from __future__ import annotations
 
 import io
+import logging
 import pickle
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -71,8 +72,12 @@ _RULES: list[tuple[re.Pattern[str], str, str]] = [
     (re.compile(r"^roi_heads\.mask_head\.deconv\.(weight|bias)$"), "roi_heads.mask_predictor.conv5_mask.{0}", "copy"),
     (re.compile(r"^roi_heads\.mask_head\.predictor\.(weight|bias)$"), "roi_heads.mask_predictor.mask_fcn_logits.{0}", "mask_logits"),
 ]
+log = logging.getLogger(__name__)
 # detectron2 buffers that are configuration, not weights: checked against the config, not loaded.
 CONFIG_BUFFERS = ("pixel_mean", "pixel_std")
+# Buffers older detectron2 versions saved that detectron2 itself skips on load (derived from the
+# config): accepted and reported, never loaded.
+SKIPPED_BUFFERS = re.compile(r"^proposal_generator\.anchor_generator\.cell_anchors\.\d+$")
 
 
 def torchvision_name(d2_key: str, target: Mapping[str, torch.Tensor]) -> tuple[str, str] | None:
@@ -133,6 +138,7 @@ class Conversion:
     Attributes:
         state_dict: torchvision key -> float32 tensor, for every mapped tensor.
         unmapped: detectron2 keys with no place in the model, each with the reason.
+        skipped: buffers detectron2 itself skips (``SKIPPED_BUFFERS``, e.g. RPN cell anchors).
         missing: torchvision keys the checkpoint did not fill (``num_batches_tracked`` excluded).
         shape_errors: one line per mapped tensor whose shape does not fit.
     """
@@ -141,6 +147,7 @@ class Conversion:
     unmapped: list[str]
     missing: list[str]
     shape_errors: list[str]
+    skipped: list[str] = field(default_factory=list)
 
 
 def convert_d2_state_dict(d2_state: Mapping[str, Any], target: Mapping[str, torch.Tensor]) -> Conversion:
@@ -148,8 +155,12 @@ def convert_d2_state_dict(d2_state: Mapping[str, Any], target: Mapping[str, torc
     out: dict[str, torch.Tensor] = {}
     unmapped: list[str] = []
     shape_errors: list[str] = []
+    skipped: list[str] = []
     for key, raw in d2_state.items():
         if key in CONFIG_BUFFERS:
+            continue
+        if SKIPPED_BUFFERS.match(key):
+            skipped.append(key)
             continue
         found = torchvision_name(key, target)
         if found is None:
@@ -171,7 +182,7 @@ def convert_d2_state_dict(d2_state: Mapping[str, Any], target: Mapping[str, torc
             continue
         out[name] = value
     missing = sorted(k for k in target if k not in out and not k.endswith("num_batches_tracked"))
-    return Conversion(state_dict=out, unmapped=sorted(unmapped), missing=missing, shape_errors=shape_errors)
+    return Conversion(state_dict=out, unmapped=sorted(unmapped), missing=missing, shape_errors=shape_errors, skipped=sorted(skipped))
 
 
 def unmapped_keys(d2_state: Mapping[str, Any], target: Mapping[str, torch.Tensor]) -> list[str]:
@@ -274,6 +285,8 @@ def d2_state_for_model(
         )
     if problems:
         raise CheckpointError(f"cannot load detectron2 weights {source}: " + " | ".join(problems))
+    if conv.skipped:
+        log.info("%s: skipped %d buffers detectron2 itself skips: %s", source, len(conv.skipped), ", ".join(conv.skipped))
     state = dict(conv.state_dict)
     for k, v in target.items():
         if k.endswith("num_batches_tracked"):

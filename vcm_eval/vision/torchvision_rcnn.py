@@ -27,7 +27,7 @@ from vcm_eval.device import resolve_device
 from vcm_eval.errors import CheckpointError, ConfigError, load_failure
 from vcm_eval.vision.backbone import build_fpn_backbone
 from vcm_eval.vision.base import LEVELS, FeatureSet, Instances, TaskModel
-from vcm_eval.vision.d2_compat import AlignedRoIPooler, D2AnchorGenerator, d2_resize, paste_masks_aligned
+from vcm_eval.vision.d2_compat import AlignedRoIPooler, D2AnchorGenerator, LogitRankedRPN, d2_resize, paste_masks_aligned
 from vcm_eval.vision.d2_weights import d2_model_state, d2_state_for_model, looks_like_d2, read_d2_checkpoint
 
 CHECKPOINT_FORMAT = "vcm_eval.task_model/1"
@@ -90,6 +90,7 @@ class RcnnConfig:
     roi_sampling_ratio: int = 2  # detectron2: 0 (adaptive)
     mask_paste: str = "torchvision"  # torchvision | detectron2 (grid_sample at pixel centres, >= 0.5)
     rpn_pre_nms_top_n_test: int = 1000
+    rpn_rank: str = "sigmoid"  # sigmoid (torchvision) | logit (detectron2: no ties where sigmoid saturates)
     rpn_nms_thresh: float = 0.7
     box_head_type: str = "2fc"  # 2fc | 4conv1fc (4 conv of fpn_channels, one fc of box_head_dim)
     weights_format: str = "auto"  # auto | vcm_eval | torchvision | detectron2
@@ -163,19 +164,25 @@ def build_rcnn(cfg: RcnnConfig) -> MaskRCNN | FasterRCNN:
         "rpn_nms_thresh": cfg.rpn_nms_thresh,
         "box_batch_size_per_image": cfg.box_batch_size_per_image,
     }
+    model: MaskRCNN | FasterRCNN
     if not cfg.with_masks:
-        return FasterRCNN(backbone, **common)
-    mask_ch = list(cfg.mask_head_channels)
-    return MaskRCNN(
-        backbone,
-        mask_roi_pool=_roi_pool(cfg, 14),
-        mask_head=MaskRCNNHeads(bb.fpn_channels, mask_ch, 1),
-        mask_predictor=MaskRCNNPredictor(mask_ch[-1], mask_ch[-1], n_cls),
-        **common,
-    )
+        model = FasterRCNN(backbone, **common)
+    else:
+        mask_ch = list(cfg.mask_head_channels)
+        model = MaskRCNN(
+            backbone,
+            mask_roi_pool=_roi_pool(cfg, 14),
+            mask_head=MaskRCNNHeads(bb.fpn_channels, mask_ch, 1),
+            mask_predictor=MaskRCNNPredictor(mask_ch[-1], mask_ch[-1], n_cls),
+            **common,
+        )
+    if cfg.rpn_rank == "logit":  # same modules and weights, detectron2's ranking key
+        model.rpn.__class__ = LogitRankedRPN
+    return model
 
 
 _CHOICES = {
+    "rpn_rank": ("sigmoid", "logit"),
     "input_format": ("RGB", "BGR"),
     "resize": ("torchvision", "detectron2"),
     "anchor_generator": ("torchvision", "detectron2"),
