@@ -140,3 +140,35 @@ def test_launcher_configs_compose(hydra_conf: None) -> None:
     cfg = compose("config", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=cpu"], return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.partition == "cpu"
     assert missing_launcher(["vcm_eval", "-m", "hydra/launcher=slurm"]) is None
+
+
+@pytest.mark.slow
+def test_submitit_local_sweep_with_a_killed_job_reruns_to_the_same_table(tmp_path: Path) -> None:
+    """A real multi-process sweep through Hydra's submitit launcher (local executor): one job is
+    SIGKILLed half way, the rerun completes it, and the table equals an uninterrupted sweep's."""
+    data = tmp_path / "data"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+    def cmd(results: Path) -> list[str]:
+        return [*sweep_cmd(results, data), "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=30"]
+
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    done = subprocess.run(cmd(whole), capture_output=True, text=True, env=env, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert list((whole / "hydra" / ".submitit").iterdir()), "the jobs ran through submitit"
+    proc = subprocess.Popen(cmd(cut), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    victim = None
+    deadline = time.monotonic() + 900
+    while victim is None and time.monotonic() < deadline and proc.poll() is None:
+        victim = next((f for f in cut.rglob("records.jsonl") if complete_lines(f) >= 1 and not (f.parent / "metrics.json").exists()), None)
+        time.sleep(0.02)
+    subprocess.run(["pkill", "-9", "-f", str(cut)], check=False)  # the launcher and every job: their command lines name the sweep dir
+    proc.wait(timeout=60)
+    assert victim is not None, "the sweep ended before a job could be killed half way"
+    assert complete_lines(victim) < IMAGES
+    again = subprocess.run(cmd(cut), capture_output=True, text=True, env=env, timeout=900, check=False)
+    assert again.returncode == 0, again.stderr[-3000:]
+    tables = [load_runs(find_runs(str(r))[0])[0][COMPARED].reset_index(drop=True) for r in (whole, cut)]
+    assert len(tables[0]) == 2
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    assert records_without_timings(whole) == records_without_timings(cut)
