@@ -84,12 +84,7 @@ class FeatureVvcCodec:
         Raises:
             CodecError: a level of the split is missing, or a value is NaN/inf.
         """
-        missing = [lv for lv in self.levels if lv not in features]
-        if missing:
-            raise CodecError(f"features lack levels {missing} that the split codes; the task model must give {list(self.levels)}")
-        coded = features.replace({lv: features[lv] for lv in self.levels})
-        ranges = minmax_ranges(coded, self.minmax)
-        frame, layout = tile(quantize(coded, ranges, bits=BITS), fill=FILL)
+        coded, ranges, frame, layout = self.frame(features)
         payload = self.vvc.encode(Yuv420.from_luma(frame.view(np.uint16)), self.qp, chroma=self.chroma)
         del frame
         w = BitstreamWriter(self.codec_name)
@@ -104,6 +99,22 @@ class FeatureVvcCodec:
         w.floats(np.asarray(pairs, dtype=np.float32).ravel())
         w.blob(payload)
         return w.getvalue()
+
+    def frame(self, features: FeatureSet) -> tuple[FeatureSet, dict[str, tuple[float, float]], np.ndarray, Layout]:
+        """The coded levels, their min-max ranges, and the 10-bit frame VVC codes (and its layout)."""
+        missing = [lv for lv in self.levels if lv not in features]
+        if missing:
+            raise CodecError(f"features lack levels {missing} that the split codes; the task model must give {list(self.levels)}")
+        coded = features.replace({lv: features[lv] for lv in self.levels})
+        ranges = minmax_ranges(coded, self.minmax)
+        frame, layout = tile(quantize(coded, ranges, bits=BITS), fill=FILL)
+        return coded, ranges, frame, layout
+
+    def decoded_frame(self, data: bytes) -> np.ndarray:
+        """The decoded 10-bit frame of a bitstream (before un-tiling), e.g. for its PSNR."""
+        header, payload = self._parse(data)
+        layout = header.layout()
+        return self.vvc.decode(payload, layout.height, layout.width, chroma=header.chroma).y
 
     def _parse(self, data: bytes) -> tuple[_Header, bytes]:
         r = BitstreamReader(data, self.codec_name)
@@ -130,10 +141,8 @@ class FeatureVvcCodec:
 
     def decode(self, data: bytes) -> FeatureSet:
         """Bytes from ``encode`` -> float32 FeatureSet of the coded levels (+ image/input size)."""
-        header, payload = self._parse(data)
-        layout = header.layout()
-        picture = self.vvc.decode(payload, layout.height, layout.width, chroma=header.chroma)
-        codes = untile(picture.y.view(np.int16), layout)
+        header, _ = self._parse(data)
+        codes = untile(self.decoded_frame(data).view(np.int16), header.layout())
         return dequantize(codes, header.ranges, bits=BITS)
 
     def report(self, features: FeatureSet, data: bytes) -> dict[str, Any]:
