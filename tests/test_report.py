@@ -127,13 +127,15 @@ def test_report_gives_the_expected_tables(sweep: Path) -> None:
     assert result.bd.shape[0] == 8
 
     md = (sweep / "report" / "bd.md").read_text()
-    assert "| feature_anchor | image_anchor | -20.00 | +2.58 | -20.00 | +2.32 |" in md
-    assert "| quant (n_symbols=4) | image_anchor | -[1][2] | - |" in md
+    cells = next(line for line in md.splitlines() if line.startswith("| feature_anchor | image_anchor |")).strip("| ").split(" | ")
+    overlap = f"{bd.loc[('feature_anchor', 'bbox_AP'), 'rate_overlap']:.2f}"
+    assert cells[2:] == ["-20.00", "+2.58", overlap, "-20.00", "+2.32", f"{bd.loc[('feature_anchor', 'segm_AP'), 'rate_overlap']:.2f}"]
+    assert "| quant (n_symbols=4) | image_anchor | n/a[1][2] | n/a |" in md
     assert "[2] quant (n_symbols=4), bbox mAP: points dropped as dominated: anchor none, test 0.2 bpp 30.00; 0.3 bpp 20.00" in md
     tex = (sweep / "report" / "bd.tex").read_text()
     assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
     assert "feature\\_anchor & image\\_anchor & $-$20.00 & +2.58" in tex
-    assert "quant (n\\_symbols=4) & image\\_anchor & --\\textsuperscript{1}\\textsuperscript{2} & -- &" in tex
+    assert "quant (n\\_symbols=4) & image\\_anchor & n/a\\textsuperscript{1}\\textsuperscript{2} & n/a & 0.08 &" in tex
     assert "bbox mAP BD-rate (\\%)" in tex
     runs_md = (sweep / "report" / "runs.md").read_text()
     assert runs_md.splitlines()[2].startswith("| pipeline | qp | quality | n_symbols | z | rate (bpp) | bbox mAP (%) | mask mAP (%) | encode (s) |")

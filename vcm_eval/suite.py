@@ -55,7 +55,9 @@ def run_suite(cfg: DictConfig, *, base_overrides: list[str]) -> pd.DataFrame:
             sub = compose(config_name="config", overrides=base + overrides)
             if sub.pipeline.name == "suite":
                 raise ConfigError(f"suite entry {entry!r} is itself a suite; list single pipelines")
-            rows.append(run_single(sub))
+            timings: dict[str, float] = {}
+            row = run_single(sub, timings=timings)
+            rows.append({**row, "run_s": round(sum(timings.values()), 1)})  # 0 for a run found done already
     table = summary_frame(rows)
     out_dir = Path(cfg.paths.results) / cfg.dataset.name / cfg.model.name / "suite"
     atomic_write(out_dir / "summary.csv", table.to_csv(index=False))

@@ -232,7 +232,7 @@ def to_latex(frame: pd.DataFrame, notes: Sequence[str] = (), *, caption: str = "
     Columns whose cells all look numeric are right-aligned; notes become LaTeX comments above the
     table so a paper can turn them into footnotes.
     """
-    numeric = [c for c in frame.columns if frame[c].astype(str).str.fullmatch(r"[+-]?[0-9.eE+-]*(\[\d+\])*|-").all()]
+    numeric = [c for c in frame.columns if frame[c].astype(str).str.fullmatch(r"[+-]?[0-9.eE+-]*(\[\d+\])*|-|n/a(\[\d+\])*").all()]
     text = [c for c in frame.columns if c not in numeric]
     styler = frame.style.hide(axis="index")
     if text:
