@@ -141,7 +141,8 @@ def main() -> None:
     parser.add_argument("--vtm-encoder", default="", help="VTM EncoderApp: times VTM image encodes and runs the feature-anchor comparison")
     parser.add_argument("--vtm-cfg", default="")
     parser.add_argument("--time-images", type=int, default=5, help="images per preset and QP timed one at a time (run on a quiet machine)")
-    parser.add_argument("--feature-images", type=int, default=2)
+    parser.add_argument("--feature-images", type=int, default=0, help="> 0: also compare on the feature anchor (needs --vtm-encoder)")
+    parser.add_argument("--skip-images", action="store_true", help="only the feature-anchor comparison")
     parser.add_argument("--feature-qps", default="27,32,37")
     args = parser.parse_args()
     presets = args.presets.split(",")
@@ -157,18 +158,20 @@ def main() -> None:
 
     out: dict[str, Any] = {}
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        setups = {p: [f"codec.preset={p}"] for p in presets} | {"VTM": ["codec=vtm"]}
-        points = measure("image_anchor", setups, [int(q) for q in args.qps.split(",")], args.images, args.results, image_psnr, image_seconds)
-        out["image_anchor"] = {"images": args.images, "points": points, "table": gap_table(points)}
-        if args.vtm_encoder:
+        if not args.skip_images:
+            setups = {p: [f"codec.preset={p}"] for p in presets} | {"VTM": ["codec=vtm"]}
+            points = measure("image_anchor", setups, [int(q) for q in args.qps.split(",")], args.images, args.results, image_psnr, image_seconds)
+            out["image_anchor"] = {"images": args.images, "points": points, "table": gap_table(points)}
+        if args.vtm_encoder and args.feature_images > 0:
             setups = {p: [f"codec.preset={p}", "workers=1"] for p in presets} | {"VTM": ["codec=vtm", *vtm_args, "workers=1"]}
             fqps = [int(q) for q in args.feature_qps.split(",")]
             points = measure("feature_anchor", setups, fqps, args.feature_images, args.results, feature_psnr, lambda n, d, ds, q: recorded_encodes(d))
             out["feature_anchor"] = {"images": args.feature_images, "points": points, "table": gap_table(points)}
     bench = ROOT / "results" / "benchmarks"
     bench.mkdir(parents=True, exist_ok=True)
-    (bench / "encoder_gap.json").write_text(json.dumps(out, indent=2))
-    with (bench / "encoder_gap.csv").open("w", newline="") as f:
+    name = "encoder_gap" + ("_features" if args.skip_images else "")
+    (bench / f"{name}.json").write_text(json.dumps(out, indent=2))
+    with (bench / f"{name}.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         for kind, part in out.items():
             for row in part["table"]:
