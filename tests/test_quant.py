@@ -388,3 +388,16 @@ def test_cli_sweep_end_to_end(tmp_path: Path, hydra_conf: None) -> None:
     q = table[table["n_symbols"] == 4]
     assert (q["data_ratio"] == 2 * 2_793_472 / (256 * 512 * 24)).all()
     assert q["bpp"].iloc[0] > q["bpp"].iloc[1]  # z = 0.5 costs more than z = 2.0
+
+
+def test_identical_streams_in_flight_both_keep_their_byte_split(feats: FeatureSet) -> None:
+    """workers=2 can encode two images with identical bytes before either is reported: both records keep every field."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    codec = NormalizedQuantizer(4, 1.5)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first, second = pool.map(codec.encode, [feats, feats])
+    assert first == second
+    reports = [codec.report(feats, first), codec.report(feats, second)]
+    assert reports[0] == reports[1] and {"symbol_bits", "side_bits", "modes", "raw_bits"} <= set(reports[1])
+    assert reports[0]["symbol_bits"] + reports[0]["side_bits"] == 8 * len(first)
