@@ -45,7 +45,7 @@ def test_main_job_runs_all_five_methods_on_the_same_images(hydra_conf: None, syn
     assert "BD-rate" in printed and "feature_anchor" in printed
 
 
-@pytest.mark.parametrize("rates", [(0.017, 0.051), (0.012, 4.0)])
+@pytest.mark.parametrize("rates", [(0.017, 0.051), (0.05, 0.9), (0.012, 4.0), (0.017, 170.0), (0.001, 500.0)])
 def test_log_rate_tick_labels_never_overlap(rates: tuple[float, float], tmp_path: Path) -> None:
     with plt.rc_context(PAPER_RC):
         fig, ax = plt.subplots(figsize=(3.5, 2.6))

@@ -68,7 +68,7 @@ class VvcConfig:
     ffmpeg: str = ""
     vvencapp: str = "vvencapp"
     vvdecapp: str = "vvdecapp"
-    preset: str = "faster"
+    preset: str = "medium"  # docs/anchors.md: the encoder gap against VTM, and why medium
     threads: int = 1
     qpa: bool = False
     extra_params: str = ""

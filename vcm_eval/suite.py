@@ -66,6 +66,6 @@ def run_suite(cfg: DictConfig, *, base_overrides: list[str]) -> pd.DataFrame:
     bd_text, paths = suite_summary([Path(r["run_dir"]) for r in rows], out_dir, metrics=list(cfg.pipeline.metrics), anchors=list(cfg.pipeline.anchors), plot=cfg.pipeline.plot)
     print(bd_text)
     if paths:
-        print("plots: " + ", ".join(str(p) for p in paths))
+        print("wrote: " + ", ".join(str(p) for p in paths))
     print(f"table: {out_dir / 'summary.csv'}")
     return table

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,7 +56,7 @@ PAPER_RC: dict[Any, Any] = {  # Any keys: matplotlib types them as a Literal of 
     "savefig.bbox": "tight",
 }
 FIGSIZE = (3.5, 2.6)  # inches: one column of a two-column paper
-PANELS_FIGSIZE = (3.5, 5.2)  # two stacked panels and a legend below them, one column wide
+PANELS_FIGSIZE = (3.5, 5.0)  # two stacked panels and a legend below them, one column wide
 logging.getLogger("fontTools").setLevel(logging.WARNING)  # font subsetting chatter under Hydra's INFO logging
 
 
@@ -187,13 +188,18 @@ def z_sweep_plot(frame: pd.DataFrame, stem: Path, *, metric: str, pipeline: str 
 
 
 def _rate_ticks(ax: Axes) -> None:
-    """Log rate axis with labels at 1, 2 and 5 x each decade only, written as plain numbers.
+    """Log rate axis labelled as plain numbers, as densely as a 3.5-inch axis allows.
 
     matplotlib labels minor log ticks (2x10^-2, 3x10^-2 ...) when an axis spans less than about
-    a decade, and they print on top of each other; these three per decade never touch at 3.5 in.
+    a decade, and they print on top of each other. Here the labelled ticks are 1, 2 and 5 x each
+    decade over up to 2 decades, 1 and 3 x each decade up to 3.5, and the decades alone beyond
+    (tested for overlap); the other ticks stay as unlabelled minor ticks.
     """
     ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    low, high = ax.get_xlim()
+    decades = math.log10(high / low) if low > 0 and high > low else 1.0
+    subs = (1.0, 2.0, 5.0) if decades <= 2 else (1.0, 3.0) if decades <= 3.5 else (1.0,)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_locator(LogLocator(base=10, subs=tuple(range(1, 10))))
     ax.xaxis.set_minor_formatter(NullFormatter())
@@ -238,8 +244,10 @@ def comparison_figure(
             _rate_ticks(ax)
         axes[-1].set_xlabel("rate (bits per pixel, log scale)")
         handles, names = axes[0].get_legend_handles_labels()
-        fig.legend(handles, names, loc="lower center", ncol=1, frameon=False, bbox_to_anchor=(0.5, 0.0))
-        fig.tight_layout(rect=(0.0, 0.05 + 0.032 * len(names), 1.0, 1.0))
+        names = ["uncompressed" if n.startswith("uncompressed (") else n for n in names]  # one line for both panels' values
+        rows = math.ceil(len(names) / 2)
+        fig.legend(handles, names, loc="lower center", ncol=2, frameon=False, bbox_to_anchor=(0.5, 0.0), columnspacing=1.0, handlelength=2.2)
+        fig.tight_layout(rect=(0.0, (0.15 * rows + 0.1) / PANELS_FIGSIZE[1], 1.0, 1.0))
         written = save_figure(fig, stem, formats)
         plt.close(fig)
     return written
@@ -257,14 +265,14 @@ def z_sweep_with_paper(frame: pd.DataFrame, paper: pd.DataFrame, stem: Path, *, 
     if rows.empty:
         return []
     with plt.rc_context(PAPER_RC):
-        fig, (ours, theirs) = plt.subplots(2, 1, figsize=(3.5, 4.4), sharex=True)
+        fig, (ours, theirs) = plt.subplots(2, 1, figsize=(3.5, 4.6), sharex=True)
         _uncompressed_line(ours, frame, metric)
         for n, g in rows.groupby("n_symbols", sort=True):
             style = curve_style(f"{pipeline} (n_symbols={int(n)})")
             g = g.sort_values("z")
             ours.plot(g["z"], g[metric], color=style.colour, marker=style.marker, label=f"n = {int(n)}")
         ours.set_ylabel(f"{metric_name(metric)} (%)")
-        ours.set_title("this run", fontsize=8)
+        ours.set_title("this job", fontsize=8)
         sym = paper[paper["n_symbols"].notna()]
         for n, g in sym.groupby("n_symbols", sort=True):
             style = curve_style(f"{pipeline} (n_symbols={int(n)})")
@@ -274,7 +282,7 @@ def z_sweep_with_paper(frame: pd.DataFrame, paper: pd.DataFrame, stem: Path, *, 
         if len(ref):
             theirs.axhline(float(ref["mAP"].iloc[0]), color="black", lw=0.9, ls=":", label=f"uncompressed ({float(ref['mAP'].iloc[0]):.1f})")
         theirs.set_ylabel("mask mAP (%)")
-        theirs.set_title("paper, Table 3: Cityscapes val, Mask R-CNN R50-FPN (not comparable in absolute value)", fontsize=6.5)
+        theirs.set_title("the 2-bit paper, Table 3: Cityscapes val, Mask R-CNN R50-FPN\n(another dataset and network: not comparable in absolute value)", fontsize=7)
         theirs.set_xlabel("threshold z (standard deviations)")
         for ax in (ours, theirs):
             ax.grid(True, alpha=0.3, lw=0.5)

@@ -196,7 +196,7 @@ def bd_display(bd: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     table: dict[tuple[Any, ...], dict[str, str]] = {}
     many = bd[GROUP].drop_duplicates().shape[0] > 1
     for r in bd.itertuples(index=False):
-        row = table.setdefault((r.dataset, r.model, r.setup, r.curve), {**({"setup": f"{r.dataset}/{r.model}/{r.setup}"} if many else {}), "curve": r.curve, "anchor": r.anchor})
+        row = table.setdefault((r.dataset, r.model, r.setup, r.curve, r.anchor), {**({"setup": f"{r.dataset}/{r.model}/{r.setup}"} if many else {}), "curve": r.curve, "anchor": r.anchor})
         name = metric_name(r.metric)
         marks = ""
         for text in (r.note, f"points dropped as dominated: anchor {r.dropped_anchor or 'none'}, test {r.dropped_test or 'none'}" if (r.dropped_anchor or r.dropped_test) else ""):
