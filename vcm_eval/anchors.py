@@ -140,7 +140,7 @@ def anchor_curves(results: Path, out_dir: Path) -> list[Path]:
         for r in group.sort_values("qp").to_dict("records"):
             config = OmegaConf.load(Path(r["run_dir"]) / "config.yaml")
             prov = json.loads((Path(r["run_dir"]) / "provenance.json").read_text())
-            rows.append({**{k: r.get(k) for k in CURVE_COLUMNS}, "preset": config.codec.preset if config.codec.backend != "vtm" else "",
+            rows.append({**{k: r.get(k) for k in CURVE_COLUMNS}, "qp": int(r["qp"]), "images": int(r["images"]), "preset": config.codec.preset if config.codec.backend != "vtm" else "",
                          "colour": config.codec.colour if pipeline == "image_anchor" else "", "codec_version": prov.get("codec_version", "")})  # fmt: skip
         if len({(r["encoder"], r["preset"], r["images"]) for r in rows}) > 1 or len({r["qp"] for r in rows}) != len(rows):
             raise ConfigError(f"{results} holds several {pipeline} setups (encoders, presets or image counts); point curves_from at one")
