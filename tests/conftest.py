@@ -6,12 +6,14 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 import vcm_eval.config  # noqa: F401 - registers the config schemas
-from vcm_eval.data.synthetic import SyntheticSpec, write_split
+from vcm_eval.codecs.vvc import VvcCodec
+from vcm_eval.data.synthetic import SyntheticSpec, scene_for, write_split
 from vcm_eval.resources import CONF_DIR
 
 
@@ -42,3 +44,15 @@ def records_without_timings(results: Path) -> dict[tuple[str, int], dict]:
             rec = json.loads(line)
             out[(f.parent.name, rec["image_id"])] = {k: v for k, v in rec.items() if not k.endswith("_s")}
     return out
+
+
+@pytest.fixture(scope="session")
+def vvc() -> VvcCodec:
+    """VVenC + FFmpeg's vvc decoder with the codec's own defaults."""
+    return VvcCodec()
+
+
+@pytest.fixture(scope="session")
+def val_image() -> np.ndarray:
+    """Synthetic val image 0 of the default spec (512 x 256 RGB)."""
+    return scene_for(SyntheticSpec(), "val", 0).image

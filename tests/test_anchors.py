@@ -27,7 +27,6 @@ from vcm_eval.codecs.shipped import ShippedBitstreams, resolve_folder
 from vcm_eval.codecs.vvc import VvcCodec
 from vcm_eval.codecs.vvc_headers import slice_qps
 from vcm_eval.codecs.yuv import Yuv420
-from vcm_eval.data.synthetic import SyntheticSpec, scene_for
 from vcm_eval.errors import CodecError, ConfigError
 from vcm_eval.vision.base import FeatureSet
 
@@ -37,13 +36,8 @@ LEGACY = str(MPEG_FFMPEG)
 
 
 @pytest.fixture(scope="module")
-def vvc() -> VvcCodec:
-    return VvcCodec()
-
-
-@pytest.fixture(scope="module")
-def image() -> np.ndarray:
-    return scene_for(SyntheticSpec(), "val", 0).image
+def image(val_image: np.ndarray) -> np.ndarray:
+    return val_image
 
 
 def payload(data: bytes) -> bytes:

@@ -25,11 +25,6 @@ from vcm_eval.vision.torchvision_rcnn import RcnnConfig, TorchvisionRcnn, resolv
 ZOO = resolve_weights(RcnnConfig().weights or "")
 
 
-@pytest.fixture(scope="module")
-def vvc() -> VvcCodec:
-    return VvcCodec()
-
-
 def smooth_pyramid(channels: int = 16, height: int = 16, width: int = 24, *, image_size: tuple[int, int] = (64, 96)) -> FeatureSet:
     """Small FPN-like levels p2..p6 (halving, rounding up): smooth maps plus a little noise."""
     g = torch.Generator().manual_seed(1)

@@ -10,7 +10,6 @@ from vcm_eval.codecs.colour import rgb_to_yuv420, yuv420_to_rgb
 from vcm_eval.codecs.image import VvcImageCodec
 from vcm_eval.codecs.vvc import VvcCodec
 from vcm_eval.codecs.yuv import Yuv420
-from vcm_eval.data.synthetic import SyntheticSpec, scene_for
 from vcm_eval.errors import CodecError, ConfigError
 
 
@@ -20,13 +19,8 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
 
 
 @pytest.fixture(scope="module")
-def vvc() -> VvcCodec:
-    return VvcCodec()
-
-
-@pytest.fixture(scope="module")
-def image() -> np.ndarray:
-    return scene_for(SyntheticSpec(), "val", 0).image
+def image(val_image: np.ndarray) -> np.ndarray:
+    return val_image
 
 
 def test_yuv_round_trip_low_qp_above_40db(vvc: VvcCodec, image: np.ndarray) -> None:
