@@ -1,0 +1,75 @@
+"""How closely the torchvision backend reproduces detectron2 itself on the same model-zoo file.
+
+    python benchmarks/d2_agreement.py [--height 1024 --width 2048] [--objectness-gain 1 8]
+
+Needs detectron2 importable (docs/reproducing.md). Builds random R50-FPN Cityscapes weights at a
+trained scale (the helpers of tests/test_d2_weights.py), optionally multiplies the RPN objectness
+weights by ``--objectness-gain`` (a gain of 8 drives logits past 16, where float32 sigmoid
+saturates at 1.0 and ranking by probability ties), writes them as a detectron2 .pkl, runs both
+backends on one synthetic street scene and reports: detections of each, whether labels and order
+agree, the largest box and score differences, and the differing mask pixels. Writes
+results/benchmarks/d2_agreement.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from hydra import compose, initialize_config_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+import vcm_eval.config  # noqa: E402,F401 - registers the config schemas
+from test_d2_weights import d2_r50_fpn_shapes, random_d2_state, write_pkl  # noqa: E402
+
+from vcm_eval.data.synthetic import SyntheticSpec, scene_for  # noqa: E402
+from vcm_eval.resources import CONF_DIR  # noqa: E402
+from vcm_eval.vision.registry import build_task_model  # noqa: E402
+
+
+def compare(height: int, width: int, gain: float) -> dict[str, float | int | bool]:
+    state = random_d2_state(d2_r50_fpn_shapes(8))
+    for key in [k for k in state if "objectness_logits" in k]:
+        state[key] = state[key] * gain
+    image = scene_for(SyntheticSpec(height=height, width=width), "val", 0).image
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp, initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        path = write_pkl(Path(tmp) / "model_final.pkl", state)
+        for backend in ("torchvision", "detectron2"):
+            cfg = compose("config", ["model=cityscapes_mask_rcnn_r50_fpn", f"model.weights={path}", f"model.backend={backend}"])
+            out[backend] = build_task_model(cfg.model, device="cpu").predict(image)
+    tv, d2 = out["torchvision"], out["detectron2"]
+    same = len(tv.scores) == len(d2.scores) and bool(np.array_equal(tv.labels, d2.labels))
+    row: dict[str, float | int | bool] = {"height": height, "width": width, "objectness_gain": gain, "detections_torchvision": len(tv.scores),
+                                          "detections_detectron2": len(d2.scores), "same_labels_in_order": same}  # fmt: skip
+    if same and len(tv.scores):
+        row["max_box_diff_px"] = float(np.abs(tv.boxes - d2.boxes).max())
+        row["max_score_diff"] = float(np.abs(tv.scores - d2.scores).max())
+        if tv.masks is not None and d2.masks is not None:
+            row["mask_pixels_differing"] = int((tv.masks != d2.masks).sum())
+            row["mask_pixels"] = int(tv.masks.size)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--height", type=int, default=1024)
+    parser.add_argument("--width", type=int, default=2048)
+    parser.add_argument("--objectness-gain", type=float, nargs="+", default=[1.0, 8.0])
+    args = parser.parse_args()
+    rows = [compare(args.height, args.width, g) for g in args.objectness_gain]
+    out = ROOT / "results" / "benchmarks"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "d2_agreement.json").write_text(json.dumps(rows, indent=2))
+    for row in rows:
+        print(row)
+
+
+if __name__ == "__main__":
+    main()
