@@ -25,12 +25,12 @@ from hydra import compose, initialize_config_dir
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-import vcm_eval.config  # noqa: E402,F401 - registers the config schemas
-from test_d2_weights import d2_r50_fpn_shapes, random_d2_state, write_pkl  # noqa: E402
+from test_d2_weights import d2_r50_fpn_shapes, random_d2_state, write_pkl
 
-from vcm_eval.data.synthetic import SyntheticSpec, scene_for  # noqa: E402
-from vcm_eval.resources import CONF_DIR  # noqa: E402
-from vcm_eval.vision.registry import build_task_model  # noqa: E402
+import vcm_eval.config  # noqa: F401 - registers the config schemas
+from vcm_eval.data.synthetic import SyntheticSpec, scene_for
+from vcm_eval.resources import CONF_DIR
+from vcm_eval.vision.registry import build_task_model
 
 
 def compare(height: int, width: int, gain: float) -> dict[str, float | int | bool]:
