@@ -85,13 +85,14 @@ def make_anchors(cfg: MakeAnchorsConfig) -> Path:
     if vvc.vtm is None or not vvc.can_encode:
         raise ConfigError("make_anchors runs VTM: set codec.vtm_encoder and codec.vtm_cfg (docs/anchors.md)")
     dataset = build_dataset(cfg.dataset, data_dir=Path(cfg.paths.data), progress=False)
-    out_dir = resolve_folder(cfg.output) if not Path(cfg.output).is_absolute() else Path(cfg.output)
+    out_dir = resolve_folder(cfg.output)
     manifest = out_dir / MANIFEST
     rows = read_manifest(manifest)
     lock = Lock()
+    codecs = {qp: VvcImageCodec(vvc=vvc, qp=qp, colour=cfg.codec.colour, colour_ffmpeg=cfg.codec.colour_ffmpeg) for qp in cfg.qps}
 
     def one(qp: int, entry: dict[str, Any]) -> None:
-        codec = VvcImageCodec(vvc=vvc, qp=qp, colour=cfg.codec.colour, colour_ffmpeg=cfg.codec.colour_ffmpeg)
+        codec = codecs[qp]
         sample = dataset.load(entry)
         digest = image_digest(sample.image)
         started = time.perf_counter()
@@ -110,7 +111,7 @@ def make_anchors(cfg: MakeAnchorsConfig) -> Path:
             atomic_write(manifest, manifest_text(rows))
         print(f"qp {qp} image {sample.image_id}: {len(stream)} bytes, {seconds:.1f} s", flush=True)
 
-    encoder = VvcImageCodec(vvc=vvc, qp=cfg.qps[0], colour=cfg.codec.colour, colour_ffmpeg=cfg.codec.colour_ffmpeg).encoder
+    encoder = codecs[cfg.qps[0]].encoder
     done = {(r["file_name"], int(r["qp"])) for r in rows if r["encoder"] == encoder and r["colour"] == cfg.codec.colour}
     todo = [(qp, e) for qp in cfg.qps for e in dataset.images if (e["file_name"], qp) not in done]
     print(f"{encoder}: {len(todo)} streams to encode, {len(done)} shipped already")
