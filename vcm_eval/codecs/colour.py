@@ -12,7 +12,7 @@ with the same FFmpeg arguments (only the PNG files are replaced by pipes of the 
 
 MPEG's scripts were written for the FFmpeg of their day: FFmpeg 4.2.2 (imageio-ffmpeg 0.4.9's
 binary) honours ``-dst_range 1`` and writes full-range samples, while FFmpeg 9 ignores it and writes
-limited range (white RGB -> Y 235; measured, tests/test_colour.py). Both read the reconstruction
+limited range (white RGB -> Y 235; measured, tests/test_anchors.py). Both read the reconstruction
 as limited range, since ``-src_range 1`` before ``-i`` is not applied to the input (black Y=64 at
 10 bit -> RGB 0): MPEG's anchors carry that contrast stretch, and so does this path. To be
 sample-exact with MPEG's anchors, the ``mpeg`` path runs both steps with FFmpeg 4.2.2
