@@ -96,9 +96,9 @@ class VvcCodec:
         self.ffmpeg = ffmpeg_binary(ffmpeg)
         self.vvencapp, self.vvdecapp = vvencapp, vvdecapp
         self.vtm = Vtm(encoder=vtm_encoder, decoder=vtm_decoder, cfg=vtm_cfg) if backend == "vtm" else None
-        _, has_enc, has_dec = ffmpeg_capabilities(self.ffmpeg)
         needs_enc = backend == "ffmpeg"
         needs_dec = backend == "ffmpeg" or (backend == "vtm" and not vtm_decoder)
+        _, has_enc, has_dec = ffmpeg_capabilities(self.ffmpeg) if needs_enc or needs_dec else ("", True, True)
         if (needs_enc and not has_enc) or (needs_dec and not has_dec):
             raise CodecError(
                 f"ffmpeg {self.ffmpeg} lacks {'the libvvenc encoder' if needs_enc and not has_enc else 'the vvc decoder'}; "
