@@ -50,7 +50,7 @@ def test_round_trip_equals_the_models_own_forward(task_model: TorchvisionRcnn, c
     assert decoded.shapes() == {k: v for k, v in feats.shapes().items() if k != "p6"}
     assert decoded.image_size == feats.image_size and decoded.input_size == feats.input_size
     # the decoder's output is the model's inference-time forward pass, exactly (deterministic coding)
-    levels, _ = padded_levels(feats)
+    levels, _ = padded_levels(feats, codec.model.pad_multiple_p2)
     with torch.inference_mode():
         reference = codec.model(levels)["levels"]
     for name, ref in zip(("p2", "p3", "p4", "p5"), reference):

@@ -7,7 +7,7 @@ Bitstream (vcm_eval container, codec id ``fusion``)::
 
 All varints; at the synthetic default this header is 9 bytes. Level k+1 is exactly half of level k
 (the FPN of a padded input), so P2's size gives all four; the levels are padded (edge replication)
-up to a multiple of 64 P2 pixels for the latent and hyper-latent strides, and cropped back after
+up to a multiple of the model's ``pad_multiple_p2`` P2 pixels (64 or 32) for the latent and hyper-latent strides, and cropped back after
 decoding. The strings are CompressAI's range-coded y and z.
 """
 
@@ -19,19 +19,23 @@ import torch
 import torch.nn.functional as F
 
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
-from vcm_eval.codecs.fusion.model import CODED_LEVELS, PAD_MULTIPLE_P2, FusionCodecModel
+from vcm_eval.codecs.fusion.model import CODED_LEVELS, HYPER_STRIDE, FusionCodecModel
 from vcm_eval.device import resolve_device
 from vcm_eval.errors import CodecError
 from vcm_eval.vision.base import FeatureSet
 
 
-def padded_levels(features: FeatureSet) -> tuple[list[torch.Tensor], tuple[int, int]]:
-    """[1, C, H, W] tensors of P2..P5 padded for the codec, and P2's unpadded (H, W)."""
+def padded_size(h2: int, w2: int, multiple: int) -> tuple[int, int]:
+    return math.ceil(h2 / multiple) * multiple, math.ceil(w2 / multiple) * multiple
+
+
+def padded_levels(features: FeatureSet, pad_multiple_p2: int) -> tuple[list[torch.Tensor], tuple[int, int]]:
+    """[1, C, H, W] tensors of P2..P5 padded to a multiple of ``pad_multiple_p2`` P2 pixels, and P2's unpadded (H, W)."""
     missing = [lv for lv in CODED_LEVELS if lv not in features]
     if missing:
         raise CodecError(f"the fusion codec needs levels {CODED_LEVELS}; features lack {missing}")
     h2, w2 = features["p2"].shape[-2:]
-    ph, pw = math.ceil(h2 / PAD_MULTIPLE_P2) * PAD_MULTIPLE_P2, math.ceil(w2 / PAD_MULTIPLE_P2) * PAD_MULTIPLE_P2
+    ph, pw = padded_size(h2, w2, pad_multiple_p2)
     out = []
     for k, name in enumerate(CODED_LEVELS):
         x = features[name].float()
@@ -66,7 +70,7 @@ class FusionFeatureCodec:
         self.model.g_s.to(self.device)
 
     def encode(self, features: FeatureSet) -> bytes:
-        levels, (h2, w2) = padded_levels(features)
+        levels, (h2, w2) = padded_levels(features, self.model.pad_multiple_p2)
         with torch.inference_mode():
             y = self.model.g_a([lv.to(self.device) for lv in levels]).cpu()
             out = self.model.latent_codec.compress(y)
@@ -95,9 +99,9 @@ class FusionFeatureCodec:
             raise CodecError(f"corrupt fusion bitstream: P2 size {h2}x{w2}")
         z_string = r.blob()
         y_string = r.rest()
-        ph, pw = math.ceil(h2 / PAD_MULTIPLE_P2) * PAD_MULTIPLE_P2, math.ceil(w2 / PAD_MULTIPLE_P2) * PAD_MULTIPLE_P2
-        y_shape = (ph // 16, pw // 16)
-        shape = {"y": y_shape, "hyper": (y_shape[0] // 4, y_shape[1] // 4)}
+        ph, pw = padded_size(h2, w2, self.model.pad_multiple_p2)
+        y_shape = (ph // self.model.latent_stride_in_p2, pw // self.model.latent_stride_in_p2)
+        shape = {"y": y_shape, "hyper": (y_shape[0] // HYPER_STRIDE, y_shape[1] // HYPER_STRIDE)}
         try:
             with torch.inference_mode():
                 y_hat = self.model.latent_codec.decompress([[y_string], [z_string]], shape)["y_hat"]

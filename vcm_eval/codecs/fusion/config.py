@@ -18,6 +18,8 @@ class FusionArchConfig:
     hyper_channels: int = 48
     entropy_model: str = "meanscale"
     attention: bool = True
+    latent_stride: int = 64
+    decoder: str = "cascade"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -19,21 +19,32 @@ blocks and the range coder are CompressAI's.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianMixtureConditional
 from compressai.latent_codecs import GaussianConditionalLatentCodec, HyperLatentCodec, HyperpriorLatentCodec, LatentCodec
-from compressai.layers import AttentionBlock, ResidualBlock, ResidualBlockUpsample, ResidualBlockWithStride, conv3x3, subpel_conv3x3
+from compressai.layers import (
+    AttentionBlock,
+    ResidualBlock,
+    ResidualBlockUpsample,
+    ResidualBlockWithStride,
+    conv1x1,
+    conv3x3,
+    subpel_conv3x3,
+)
 from compressai.models import CompressionModel
 from torch import Tensor, nn
 
 from vcm_eval.errors import CodecError, ConfigError
 
 CODED_LEVELS = ("p2", "p3", "p4", "p5")
-LATENT_STRIDE_IN_P2 = 16  # y is at stride 64 of the image = 16 P2 pixels; z at 4x that
-PAD_MULTIPLE_P2 = LATENT_STRIDE_IN_P2 * 4
+P2_STRIDE = 4  # P2 is at stride 4 of the input image
+HYPER_STRIDE = 4  # z is 4x coarser than y (two stride-2 convolutions in h_a)
 ENTROPY_MODELS = ("meanscale", "gmm")
+DECODERS = ("cascade", "parallel")
+LATENT_STRIDES = (32, 64)
 
 
 class Fuse(nn.Module):
@@ -48,15 +59,16 @@ class Fuse(nn.Module):
 
 
 class FusionEncoder(nn.Module):
-    """P2..P5 -> y at stride 64 (``latent_channels`` channels)."""
+    """P2..P5 -> y at image stride ``latent_stride`` (64: one more stride-2 step after P5; 32: P5's scale)."""
 
-    def __init__(self, *, in_channels: int, channels: int, latent_channels: int, attention: bool) -> None:
+    def __init__(self, *, in_channels: int, channels: int, latent_channels: int, attention: bool, latent_stride: int = 64) -> None:
         super().__init__()
         self.down = nn.ModuleList(
             [ResidualBlockWithStride(in_channels, channels, 2)] + [ResidualBlockWithStride(channels, channels, 2) for _ in range(2)]
         )
         self.fuse = nn.ModuleList([Fuse(channels, in_channels) for _ in range(3)])
-        self.out = nn.Sequential(AttentionBlock(channels) if attention else nn.Identity(), conv3x3(channels, latent_channels, stride=2))
+        last_stride = latent_stride // 32
+        self.out = nn.Sequential(AttentionBlock(channels) if attention else nn.Identity(), conv3x3(channels, latent_channels, stride=last_stride))
 
     def forward(self, levels: list[Tensor]) -> Tensor:
         x = levels[0]
@@ -66,12 +78,18 @@ class FusionEncoder(nn.Module):
 
 
 class FusionDecoder(nn.Module):
-    """y_hat -> P5', P4', P3', P2' (returned finest first)."""
+    """``cascade``: y_hat -> P5', P4', P3', P2', each level upsampled from the coarser one (returned finest first).
 
-    def __init__(self, *, out_channels: int, channels: int, latent_channels: int, attention: bool) -> None:
+    Cheap, but P2' is the end of a long chain that also has to serve P5'; the level-swap diagnostic
+    (docs/fusion_codec.md) shows P2' is where the accuracy goes. ``ParallelFusionDecoder`` is the
+    alternative that gives every level its own branch.
+    """
+
+    def __init__(self, *, out_channels: int, channels: int, latent_channels: int, attention: bool, latent_stride: int = 64) -> None:
         super().__init__()
         self.inp = AttentionBlock(latent_channels) if attention else nn.Identity()
-        self.up = nn.ModuleList([ResidualBlockUpsample(latent_channels, channels, 2)] + [ResidualBlockUpsample(channels, channels, 2) for _ in range(3)])
+        first = ResidualBlockUpsample(latent_channels, channels, 2) if latent_stride == 64 else ResidualBlock(latent_channels, channels)
+        self.up = nn.ModuleList([first] + [ResidualBlockUpsample(channels, channels, 2) for _ in range(3)])
         self.mix = nn.ModuleList([ResidualBlock(channels, channels) for _ in range(4)])
         self.heads = nn.ModuleList([conv3x3(channels, out_channels) for _ in range(4)])
 
@@ -81,6 +99,64 @@ class FusionDecoder(nn.Module):
             x = mix(up(x))
             outs.append(head(x))
         return outs[::-1]
+
+
+class MixLevels(nn.Module):
+    """Mix a decoded finer level into the next coarser one: strided 3x3 conv of the finer, concat, 3x3, residual.
+
+    (L-MSFC's mixing block uses a 5x5 strided convolution; 3x3 saves 0.2 M parameters.)
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.down = nn.Sequential(conv3x3(channels, channels, stride=2), nn.LeakyReLU(inplace=True))
+        self.mix = nn.Sequential(conv3x3(2 * channels, channels), nn.LeakyReLU(inplace=True))
+
+    def forward(self, finer: Tensor, level: Tensor) -> Tensor:
+        return self.mix(torch.cat([self.down(finer), level], dim=1)) + level
+
+
+def _branch(latent_channels: int, channels: int, ups: int, attention: bool) -> nn.Sequential:
+    """One level's branch: ``ups`` 2x-upsampling residual stages from y_hat, attention after the second, a residual block.
+
+    L-MSFC puts a residual block before every upsampling stage; one per branch keeps the whole
+    model under the 10 MB a rate point may weigh.
+    """
+    layers: list[nn.Module] = []
+    width = latent_channels
+    for i in range(ups):
+        layers.append(ResidualBlockUpsample(width, channels, 2))
+        width = channels
+        if attention and i == 1:
+            layers.append(AttentionBlock(channels))
+    layers.append(ResidualBlock(width, channels))
+    return nn.Sequential(*layers)
+
+
+class ParallelFusionDecoder(nn.Module):
+    """y_hat -> P2'..P5' in parallel branches, each finer level mixed into the next coarser one.
+
+    The structure of the public L-MSFC decoder: every level gets its own branch from the (attention
+    filtered) latent, so P2' no longer shares its upsampling path with P5'; P2' is decoded first and
+    fed into P3', P3' into P4', P4' into P5'. The number of upsampling stages per branch follows
+    from ``latent_stride``. L-MSFC mixes the 256-channel outputs; here the mixing runs at the
+    transform width before each level's 3x3 head, which keeps a rate point under 10 MB.
+    """
+
+    def __init__(self, *, out_channels: int, channels: int, latent_channels: int, attention: bool, latent_stride: int = 64) -> None:
+        super().__init__()
+        self.inp = AttentionBlock(latent_channels) if attention else nn.Identity()
+        ups = [int(math.log2(latent_stride // (P2_STRIDE * 2**k))) for k in range(len(CODED_LEVELS))]
+        self.branches = nn.ModuleList([_branch(latent_channels, channels, u, attention) for u in ups])
+        self.mixers = nn.ModuleList([MixLevels(channels) for _ in range(len(CODED_LEVELS) - 1)])
+        self.heads = nn.ModuleList([conv1x1(channels, out_channels) for _ in CODED_LEVELS])  # after a residual block: 1x1 suffices
+
+    def forward(self, y_hat: Tensor) -> list[Tensor]:
+        y = self.inp(y_hat)
+        mixed = [self.branches[0](y)]
+        for branch, mixer in zip(self.branches[1:], self.mixers):
+            mixed.append(mixer(mixed[-1], branch(y)))
+        return [head(x) for head, x in zip(self.heads, mixed)]
 
 
 class GaussianMixtureLatentCodec(LatentCodec):
@@ -150,6 +226,8 @@ class FusionCodecModel(CompressionModel):
         hyper_channels: channels of z.
         entropy_model: ``meanscale`` (Gaussian with mean and scale) or ``gmm`` (K=3 mixture).
         attention: use CompressAI's attention blocks around the latent.
+        latent_stride: image stride of y, 64 or 32 (4x the latent values: capacity for P2).
+        decoder: ``cascade`` (one upsampling chain) or ``parallel`` (L-MSFC's per-level branches).
     """
 
     def __init__(
@@ -161,20 +239,29 @@ class FusionCodecModel(CompressionModel):
         hyper_channels: int = 64,
         entropy_model: str = "meanscale",
         attention: bool = True,
+        latent_stride: int = 64,
+        decoder: str = "cascade",
     ) -> None:
         super().__init__()
         if entropy_model not in ENTROPY_MODELS:
             raise ConfigError(f"fusion entropy_model={entropy_model!r} is unknown; use one of {ENTROPY_MODELS}")
+        if decoder not in DECODERS:
+            raise ConfigError(f"fusion decoder={decoder!r} is unknown; use one of {DECODERS}")
+        if latent_stride not in LATENT_STRIDES:
+            raise ConfigError(f"fusion latent_stride={latent_stride} is not supported; use one of {LATENT_STRIDES}")
         if min(in_channels, channels, latent_channels, hyper_channels) <= 0:
             raise ConfigError("fusion codec channel widths must all be positive")
         M, H = latent_channels, hyper_channels
-        self.g_a = FusionEncoder(in_channels=in_channels, channels=channels, latent_channels=M, attention=attention)
-        self.g_s = FusionDecoder(out_channels=in_channels, channels=channels, latent_channels=M, attention=attention)
+        self.latent_stride_in_p2 = latent_stride // P2_STRIDE
+        self.pad_multiple_p2 = self.latent_stride_in_p2 * HYPER_STRIDE
+        self.g_a = FusionEncoder(in_channels=in_channels, channels=channels, latent_channels=M, attention=attention, latent_stride=latent_stride)
+        decoder_cls = FusionDecoder if decoder == "cascade" else ParallelFusionDecoder
+        self.g_s = decoder_cls(out_channels=in_channels, channels=channels, latent_channels=M, attention=attention, latent_stride=latent_stride)
         n_params = 2 if entropy_model == "meanscale" else 9  # (scale, mean) or 3 x (scale, mean, weight)
         h_a = nn.Sequential(conv3x3(M, H), nn.LeakyReLU(inplace=True), conv3x3(H, H, stride=2), nn.LeakyReLU(inplace=True), conv3x3(H, H, stride=2))
-        h_s = nn.Sequential(
-            subpel_conv3x3(H, H, 2), nn.LeakyReLU(inplace=True), subpel_conv3x3(H, M * 3 // 2, 2), nn.LeakyReLU(inplace=True), conv3x3(M * 3 // 2, M * n_params)
-        )
+        # the mixture's 9 parameters per channel: a 1x1 last layer (a 3x3 one would weigh M x 13 x 9^2 weights)
+        last = conv3x3(M * 3 // 2, M * n_params) if entropy_model == "meanscale" else conv1x1(M * 3 // 2, M * n_params)
+        h_s = nn.Sequential(subpel_conv3x3(H, H, 2), nn.LeakyReLU(inplace=True), subpel_conv3x3(H, M * 3 // 2, 2), nn.LeakyReLU(inplace=True), last)
         y_codec: LatentCodec
         if entropy_model == "meanscale":
             y_codec = GaussianConditionalLatentCodec(quantizer="ste", chunks=("scales", "means"))

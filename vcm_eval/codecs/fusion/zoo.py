@@ -20,6 +20,8 @@ from vcm_eval.errors import CheckpointError, load_failure
 FORMAT = "vcm_eval.fusion/1"
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 _DERIVED = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
+# Architecture fields added after format 1 shipped: a checkpoint without them was made with these.
+_ARCH_BEFORE_FIELD = {"latent_stride": 64, "decoder": "cascade"}
 
 
 def build_model(arch: FusionArchConfig) -> FusionCodecModel:
@@ -59,7 +61,7 @@ def load(path: Path, arch: FusionArchConfig) -> tuple[FusionCodecModel, dict[str
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a vcm_eval fusion codec checkpoint (format {FORMAT})")
     want, have = arch.as_dict(), payload["architecture"]
-    diff = sorted(k for k in want if want[k] != have.get(k))
+    diff = sorted(k for k in want if want[k] != have.get(k, _ARCH_BEFORE_FIELD.get(k)))
     if diff:
         detail = "; ".join(f"{k}: config {want[k]} vs checkpoint {have.get(k)}" for k in diff)
         raise CheckpointError(f"fusion checkpoint {path} does not match pipeline.arch ({detail}); fix pipeline.arch or the checkpoint")
