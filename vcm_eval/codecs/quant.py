@@ -14,12 +14,12 @@ entropy-coded (``vcm_eval.codecs.entropy``) into a real bitstream that holds eve
 needs, so the rate is 8 * len(bytes). ``vcm_eval.codecs.quant8.Uniform8bitQuantizer`` is the
 paper's 8-bit comparison point; ``vcm_eval.codecs.fpn_sizes`` reproduces its data-size table.
 
-Stream layout (after the container's codec byte, see ``vcm_eval.codecs.bitstream``)::
+Stream layout (after the container's byte: codec ``quant``, format ``FORMAT_VERSION``; see ``vcm_eval.codecs.bitstream``)::
 
     varint method (0 n-symbol, 1 uniform 8-bit); varint image H, W, input H, W
     varint mask of coded levels, varint mask of float32 pass-through levels (bit i = LEVELS[i])
     per level (coded, then pass-through, each in LEVELS order): varint C, H, W
-    method 0: varint n_symbols, side dtype id, centroid scope id, chunk_log2
+    method 0: varint n_symbols, side dtype id, centroid scope id, chunk_log2 (channel groups)
       per coded level: mu[C], sigma[C] (side dtype); the symbol payload (vcm_eval.codecs.entropy);
                        centroids of every non-empty (channel, symbol) cell (side dtype)
     method 1: varint side dtype id; per coded level: min, max (side dtype), blob of C*H*W uint8
@@ -38,16 +38,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from vcm_eval.codecs.bitstream import VERSION as BITSTREAM_VERSION
+from vcm_eval.codecs import quant_kernels as kernels
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
-from vcm_eval.codecs.entropy import MAX_SYMBOLS, MODELS, bits_per_symbol, decode_symbols, encode_symbols
+from vcm_eval.codecs.entropy import MAX_SYMBOLS, MODELS, bits_per_symbol, channel_groups, decode_symbols, encode_symbols, run_groups
 from vcm_eval.codecs.fpn_sizes import Shapes, parse_levels, representation_bits
 from vcm_eval.errors import CodecError, ConfigError
 from vcm_eval.vision.base import LEVELS, FeatureSet
 
 SIDE_DTYPES = ("float16", "float32")
 CENTROID_SCOPES = ("channel", "level")
-DEFAULT_CHUNK_LOG2 = 22  # at most 4 Mi symbols per rANS stream (memory bound; stored in the stream)
+DEFAULT_CHUNK_LOG2 = 20  # channel groups of at most 1 Mi values: the unit of parallel work and of a rANS stream (stored in the stream)
+FORMAT_VERSION = 2  # 2: compiled raster-order rANS with channel groups (1: anti-diagonal CompressAI rANS)
 METHODS = {"nsymbol": 0, "uniform8": 1}
 
 
@@ -70,7 +71,8 @@ def assign_symbols(normalized: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     """Normalized values -> 0-based symbols (the paper's symbol k is k - 1 here), uint8.
 
     A value equal to a boundary t goes to the upper interval when t <= 0 and to the lower one when
-    t > 0: n = 4 gives exactly z < -t | -t <= z < 0 | 0 <= z <= t | z > t.
+    t > 0: n = 4 gives exactly z < -t | -t <= z < 0 | 0 <= z <= t | z > t. (The readable rule;
+    the codec applies the same rule in ``quant_kernels.assign``, and the tests check both agree.)
     """
     out = np.zeros(normalized.shape, dtype=np.uint8)
     for t in bounds:
@@ -85,14 +87,15 @@ def check_params(n_symbols: int, z: float) -> None:
         raise ConfigError(f"z={z} must be a finite threshold > 0 (the paper sweeps 0.5, 1.0, 1.5, 2.0)")
 
 
-def check_level(name: str, x: torch.Tensor) -> np.ndarray:
+def level_array(name: str, x: torch.Tensor) -> np.ndarray:
+    """The level as a C-contiguous float32 [C, H, W] array (a view when it already is one: no copy)."""
     if x.ndim != 3 or x.numel() == 0:
         raise CodecError(f"level {name} has shape {tuple(x.shape)}; the quantizer needs a non-empty [C, H, W] tensor")
-    arr = x.detach().cpu().numpy().astype(np.float64)
-    bad = int((~np.isfinite(arr)).sum())
-    if bad:
-        raise CodecError(f"level {name} has {bad} NaN/inf values; features must be finite (check the task model's weights and input)")
-    return arr
+    return np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+
+
+def non_finite_error(name: str, bad: int) -> CodecError:
+    return CodecError(f"level {name} has {bad} NaN/inf values; features must be finite (check the task model's weights and input)")
 
 
 def round_side(values: np.ndarray, dtype: str, what: str) -> np.ndarray:
@@ -120,23 +123,29 @@ class QuantizedLevel:
     sigma: np.ndarray
     centroids: np.ndarray
 
-    def reconstruct(self) -> torch.Tensor:
-        """x_hat = centroid[c, s] * sigma_c + mu_c; a constant channel (sigma 0) gives mu_c exactly."""
+    def reconstruct(self, groups: list[tuple[int, int]] | None = None, threads: int = 1) -> torch.Tensor:
+        """x_hat = centroid[c, s] * sigma_c + mu_c (float64, then float32); a constant channel gives mu_c exactly.
+
+        The C x n reconstruction values are computed once; one compiled pass writes the level.
+        """
         c = self.symbols.shape[0]
         rows = self.centroids if self.centroids.shape[0] == c else np.broadcast_to(self.centroids, (c, self.centroids.shape[1]))
-        z_hat = np.take_along_axis(rows, self.symbols.reshape(c, -1).astype(np.int64), axis=1).reshape(self.symbols.shape)
-        x = z_hat * self.sigma[:, None, None] + self.mu[:, None, None]
-        return torch.from_numpy(x.astype(np.float32))
+        table = np.ascontiguousarray((rows * self.sigma[:, None] + self.mu[:, None]).astype(np.float32))
+        out = np.empty(self.symbols.shape, dtype=np.float32)
+        run_groups(lambda g: kernels.lookup(self.symbols, g[0], g[1], table, out), groups or [(0, c)], threads)
+        return torch.from_numpy(out)
 
 
-def _cell_counts(symbols: np.ndarray, n_symbols: int, scope: str) -> np.ndarray:
+def _cell_counts(symbols: np.ndarray, n_symbols: int, scope: str, groups: list[tuple[int, int]], threads: int) -> np.ndarray:
     """How many values fell into each (channel, symbol) cell: [C, n], or [1, n] for level scope."""
-    c = symbols.shape[0]
-    flat = symbols.reshape(c, -1).astype(np.int64)
-    if scope == "level":
-        return np.bincount(flat.reshape(-1), minlength=n_symbols)[None, :]
-    keys = flat + (np.arange(c) * n_symbols)[:, None]
-    return np.bincount(keys.reshape(-1), minlength=c * n_symbols).reshape(c, n_symbols)
+    rows = symbols.shape[0] if scope == "channel" else 1
+
+    def count(g: tuple[int, int]) -> np.ndarray:
+        out = np.zeros((rows, n_symbols), dtype=np.int64)
+        kernels.cell_counts(symbols, g[0], g[1], scope == "channel", out)
+        return out
+
+    return np.sum(run_groups(count, groups, threads), axis=0)
 
 
 @dataclass
@@ -164,7 +173,9 @@ class NormalizedQuantizer:
             channel's mean) or ``level`` (one per level and symbol, n values per level).
         entropy_model: ``causal`` (neighbour-context rANS), ``static`` (one distribution per
             level) or ``raw`` (the paper's fixed ceil(log2 n) bits); see vcm_eval.codecs.entropy.
-        chunk_log2: at most 2**chunk_log2 symbols per rANS stream.
+        chunk_log2: channel groups of at most 2**chunk_log2 values: the unit of parallel work and
+            of a rANS stream (part of the stream, so the bytes do not depend on ``threads``).
+        threads: channel groups processed at once (compiled loops in a thread pool).
     """
 
     def __init__(
@@ -177,6 +188,7 @@ class NormalizedQuantizer:
         centroids: str = "channel",
         entropy_model: str = "causal",
         chunk_log2: int = DEFAULT_CHUNK_LOG2,
+        threads: int = 1,
     ) -> None:
         check_params(n_symbols, z)
         for key, value, valid in (
@@ -190,9 +202,8 @@ class NormalizedQuantizer:
             raise ConfigError(f"chunk_log2={chunk_log2} is out of range; use 10..30")
         self.n_symbols, self.z, self.levels = n_symbols, float(z), level_set(levels)
         self.side_dtype, self.centroids, self.entropy_model, self.chunk_log2 = side_dtype, centroids, entropy_model, chunk_log2
+        self.threads = max(1, int(threads))
         self.bounds = thresholds(n_symbols, self.z)
-        if entropy_model != "raw":
-            import compressai.ans  # noqa: F401 - load the rANS extension here, not inside the timed encode
         self._stats: OrderedDict[bytes, EncodeStats] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -203,20 +214,31 @@ class NormalizedQuantizer:
 
     # quantization without coding
     def quantize_level(self, name: str, x: torch.Tensor) -> QuantizedLevel:
-        """Normalize + quantize one level [C, H, W]; mu, sigma and centroids as the decoder sees them."""
-        arr = check_level(name, x)
+        """Normalize + quantize one level [C, H, W]; mu, sigma and centroids as the decoder sees them.
+
+        Two compiled passes per channel group: mean/std (two sweeps of a cache-resident channel),
+        then normalization, symbol and centroid sums together. Group partials are added in group
+        order, so the result does not depend on ``threads``.
+        """
+        arr = level_array(name, x)
         c = arr.shape[0]
-        flat = arr.reshape(c, -1)
-        mu = round_side(flat.mean(axis=1), self.side_dtype, f"level {name} channel mean")
-        sigma = round_side(flat.std(axis=1), self.side_dtype, f"level {name} channel std")
-        safe = np.where(sigma > 0, sigma, 1.0)
-        z = np.where((sigma > 0)[:, None], (flat - mu[:, None]) / safe[:, None], 0.0)
-        symbols = assign_symbols(z, self.bounds).reshape(arr.shape)
-        counts = _cell_counts(symbols, self.n_symbols, self.centroids)
-        keys = symbols.reshape(c, -1).astype(np.int64)
-        if self.centroids == "channel":
-            keys = keys + (np.arange(c) * self.n_symbols)[:, None]
-        sums = np.bincount(keys.reshape(-1), weights=z.reshape(-1), minlength=counts.size).reshape(counts.shape)
+        groups = channel_groups(arr.shape, self.chunk_log2)
+        mean, std = np.empty(c), np.empty(c)
+        bad = sum(run_groups(lambda g: kernels.channel_stats(arr, g[0], g[1], mean, std), groups, self.threads))
+        if bad:
+            raise non_finite_error(name, bad)
+        mu = round_side(mean, self.side_dtype, f"level {name} channel mean")
+        sigma = round_side(std, self.side_dtype, f"level {name} channel std")
+        symbols = np.empty(arr.shape, dtype=np.uint8)
+        rows = c if self.centroids == "channel" else 1
+
+        def assign(g: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+            sums, counts = np.zeros((rows, self.n_symbols)), np.zeros((rows, self.n_symbols), dtype=np.int64)
+            kernels.assign(arr, g[0], g[1], mu, sigma, self.bounds, self.centroids == "channel", symbols, sums, counts)
+            return sums, counts
+
+        parts = run_groups(assign, groups, self.threads)
+        sums, counts = np.sum([p[0] for p in parts], axis=0), np.sum([p[1] for p in parts], axis=0)
         means = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
         return QuantizedLevel(symbols, mu, sigma, round_side(means, self.side_dtype, f"level {name} centroid"))
 
@@ -226,9 +248,7 @@ class NormalizedQuantizer:
 
     def reconstruct(self, features: FeatureSet) -> FeatureSet:
         """What ``decode(encode(features))`` returns, computed without coding."""
-        out = {
-            k: self.quantize_level(k, features[k]).reconstruct() if k in self.levels else features[k].float() for k in self._kept(features)
-        }
+        out = {k: self._reconstruct(self.quantize_level(k, features[k])) if k in self.levels else features[k].float() for k in self._kept(features)}
         return features.replace(out)
 
     def _coded(self, features: FeatureSet) -> list[str]:
@@ -262,11 +282,11 @@ class NormalizedQuantizer:
             q = self.quantize_level(name, features[name])
             w.floats(q.mu, self.side_dtype)
             w.floats(q.sigma, self.side_dtype)
-            payload = encode_symbols(q.symbols, self.n_symbols, model=self.entropy_model, chunk_log2=self.chunk_log2)
+            payload = encode_symbols(q.symbols, self.n_symbols, model=self.entropy_model, chunk_log2=self.chunk_log2, threads=self.threads)
             w.raw(payload.payload)
             symbol_bytes += len(payload.payload)
             modes.append(payload.mode)
-            counts = _cell_counts(q.symbols, self.n_symbols, self.centroids)
+            counts = _cell_counts(q.symbols, self.n_symbols, self.centroids, channel_groups(q.symbols.shape, self.chunk_log2), self.threads)
             w.floats(q.centroids[counts > 0], self.side_dtype)
         write_passthrough(w, features, [k for k in kept if k not in coded])
         data = w.getvalue()
@@ -278,8 +298,11 @@ class NormalizedQuantizer:
     def decode(self, data: bytes) -> FeatureSet:
         """Bytes from ``encode`` -> float32 FeatureSet (coded + pass-through levels)."""
         quantized, passthrough, image_size, input_size = self._read(data)
-        levels = {k: q.reconstruct() for k, q in quantized.items()} | passthrough
+        levels = {k: self._reconstruct(q) for k, q in quantized.items()} | passthrough
         return FeatureSet(levels={k: levels[k] for k in LEVELS if k in levels}, image_size=image_size, input_size=input_size)
+
+    def _reconstruct(self, q: QuantizedLevel) -> torch.Tensor:
+        return q.reconstruct(channel_groups(q.symbols.shape, self.chunk_log2), self.threads)
 
     def decode_symbols(self, data: bytes) -> dict[str, np.ndarray]:
         """The 0-based symbols [C, H, W] of each coded level, as the decoder reads them."""
@@ -295,8 +318,8 @@ class NormalizedQuantizer:
         for name in coded:
             c = shapes[name][0]
             mu, sigma = r.floats(c, side_dtype).astype(np.float64), r.floats(c, side_dtype).astype(np.float64)
-            symbols = decode_symbols(r, shapes[name], n, chunk_log2=chunk_log2)
-            counts = _cell_counts(symbols, n, scope)
+            symbols = decode_symbols(r, shapes[name], n, chunk_log2=chunk_log2, threads=self.threads)
+            counts = _cell_counts(symbols, n, scope, channel_groups(shapes[name], chunk_log2), self.threads)
             centroids = np.zeros(counts.shape)
             centroids[counts > 0] = r.floats(int((counts > 0).sum()), side_dtype)
             quantized[name] = QuantizedLevel(symbols, mu, sigma, centroids)
@@ -315,10 +338,10 @@ class NormalizedQuantizer:
 
 
 def codec_version() -> str:
-    """Recorded with every run: the stream format and the rANS library's version."""
+    """Recorded with every run (part of the run key): the stream format and the compiler of its loops."""
     from importlib.metadata import version
 
-    return f"vcm_eval.quant/{BITSTREAM_VERSION} compressai {version('compressai')}"
+    return f"vcm_eval.quant/{FORMAT_VERSION} numba {version('numba')}"
 
 
 # --- shared stream parts ---------------------------------------------------------------------
@@ -335,7 +358,7 @@ def _unmask(mask: int) -> list[str]:
 
 
 def write_header(method: str, features: FeatureSet, coded: list[str], passthrough: list[str]) -> BitstreamWriter:
-    w = BitstreamWriter("quant")
+    w = BitstreamWriter("quant", version=FORMAT_VERSION)
     w.uint(METHODS[method])
     for v in (*features.image_size, *features.input_size, _mask(coded), _mask(passthrough)):
         w.uint(int(v))
@@ -349,6 +372,8 @@ def read_header(
     data: bytes, method: str
 ) -> tuple[BitstreamReader, tuple[int, int], tuple[int, int], list[str], list[str], dict[str, tuple[int, int, int]]]:
     r = BitstreamReader(data, "quant")
+    if r.version != FORMAT_VERSION:
+        raise CodecError(f"quant stream of format {r.version}, this vcm_eval reads format {FORMAT_VERSION}; re-encode it (the run key changed with the format)")
     found = r.uint()
     if found != METHODS[method]:
         names = {v: k for k, v in METHODS.items()}

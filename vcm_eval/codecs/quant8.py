@@ -13,11 +13,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from vcm_eval.codecs import quant_kernels as kernels
+from vcm_eval.codecs.entropy import channel_groups, run_groups
 from vcm_eval.codecs.fpn_sizes import Shapes, representation_bits
 from vcm_eval.codecs.quant import (
+    DEFAULT_CHUNK_LOG2,
     SIDE_DTYPES,
-    check_level,
+    level_array,
     level_set,
+    non_finite_error,
     pick_option,
     read_header,
     read_passthrough,
@@ -38,12 +42,13 @@ class Uniform8bitQuantizer:
     Args:
         levels: the levels quantized (others as in ``NormalizedQuantizer``).
         side_dtype: ``float32`` or ``float16`` for each level's min and max.
+        threads: channel groups processed at once (compiled loops in a thread pool; same bytes for any count).
     """
 
-    def __init__(self, *, levels: str | tuple[str, ...] = LEVELS, side_dtype: str = "float32") -> None:
+    def __init__(self, *, levels: str | tuple[str, ...] = LEVELS, side_dtype: str = "float32", threads: int = 1) -> None:
         if side_dtype not in SIDE_DTYPES:
             raise ConfigError(f"side_dtype={side_dtype!r} is unknown; valid: {list(SIDE_DTYPES)}")
-        self.levels, self.side_dtype = level_set(levels), side_dtype
+        self.levels, self.side_dtype, self.threads = level_set(levels), side_dtype, max(1, int(threads))
 
     def raw_bits(self, shapes: Shapes) -> int:
         return representation_bits({k: v for k, v in shapes.items() if k in self.levels}, 8)
@@ -56,17 +61,26 @@ class Uniform8bitQuantizer:
         return coded, [k for k in LEVELS if k in features and k not in self.levels and k != "p6"]
 
     def quantize_level(self, name: str, x: torch.Tensor) -> tuple[np.ndarray, float, float]:
-        """-> (uint8 codes [C, H, W], min, max) with min/max as the decoder reads them."""
-        arr = check_level(name, x)
-        lo, hi = round_side(np.array([arr.min(), arr.max()]), self.side_dtype, f"level {name} min/max")
+        """-> (uint8 codes [C, H, W], min, max) with min/max as the decoder reads them (two compiled passes)."""
+        arr = level_array(name, x)
+        groups = channel_groups(arr.shape, DEFAULT_CHUNK_LOG2)
+        parts = run_groups(lambda g: kernels.min_max(arr, g[0], g[1]), groups, self.threads)
+        bad = sum(p[2] for p in parts)
+        if bad:
+            raise non_finite_error(name, bad)
+        lo, hi = round_side(np.array([min(p[0] for p in parts), max(p[1] for p in parts)]), self.side_dtype, f"level {name} min/max")
         scale = (hi - lo) / 255 if hi > lo else 1.0
-        codes = np.clip(np.rint((arr - lo) / scale), 0, 255).astype(np.uint8)
+        codes = np.empty(arr.shape, dtype=np.uint8)
+        run_groups(lambda g: kernels.uniform_codes(arr, g[0], g[1], lo, scale, 256, codes), groups, self.threads)
         return codes, float(lo), float(hi)
 
-    @staticmethod
-    def dequantize(codes: np.ndarray, lo: float, hi: float) -> torch.Tensor:
+    def dequantize(self, codes: np.ndarray, lo: float, hi: float) -> torch.Tensor:
+        """codes * step + min (float64, then float32), via a 256-entry table and one compiled pass."""
         scale = (hi - lo) / 255 if hi > lo else 0.0
-        return torch.from_numpy((codes * scale + lo).astype(np.float32))
+        table = np.ascontiguousarray(np.broadcast_to((np.arange(256) * scale + lo).astype(np.float32), (codes.shape[0], 256)))
+        out = np.empty(codes.shape, dtype=np.float32)
+        run_groups(lambda g: kernels.lookup(codes, g[0], g[1], table, out), channel_groups(codes.shape, DEFAULT_CHUNK_LOG2), self.threads)
+        return torch.from_numpy(out)
 
     def encode(self, features: FeatureSet) -> bytes:
         coded, passthrough = self._split(features)

@@ -61,14 +61,16 @@ def _feature_anchor(cfg: DictConfig, model: TaskModel) -> Pipeline:
 
 def _quant(cfg: DictConfig, model: TaskModel) -> Pipeline:
     p = cfg.pipeline
-    codec = NormalizedQuantizer(p.n_symbols, p.z, levels=p.levels, side_dtype=p.side_dtype, centroids=p.centroids, entropy_model=p.entropy_model)
+    codec = NormalizedQuantizer(
+        p.n_symbols, p.z, levels=p.levels, side_dtype=p.side_dtype, centroids=p.centroids, entropy_model=p.entropy_model, threads=cfg.threads
+    )
     return FeatureCodingPipeline(
         model=model, codec=codec, name="quant", params=pipeline_params(cfg), version=codec_version(), cache=feature_cache(cfg, model)
     )
 
 
 def _quant8(cfg: DictConfig, model: TaskModel) -> Pipeline:
-    codec = Uniform8bitQuantizer(levels=cfg.pipeline.levels, side_dtype=cfg.pipeline.side_dtype)
+    codec = Uniform8bitQuantizer(levels=cfg.pipeline.levels, side_dtype=cfg.pipeline.side_dtype, threads=cfg.threads)
     return FeatureCodingPipeline(
         model=model, codec=codec, name="quant8", params=pipeline_params(cfg), version=codec_version(), cache=feature_cache(cfg, model)
     )

@@ -1,0 +1,218 @@
+"""Each feature codec's own work on a full-size (Cityscapes 2048 x 1024) pyramid: time, memory, rate.
+
+    python benchmarks/bench_feature_codecs.py [--source smooth|network] [--threads 2] [--repeats 3]
+        [--codecs quant-causal,quant-static,quant-raw,quant8,feature_anchor] [--pythonpath DIR]
+        [--out results/benchmarks/feature_codecs.json]
+
+The pyramid is P2..P6 of a 2048 x 1024 image (44,695,552 float32 values, 170.5 MiB):
+``smooth`` = deterministic smooth random fields (bilinearly upsampled noise plus a little white
+noise, per-channel scale and offset); ``network`` = the features of the Cityscapes R50-FPN task
+network (random init, seed 0) on the synthetic 2048 x 1024 street scene.
+
+Each codec runs in its own process (one process, ``--threads`` threads): it loads the pyramid,
+records its resident memory (the baseline), runs encode + decode once to compile and warm up
+(``first_s``), then ``--repeats`` times; the best time counts. Reported per codec: encode and
+decode seconds, values per second, bits per value (8 x stream bytes / values), peak memory above
+the baseline (``ru_maxrss`` - baseline RSS), and the same process's time for one memory pass (a
+``numpy`` copy of every level) as the physical reference. VVC is excluded: ``feature_anchor``
+times its own pre- and post-processing (min-max, 10-bit codes, tiling into the frame; un-tiling,
+de-quantization) with the frame passed straight through.
+
+``--pythonpath DIR`` runs the codecs of another checkout (e.g. a ``git worktree`` of an older
+commit) on the same pyramid: how the table of docs/performance.md compares old and new.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+HEIGHT, WIDTH = 1024, 2048
+CODECS = ("quant-causal", "quant-static", "quant-raw", "quant8", "feature_anchor")
+
+
+def smooth_pyramid(seed: int = 0) -> dict[str, np.ndarray]:
+    """Deterministic smooth float32 fields of the FPN shapes of a 2048 x 1024 image."""
+    import torch
+    import torch.nn.functional as F
+
+    from vcm_eval.codecs.fpn_sizes import fpn_shapes
+
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for name, (c, h, w) in fpn_shapes(HEIGHT, WIDTH).items():
+        coarse = torch.randn(1, c, h // 8 + 2, w // 8 + 2, generator=gen)
+        field = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)[0]
+        field += 0.2 * torch.randn(c, h, w, generator=gen)
+        scale, offset = torch.rand(c, 1, 1, generator=gen) * 2 + 0.1, torch.randn(c, 1, 1, generator=gen)
+        out[name] = (field * scale + offset).numpy().astype(np.float32)
+    return out
+
+
+def network_pyramid() -> dict[str, np.ndarray]:
+    """P2..P6 of the Cityscapes R50-FPN (random init, seed 0) on the synthetic 2048 x 1024 scene."""
+    import torch
+    from hydra import compose, initialize_config_dir
+
+    import vcm_eval.config  # noqa: F401 - registers the schemas
+    from vcm_eval.data.synthetic import SyntheticSpec, scene_for
+    from vcm_eval.vision.registry import build_task_model
+
+    torch.manual_seed(0)
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["model=cityscapes_mask_rcnn_r50_fpn", "model.weights=null"])
+    model = build_task_model(cfg.model)
+    image = scene_for(SyntheticSpec(height=HEIGHT, width=WIDTH, max_objects=24), "val", 0).image
+    return {k: v.numpy() for k, v in model.features(image).items()}
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def _accepts(cls: Any, name: str) -> bool:
+    return name in inspect.signature(cls).parameters
+
+
+def build_codec(name: str, threads: int) -> tuple[Any, Any]:
+    """(encode, decode) of one codec, each FeatureSet -> ... as its own work (VVC left out)."""
+    from vcm_eval.codecs.quant import NormalizedQuantizer
+    from vcm_eval.codecs.quant8 import Uniform8bitQuantizer
+
+    if name.startswith("quant-"):
+        kw: dict[str, Any] = {"threads": threads} if _accepts(NormalizedQuantizer, "threads") else {}
+        q = NormalizedQuantizer(4, 1.5, entropy_model=name.split("-", 1)[1], **kw)
+        return q.encode, q.decode
+    if name == "quant8":
+        kw8: dict[str, Any] = {"threads": threads} if _accepts(Uniform8bitQuantizer, "threads") else {}
+        q8 = Uniform8bitQuantizer(**kw8)
+        return q8.encode, q8.decode
+    if name == "feature_anchor":
+        from vcm_eval.codecs.feature_vvc import BITS, FeatureVvcCodec
+        from vcm_eval.codecs.tiling import dequantize, untile
+        codec = FeatureVvcCodec(vvc=None, qp=32, split="p2-p5")  # type: ignore[arg-type]  # VVC is never called here
+
+        def encode(features: Any) -> Any:
+            _, ranges, frame, layout = codec.frame(features)
+            return frame, ranges, layout
+
+        def decode(coded: Any) -> Any:
+            frame, ranges, layout = coded
+            return dequantize(untile(frame.view(np.int16), layout), ranges, bits=BITS)
+
+        return encode, decode
+    raise SystemExit(f"unknown codec {name!r}; choose from {CODECS}")
+
+
+def worker(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from vcm_eval.vision.base import FeatureSet
+
+    torch.set_num_threads(args.threads)
+    arrays = dict(np.load(args.pyramid))
+    values = sum(a.size for a in arrays.values())
+    features = FeatureSet(levels={k: torch.from_numpy(v) for k, v in arrays.items()}, image_size=(HEIGHT, WIDTH), input_size=(HEIGHT, WIDTH))
+    baseline = _rss_mb()
+    copies = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        dup = [a.copy() for a in arrays.values()]
+        copies.append(time.perf_counter() - t0)
+        del dup
+    encode, decode = build_codec(args.codec, args.threads)
+    t0 = time.perf_counter()
+    decode(encode(features))
+    first = time.perf_counter() - t0
+    enc, dec, size = [], [], 0
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        data = encode(features)
+        t1 = time.perf_counter()
+        out = decode(data)
+        t2 = time.perf_counter()
+        enc.append(t1 - t0)
+        dec.append(t2 - t1)
+        size = len(data) if isinstance(data, bytes) else 0
+        del data, out
+    coded_values = values if args.codec != "feature_anchor" else values - arrays["p6"].size
+    return {
+        "codec": args.codec,
+        "values": coded_values,
+        "memory_pass_s": min(copies),
+        "first_s": first,
+        "encode_s": min(enc),
+        "decode_s": min(dec),
+        "encode_decode_s": min(enc) + min(dec),
+        "x_memory_pass": (min(enc) + min(dec)) / min(copies),
+        "mvalues_per_s": coded_values / (min(enc) + min(dec)) / 1e6,
+        "bits_per_value": 8 * size / coded_values if size else None,
+        "baseline_rss_mb": baseline,
+        "peak_above_baseline_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - baseline,
+        "pyramid_float32_mb": values * 4 / 2**20,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--source", choices=("smooth", "network"), default="smooth")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--codecs", default=",".join(CODECS))
+    ap.add_argument("--pythonpath", default="", help="import vcm_eval from this checkout instead (compare implementations)")
+    ap.add_argument("--out", default=str(ROOT / "results" / "benchmarks" / "feature_codecs.json"))
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--codec", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--pyramid", default="", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (args.pythonpath, str(ROOT)) if p)}
+    env.update(OMP_NUM_THREADS=str(args.threads), NUMBA_NUM_THREADS=str(args.threads))
+    result: dict[str, Any] = {
+        "command": " ".join(["benchmarks/bench_feature_codecs.py", *sys.argv[1:]]),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg()},
+        "source": args.source,
+        "threads": args.threads,
+        "implementation": args.pythonpath or "this checkout",
+        "codecs": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="bench_feature_codecs_") as tmp:
+        pyramid = Path(tmp) / "pyramid.npz"
+        np.savez(pyramid, **(smooth_pyramid() if args.source == "smooth" else network_pyramid()))
+        for name in [c for c in args.codecs.split(",") if c]:
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--codec", name, "--pyramid", str(pyramid)]
+            cmd += ["--threads", str(args.threads), "--repeats", str(args.repeats)]
+            proc = subprocess.run(cmd, check=False, cwd=tmp, env=env, capture_output=True, text=True)
+            if proc.returncode:
+                raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
+            row = json.loads(proc.stdout.strip().splitlines()[-1])
+            result["codecs"].append(row)
+            print(json.dumps(row))
+    result["machine"]["load_avg_at_end"] = os.getloadavg()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = out.with_suffix(".tmp")
+    tmp_out.write_text(json.dumps(result, indent=2))
+    tmp_out.replace(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""The compiled symbol coder (rANS with causal contexts, bit packing) and the quantizers' compiled passes."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from vcm_eval.codecs import quant_kernels
+from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
+from vcm_eval.codecs.entropy import Tables, channel_groups, decode_symbols, encode_symbols, pack_fixed, unpack_fixed
+from vcm_eval.codecs.quant import NormalizedQuantizer, assign_symbols, thresholds
+from vcm_eval.codecs.quant8 import Uniform8bitQuantizer
+from vcm_eval.errors import CodecError
+from vcm_eval.vision.base import FeatureSet
+
+
+def _round_trip(symbols: np.ndarray, n: int, model: str, chunk_log2: int = 12, threads: int = 1) -> tuple[np.ndarray, str, int]:
+    coded = encode_symbols(symbols, n, model=model, chunk_log2=chunk_log2, threads=threads)
+    w = BitstreamWriter("quant")
+    w.raw(coded.payload)
+    r = BitstreamReader(w.getvalue(), "quant")
+    out = decode_symbols(r, symbols.shape, n, chunk_log2=chunk_log2, threads=threads)
+    r.done()
+    return out, coded.mode, len(coded.payload)
+
+
+def _smooth_symbols(n: int, shape: tuple[int, int, int], seed: int = 0, shift: float = 0.0) -> np.ndarray:
+    """Symbols of a smooth normalized field (``shift`` skews their distribution towards the top)."""
+    x = np.random.default_rng(seed).standard_normal(shape).cumsum(1).cumsum(2)
+    x = (x - x.mean(axis=(1, 2), keepdims=True)) / x.std(axis=(1, 2), keepdims=True)
+    return assign_symbols(x + shift, thresholds(n, 1.0))
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 7, 16])
+@pytest.mark.parametrize("model", ["static", "causal"])
+def test_rans_round_trip_is_exact_and_compresses_smooth_maps(n: int, model: str) -> None:
+    # causal: neighbours predict a smooth map; static: only a skewed histogram compresses
+    symbols = _smooth_symbols(n, (8, 65, 81), seed=n, shift=0.0 if model == "causal" else 1.2)
+    out, mode, size = _round_trip(symbols, n, model)
+    np.testing.assert_array_equal(out, symbols)
+    assert mode == model  # the model beats the fixed-length code
+    assert 8 * size < symbols.size * max(1, math.ceil(math.log2(n)))
+
+
+def test_one_symbol_contexts_cost_almost_nothing() -> None:
+    symbols = np.zeros((4, 64, 64), dtype=np.uint8)
+    symbols[2, 10:20, 5:9] = 3  # a few contexts with several symbols, most with exactly one (frequency 2**16)
+    out, mode, size = _round_trip(symbols, 4, "causal")
+    np.testing.assert_array_equal(out, symbols)
+    assert mode == "causal" and size < 160
+
+
+def test_the_stream_does_not_depend_on_threads() -> None:
+    symbols = _smooth_symbols(4, (16, 40, 40))
+    one = encode_symbols(symbols, 4, model="causal", chunk_log2=11, threads=1).payload
+    assert len(channel_groups(symbols.shape, 11)) == 16  # one channel of 1,600 values per group
+    assert encode_symbols(symbols, 4, model="causal", chunk_log2=11, threads=3).payload == one
+    out, _, _ = _round_trip(symbols, 4, "causal", chunk_log2=11, threads=3)
+    np.testing.assert_array_equal(out, symbols)
+
+
+def test_corrupt_rans_words_are_codec_errors() -> None:
+    symbols = _smooth_symbols(4, (2, 30, 30))
+    payload = bytearray(encode_symbols(symbols, 4, model="causal", chunk_log2=12).payload)
+    payload[-3] ^= 0xFF  # inside the last stream: wrong final state or words left over
+    w = BitstreamWriter("quant")
+    w.raw(bytes(payload))
+    with pytest.raises(CodecError, match="corrupt"):
+        decode_symbols(BitstreamReader(w.getvalue(), "quant"), symbols.shape, 4, chunk_log2=12)
+
+
+def test_frequency_tables_sum_to_the_precision_and_keep_every_seen_symbol() -> None:
+    counts = np.array([[0, 0, 0, 0], [1, 10**9, 0, 3], [5, 5, 5, 5], [0, 7, 0, 0]])
+    t = Tables.from_counts(counts)
+    assert t.freq[0].sum() == 0 and list(t.freq[3]) == [0, 2**16, 0, 0]
+    assert all(t.freq[k].sum() == 2**16 for k in (1, 2, 3))
+    assert ((t.freq > 0) == (counts > 0)).all()
+    w = BitstreamWriter("quant")
+    t.write(w)
+    back = Tables.read(BitstreamReader(w.getvalue(), "quant"), 4, 4)
+    np.testing.assert_array_equal(back.freq, t.freq)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 16])
+def test_bit_packing_is_msb_first_and_exact(n: int) -> None:
+    symbols = np.random.default_rng(n).integers(0, n, size=1001).astype(np.uint8)
+    data = pack_fixed(symbols, n)
+    b = max(1, math.ceil(math.log2(n)))
+    bits = "".join(format(int(s), f"0{b}b") for s in symbols)
+    assert data == int(bits + "0" * (-len(bits) % 8), 2).to_bytes(len(data), "big")
+    np.testing.assert_array_equal(unpack_fixed(data, symbols.size, n), symbols)
+
+
+@pytest.mark.parametrize("t", [0.5, 1.0, 1.5])
+def test_compiled_symbol_rule_equals_the_readable_one_at_the_boundaries(t: float) -> None:
+    values = np.array([-1e9, np.nextafter(-t, -np.inf), -t, np.nextafter(0, -1), 0.0, t, np.nextafter(t, np.inf), 1e9])
+    for n in (3, 4, 5):
+        bounds = thresholds(n, t)
+        x = values.astype(np.float64).reshape(1, 1, -1)
+        symbols = np.empty(x.shape, dtype=np.uint8)
+        sums, counts = np.zeros((1, n)), np.zeros((1, n), dtype=np.int64)
+        quant_kernels.assign(x, 0, 1, np.zeros(1), np.ones(1), bounds, True, symbols, sums, counts)
+        np.testing.assert_array_equal(symbols.reshape(-1), assign_symbols(values, bounds))
+
+
+def test_quantizers_give_the_same_bytes_for_any_thread_count() -> None:
+    gen = torch.Generator().manual_seed(0)
+    levels = {k: torch.randn(24, h, w, generator=gen).cumsum(1).cumsum(2) for k, h, w in (("p2", 40, 56), ("p3", 20, 28), ("p4", 10, 14), ("p5", 5, 7), ("p6", 3, 4))}
+    f = FeatureSet(levels=levels, image_size=(160, 224), input_size=(160, 224))
+    for codec in (lambda th: NormalizedQuantizer(4, 1.0, centroids="level", chunk_log2=11, threads=th), lambda th: Uniform8bitQuantizer(threads=th)):
+        one, two = codec(1), codec(2)
+        data = one.encode(f)
+        assert two.encode(f) == data
+        for k, v in two.decode(data).items():
+            assert torch.equal(v, one.decode(data)[k])
+
+
+def test_old_format_streams_are_refused_with_the_reason() -> None:
+    data = bytearray(Uniform8bitQuantizer().encode(FeatureSet(levels={k: torch.ones(2, 3, 3) for k in ("p2", "p3", "p4", "p5", "p6")}, image_size=(8, 8), input_size=(8, 8))))
+    data[0] = (data[0] & 0xF0) | 1  # format 1: the anti-diagonal CompressAI coder
+    with pytest.raises(CodecError, match="format 1.*re-encode"):
+        NormalizedQuantizer(4, 1.0).decode(bytes(data))

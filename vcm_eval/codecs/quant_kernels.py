@@ -1,0 +1,135 @@
+"""Compiled per-channel passes of the feature quantizers (numba, ``nogil``: channel groups run in threads).
+
+Each function touches every value once or twice and allocates nothing the size of the level, so
+the quantizers run near memory speed (benchmarks/bench_feature_codecs.py) instead of spending
+their time in numpy temporaries. Every loop works on a channel range ``c0..c1`` of a [C, H, W]
+array: a caller splits the channels into fixed groups and combines the groups' partial results in
+group order, so the output never depends on how many threads ran.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def channel_stats(x: np.ndarray, c0: int, c1: int, mean: np.ndarray, std: np.ndarray) -> int:
+    """Mean and population std (float64, two passes per channel) of channels c0..c1-1; -> non-finite count."""
+    _, h, w = x.shape
+    bad = 0
+    count = h * w
+    for c in range(c0, c1):
+        total = 0.0
+        for i in range(h):
+            for j in range(w):
+                v = x[c, i, j]
+                if not np.isfinite(v):
+                    bad += 1
+                total += v
+        mu = total / count
+        sq = 0.0
+        for i in range(h):
+            for j in range(w):
+                d = x[c, i, j] - mu
+                sq += d * d
+        mean[c] = mu
+        std[c] = np.sqrt(sq / count)
+    return bad
+
+
+@njit(cache=True, nogil=True)
+def assign(
+    x: np.ndarray,
+    c0: int,
+    c1: int,
+    mu: np.ndarray,
+    sigma: np.ndarray,
+    bounds: np.ndarray,
+    per_channel: bool,
+    symbols: np.ndarray,
+    sums: np.ndarray,
+    counts: np.ndarray,
+) -> None:
+    """Normalize, assign symbols and accumulate the centroid sums of channels c0..c1-1, in one pass.
+
+    z = (x - mu_c) / sigma_c (0 for a constant channel); the symbol is the number of boundaries t
+    with z >= t (t <= 0) or z > t (t > 0), the paper's interval rule. ``sums``/``counts`` [rows, n]
+    get z and 1 per (row, symbol), row = channel (``per_channel``) or 0 (one row per level).
+    Branch-free symbol rule and per-channel accumulators: smooth maps give long runs of one symbol.
+    """
+    _, h, w = x.shape
+    n = sums.shape[1]
+    nonpos = bounds[bounds <= 0]
+    pos = bounds[bounds > 0]
+    acc = np.zeros(n)
+    cnt = np.zeros(n, dtype=np.int64)
+    for c in range(c0, c1):
+        m, sd = mu[c], sigma[c]
+        acc[:] = 0.0
+        cnt[:] = 0
+        for i in range(h):
+            for j in range(w):
+                z = (x[c, i, j] - m) / sd if sd > 0 else 0.0
+                s = 0
+                for t in nonpos:
+                    s += z >= t
+                for t in pos:
+                    s += z > t
+                symbols[c, i, j] = s
+                acc[s] += z
+                cnt[s] += 1
+        row = c if per_channel else 0
+        for k in range(n):
+            sums[row, k] += acc[k]
+            counts[row, k] += cnt[k]
+
+
+@njit(cache=True, nogil=True)
+def cell_counts(symbols: np.ndarray, c0: int, c1: int, per_channel: bool, counts: np.ndarray) -> None:
+    """Add the (row, symbol) counts of channels c0..c1-1 (rows as in ``assign``) to ``counts``."""
+    _, h, w = symbols.shape
+    for c in range(c0, c1):
+        row = c if per_channel else 0
+        for i in range(h):
+            for j in range(w):
+                counts[row, symbols[c, i, j]] += 1
+
+
+@njit(cache=True, nogil=True)
+def lookup(symbols: np.ndarray, c0: int, c1: int, table: np.ndarray, out: np.ndarray) -> None:
+    """out[c, i, j] = table[c, symbols[c, i, j]] for channels c0..c1-1 (the decoders' one write pass)."""
+    _, h, w = symbols.shape
+    for c in range(c0, c1):
+        for i in range(h):
+            for j in range(w):
+                out[c, i, j] = table[c, symbols[c, i, j]]
+
+
+@njit(cache=True, nogil=True)
+def min_max(x: np.ndarray, c0: int, c1: int) -> tuple[float, float, int]:
+    """(min, max, non-finite count) of channels c0..c1-1."""
+    _, h, w = x.shape
+    lo, hi, bad = np.inf, -np.inf, 0
+    for c in range(c0, c1):
+        for i in range(h):
+            for j in range(w):
+                v = x[c, i, j]
+                if not np.isfinite(v):
+                    bad += 1
+                    continue
+                lo = min(lo, v)
+                hi = max(hi, v)
+    return lo, hi, bad
+
+
+@njit(cache=True, nogil=True)
+def uniform_codes(x: np.ndarray, c0: int, c1: int, lo: float, scale: float, levels: int, out: np.ndarray) -> None:
+    """out = clip(rint((x - lo) / scale), 0, levels - 1) for channels c0..c1-1 (uint8 or uint16 ``out``)."""
+    _, h, w = x.shape
+    top = levels - 1
+    for c in range(c0, c1):
+        for i in range(h):
+            for j in range(w):
+                q = np.rint((x[c, i, j] - lo) / scale)
+                out[c, i, j] = 0 if q < 0 else (min(q, top))
