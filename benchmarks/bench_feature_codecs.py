@@ -104,17 +104,19 @@ def build_codec(name: str, threads: int) -> tuple[Any, Any]:
         q8 = Uniform8bitQuantizer(**kw8)
         return q8.encode, q8.decode
     if name == "feature_anchor":
+        from vcm_eval.codecs import tiling
         from vcm_eval.codecs.feature_vvc import BITS, FeatureVvcCodec
-        from vcm_eval.codecs.tiling import dequantize, untile
         codec = FeatureVvcCodec(vvc=None, qp=32, split="p2-p5")  # type: ignore[arg-type]  # VVC is never called here
 
         def encode(features: Any) -> Any:
             _, ranges, frame, layout = codec.frame(features)
             return frame, ranges, layout
 
-        def decode(coded: Any) -> Any:
+        def decode(coded: Any) -> Any:  # what FeatureVvcCodec.decode does after VVC (older checkouts: untile + dequantize)
             frame, ranges, layout = coded
-            return dequantize(untile(frame.view(np.int16), layout), ranges, bits=BITS)
+            if hasattr(tiling, "frame_values"):
+                return tiling.frame_values(frame, layout, ranges, bits=BITS)
+            return tiling.dequantize(tiling.untile(frame.view(np.int16), layout), ranges, bits=BITS)
 
         return encode, decode
     raise SystemExit(f"unknown codec {name!r}; choose from {CODECS}")

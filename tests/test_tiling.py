@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vcm_eval.codecs.tiling import channel_grid, dequantize, minmax_ranges, plan_layout, quantize, tile, untile
+from vcm_eval.codecs.tiling import channel_grid, codes_frame, dequantize, frame_values, minmax_ranges, plan_layout, quantize, tile, untile
 from vcm_eval.errors import CodecError
 from vcm_eval.vision.base import FeatureSet
 
@@ -150,3 +150,18 @@ def test_unknown_mode_and_bits_raise() -> None:
         minmax_ranges(feats, "channel")
     with pytest.raises(CodecError, match="bits=16"):
         quantize(feats, minmax_ranges(feats, "tensor"), bits=16)
+
+
+@pytest.mark.parametrize(("channels", "height", "width", "mode"), [(256, 20, 36, "tensor"), (7, 9, 13, "level"), (12, 5, 7, "level")])
+def test_fused_passes_equal_the_reference_compositions_bit_for_bit(channels: int, height: int, width: int, mode: str) -> None:
+    feats = pyramid(channels, height, width, 4, seed=channels)
+    feats.levels["p4"][0] = 1.5  # a constant channel
+    ranges = minmax_ranges(feats, mode)
+    frame, layout = codes_frame(feats, ranges, bits=10, fill=512)
+    ref_frame, ref_layout = tile(quantize(feats, ranges, bits=10), fill=512)
+    assert layout == ref_layout and frame.dtype == np.uint16
+    np.testing.assert_array_equal(frame, ref_frame.astype(np.uint16))
+    back, ref = frame_values(frame, layout, ranges, bits=10), dequantize(untile(ref_frame, layout), ranges, bits=10)
+    assert back.image_size == ref.image_size and list(back) == list(ref)
+    for name in ref:
+        assert back[name].dtype == torch.float32 and torch.equal(back[name], ref[name]), name

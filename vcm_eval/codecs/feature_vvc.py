@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
-from vcm_eval.codecs.tiling import MINMAX_MODES, Layout, dequantize, minmax_ranges, plan_layout, quantize, tile, untile
+from vcm_eval.codecs.tiling import MINMAX_MODES, Layout, codes_frame, frame_values, minmax_ranges, plan_layout
 from vcm_eval.codecs.vvc import VvcCodec, check_chroma, check_qp
 from vcm_eval.codecs.yuv import Yuv420
 from vcm_eval.errors import CodecError, ConfigError
@@ -85,7 +85,7 @@ class FeatureVvcCodec:
             CodecError: a level of the split is missing, or a value is NaN/inf.
         """
         coded, ranges, frame, layout = self.frame(features)
-        payload = self.vvc.encode(Yuv420.from_luma(frame.view(np.uint16)), self.qp, chroma=self.chroma)
+        payload = self.vvc.encode(Yuv420.from_luma(frame), self.qp, chroma=self.chroma)
         del frame
         w = BitstreamWriter(self.codec_name)
         for size in (*coded.image_size, *coded.input_size):
@@ -101,13 +101,16 @@ class FeatureVvcCodec:
         return w.getvalue()
 
     def frame(self, features: FeatureSet) -> tuple[FeatureSet, dict[str, tuple[float, float]], np.ndarray, Layout]:
-        """The coded levels, their min-max ranges, and the 10-bit frame VVC codes (and its layout)."""
+        """The coded levels, their min-max ranges, and the 10-bit uint16 frame VVC codes (and its layout).
+
+        Min-max, codes and tiling in two compiled passes (``tiling.minmax_ranges``, ``tiling.codes_frame``).
+        """
         missing = [lv for lv in self.levels if lv not in features]
         if missing:
             raise CodecError(f"features lack levels {missing} that the split codes; the task model must give {list(self.levels)}")
         coded = features.replace({lv: features[lv] for lv in self.levels})
         ranges = minmax_ranges(coded, self.minmax)
-        frame, layout = tile(quantize(coded, ranges, bits=BITS), fill=FILL)
+        frame, layout = codes_frame(coded, ranges, bits=BITS, fill=FILL)
         return coded, ranges, frame, layout
 
     def decoded_frame(self, data: bytes) -> np.ndarray:
@@ -142,8 +145,7 @@ class FeatureVvcCodec:
     def decode(self, data: bytes) -> FeatureSet:
         """Bytes from ``encode`` -> float32 FeatureSet of the coded levels (+ image/input size)."""
         header, _ = self._parse(data)
-        codes = untile(self.decoded_frame(data).view(np.int16), header.layout())
-        return dequantize(codes, header.ranges, bits=BITS)
+        return frame_values(self.decoded_frame(data), header.layout(), header.ranges, bits=BITS)
 
     def report(self, features: FeatureSet, data: bytes) -> dict[str, Any]:
         """Per-image numbers recorded beside the rate: header bytes and frame size in samples."""

@@ -25,6 +25,10 @@ the shapes in the header and no offsets are sent):
 ``tile`` and ``untile`` are exact inverses (any dtype, any shapes). Quantization (``minmax_ranges``,
 ``quantize``, ``dequantize``) maps each value to ``round((x - lo) / (hi - lo) * 1023)`` for 10 bits,
 so the reconstruction error is at most ``(hi - lo) / 2046`` (half a step; float32 rounding aside).
+
+The feature anchor runs the fused forms: ``codes_frame`` (= ``tile(quantize(...))``) and
+``frame_values`` (= ``dequantize(untile(...))``), one compiled pass each with no pyramid-sized
+temporaries (``quant_kernels``); the tests check they equal the compositions bit for bit.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from vcm_eval.codecs import quant_kernels as kernels
 from vcm_eval.errors import CodecError
 from vcm_eval.vision.base import FeatureSet
 
@@ -169,15 +174,16 @@ def untile(frame: np.ndarray, layout: Layout) -> FeatureSet:
     return FeatureSet(levels=levels, image_size=layout.image_size, input_size=layout.input_size)
 
 
-def check_finite(features: FeatureSet) -> None:
-    """Raise ``CodecError`` naming the level when a value is NaN or infinite."""
-    for name, t in features.items():
-        bad = int((~torch.isfinite(t)).sum())
-        if bad:
-            raise CodecError(
-                f"feature level {name} has {bad} NaN/inf values of {t.numel()}; min-max quantization needs finite "
-                "features (check the task model's weights and the input image)"
-            )
+def _level_min_max(name: str, t: torch.Tensor) -> tuple[float, float]:
+    """(min, max) of one level in one compiled pass; ``CodecError`` naming the level for NaN/inf."""
+    x = np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
+    lo, hi, bad = kernels.min_max(x, 0, x.shape[0])
+    if bad:
+        raise CodecError(
+            f"feature level {name} has {bad} NaN/inf values of {t.numel()}; min-max quantization needs finite "
+            "features (check the task model's weights and the input image)"
+        )
+    return float(lo), float(hi)
 
 
 def minmax_ranges(features: FeatureSet, mode: str) -> dict[str, tuple[float, float]]:
@@ -188,8 +194,7 @@ def minmax_ranges(features: FeatureSet, mode: str) -> dict[str, tuple[float, flo
     """
     if mode not in MINMAX_MODES:
         raise CodecError(f"minmax={mode!r} is unknown; use one of {MINMAX_MODES}")
-    check_finite(features)
-    per_level = {n: (float(np.float32(t.min())), float(np.float32(t.max()))) for n, t in features.items()}
+    per_level = {n: _level_min_max(n, t) for n, t in features.items()}
     if mode == "level":
         return per_level
     lo, hi = min(r[0] for r in per_level.values()), max(r[1] for r in per_level.values())
@@ -210,9 +215,7 @@ def quantize(features: FeatureSet, ranges: dict[str, tuple[float, float]], *, bi
         A FeatureSet of the same shapes holding int16 codes 0..2^bits - 1 (half the memory of
         float32 on a Cityscapes-size pyramid; the frame the codec sees is 16-bit anyway).
     """
-    if not 1 <= bits <= 15:
-        raise CodecError(f"bits={bits} is outside 1..15; the feature anchor uses 10")
-    peak = float(2**bits - 1)
+    peak = _check_bits(bits)
     out = {}
     for name, t in features.items():
         lo, hi = ranges[name]
@@ -231,3 +234,37 @@ def dequantize(codes: FeatureSet, ranges: dict[str, tuple[float, float]], *, bit
         lo, hi = ranges[name]
         out[name] = q.to(torch.float32, copy=True).mul_((hi - lo) / peak).add_(lo) if hi > lo else torch.full(q.shape, lo, dtype=torch.float32)
     return codes.replace(out)
+
+
+def _check_bits(bits: int) -> float:
+    if not 1 <= bits <= 15:
+        raise CodecError(f"bits={bits} is outside 1..15; the feature anchor uses 10")
+    return float(2**bits - 1)
+
+
+def codes_frame(features: FeatureSet, ranges: dict[str, tuple[float, float]], *, bits: int = 10, fill: int = 0) -> tuple[np.ndarray, Layout]:
+    """``tile(quantize(features, ranges, bits=bits), fill=fill)`` in one compiled pass: a uint16 frame."""
+    peak = _check_bits(bits)
+    layout = plan_layout(features.shapes(), image_size=features.image_size, input_size=features.input_size)
+    frame = np.full((layout.height, layout.width), fill, dtype=np.uint16)
+    for t in layout.levels:
+        x = np.ascontiguousarray(features[t.name].detach().cpu().numpy(), dtype=np.float32)
+        lo, hi = ranges[t.name]
+        ratio = np.float32(peak / (hi - lo)) if hi > lo else np.float32(0.0)
+        kernels.codes_into_frame(x, 0, t.channels, np.float32(lo), ratio, int(peak), frame, t.top, t.left, t.cols)
+    return frame, layout
+
+
+def frame_values(frame: np.ndarray, layout: Layout, ranges: dict[str, tuple[float, float]], *, bits: int = 10) -> FeatureSet:
+    """``dequantize(untile(frame, layout), ranges, bits=bits)`` in one compiled pass per level: float32 levels."""
+    peak = _check_bits(bits)
+    if frame.shape != (layout.height, layout.width):
+        raise CodecError(f"frame is {frame.shape[::-1]} (WxH) but the layout needs {layout.width}x{layout.height}")
+    levels = {}
+    for t in layout.levels:
+        lo, hi = ranges[t.name]
+        out = np.empty((t.channels, t.height, t.width), dtype=np.float32)
+        step = np.float32((hi - lo) / peak) if hi > lo else np.float32(0.0)
+        kernels.values_from_frame(frame, 0, t.channels, t.top, t.left, t.cols, step, np.float32(lo), out)
+        levels[t.name] = torch.from_numpy(out)
+    return FeatureSet(levels=levels, image_size=layout.image_size, input_size=layout.input_size)
