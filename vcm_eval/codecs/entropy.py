@@ -26,7 +26,7 @@ Payload layout of one level (varints as in ``vcm_eval.codecs.bitstream``)::
     static/causal:  per context: varint mask of the symbols that occur (bit s = symbol s; 0 = the
                     context never occurs), then the 16-bit frequency of each of those symbols but
                     the last (varints; the last gets 2**16 - their sum);
-                    then per channel group: varint byte length + the rANS words (uint16, little endian)
+                    then per channel group: varint byte length + the rANS bytes (final state first)
 """
 
 from __future__ import annotations
@@ -189,9 +189,9 @@ def encode_symbols(symbols: np.ndarray, n_symbols: int, *, model: str, chunk_log
     per_channel, bits = math.prod(symbols.shape[1:]), bits_per_symbol(n_symbols)
 
     def code(g: tuple[int, int]) -> bytes | None:
-        out = np.empty(math.ceil((g[1] - g[0]) * per_channel * bits / 16) + 2, dtype=np.uint16)
+        out = np.empty(math.ceil((g[1] - g[0]) * per_channel * bits / 8) + 4, dtype=np.uint8)
         used = rans.encode(symbols, g[0], g[1], n_symbols, causal, start, freq, out)
-        return None if used == rans.OVERFLOW else out[:used].astype("<u2").tobytes()
+        return None if used == rans.OVERFLOW else out[:used].tobytes()
 
     streams = run_groups(code, groups, threads)
     if any(s is None for s in streams):  # a group would not beat the fixed-length code
@@ -227,9 +227,9 @@ def decode_symbols(r: BitstreamReader, shape: tuple[int, int, int], n_symbols: i
     streams = []
     for _ in groups:
         blob = r.blob()
-        if len(blob) < 4 or len(blob) % 2:
-            raise CodecError(f"rANS stream of {len(blob)} bytes is not whole 16-bit words; the bitstream is corrupt")
-        streams.append(np.frombuffer(blob, dtype="<u2").astype(np.uint16))
+        if len(blob) < 4:
+            raise CodecError(f"rANS stream of {len(blob)} bytes is shorter than its final state; the bitstream is corrupt")
+        streams.append(np.frombuffer(blob, dtype=np.uint8))
     symbols = np.empty(shape, dtype=np.uint8)
     causal = model == "causal"
 
@@ -237,5 +237,5 @@ def decode_symbols(r: BitstreamReader, shape: tuple[int, int, int], n_symbols: i
         return int(rans.decode(streams[groups.index(g)], g[0], g[1], n_symbols, causal, start, freq, symbols))
 
     if any(status == rans.CORRUPT for status in run_groups(work, groups, threads)):
-        raise CodecError("rANS decoding failed (words missing or left over, or a wrong final state); the bitstream is corrupt")
+        raise CodecError("rANS decoding failed (bytes missing or left over, or a wrong final state); the bitstream is corrupt")
     return symbols

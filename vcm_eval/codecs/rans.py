@@ -6,10 +6,10 @@ chosen per symbol from symbols the decoder already has -- at memory speed. These
 compiled with numba (``nogil``: a thread pool runs several chunks at once) and cached on disk.
 
 The coder is the textbook byte-wise range ANS of Duda ("Asymmetric numeral systems", 2013) in its
-usual 32-bit form: state in [2**16, 2**32), 16-bit renormalization words, 16-bit quantized
+usual 32-bit form: state in [2**23, 2**31), byte-wise renormalization, 16-bit quantized
 frequencies (they sum to exactly 2**16 per context). The encoder runs backwards over the symbols
 and the decoder forwards; the final state heads the stream, and a decoder that does not end in
-the initial state with every word consumed reports a corrupt stream.
+the initial state with every byte consumed reports a corrupt stream.
 
 Context of the symbol at (c, i, j) of a [C, H, W] map: ``left * (n + 1) + up`` with ``left`` =
 symbol (c, i, j - 1), ``up`` = symbol (c, i - 1, j) and ``n`` marking "outside the map"
@@ -22,8 +22,9 @@ import numpy as np
 from numba import njit
 
 PRECISION = 16
-RANS_L = 1 << 16  # lower bound of the state
-CORRUPT = -1  # decoder return value: words missing, left over, or a wrong final state
+RANS_L = 1 << 23  # lower bound of the state: 2**7 x the frequency precision keeps the coding loss small
+WORD_BITS = 8  # renormalization unit: the state is in [2**23, 2**31)
+CORRUPT = -1  # decoder return value: bytes missing, left over, or a wrong final state
 OVERFLOW = -1  # encoder return value: the output buffer (sized to the raw code) is too small
 
 
@@ -48,7 +49,7 @@ def context_counts(symbols: np.ndarray, c0: int, c1: int, n: int, causal: bool, 
 
 @njit(cache=True, nogil=True)
 def encode(symbols: np.ndarray, c0: int, c1: int, n: int, causal: bool, start: np.ndarray, freq: np.ndarray, out: np.ndarray) -> int:
-    """rANS-code channels c0..c1-1 of ``symbols`` [C, H, W] into ``out`` (uint16 words); -> words used.
+    """rANS-code channels c0..c1-1 of ``symbols`` [C, H, W] into ``out`` (uint8); -> bytes used.
 
     ``start``/``freq`` [contexts, n]: the quantized CDF of every context. Returns ``OVERFLOW`` when
     ``out`` is too small (the caller then keeps the fixed-length code).
@@ -64,13 +65,13 @@ def encode(symbols: np.ndarray, c0: int, c1: int, n: int, causal: bool, start: n
                 ctx = _context(symbols, c, i, j, n, causal)
                 s = symbols[c, i, j]
                 f = freq[ctx, s]
-                x_max = f << 16
+                x_max = f << (31 - PRECISION)  # ((RANS_L >> PRECISION) << WORD_BITS) * f
                 while x >= x_max:
                     if k >= cap:
                         return OVERFLOW
-                    out[k] = x & 0xFFFF
+                    out[k] = x & 0xFF
                     k += 1
-                    x >>= 16
+                    x >>= WORD_BITS
                 q = np.int64(x * inv[ctx, s])
                 r = x - q * f
                 if r < 0:
@@ -80,24 +81,24 @@ def encode(symbols: np.ndarray, c0: int, c1: int, n: int, causal: bool, start: n
                     q += 1
                     r -= f
                 x = (q << PRECISION) + r + start[ctx, s]
-    if k + 2 > cap:
+    if k + 4 > cap:
         return OVERFLOW
-    out[k] = x & 0xFFFF
-    out[k + 1] = x >> 16
-    k += 2
-    out[:k] = out[:k][::-1].copy()  # the decoder reads the last word written first
+    for shift in range(0, 32, WORD_BITS):
+        out[k] = (x >> shift) & 0xFF
+        k += 1
+    out[:k] = out[:k][::-1].copy()  # the decoder reads the last byte written first
     return k
 
 
 @njit(cache=True, nogil=True)
-def decode(words: np.ndarray, c0: int, c1: int, n: int, causal: bool, start: np.ndarray, freq: np.ndarray, symbols: np.ndarray) -> int:
+def decode(data: np.ndarray, c0: int, c1: int, n: int, causal: bool, start: np.ndarray, freq: np.ndarray, symbols: np.ndarray) -> int:
     """Inverse of ``encode``: fill channels c0..c1-1 of ``symbols``; -> 0, or ``CORRUPT``."""
     _, h, w = symbols.shape
-    m = words.shape[0]
-    if m < 2:
+    m = data.shape[0]
+    if m < 4:
         return CORRUPT
-    x = (np.int64(words[0]) << 16) | np.int64(words[1])
-    k = 2
+    x = (np.int64(data[0]) << 24) | (np.int64(data[1]) << 16) | (np.int64(data[2]) << 8) | np.int64(data[3])
+    k = 4
     mask = (1 << PRECISION) - 1
     for c in range(c0, c1):
         for i in range(h):
@@ -115,7 +116,7 @@ def decode(words: np.ndarray, c0: int, c1: int, n: int, causal: bool, start: np.
                 while x < RANS_L:
                     if k >= m:
                         return CORRUPT
-                    x = (x << 16) | np.int64(words[k])
+                    x = (x << WORD_BITS) | np.int64(data[k])
                     k += 1
     if x != RANS_L or k != m:
         return CORRUPT
