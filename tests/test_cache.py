@@ -170,9 +170,9 @@ def test_bitstream_store_round_trip_and_corruption(tmp_path: Path) -> None:
 def test_pipelines_with_cache_and_store_match_fresh_ones(tmp_path: Path, model: TorchvisionRcnn, image: np.ndarray) -> None:
     sample = Sample(image_id=5, image=image, path=Path("x.png"))
     codec = NormalizedQuantizer(4, 1.0)
-    plain = FeatureCodingPipeline(model=model, codec=codec, name="quant", params={}, version="v")
+    plain = FeatureCodingPipeline(model=model, codec=codec, name="quant", params={})
     cached = FeatureCodingPipeline(
-        model=model, codec=codec, name="quant", params={}, version="v", cache=FeatureCache(root=tmp_path, model=model, max_gb=1)
+        model=model, codec=codec, name="quant", params={}, cache=FeatureCache(root=tmp_path, model=model, max_gb=1)
     )
     store = BitstreamStore(tmp_path / "b")
     ref = plain.process(sample)

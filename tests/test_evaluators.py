@@ -24,14 +24,14 @@ def _gt_as_results(root: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 def _cityscapes(root: Path, coco: dict[str, Any], results: list[dict[str, Any]]) -> float:
     ev = CityscapesEvaluator(root / "gtFine" / "val", {c["id"]: c["cityscapes_id"] for c in coco["categories"]})
     for im in coco["images"]:
-        ev.process(root / im["file_name"], [r for r in results if r["image_id"] == im["id"]])
+        ev.process([{"image_id": im["id"], "file_name": root / im["file_name"]}], [{"detections": [r for r in results if r["image_id"] == im["id"]]}])
     return ev.evaluate()["cityscapes"]["AP"]
 
 
 def test_ground_truth_scores_100(synth_root: Path) -> None:
     coco, res = _gt_as_results(synth_root)
     ev = CocoEvaluator(synth_root / "annotations" / "instances_val.json", [im["id"] for im in coco["images"]])
-    ev.process(res)
+    ev.process([{}], [{"detections": res}])
     out = ev.evaluate()
     assert out["bbox"]["AP"] == pytest.approx(100.0) and out["segm"]["AP"] == pytest.approx(100.0)
     assert _cityscapes(synth_root, coco, res) == pytest.approx(100.0)
@@ -41,7 +41,7 @@ def test_shifted_boxes_and_dropped_masks_score_less(synth_root: Path) -> None:
     coco, res = _gt_as_results(synth_root)
     shifted = [dict(r, bbox=[r["bbox"][0] + max(2.0, 0.3 * r["bbox"][2])] + r["bbox"][1:]) for r in res]
     ev = CocoEvaluator(synth_root / "annotations" / "instances_val.json", [im["id"] for im in coco["images"]])
-    ev.process(shifted)
+    ev.process([{}], [{"detections": shifted}])
     out = ev.evaluate()
     assert out["bbox"]["AP"] < 90.0
     assert out["segm"]["AP"] == pytest.approx(100.0)  # masks untouched

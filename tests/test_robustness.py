@@ -341,7 +341,7 @@ def test_more_user_errors_are_one_line_and_exit_2(name: str, slow_error_runs: Ru
         (["pipeline=quant", "pipeline.z=abc"], "bad value for pipeline.z: Value 'abc' of type 'str' could not be converted to Float"),
         (
             ["pipeline=quantt"],
-            "In 'config': Could not find 'pipeline/quantt'; valid options: feature_anchor, fusion_codec, image_anchor, quant,",
+            "In 'config': Could not find 'pipeline/quantt'; valid options: feature_anchor, feature_codec, fusion_codec, image_anchor, image_codec, quant,",
         ),
         (["dataset=citiscapes"], "In 'config': Could not find 'dataset/citiscapes'; valid options: cityscapes, coco, synthetic"),
         (["pipeline.qp=[1"], "cannot parse override 'pipeline.qp=[1': no viable alternative at input '[1'; write overrides as key=value"),

@@ -152,7 +152,7 @@ class StoredBitstream:
         data: the codec's bytes (8 * len = the image's bits).
         encode_s: seconds the encode took when it was made.
         features_s: seconds of feature extraction before it (0 for image codecs).
-        extra: the codec's per-image report (``FeatureCodingPipeline.extra``).
+        extra: the codec's per-image ``report`` (vcm_eval.codecs.base).
     """
 
     data: bytes

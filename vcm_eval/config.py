@@ -145,6 +145,19 @@ class Quant8Config(PipelineConfig):
 
 
 @dataclass
+class UserCodecConfig(PipelineConfig):
+    """``pipeline=image_codec`` / ``feature_codec``: a researcher's codec, built by Hydra from ``codec``.
+
+    ``codec``: ``_target_`` (``module.Class``, a ``vcm_eval.codecs.base`` ImageCodec or
+    FeatureCodec) and its keyword arguments, e.g. ``pipeline.codec._target_=my_codecs.JpegCodec
+    pipeline.codec.quality=30``. The keyword arguments are the run's parameters. docs/your_codec.md.
+    """
+
+    name: str = MISSING
+    codec: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class SuiteConfig(PipelineConfig):
     """Several runs in one job, each an override list as typed on the command line.
 
@@ -178,8 +191,10 @@ class ReportConfig:
     """``report=default``: tables, BD values and figures from finished runs (docs/reporting.md).
 
     ``runs``: a folder or glob, or a list of them, searched recursively for run folders.
-    ``anchor`` (+ ``anchor_params`` to pick one of its curves) is the BD reference; ``rate_params``
-    are the parameters that move along a curve (any other parameter starts a new curve).
+    ``anchor`` (+ ``anchor_params`` to pick one of its curves) is the BD reference. The parameters
+    that move along a curve are the ones each run's codec declares (``Codec.rate_params``, kept in
+    metrics.json; any other parameter starts a new curve); ``rate_params`` stands in for runs
+    that did not record them.
     ``method``: pchip (JVET CTC sheets), cubic (VCEG-M33) or akima; ``non_monotone``: pareto
     (drop dominated points) or error; ``min_overlap``: smallest intersection over union of the
     two curves' ranges for a BD value (0..1).
@@ -247,6 +262,7 @@ def register_configs() -> None:
         "base_feature_anchor": FeatureAnchorConfig,
         "base_quant": QuantConfig,
         "base_quant8": Quant8Config,
+        "base_user_codec": UserCodecConfig,
         "base_suite": SuiteConfig,
     }.items():
         cs.store(group="pipeline", name=name, node=node)

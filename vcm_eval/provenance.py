@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import platform
-import re
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -48,23 +46,6 @@ def provenance(extra: dict[str, Any] | None = None) -> dict[str, Any]:
         "packages": package_versions(),
         **(extra or {}),
     }
-
-
-@functools.lru_cache(maxsize=8)
-def libvvenc_version(ffmpeg: str) -> str:
-    """The libvvenc an FFmpeg binary links (``1.15.0``), read from its log of a 64x64 encode.
-
-    FFmpeg's ``-version`` names only itself; the encoder library that made the bitstreams is
-    recorded too. Returns ``"unknown"`` when the binary does not report it.
-    """
-    cmd = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "verbose", "-f", "lavfi", "-i", "color=size=64x64", "-frames:v", "1",
-           "-c:v", "libvvenc", "-pix_fmt", "yuv420p10le", "-f", "null", "-"]  # fmt: skip
-    try:
-        log = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False).stderr
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    found = re.search(r"libvvenc version:\s*(\S+)", log)
-    return found.group(1) if found else "unknown"
 
 
 def resumed_history(previous: dict[str, Any] | None) -> list[dict[str, Any]]:

@@ -25,7 +25,6 @@ from tqdm import tqdm
 
 from vcm_eval.atomic import atomic_write, remove_stale_temps
 from vcm_eval.cache import BitstreamStore
-from vcm_eval.codecs.external import ffmpeg_binary
 from vcm_eval.data.datasets import EvalDataset, build_dataset
 from vcm_eval.device import resolve_device
 from vcm_eval.errors import ConfigError
@@ -33,7 +32,7 @@ from vcm_eval.metrics.coco_eval import label_to_category, to_coco_results
 from vcm_eval.metrics.evaluate import evaluate_records
 from vcm_eval.pipelines.base import Pipeline
 from vcm_eval.pipelines.registry import build_pipeline, pipeline_entry, pipeline_params
-from vcm_eval.provenance import libvvenc_version, provenance, resumed_history
+from vcm_eval.provenance import provenance, resumed_history
 from vcm_eval.report.store import RecordStore, recorded_ids, run_lock
 from vcm_eval.vision.registry import build_task_model
 
@@ -80,9 +79,14 @@ def params_tag(params: dict[str, Any]) -> str:
     return "-".join(parts) or "default"
 
 
-def run_dir_for(cfg: DictConfig, identity: dict[str, Any] | None = None) -> Path:
-    tag = params_tag({k: v for k, v in pipeline_params(cfg).items() if not isinstance(v, (dict, list, DictConfig))})
-    return Path(cfg.paths.results) / cfg.dataset.name / cfg.model.name / cfg.pipeline.name / f"{tag}-{run_key(cfg, identity)}"
+def run_dir_for(cfg: DictConfig, identity: dict[str, Any] | None = None, *, name: str = "", params: dict[str, Any] | None = None) -> Path:
+    """``<results>/<dataset>/<model>/<name>/<params>-<key>``; name and params default to the pipeline config's.
+
+    (A user codec's runs pass the codec's name and keyword arguments: ``pipeline.codec`` is one dict.)
+    """
+    params = pipeline_params(cfg) if params is None else params
+    tag = params_tag({k: v for k, v in params.items() if not isinstance(v, (dict, list, DictConfig))})
+    return Path(cfg.paths.results) / cfg.dataset.name / cfg.model.name / (name or cfg.pipeline.name) / f"{tag}-{run_key(cfg, identity)}"
 
 
 def _record(image_id: int, result: Any, label_map: dict[int, int], started: float) -> dict[str, Any]:
@@ -156,7 +160,8 @@ def run_single(cfg: DictConfig, *, timings: dict[str, float] | None = None) -> d
     device = resolve_device(cfg.device)
     model = build_task_model(cfg.model, device=str(device))
     pipeline = build_pipeline(cfg, model)  # validates parameters before anything is written
-    run_dir = run_dir_for(cfg, {"model": model.fingerprint, "device": device.type, **pipeline.provenance()})
+    folder: dict[str, Any] = {"name": pipeline.name, "params": pipeline.params} if pipeline_entry(cfg.pipeline.name).named_by_codec else {}
+    run_dir = run_dir_for(cfg, {"model": model.fingerprint, "device": device.type, **pipeline.provenance()}, **folder)
     done = finished_row(run_dir, dataset.image_ids)
     if done is not None:  # a rerun of a sweep skips what is done
         print(f"done already, skipped: {run_dir}")
@@ -165,7 +170,7 @@ def run_single(cfg: DictConfig, *, timings: dict[str, float] | None = None) -> d
     with run_lock(run_dir), RecordStore(run_dir / "records.jsonl") as store:
         remove_stale_temps(run_dir)  # temp files of a killed atomic_write (we hold the lock)
         atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        extra = {"model": model.fingerprint, "device": str(device), **pipeline.provenance(), **tool_versions(cfg), "command": sys.argv, "records_at_start": len(store.records)}
+        extra = {"model": model.fingerprint, "device": str(device), **pipeline.provenance(), **(pipeline.codec.tool_versions() if pipeline.codec else {}), "command": sys.argv, "records_at_start": len(store.records)}
         extra["history"] = resumed_history(_read_json(run_dir / "provenance.json"))
         atomic_write(run_dir / "provenance.json", json.dumps(provenance(extra=extra), indent=2))
         bitstreams = BitstreamStore(run_dir / "bitstreams") if cfg.cache.bitstreams else None
@@ -175,7 +180,8 @@ def run_single(cfg: DictConfig, *, timings: dict[str, float] | None = None) -> d
         wanted = set(dataset.image_ids)
         records = [r for i, r in store.records.items() if i in wanted]
         metrics = evaluate_records(dataset, records, cfg.eval)
-        row = {"pipeline": pipeline.name, **pipeline.params, **metrics, "run_dir": str(run_dir)}
+        rate_params = {"rate_params": list(pipeline.codec.rate_params)} if pipeline.codec else {}
+        row = {"pipeline": pipeline.name, **pipeline.params, **metrics, **rate_params, "run_dir": str(run_dir)}
         clock["evaluate"] = time.perf_counter()
         atomic_write(run_dir / "metrics.json", json.dumps(row, indent=2))
         clock["write"] = time.perf_counter()
@@ -203,10 +209,3 @@ def finished_row(run_dir: Path, image_ids: list[int]) -> dict[str, Any] | None:
     if row is None or row.get("images") != float(len(image_ids)):
         return None
     return row if set(image_ids) <= recorded_ids(run_dir / "records.jsonl") else None
-
-
-def tool_versions(cfg: DictConfig) -> dict[str, Any]:
-    """Versions of the external encoder a pipeline runs (FFmpeg's libvvenc), for provenance."""
-    if "codec" not in pipeline_entry(cfg.pipeline.name).uses or cfg.codec.get("backend") != "ffmpeg":
-        return {}
-    return {"libvvenc": libvvenc_version(ffmpeg_binary(cfg.codec.ffmpeg))}

@@ -74,6 +74,11 @@ class BitstreamReader:
         self._data = memoryview(data)
         self._pos = 1
 
+    @property
+    def position(self) -> int:
+        """Bytes read so far (the tag byte included)."""
+        return self._pos
+
     def _take(self, n: int) -> memoryview:
         if n < 0 or self._pos + n > len(self._data):
             raise CodecError(f"bitstream truncated: needed {n} bytes at offset {self._pos} of {len(self._data)}")

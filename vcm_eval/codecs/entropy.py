@@ -49,6 +49,7 @@ TOTAL = 1 << rans.PRECISION
 MAX_SYMBOLS = 16
 
 T = TypeVar("T")
+G = TypeVar("G")
 
 
 def bits_per_symbol(n_symbols: int) -> int:
@@ -68,7 +69,7 @@ def channel_groups(shape: Sequence[int], chunk_log2: int) -> list[tuple[int, int
     return [(c, min(c + step, channels)) for c in range(0, channels, step)]
 
 
-def run_groups(work: Callable[[tuple[int, int]], T], groups: list[tuple[int, int]], threads: int) -> list[T]:
+def run_groups(work: Callable[[G], T], groups: Sequence[G], threads: int) -> list[T]:
     """``work`` on every channel group, in ``threads`` threads (the compiled loops release the GIL); results in group order."""
     if threads <= 1 or len(groups) == 1:
         return [work(g) for g in groups]
@@ -212,30 +213,49 @@ def _payload(mode: str, blobs: list[bytes], tables: Tables | None = None) -> byt
     return w.getvalue()[1:]  # without the writer's codec tag: a payload inside a stream, not a stream
 
 
-def decode_symbols(r: BitstreamReader, shape: tuple[int, int, int], n_symbols: int, *, chunk_log2: int, threads: int = 1) -> np.ndarray:
-    """Read one level's payload (as written by ``encode_symbols``) -> uint8 symbols [C, H, W]."""
+@dataclass
+class LevelPayload:
+    """One level's payload as read from the stream, before any symbol is decoded."""
+
+    mode: str
+    raw: bytes = b""
+    tables: Tables | None = None
+    streams: list[np.ndarray] | None = None
+
+
+def read_payload(r: BitstreamReader, shape: tuple[int, int, int], n_symbols: int, *, chunk_log2: int) -> LevelPayload:
+    """Read (not decode) one level's payload as written by ``encode_symbols``."""
     mode = r.uint()
     names = {v: k for k, v in MODE_IDS.items()}
     if mode not in names:
         raise CodecError(f"unknown symbol coding mode {mode}; the bitstream is corrupt or from a newer vcm_eval")
     if names[mode] == "raw":
-        return unpack_fixed(r.blob(), math.prod(shape), n_symbols).reshape(shape)
-    model = names[mode]
-    tables = Tables.read(r, num_contexts(n_symbols, model), n_symbols)
-    start, freq = tables.start, tables.freq
-    groups = channel_groups(shape, chunk_log2)
+        return LevelPayload("raw", raw=r.blob())
+    tables = Tables.read(r, num_contexts(n_symbols, names[mode]), n_symbols)
     streams = []
-    for _ in groups:
+    for _ in channel_groups(shape, chunk_log2):
         blob = r.blob()
         if len(blob) < 4:
             raise CodecError(f"rANS stream of {len(blob)} bytes is shorter than its final state; the bitstream is corrupt")
         streams.append(np.frombuffer(blob, dtype=np.uint8))
+    return LevelPayload(names[mode], tables=tables, streams=streams)
+
+
+def decode_symbols(r: BitstreamReader, shape: tuple[int, int, int], n_symbols: int, *, chunk_log2: int, threads: int = 1) -> np.ndarray:
+    """Read one level's payload (as written by ``encode_symbols``) -> uint8 symbols [C, H, W]."""
+    payload = read_payload(r, shape, n_symbols, chunk_log2=chunk_log2)
+    if payload.mode == "raw":
+        return unpack_fixed(payload.raw, math.prod(shape), n_symbols).reshape(shape)
+    assert payload.tables is not None and payload.streams is not None
+    start, freq, streams = payload.tables.start, payload.tables.freq, payload.streams
+    groups = channel_groups(shape, chunk_log2)
     symbols = np.empty(shape, dtype=np.uint8)
-    causal = model == "causal"
+    causal = payload.mode == "causal"
 
-    def work(g: tuple[int, int]) -> int:
-        return int(rans.decode(streams[groups.index(g)], g[0], g[1], n_symbols, causal, start, freq, symbols))
+    def work(k: int) -> int:
+        c0, c1 = groups[k]
+        return int(rans.decode(streams[k], c0, c1, n_symbols, causal, start, freq, symbols))
 
-    if any(status == rans.CORRUPT for status in run_groups(work, groups, threads)):
+    if any(status == rans.CORRUPT for status in run_groups(work, list(range(len(groups))), threads)):
         raise CodecError("rANS decoding failed (bytes missing or left over, or a wrong final state); the bitstream is corrupt")
     return symbols

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from vcm_eval.codecs.base import FeatureCodec
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
 from vcm_eval.codecs.tiling import MINMAX_MODES, Layout, codes_frame, frame_values, minmax_ranges, plan_layout
 from vcm_eval.codecs.vvc import VvcCodec, check_chroma, check_qp
@@ -59,7 +60,7 @@ class _Header:
         return plan_layout(self.shapes, image_size=self.image_size, input_size=self.input_size)
 
 
-class FeatureVvcCodec:
+class FeatureVvcCodec(FeatureCodec):
     """``encode(FeatureSet) -> bytes``, ``decode(bytes) -> FeatureSet`` at a fixed QP.
 
     Args:
@@ -70,13 +71,22 @@ class FeatureVvcCodec:
         chroma: ``400`` (monochrome stream) or ``420`` (neutral chroma planes coded too).
     """
 
-    codec_name = "feature_vvc"
+    codec_name = "feature_vvc"  # the container tag
+    name = "feature_anchor"
+    rate_params = ("qp",)
 
     def __init__(self, *, vvc: VvcCodec, qp: int, split: str = "p2-p5", minmax: str = "tensor", chroma: str = "400") -> None:
         if minmax not in MINMAX_MODES:
             raise ConfigError(f"minmax={minmax!r} is unknown; use one of {MINMAX_MODES}")
         self.vvc, self.qp, self.levels = vvc, check_qp(qp), split_levels(split)
         self.minmax, self.chroma = minmax, check_chroma(chroma)
+
+    def version(self) -> str:
+        """The VVC encoder that makes the picture (part of the run key)."""
+        return self.vvc.version()
+
+    def tool_versions(self) -> dict[str, str]:
+        return self.vvc.tool_versions()
 
     def encode(self, features: FeatureSet) -> bytes:
         """Float32 levels [C, H, W] -> bytes holding everything the decoder needs.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from vcm_eval.cache import image_digest
+from vcm_eval.codecs.base import ImageCodec
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
 from vcm_eval.codecs.colour import check_colour, pad_to_even, rgb_to_yuv420, yuv420_to_rgb
 from vcm_eval.codecs.colour import colour_ffmpeg as colour_ffmpeg_binary
@@ -26,7 +27,7 @@ from vcm_eval.codecs.vvc import VvcCodec, check_qp
 from vcm_eval.errors import CodecError, ConfigError
 
 
-class VvcImageCodec:
+class VvcImageCodec(ImageCodec):
     """``encode(image) -> bytes``, ``decode(bytes) -> image`` at a fixed QP.
 
     Args:
@@ -37,7 +38,9 @@ class VvcImageCodec:
         colour_ffmpeg: the FFmpeg of the colour conversion ("" = ``colour.colour_ffmpeg``'s choice).
     """
 
-    codec_name = "image_vvc"
+    codec_name = "image_vvc"  # the container tag
+    name = "image_anchor"
+    rate_params = ("qp",)
 
     def __init__(
         self, *, vvc: VvcCodec, qp: int, colour: str = "mpeg", shipped: ShippedBitstreams | None = None, colour_ffmpeg: str = ""
@@ -55,6 +58,9 @@ class VvcImageCodec:
     def version(self) -> str:
         """The encoder setting, colour path and the FFmpeg converting it (part of the run key)."""
         return f"{self.encoder} colour:{self.colour} ({ffmpeg_capabilities(self.colour_exe)[0]})"
+
+    def tool_versions(self) -> dict[str, str]:
+        return self.vvc.tool_versions() if self.vvc.can_encode else {}
 
     def vvc_stream(self, image: np.ndarray) -> bytes:
         """The raw VVC stream of ``image`` (shipped if one fits, else encoded now)."""

@@ -21,17 +21,15 @@ Stream layout (after the container's byte: codec ``quant``, format ``FORMAT_VERS
     per level (coded, then pass-through, each in LEVELS order): varint C, H, W
     method 0: varint n_symbols, side dtype id, centroid scope id, chunk_log2 (channel groups)
       per coded level: mu[C], sigma[C] (side dtype); the symbol payload (vcm_eval.codecs.entropy);
-                       centroids of every non-empty (channel, symbol) cell (side dtype)
+                       varint K, then the centroids of the K non-empty (channel, symbol) cells
+                       (side dtype; K is what the decoder counts from the symbols, and checks)
     method 1: varint side dtype id; per coded level: min, max (side dtype), blob of C*H*W uint8
     per pass-through level: C*H*W float32
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,8 +37,18 @@ import numpy as np
 import torch
 
 from vcm_eval.codecs import quant_kernels as kernels
+from vcm_eval.codecs.base import FeatureCodec
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
-from vcm_eval.codecs.entropy import MAX_SYMBOLS, MODELS, bits_per_symbol, channel_groups, decode_symbols, encode_symbols, run_groups
+from vcm_eval.codecs.entropy import (
+    MAX_SYMBOLS,
+    MODELS,
+    bits_per_symbol,
+    channel_groups,
+    decode_symbols,
+    encode_symbols,
+    read_payload,
+    run_groups,
+)
 from vcm_eval.codecs.fpn_sizes import Shapes, parse_levels, representation_bits
 from vcm_eval.errors import CodecError, ConfigError
 from vcm_eval.vision.base import LEVELS, FeatureSet
@@ -149,8 +157,8 @@ def _cell_counts(symbols: np.ndarray, n_symbols: int, scope: str, groups: list[t
 
 
 @dataclass
-class EncodeStats:
-    """Where the bytes of one stream went (bits): the symbol payloads and everything else."""
+class StreamStats:
+    """Where the bytes of one stream went (bits): the symbol payloads and everything else (read from the stream)."""
 
     raw_bits: int
     symbol_bits: int
@@ -159,7 +167,7 @@ class EncodeStats:
     modes: str
 
 
-class NormalizedQuantizer:
+class NormalizedQuantizer(FeatureCodec):
     """Method A as a FeatureCodec: ``encode(FeatureSet) -> bytes``, ``decode(bytes) -> FeatureSet``.
 
     Args:
@@ -177,6 +185,9 @@ class NormalizedQuantizer:
             of a rANS stream (part of the stream, so the bytes do not depend on ``threads``).
         threads: channel groups processed at once (compiled loops in a thread pool).
     """
+
+    name = "quant"
+    rate_params = ("z",)
 
     def __init__(
         self,
@@ -204,8 +215,9 @@ class NormalizedQuantizer:
         self.side_dtype, self.centroids, self.entropy_model, self.chunk_log2 = side_dtype, centroids, entropy_model, chunk_log2
         self.threads = max(1, int(threads))
         self.bounds = thresholds(n_symbols, self.z)
-        self._stats: OrderedDict[bytes, EncodeStats] = OrderedDict()
-        self._lock = threading.Lock()
+
+    def version(self) -> str:
+        return stream_format_version()
 
     # the paper's rate
     def raw_bits(self, shapes: Shapes) -> int:
@@ -264,36 +276,38 @@ class NormalizedQuantizer:
     # the bitstream
     def encode(self, features: FeatureSet) -> bytes:
         """FeatureSet -> bytes (everything the decoder needs; see the module docstring)."""
-        data, stats = self.encode_with_stats(features)
-        with self._lock:
-            self._stats[hashlib.sha1(data).digest()] = stats
-            while len(self._stats) > 64:
-                self._stats.popitem(last=False)
-        return data
-
-    def encode_with_stats(self, features: FeatureSet) -> tuple[bytes, EncodeStats]:
-        """``encode`` plus where its bytes went."""
         coded, kept = self._coded(features), self._kept(features)
         w = write_header("nsymbol", features, coded, [k for k in kept if k not in coded])
         for v in (self.n_symbols, SIDE_DTYPES.index(self.side_dtype), CENTROID_SCOPES.index(self.centroids), self.chunk_log2):
             w.uint(v)
-        symbol_bytes, modes = 0, []
         for name in coded:
             q = self.quantize_level(name, features[name])
             w.floats(q.mu, self.side_dtype)
             w.floats(q.sigma, self.side_dtype)
-            payload = encode_symbols(q.symbols, self.n_symbols, model=self.entropy_model, chunk_log2=self.chunk_log2, threads=self.threads)
-            w.raw(payload.payload)
-            symbol_bytes += len(payload.payload)
-            modes.append(payload.mode)
+            w.raw(encode_symbols(q.symbols, self.n_symbols, model=self.entropy_model, chunk_log2=self.chunk_log2, threads=self.threads).payload)
             counts = _cell_counts(q.symbols, self.n_symbols, self.centroids, channel_groups(q.symbols.shape, self.chunk_log2), self.threads)
+            w.uint(int((counts > 0).sum()))
             w.floats(q.centroids[counts > 0], self.side_dtype)
         write_passthrough(w, features, [k for k in kept if k not in coded])
-        data = w.getvalue()
-        stats = EncodeStats(
-            self.raw_bits(features.shapes()), 8 * symbol_bytes, 8 * (len(data) - symbol_bytes), features.num_values(), ",".join(modes)
-        )
-        return data, stats
+        return w.getvalue()
+
+    def stream_stats(self, data: bytes) -> StreamStats:
+        """Where the bytes of a stream went, read from its structure (no symbol is decoded)."""
+        r, _, _, coded, passthrough, shapes = read_header(data, "nsymbol")
+        n = r.uint()
+        side_dtype, _, chunk_log2 = pick_option(SIDE_DTYPES, r.uint()), pick_option(CENTROID_SCOPES, r.uint()), r.uint()
+        symbol_bytes, modes = 0, []
+        for name in coded:
+            r.floats(2 * shapes[name][0], side_dtype)
+            start = r.position
+            modes.append(read_payload(r, shapes[name], n, chunk_log2=chunk_log2).mode)
+            symbol_bytes += r.position - start
+            r.floats(r.uint(), side_dtype)
+        read_passthrough(r, passthrough, shapes)
+        r.done()
+        values = sum(math.prod(s) for s in shapes.values())
+        raw = representation_bits({k: shapes[k] for k in coded}, bits_per_symbol(n))
+        return StreamStats(raw, 8 * symbol_bytes, 8 * (len(data) - symbol_bytes), values, ",".join(modes))
 
     def decode(self, data: bytes) -> FeatureSet:
         """Bytes from ``encode`` -> float32 FeatureSet (coded + pass-through levels)."""
@@ -320,8 +334,11 @@ class NormalizedQuantizer:
             mu, sigma = r.floats(c, side_dtype).astype(np.float64), r.floats(c, side_dtype).astype(np.float64)
             symbols = decode_symbols(r, shapes[name], n, chunk_log2=chunk_log2, threads=self.threads)
             counts = _cell_counts(symbols, n, scope, channel_groups(shapes[name], chunk_log2), self.threads)
+            sent = r.uint()
+            if sent != int((counts > 0).sum()):
+                raise CodecError(f"corrupt quant stream: level {name} sends {sent} centroids, its symbols fill {int((counts > 0).sum())} cells")
             centroids = np.zeros(counts.shape)
-            centroids[counts > 0] = r.floats(int((counts > 0).sum()), side_dtype)
+            centroids[counts > 0] = r.floats(sent, side_dtype)
             quantized[name] = QuantizedLevel(symbols, mu, sigma, centroids)
         passthrough_levels = read_passthrough(r, passthrough, shapes)
         r.done()
@@ -329,16 +346,12 @@ class NormalizedQuantizer:
 
     def report(self, features: FeatureSet, data: bytes) -> dict[str, Any]:
         """Per-image numbers recorded beside the real rate: the paper's raw bits and the byte split."""
-        with self._lock:  # get, not pop: two images with identical bytes (workers=2) share the same stats
-            stats = self._stats.get(hashlib.sha1(data).digest())
-        out: dict[str, Any] = {"raw_bits": self.raw_bits(features.shapes()), "values": features.num_values()}
-        if stats is not None:
-            out.update(symbol_bits=stats.symbol_bits, side_bits=stats.side_bits, modes=stats.modes)
-        return out
+        stats = self.stream_stats(data)
+        return {"raw_bits": stats.raw_bits, "values": features.num_values(), "symbol_bits": stats.symbol_bits, "side_bits": stats.side_bits, "modes": stats.modes}
 
 
-def codec_version() -> str:
-    """Recorded with every run (part of the run key): the stream format and the compiler of its loops."""
+def stream_format_version() -> str:
+    """The quant streams' version (part of the run key): the stream format and the compiler of its loops."""
     from importlib.metadata import version
 
     return f"vcm_eval.quant/{FORMAT_VERSION} numba {version('numba')}"

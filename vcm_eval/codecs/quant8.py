@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from vcm_eval.codecs import quant_kernels as kernels
+from vcm_eval.codecs.base import FeatureCodec
 from vcm_eval.codecs.entropy import channel_groups, run_groups
 from vcm_eval.codecs.fpn_sizes import Shapes, representation_bits
 from vcm_eval.codecs.quant import (
@@ -26,6 +27,7 @@ from vcm_eval.codecs.quant import (
     read_header,
     read_passthrough,
     round_side,
+    stream_format_version,
     write_header,
     write_passthrough,
 )
@@ -33,7 +35,7 @@ from vcm_eval.errors import CodecError, ConfigError
 from vcm_eval.vision.base import LEVELS, FeatureSet
 
 
-class Uniform8bitQuantizer:
+class Uniform8bitQuantizer(FeatureCodec):
     """The paper's 8-bit features: uniform 8-bit quantization of each level between its min and max.
 
     Every value is one byte (no entropy coding), so the stream is the paper's 8-bit data size plus a
@@ -45,10 +47,15 @@ class Uniform8bitQuantizer:
         threads: channel groups processed at once (compiled loops in a thread pool; same bytes for any count).
     """
 
+    name = "quant8"
+
     def __init__(self, *, levels: str | tuple[str, ...] = LEVELS, side_dtype: str = "float32", threads: int = 1) -> None:
         if side_dtype not in SIDE_DTYPES:
             raise ConfigError(f"side_dtype={side_dtype!r} is unknown; valid: {list(SIDE_DTYPES)}")
         self.levels, self.side_dtype, self.threads = level_set(levels), side_dtype, max(1, int(threads))
+
+    def version(self) -> str:
+        return stream_format_version()
 
     def raw_bits(self, shapes: Shapes) -> int:
         return representation_bits({k: v for k, v in shapes.items() if k in self.levels}, 8)

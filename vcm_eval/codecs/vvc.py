@@ -26,6 +26,9 @@ callers pad.
 
 from __future__ import annotations
 
+import functools
+import re
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -53,6 +56,23 @@ def check_chroma(chroma: str) -> str:
     if chroma not in CHROMA_FORMATS:
         raise ConfigError(f"chroma format {chroma!r} is unknown; use one of {CHROMA_FORMATS}")
     return chroma
+
+
+@functools.lru_cache(maxsize=8)
+def libvvenc_version(ffmpeg: str) -> str:
+    """The libvvenc an FFmpeg binary links (``1.15.0``), read from its log of a 64x64 encode.
+
+    FFmpeg's ``-version`` names only itself; the encoder library that made the bitstreams is
+    recorded too. Returns ``"unknown"`` when the binary does not report it.
+    """
+    cmd = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "verbose", "-f", "lavfi", "-i", "color=size=64x64", "-frames:v", "1",
+           "-c:v", "libvvenc", "-pix_fmt", "yuv420p10le", "-f", "null", "-"]  # fmt: skip
+    try:
+        log = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False).stderr
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    found = re.search(r"libvvenc version:\s*(\S+)", log)
+    return found.group(1) if found else "unknown"
 
 
 class VvcCodec:
@@ -118,6 +138,10 @@ class VvcCodec:
             return ffmpeg_capabilities(self.ffmpeg)[0] + " / libvvenc"
         out = run_tool([self.vvencapp, "--version"], setting="codec.vvencapp").decode(errors="replace").strip().splitlines()
         return out[0] if out else "vvencapp"
+
+    def tool_versions(self) -> dict[str, str]:
+        """Versions of the libraries behind ``version()`` for provenance.json (not the run key): FFmpeg's libvvenc."""
+        return {"libvvenc": libvvenc_version(self.ffmpeg)} if self.backend == "ffmpeg" else {}
 
     def _vvenc_params(self, chroma: str) -> str:
         return ":".join(p for p in (CODED_QP_PARAMS, self.extra_params, "ChromaFormatIDC=400" if chroma == "400" else "") if p)

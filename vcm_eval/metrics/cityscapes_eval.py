@@ -15,14 +15,18 @@ import io
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
 from vcm_eval.errors import DataError
+
+if TYPE_CHECKING:
+    from vcm_eval.data.datasets import EvalDataset
 
 _STEM = re.compile(r"^(?P<stem>[^_]+_\d+_\d+)_")
 
@@ -33,6 +37,21 @@ def cityscapes_stem(path: Path) -> str:
     if not m:
         raise DataError(f"{path.name} is not a Cityscapes file name (<city>_<seq>_<frame>_...); rename it or drop cityscapes from eval.evaluators")
     return m.group("stem")
+
+
+def cityscapes_label_ids(dataset: EvalDataset) -> dict[int, int]:
+    """Dataset category id -> Cityscapes label id (from the json, else by Cityscapes name)."""
+    from cityscapesscripts.helpers.labels import name2label
+
+    out = {}
+    for cat in dataset.categories:
+        if cat.cityscapes_id is not None:
+            out[cat.coco_id] = int(cat.cityscapes_id)
+        elif cat.name in name2label:
+            out[cat.coco_id] = name2label[cat.name].id
+        else:
+            raise DataError(f"category {cat.name!r} has no Cityscapes label; drop cityscapes from eval.evaluators")
+    return out
 
 
 class CityscapesEvaluator:
@@ -53,9 +72,10 @@ class CityscapesEvaluator:
     def reset(self) -> None:
         self._images: list[tuple[str, list[dict[str, Any]]]] = []
 
-    def process(self, image_path: Path, results: list[dict[str, Any]]) -> None:
-        """Add one image's COCO result dicts (they must carry RLE ``segmentation``)."""
-        self._images.append((cityscapes_stem(image_path), results))
+    def process(self, inputs: Sequence[dict[str, Any]], outputs: Sequence[dict[str, Any]]) -> None:
+        """Add the images' COCO result dicts (they must carry RLE ``segmentation``; see ``metrics.evaluator``)."""
+        for inp, out in zip(inputs, outputs, strict=True):
+            self._images.append((cityscapes_stem(Path(inp["file_name"])), out["detections"]))
 
     def _gt_file(self, stem: str) -> Path:
         city = stem.split("_")[0]

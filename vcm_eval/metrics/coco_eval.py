@@ -1,13 +1,15 @@
 """COCO AP with pycocotools (bbox and segm: AP@[.5:.95] and AP50, in percent 0..100).
 
-Follows detectron2's evaluator shape: ``reset`` / ``process(image_id, detections)`` /
-``evaluate() -> {task: {metric: value}}``. Model labels are mapped to dataset categories by name.
+Follows the evaluator contract of ``vcm_eval.metrics.evaluator``: ``reset`` / ``process(inputs,
+outputs)`` / ``evaluate() -> {task: {metric: value}}``. Model labels are mapped to dataset
+categories by name.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,9 +96,10 @@ class CocoEvaluator:
     def reset(self) -> None:
         self._results: list[dict[str, Any]] = []
 
-    def process(self, results: list[dict[str, Any]]) -> None:
-        """Add one image's COCO result dicts."""
-        self._results.extend(results)
+    def process(self, inputs: Sequence[dict[str, Any]], outputs: Sequence[dict[str, Any]]) -> None:
+        """Add the images' COCO result dicts (``outputs[k]["detections"]``; see ``metrics.evaluator``)."""
+        for out in outputs:
+            self._results.extend(out["detections"])
 
     def evaluate(self) -> dict[str, dict[str, float]]:
         tasks = ["bbox"] + (["segm"] if any("segmentation" in r for r in self._results) or not self._results else [])

@@ -5,8 +5,10 @@
 * ``FeatureCodingPipeline`` - image -> features -> feature codec -> bytes -> decoded features ->
                               rest of the network.
 
-Pipelines differ only in the codec they call. Rate is computed here, in one place, from the
-length of the bytes the codec returned: ``bits = 8 * len(bitstream)``.
+Pipelines differ only in the codec they call (``vcm_eval.codecs.base``: its kind picks the shape,
+``coding_pipeline``), built in or a user's. Rate is computed here, in one place, from the length of
+the bytes the codec returned: ``bits = 8 * len(bitstream)``; the codec's ``report`` adds its own
+per-image numbers and its ``version()`` goes into the run key.
 
 Reuse (``vcm_eval.cache``): feature pipelines take their features from a ``FeatureCache`` when one
 is given (extracted once per image for a whole sweep), and every coding pipeline given a
@@ -21,11 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import numpy as np
-
 from vcm_eval.cache import BitstreamStore, FeatureCache, StoredBitstream
+from vcm_eval.codecs.base import Codec, FeatureCodec, ImageCodec
 from vcm_eval.data.sample import Sample
-from vcm_eval.vision.base import FeatureSet, Instances, TaskModel
+from vcm_eval.vision.base import Instances, TaskModel
 
 
 @dataclass
@@ -54,28 +55,17 @@ class ImageResult:
 
 
 class Pipeline(Protocol):
-    """A configured pipeline: its name, its swept parameters, and one image at a time."""
+    """A configured pipeline: its name, its swept parameters, its codec (None: uncompressed), one image at a time."""
 
     name: str
     params: dict[str, Any]
 
+    @property
+    def codec(self) -> Codec | None: ...
+
     def process(self, sample: Sample, *, bitstreams: BitstreamStore | None = None) -> ImageResult: ...
 
     def provenance(self) -> dict[str, Any]: ...
-
-
-class ImageCodec(Protocol):
-    def encode(self, image: np.ndarray) -> bytes: ...
-
-    def decode(self, data: bytes) -> np.ndarray: ...
-
-
-class FeatureCodec(Protocol):
-    """``encode(FeatureSet) -> bytes``; ``decode(bytes) -> FeatureSet``; the bytes hold everything."""
-
-    def encode(self, features: FeatureSet) -> bytes: ...
-
-    def decode(self, data: bytes) -> FeatureSet: ...
 
 
 class _Timer:
@@ -103,6 +93,7 @@ class UncompressedPipeline:
     def __init__(self, *, model: TaskModel, name: str = "uncompressed", cache: FeatureCache | None = None) -> None:
         self.model, self.name, self.cache = model, name, cache
         self.params: dict[str, Any] = {}
+        self.codec: Codec | None = None
 
     def process(self, sample: Sample, *, bitstreams: BitstreamStore | None = None) -> ImageResult:
         """``predict`` = ``predict_from_features(features)``, the features from the cache if any."""
@@ -119,8 +110,8 @@ class UncompressedPipeline:
 class ImageCodingPipeline:
     """Image codec, then the full network on the decoded image."""
 
-    def __init__(self, *, model: TaskModel, codec: ImageCodec, name: str, params: dict[str, Any], version: str) -> None:
-        self.model, self.codec, self.name, self.params, self._version = model, codec, name, params, version
+    def __init__(self, *, model: TaskModel, codec: ImageCodec, name: str, params: dict[str, Any]) -> None:
+        self.model, self.codec, self.name, self.params = model, codec, name, params
 
     def process(self, sample: Sample, *, bitstreams: BitstreamStore | None = None) -> ImageResult:
         stored = _stored_or_encoded(sample, bitstreams, self._encode)
@@ -128,24 +119,22 @@ class ImageCodingPipeline:
             decoded = self.codec.decode(stored.data)
         with _Timer() as tt:
             inst = self.model.predict(decoded)
-        return ImageResult(8 * len(stored.data), sample.height * sample.width, stored.encode_s, td.seconds, tt.seconds, inst)
+        return ImageResult(8 * len(stored.data), sample.height * sample.width, stored.encode_s, td.seconds, tt.seconds, inst, stored.extra)
 
     def _encode(self, sample: Sample) -> StoredBitstream:
         with _Timer() as te:
             data = self.codec.encode(sample.image)
-        return StoredBitstream(data, te.seconds)
+        return StoredBitstream(data, te.seconds, extra=dict(self.codec.report(sample.image, data)))
 
     def provenance(self) -> dict[str, Any]:
-        return {"codec_version": self._version}
+        return {"codec_version": self.codec.version()}
 
 
 class FeatureCodingPipeline:
     """Features, feature codec, then the rest of the network on the decoded features."""
 
-    def __init__(
-        self, *, model: TaskModel, codec: FeatureCodec, name: str, params: dict[str, Any], version: str, cache: FeatureCache | None = None
-    ) -> None:
-        self.model, self.codec, self.name, self.params, self._version, self.cache = model, codec, name, params, version, cache
+    def __init__(self, *, model: TaskModel, codec: FeatureCodec, name: str, params: dict[str, Any], cache: FeatureCache | None = None) -> None:
+        self.model, self.codec, self.name, self.params, self.cache = model, codec, name, params, cache
 
     def process(self, sample: Sample, *, bitstreams: BitstreamStore | None = None) -> ImageResult:
         stored = _stored_or_encoded(sample, bitstreams, self._encode)  # a stored bitstream needs no features
@@ -163,12 +152,16 @@ class FeatureCodingPipeline:
             feats = self.model.features(sample.image) if self.cache is None else self.cache.features(sample.image)
         with _Timer() as te:
             data = self.codec.encode(feats)
-        return StoredBitstream(data, te.seconds, tf.seconds, self.extra(feats, data))
-
-    def extra(self, features: FeatureSet, data: bytes) -> dict[str, Any]:
-        """Per-image numbers a codec wants recorded beside the real rate (none by default)."""
-        report = getattr(self.codec, "report", None)
-        return dict(report(features, data)) if callable(report) else {}
+        return StoredBitstream(data, te.seconds, tf.seconds, dict(self.codec.report(feats, data)))
 
     def provenance(self) -> dict[str, Any]:
-        return {"codec_version": self._version}
+        return {"codec_version": self.codec.version()}
+
+
+def coding_pipeline(codec: Codec, *, model: TaskModel, name: str, params: dict[str, Any], cache: FeatureCache | None = None) -> Pipeline:
+    """The pipeline that runs ``codec``: its kind (image or feature) decides the shape, nothing else."""
+    if isinstance(codec, ImageCodec):
+        return ImageCodingPipeline(model=model, codec=codec, name=name, params=params)
+    if isinstance(codec, FeatureCodec):
+        return FeatureCodingPipeline(model=model, codec=codec, name=name, params=params, cache=cache)
+    raise TypeError(f"{type(codec).__name__} is neither an ImageCodec nor a FeatureCodec (vcm_eval.codecs.base)")

@@ -151,8 +151,12 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
     if not isinstance(container, dict) or "pipeline" not in container:
         raise DataError(f"{run_dir / 'config.yaml'} is not a vcm_eval run config; leave {run_dir} out of report.runs")
     config: dict[str, Any] = {str(k): v for k, v in container.items()}
-    params = dict(_flat({k: v for k, v in config["pipeline"].items() if k != "name"}))
-    pipeline = str(config["pipeline"]["name"])
+    pipeline_cfg = {k: v for k, v in config["pipeline"].items() if k != "name"}
+    spec = pipeline_cfg.get("codec")
+    if isinstance(spec, dict) and "_target_" in spec:  # a user's codec: its keyword arguments are the parameters
+        pipeline_cfg = {k: v for k, v in spec.items() if not str(k).startswith("_")}
+    params = dict(_flat(pipeline_cfg))
+    pipeline = str(metrics.get("pipeline") or config["pipeline"]["name"])  # a user's codec runs under its own name
     row: dict[str, Any] = {
         "dataset": config.get("dataset", {}).get("name", ""),
         "model": config.get("model", {}).get("name", ""),
@@ -175,6 +179,8 @@ def load_runs(run_dirs: Sequence[Path], *, rate_params: Sequence[str] = DEFAULT_
 
     The ``curve`` label names the pipeline and those of its non-rate parameters that take more
     than one value among the runs (``quant (n_symbols=4)``), so labels stay short and distinct.
+    A run's rate parameters are the ones its codec declared (``rate_params`` in metrics.json);
+    ``rate_params`` here stands in for runs that did not record them (made before they did).
     The parameters to show are the rate parameters and those varying ones; the table keeps every
     parameter (nested settings as dotted columns).
 
@@ -188,15 +194,16 @@ def load_runs(run_dirs: Sequence[Path], *, rate_params: Sequence[str] = DEFAULT_
         row, names = load_run(Path(d))
         rows.append((row, names))
         params.extend(n for n in names if n not in params)
+    knobs = [list(r.pop("rate_params")) if isinstance(r.get("rate_params"), list) else list(rate_params) for r, _ in rows]
     varying: dict[str, list[str]] = {}
-    for row, names in rows:
+    for (row, names), own in zip(rows, knobs):
         for n in names:
-            if n not in rate_params and n not in varying.setdefault(row["pipeline"], []):
+            if n not in own and n not in varying.setdefault(row["pipeline"], []):
                 values = {str(r.get(n)) for r, _ in rows if r["pipeline"] == row["pipeline"]}
                 if len(values) > 1:
                     varying[row["pipeline"]].append(n)
-    for row, _ in rows:
-        row["curve"] = curve_label(row["pipeline"], {n: row.get(n) for n in varying.get(row["pipeline"], [])}, rate_params)
+    for (row, _), own in zip(rows, knobs):
+        row["curve"] = curve_label(row["pipeline"], {n: row.get(n) for n in varying.get(row["pipeline"], [])}, own)
     frame = pd.DataFrame([row for row, _ in rows])
     key = [*GROUP, "pipeline", *params]
     dup = frame[frame.astype({c: str for c in key}).duplicated(subset=key, keep=False)]
@@ -206,7 +213,7 @@ def load_runs(run_dirs: Sequence[Path], *, rate_params: Sequence[str] = DEFAULT_
     frame = frame.assign(_order=order).sort_values([*GROUP, "_order", "pipeline", "curve", "bpp"], kind="stable").drop(columns="_order")
     lead = [*GROUP, "pipeline", "curve", *params, "bpp"]
     frame = frame[lead + [c for c in frame.columns if c not in lead]]
-    shown = [p for p in params if p in rate_params or any(p in v for v in varying.values())]
+    shown = [p for p in params if any(p in own for own in knobs) or any(p in v for v in varying.values())]
     return frame.reset_index(drop=True), shown
 
 

@@ -13,11 +13,14 @@ decoding. The strings are CompressAI's range-coded y and z.
 
 from __future__ import annotations
 
+import hashlib
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from vcm_eval.codecs.base import FeatureCodec
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
 from vcm_eval.codecs.fusion.model import CODED_LEVELS, HYPER_STRIDE, FusionCodecModel
 from vcm_eval.device import resolve_device
@@ -50,7 +53,7 @@ def padded_levels(features: FeatureSet, pad_multiple_p2: int) -> tuple[list[torc
     return out, (int(h2), int(w2))
 
 
-class FusionFeatureCodec:
+class FusionFeatureCodec(FeatureCodec):
     """Encode/decode a FeatureSet with a trained ``FusionCodecModel`` (CompressAI range coding).
 
     Args:
@@ -58,16 +61,26 @@ class FusionFeatureCodec:
         device: where the analysis and synthesis transforms run. The entropy model (hyperprior,
             the scales and means that index the CDF tables, range coding) always runs on the CPU,
             so a bitstream written on one device decodes to the same latent on any other.
+        checkpoint: the file the weights came from (its hash is the codec's version).
     """
 
-    codec_name = "fusion"
+    codec_name = "fusion"  # the container tag
+    name = "fusion_codec"
+    rate_params = ("quality",)
 
-    def __init__(self, *, model: FusionCodecModel, device: str = "cpu") -> None:
+    def __init__(self, *, model: FusionCodecModel, device: str = "cpu", checkpoint: Path | None = None) -> None:
+        self.checkpoint = checkpoint
         self.model = model.eval()
         self.model.update(force=True)
         self.device = resolve_device(device)
         self.model.g_a.to(self.device)
         self.model.g_s.to(self.device)
+
+    def version(self) -> str:
+        """The checkpoint's name and content hash (part of the run key: retrained weights never reuse records)."""
+        if self.checkpoint is None:
+            return "fusion model in memory (no checkpoint file)"
+        return f"fusion checkpoint {self.checkpoint.name} sha256:{hashlib.sha256(self.checkpoint.read_bytes()).hexdigest()[:16]}"
 
     def encode(self, features: FeatureSet) -> bytes:
         levels, (h2, w2) = padded_levels(features, self.model.pad_multiple_p2)
