@@ -60,7 +60,7 @@ def main() -> None:
     result = {"checkpoint": str(path), "images": len(dataset), "AP": {}, "relative_mse": {lv: sum(v) / len(v) for lv, v in rel_mse.items()}}
     for variant in VARIANTS:
         evaluator = CocoEvaluator(dataset.coco_json, dataset.image_ids)
-        evaluator.process(detections[variant])
+        evaluator.process([{}], [{"detections": detections[variant]}])
         result["AP"][variant] = {task: metrics["AP"] for task, metrics in evaluator.evaluate().items()}
         print(f"{variant:12s} " + "  ".join(f"{task} AP {ap:.2f}" for task, ap in result["AP"][variant].items()))
     print("MSE / variance: " + "  ".join(f"{lv} {v:.3f}" for lv, v in result["relative_mse"].items()))
