@@ -37,9 +37,9 @@ from vcm_eval.codecs.colour import colour_ffmpeg, pad_to_even, rgb_to_yuv420
 from vcm_eval.codecs.feature_vvc import FeatureVvcCodec
 from vcm_eval.codecs.vvc import VvcCodec
 from vcm_eval.data.datasets import EvalDataset, build_dataset
+from vcm_eval.engine.run import run_single
 from vcm_eval.metrics.bdrate import bd_compare
 from vcm_eval.resources import ANCHORS_DIR, CONF_DIR
-from vcm_eval.run import run_single
 from vcm_eval.vision.registry import build_task_model
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@
 The *limit* is what the codec and the network cost on their own: the ``bare`` pass calls them
 directly on images already in memory (features, encode, decode, rest of the network; for image
 codecs the whole network on the decoded image), with no dataset, records, evaluation or files.
-The *framework* pass is ``vcm_eval.run.run_single`` on the same config and images, from a fresh
+The *framework* pass is ``vcm_eval.engine.run.run_single`` on the same config and images, from a fresh
 results folder and an empty feature cache (the first point of a sweep); ``--warm`` adds a pass
 with the cache filled (every later point of a sweep).
 
@@ -179,7 +179,7 @@ def _bare_pass(cfg: Any, mem: PeakMemory) -> tuple[list[dict[str, Any]], float]:
 
 def framework_pass(cfg: Any, mem: PeakMemory) -> tuple[list[dict[str, Any]], dict[str, float], float]:
     """``run_single`` as the CLI runs it; per-image rows from its records, phase times, CPU s."""
-    from vcm_eval.run import run_single
+    from vcm_eval.engine.run import run_single
 
     timings: dict[str, float] = {}
     mem.mark()

@@ -18,7 +18,6 @@ import pytest
 import torch
 from PIL import Image
 
-from vcm_eval.cache import image_digest
 from vcm_eval.codecs.bitstream import BitstreamReader
 from vcm_eval.codecs.colour import MPEG_FFMPEG, pad_to_even, rgb_to_yuv420
 from vcm_eval.codecs.feature_vvc import FeatureVvcCodec
@@ -28,6 +27,7 @@ from vcm_eval.codecs.vvc import VvcCodec
 from vcm_eval.codecs.vvc_headers import slice_qps
 from vcm_eval.codecs.yuv import Yuv420
 from vcm_eval.errors import CodecError, ConfigError
+from vcm_eval.utils.digest import image_digest
 from vcm_eval.vision.base import FeatureSet
 
 VTM_ENCODER, VTM_CFG, VTM_DECODER = (os.environ.get(f"VCM_EVAL_VTM_{k}", "") for k in ("ENCODER", "CFG", "DECODER"))

@@ -13,13 +13,13 @@ import pytest
 import torch
 from conftest import compose_cfg
 
-from vcm_eval.cache import BitstreamStore, FeatureCache, StoredBitstream, image_digest
 from vcm_eval.codecs.quant import NormalizedQuantizer
 from vcm_eval.data.sample import Sample
 from vcm_eval.data.synthetic import SyntheticSpec, scene_for
+from vcm_eval.engine.run import run_single
 from vcm_eval.errors import CodecError, VcmEvalError
 from vcm_eval.pipelines.base import FeatureCodingPipeline, UncompressedPipeline
-from vcm_eval.run import run_single
+from vcm_eval.pipelines.cache import BitstreamStore, FeatureCache, StoredBitstream, image_digest
 from vcm_eval.vision.base import FeatureSet, Instances
 from vcm_eval.vision.torchvision_rcnn import RcnnConfig, TorchvisionRcnn
 
@@ -114,7 +114,7 @@ def test_full_cache_stops_writing_but_still_serves(tmp_path: Path, model: Torchv
 PARALLEL = """
 import sys, torch
 from pathlib import Path
-from vcm_eval.cache import FeatureCache
+from vcm_eval.pipelines.cache import FeatureCache
 from vcm_eval.data.synthetic import SyntheticSpec, scene_for
 from vcm_eval.vision.torchvision_rcnn import RcnnConfig, TorchvisionRcnn
 torch.set_num_threads(1)

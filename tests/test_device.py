@@ -9,8 +9,8 @@ import torch
 from conftest import compose_cfg, records_without_timings
 
 from vcm_eval.device import resolve_device
+from vcm_eval.engine.run import run_single
 from vcm_eval.errors import ConfigError
-from vcm_eval.run import run_single
 
 SMALL = [
     "pipeline=uncompressed", "model.weights=null", "model.min_size=128", "model.max_size=256", "model.detections_per_img=20",

@@ -181,7 +181,7 @@ def test_low_qp_map_within_one_point_of_uncompressed(hydra_conf: None, tmp_path:
     Measured when written: uncompressed bbox/segm AP 67.58/62.00, QP 12 67.95/62.08 (43.9 bpp).
     On only 6 images AP moves by more than a point between near-identical predictions.
     """
-    from vcm_eval.run import run_single
+    from vcm_eval.engine.run import run_single
 
     common = [f"dataset.root={tmp_path / 'synthetic'}", "dataset.size=12", f"paths.results={tmp_path / 'results'}", "progress=false"]
     ref = run_single(compose_cfg(["pipeline=uncompressed", *common]))

@@ -23,7 +23,7 @@ def pdf_font_subtypes(pdf: Path) -> set[str]:
 
 
 def test_main_job_runs_all_five_methods_on_the_same_images(hydra_conf: None, synth_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from vcm_eval.suite import run_suite
+    from vcm_eval.engine.suite import run_suite
 
     overrides = [f"dataset.root={synth_root}", "dataset.size=6", f"paths.results={tmp_path}", "progress=false", "pipeline.overrides=['dataset.limit=2']"]
     cfg = compose_cfg(["pipeline=suite", *overrides])

@@ -367,7 +367,7 @@ def test_quant_table_has_the_paper_layout(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_cli_sweep_end_to_end(tmp_path: Path, hydra_conf: None) -> None:
     """uncompressed, quant8 and two quant runs on 2 synthetic images, then the table (real network)."""
-    from vcm_eval.run import run_single
+    from vcm_eval.engine.run import run_single
 
     base = [
         "model.weights=null",

@@ -1,6 +1,6 @@
 """The report on a small recorded sweep: the table, the BD values, the files and the figures.
 
-The sweep is recorded the way ``vcm_eval.run`` records runs (``config.yaml`` from the composed
+The sweep is recorded the way ``vcm_eval.engine.run`` records runs (``config.yaml`` from the composed
 config, ``metrics.json``, ``provenance.json``, ``records.jsonl`` in ``run_dir_for`` folders), with
 rate-accuracy points chosen so the BD values are known exactly: mAP is linear in log2(bpp)
 (8 points per doubling), which pchip reproduces, so a curve with every rate x f at the same mAP
@@ -26,13 +26,13 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 from PIL import Image
 
-from vcm_eval.atomic import atomic_write
+from vcm_eval.engine.provenance import provenance
+from vcm_eval.engine.run import run_dir_for
+from vcm_eval.engine.store import RecordStore
 from vcm_eval.errors import ConfigError, DataError
-from vcm_eval.provenance import provenance
 from vcm_eval.report.plots import curve_style
 from vcm_eval.report.report import find_runs, load_runs, run_report
-from vcm_eval.report.store import RecordStore
-from vcm_eval.run import run_dir_for
+from vcm_eval.utils.atomic import atomic_write
 
 ANCHOR_BPP = [0.1, 0.2, 0.4, 0.8]  # image_anchor at qp 37, 32, 27, 22
 ANCHOR_QP = [37, 32, 27, 22]
@@ -45,7 +45,7 @@ def bbox_map(bpp: float, factor: float = 1.0) -> float:
 
 
 def record_run(results: Path, base: dict[str, Any], pipeline: dict[str, Any], bpp: float, bbox: float, *, images: int = 3) -> Path:
-    """One finished run as vcm_eval.run writes it; ``base`` = a composed config as a dict."""
+    """One finished run as vcm_eval.engine.run writes it; ``base`` = a composed config as a dict."""
     cfg = OmegaConf.create({**base, "pipeline": pipeline, "paths": {**base["paths"], "results": str(results)}})
     params = {k: v for k, v in pipeline.items() if k != "name"}
     run_dir = run_dir_for(cfg)

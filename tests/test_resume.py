@@ -17,9 +17,9 @@ from conftest import records_without_timings
 from hydra import compose
 
 from vcm_eval.__main__ import missing_launcher
+from vcm_eval.engine.store import recorded_ids, run_lock
 from vcm_eval.errors import VcmEvalError
 from vcm_eval.report.report import find_runs, load_runs
-from vcm_eval.report.store import recorded_ids, run_lock
 
 IMAGES = 4
 # Small and fast: 128x256 images, random-init network (deterministic), few proposals.
@@ -90,7 +90,7 @@ def test_killed_sweep_resumes_to_the_same_table(tmp_path: Path) -> None:
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from vcm_eval.report.store import run_lock
+from vcm_eval.engine.store import run_lock
 with run_lock(Path(sys.argv[1])):
     print("held", flush=True)
     time.sleep(60)

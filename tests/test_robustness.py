@@ -35,10 +35,10 @@ import pandas as pd
 import pytest
 from conftest import compose_cfg, records_without_timings
 
-from vcm_eval.cache import BitstreamStore, FeatureCache
 from vcm_eval.data.synthetic import SyntheticSpec, write_split
+from vcm_eval.engine.run import run_single
+from vcm_eval.pipelines.cache import BitstreamStore, FeatureCache
 from vcm_eval.report.report import find_runs, load_runs
-from vcm_eval.run import run_single
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = SyntheticSpec(height=64, width=128)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from conftest import compose_cfg
 
-from vcm_eval.atomic import atomic_write
-from vcm_eval.run import params_tag, run_dir_for, run_single
+from vcm_eval.engine.run import params_tag, run_dir_for, run_single
+from vcm_eval.utils.atomic import atomic_write
 
 SMALL = [
     "pipeline=uncompressed", "model.weights=null", "model.min_size=128", "model.max_size=256", "model.detections_per_img=20",

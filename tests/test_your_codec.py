@@ -13,8 +13,8 @@ import pytest
 from conftest import compose_cfg
 
 from vcm_eval.data.datasets import build_dataset
+from vcm_eval.engine.run import run_single
 from vcm_eval.errors import ConfigError
-from vcm_eval.run import run_single
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -37,10 +37,10 @@ def run(cfg: DictConfig, *, base_overrides: list[str] | None = None) -> object:
         print("wrote: " + ", ".join(str(p) for p in result.files))
         return result
     if cfg.pipeline.name == "suite":
-        from vcm_eval.suite import run_suite
+        from vcm_eval.engine.suite import run_suite
 
         return run_suite(cfg, base_overrides=base_overrides or [])
-    from vcm_eval.run import run_single
+    from vcm_eval.engine.run import run_single
 
     row = run_single(cfg)
     print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})

@@ -32,17 +32,17 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-from vcm_eval.atomic import atomic_write
-from vcm_eval.cache import image_digest
 from vcm_eval.codecs.image import VvcImageCodec
 from vcm_eval.codecs.shipped import FIELDS, MANIFEST, resolve_folder
 from vcm_eval.codecs.vvc import VvcCodec
 from vcm_eval.codecs.vvc_headers import slice_qps
 from vcm_eval.config import DatasetConfig, PathsConfig, VvcConfig
-from vcm_eval.construct import from_config
 from vcm_eval.data.datasets import build_dataset
 from vcm_eval.errors import CodecError, ConfigError
 from vcm_eval.resources import CONF_DIR
+from vcm_eval.utils.atomic import atomic_write
+from vcm_eval.utils.construct import from_config
+from vcm_eval.utils.digest import image_digest
 
 
 @dataclass

@@ -13,7 +13,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from vcm_eval.codecs.fusion.config import FusionArchConfig, FusionCodecPipelineConfig, TrainFusionSettings
-from vcm_eval.vision.torchvision_rcnn import RcnnConfig
+from vcm_eval.vision.config import RcnnConfig
 
 
 @dataclass
@@ -216,7 +216,7 @@ class ReportConfig:
 
 @dataclass
 class CacheConfig:
-    """What runs reuse (``vcm_eval.cache``); neither changes a result, so neither is in the run key.
+    """What runs reuse (``vcm_eval.pipelines.cache``); neither changes a result, so neither is in the run key.
 
     ``features``: FPN features extracted once per (model, image, thread count) and shared by every
     point of a sweep, under ``paths.cache``; no new entry is written once that folder holds

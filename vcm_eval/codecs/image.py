@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from vcm_eval.cache import image_digest
 from vcm_eval.codecs.base import ImageCodec
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
 from vcm_eval.codecs.colour import check_colour, pad_to_even, rgb_to_yuv420, yuv420_to_rgb
@@ -25,6 +24,7 @@ from vcm_eval.codecs.external import ffmpeg_capabilities
 from vcm_eval.codecs.shipped import ShippedBitstreams
 from vcm_eval.codecs.vvc import VvcCodec, check_qp
 from vcm_eval.errors import CodecError, ConfigError
+from vcm_eval.utils.digest import image_digest
 
 
 class VvcImageCodec(ImageCodec):

@@ -14,8 +14,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from vcm_eval.atomic import atomic_write
 from vcm_eval.codecs.colour import MPEG_FFMPEG
+from vcm_eval.utils.atomic import atomic_write
 
 WHEEL = "imageio-ffmpeg==0.4.9"
 MEMBER = "imageio_ffmpeg/binaries/ffmpeg-linux64-v4.2.2"

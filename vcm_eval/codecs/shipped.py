@@ -6,7 +6,7 @@ bitstream::
 
     image_id, file_name, image_sha256, qp, colour, encoder, bitstream, bytes, md5, encode_s
 
-``image_sha256`` is ``vcm_eval.cache.image_digest`` of the original pixels, so a stream is used
+``image_sha256`` is ``vcm_eval.utils.digest.image_digest`` of the original pixels, so a stream is used
 only for exactly the picture it was made from; ``encoder`` is the VTM setting
 (``vcm_eval.codecs.vtm.vtm_setting``: version, cfg name, cfg md5). A stream whose md5 does not
 match the manifest is a one-line error, never decoded. ``python -m vcm_eval.anchors`` writes them.

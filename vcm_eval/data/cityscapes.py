@@ -30,7 +30,7 @@ from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 from vcm_eval.config import DatasetConfig
-from vcm_eval.data.datasets import EvalDataset
+from vcm_eval.data.base import EvalDataset
 from vcm_eval.errors import ConfigError, DataError
 
 IMAGE_SUFFIX = "_leftImg8bit.png"

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vcm_eval.config import DatasetConfig
-from vcm_eval.data.datasets import EvalDataset
+from vcm_eval.data.base import EvalDataset
 from vcm_eval.errors import ConfigError, DataError
 
 LAYOUT = "<root>/{split}/<image files> and <root>/annotations/instances_{split}.json"

@@ -26,7 +26,7 @@ from pycocotools import mask as mask_utils
 from vcm_eval.errors import DataError
 
 if TYPE_CHECKING:
-    from vcm_eval.data.datasets import EvalDataset
+    from vcm_eval.data.base import EvalDataset
 
 _STEM = re.compile(r"^(?P<stem>[^_]+_\d+_\d+)_")
 

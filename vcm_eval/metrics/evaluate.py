@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from vcm_eval.config import EvalConfig
-from vcm_eval.data.datasets import EvalDataset
+from vcm_eval.data.base import EvalDataset
 from vcm_eval.errors import ConfigError
 from vcm_eval.metrics.evaluator import EVALUATORS
 from vcm_eval.metrics.rate import rate_summary

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from vcm_eval.data.datasets import EvalDataset
+    from vcm_eval.data.base import EvalDataset
 
 
 class DatasetEvaluator(Protocol):

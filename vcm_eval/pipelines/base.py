@@ -10,7 +10,7 @@ Pipelines differ only in the codec they call (``vcm_eval.codecs.base``: its kind
 the bytes the codec returned: ``bits = 8 * len(bitstream)``; the codec's ``report`` adds its own
 per-image numbers and its ``version()`` goes into the run key.
 
-Reuse (``vcm_eval.cache``): feature pipelines take their features from a ``FeatureCache`` when one
+Reuse (``vcm_eval.pipelines.cache``): feature pipelines take their features from a ``FeatureCache`` when one
 is given (extracted once per image for a whole sweep), and every coding pipeline given a
 ``BitstreamStore`` stores each bitstream before decoding it and, on a rerun, decodes the stored one
 instead of encoding again. Both give the same records as a fresh run (timings aside).
@@ -23,9 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from vcm_eval.cache import BitstreamStore, FeatureCache, StoredBitstream
 from vcm_eval.codecs.base import Codec, FeatureCodec, ImageCodec
 from vcm_eval.data.sample import Sample
+from vcm_eval.pipelines.cache import BitstreamStore, FeatureCache, StoredBitstream
 from vcm_eval.vision.base import Instances, TaskModel
 
 

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from vcm_eval.cache import FeatureCache
 from vcm_eval.codecs.base import Codec, FeatureCodec, ImageCodec
 from vcm_eval.codecs.feature_vvc import FeatureVvcCodec
 from vcm_eval.codecs.image import VvcImageCodec
@@ -23,9 +22,10 @@ from vcm_eval.codecs.quant import NormalizedQuantizer
 from vcm_eval.codecs.quant8 import Uniform8bitQuantizer
 from vcm_eval.codecs.shipped import ShippedBitstreams
 from vcm_eval.codecs.vvc import VvcCodec
-from vcm_eval.construct import from_config
 from vcm_eval.errors import ConfigError
 from vcm_eval.pipelines.base import Pipeline, UncompressedPipeline, coding_pipeline
+from vcm_eval.pipelines.cache import FeatureCache
+from vcm_eval.utils.construct import from_config
 from vcm_eval.vision.base import TaskModel
 
 if TYPE_CHECKING:  # the fusion codec imports compressai: loaded only when that pipeline is built

@@ -28,9 +28,9 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from vcm_eval.atomic import atomic_write
 from vcm_eval.errors import ConfigError
 from vcm_eval.report.tables import metric_name
+from vcm_eval.utils.atomic import atomic_write
 
 # pipeline -> (colour, marker); unknown pipelines get a colour from PALETTE by a stable hash.
 STYLE = {

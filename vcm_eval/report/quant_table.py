@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vcm_eval.atomic import atomic_write
 from vcm_eval.errors import DataError
 from vcm_eval.resources import ANCHORS_DIR
+from vcm_eval.utils.atomic import atomic_write
 
 PIPELINES = ("uncompressed", "quant8", "quant")
 PAPER_TABLE3 = ANCHORS_DIR / "quant_table3_map.csv"

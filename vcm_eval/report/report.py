@@ -1,7 +1,7 @@
 """``python -m vcm_eval report=default report.runs=<dirs or globs>``: a sweep's runs -> tables + figures.
 
 The report only reads run folders (``metrics.json``, ``config.yaml``, ``provenance.json``,
-``records.jsonl``; see ``vcm_eval.run``); it never runs a network. A folder given (or matched by a
+``records.jsonl``; see ``vcm_eval.engine.run``); it never runs a network. A folder given (or matched by a
 glob) is searched recursively, so ``report.runs=results/synthetic`` gathers every run under it.
 Runs are grouped into *setups* - the same dataset, model, evaluation settings and evaluated
 image count - because BD values only compare curves measured on the same images by the same
@@ -27,7 +27,6 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from vcm_eval.atomic import atomic_write
 from vcm_eval.errors import ConfigError, DataError
 from vcm_eval.metrics.bdrate import DEFAULT_MIN_OVERLAP
 from vcm_eval.report.plots import FORMATS, comparison_figure, rate_accuracy_plot, z_sweep_plot, z_sweep_with_paper
@@ -43,8 +42,9 @@ from vcm_eval.report.tables import (
     to_latex,
     to_markdown,
 )
+from vcm_eval.utils.atomic import atomic_write
 
-# Keys of the dataset group that never change a result (also left out of vcm_eval.run's key).
+# Keys of the dataset group that never change a result (also left out of vcm_eval.engine.run's key).
 _NOT_IN_SETUP = {"dataset": ("limit",)}
 
 

@@ -29,7 +29,7 @@ from vcm_eval.data.scene import Scene
 from vcm_eval.data.synthetic import scene_for
 from vcm_eval.device import resolve_device
 from vcm_eval.resources import CONF_DIR
-from vcm_eval.training import append_log_row, load_state, save_state
+from vcm_eval.utils.training import append_log_row, load_state, save_state
 from vcm_eval.vision.torchvision_rcnn import RcnnConfig, build_rcnn, save_checkpoint
 
 

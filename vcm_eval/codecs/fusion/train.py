@@ -37,7 +37,7 @@ from vcm_eval.data.synthetic import scene_for
 from vcm_eval.device import resolve_device
 from vcm_eval.errors import ConfigError
 from vcm_eval.resources import CONF_DIR
-from vcm_eval.training import append_log_row, load_state, save_state
+from vcm_eval.utils.training import append_log_row, load_state, save_state
 from vcm_eval.vision.base import TaskModel
 from vcm_eval.vision.registry import build_task_model
 

@@ -14,8 +14,8 @@ import torch
 
 from vcm_eval.codecs.fusion.config import FusionArchConfig
 from vcm_eval.codecs.fusion.model import FusionCodecModel
-from vcm_eval.construct import from_config
 from vcm_eval.errors import CheckpointError, load_failure
+from vcm_eval.utils.construct import from_config
 
 FORMAT = "vcm_eval.fusion/1"
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"

@@ -40,18 +40,12 @@ import numpy as np
 import torch
 from filelock import FileLock, Timeout
 
-from vcm_eval.atomic import remove_stale_temps, write_atomic
 from vcm_eval.errors import CodecError, VcmEvalError
+from vcm_eval.utils.atomic import remove_stale_temps, write_atomic
+from vcm_eval.utils.digest import image_digest
 from vcm_eval.vision.base import FeatureSet, TaskModel
 
 _LOCK_TIMEOUT_S = 3600.0  # a peer extracting the same image's features for longer than this is stuck
-
-
-def image_digest(image: np.ndarray) -> str:
-    """sha256 of a uint8 image's shape and pixels (the image part of a cache key)."""
-    h = hashlib.sha256(repr((image.shape, str(image.dtype))).encode())
-    h.update(np.ascontiguousarray(image).data)
-    return h.hexdigest()
 
 
 def _folder_bytes(folder: Path) -> int:

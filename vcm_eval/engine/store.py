@@ -4,7 +4,7 @@ A run folder holds ``records.jsonl``: each line is one image's record (rate, tim
 written with flush + fsync, so a run killed at any point loses at most the line being written.
 On reopening, a torn last line is cut off and the images already recorded are skipped: an
 interrupted sweep resumes where it stopped and ends with the same table as an uninterrupted one.
-Whole files (config, metrics, tables) go through ``vcm_eval.atomic.atomic_write``: written beside the target and
+Whole files (config, metrics, tables) go through ``vcm_eval.utils.atomic.atomic_write``: written beside the target and
 renamed over it, so a reader never sees half a file and a crash never destroys the old one.
 """
 

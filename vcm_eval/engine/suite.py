@@ -18,11 +18,11 @@ import pandas as pd
 from hydra import compose
 from omegaconf import DictConfig
 
-from vcm_eval.atomic import atomic_write
+from vcm_eval.engine.run import run_single
 from vcm_eval.errors import ConfigError
 from vcm_eval.report.report import suite_summary
 from vcm_eval.report.tables import format_summary, summary_frame
-from vcm_eval.run import run_single
+from vcm_eval.utils.atomic import atomic_write
 
 
 def expand_entry(entry: str) -> list[list[str]]:

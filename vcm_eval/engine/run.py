@@ -23,17 +23,17 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from vcm_eval.atomic import atomic_write, remove_stale_temps
-from vcm_eval.cache import BitstreamStore
 from vcm_eval.data.datasets import EvalDataset, build_dataset
 from vcm_eval.device import resolve_device
+from vcm_eval.engine.provenance import provenance, resumed_history
+from vcm_eval.engine.store import RecordStore, recorded_ids, run_lock
 from vcm_eval.errors import ConfigError
 from vcm_eval.metrics.coco_eval import label_to_category, to_coco_results
 from vcm_eval.metrics.evaluate import evaluate_records
 from vcm_eval.pipelines.base import Pipeline
+from vcm_eval.pipelines.cache import BitstreamStore
 from vcm_eval.pipelines.registry import build_pipeline, pipeline_entry, pipeline_params
-from vcm_eval.provenance import provenance, resumed_history
-from vcm_eval.report.store import RecordStore, recorded_ids, run_lock
+from vcm_eval.utils.atomic import atomic_write, remove_stale_temps
 from vcm_eval.vision.registry import build_task_model
 
 # Fields that never change a run's results, left out of its key. (``dataset.limit`` is in it: a

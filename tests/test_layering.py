@@ -1,0 +1,77 @@
+"""The import rule of docs/architecture.md: a layer never imports a higher one; schemas import no torch."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "vcm_eval"
+# lowest first; a module may import its own layer and the ones before it
+LAYERS = (
+    ("utils", "errors", "resources", "device"),
+    ("data",),
+    ("vision",),
+    ("codecs",),
+    ("pipelines",),
+    ("metrics",),
+    ("report",),
+    ("engine",),
+    ("anchors", "__main__"),
+)
+
+
+def _is_schema(module: str) -> bool:
+    """Config schemas (``vcm_eval.config``, ``*.config``): pure dataclasses, importable from anywhere."""
+    return module == "vcm_eval.config" or module.endswith(".config")
+
+
+def _layer(module: str) -> int:
+    top = module.split(".")[1] if "." in module else ""
+    for i, names in enumerate(LAYERS):
+        if top in names:
+            return i
+    raise AssertionError(f"{module} belongs to no layer of tests/test_layering.py; add its package to LAYERS (and docs/architecture.md)")
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Every vcm_eval module ``path`` imports, at the top or inside a function (TYPE_CHECKING too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("vcm_eval"):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("vcm_eval"))
+    return found
+
+
+MODULES = sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_module_imports_a_higher_layer(path: Path) -> None:
+    source = _module_name(path)
+    if source == "vcm_eval":
+        return
+    for target in _imports(path):
+        if target == "vcm_eval" or _is_schema(target):
+            continue
+        if _is_schema(source):
+            assert _layer(target) == 0, f"{source} is a config schema and imports {target}: schemas import only schemas and utils"
+        else:
+            assert _layer(target) <= _layer(source), f"{source} (layer {_layer(source)}) imports {target} (layer {_layer(target)})"
+
+
+@pytest.mark.parametrize("module", ["vcm_eval.config", "vcm_eval.data.datasets", "vcm_eval.report.report"])
+def test_schemas_data_and_report_load_without_torch(module: str) -> None:
+    code = f"import sys, {module}; print(sorted(m for m in ('torch', 'torchvision', 'compressai') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", f"importing {module} loads {out}"
