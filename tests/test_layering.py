@@ -75,3 +75,23 @@ def test_schemas_data_and_report_load_without_torch(module: str) -> None:
     code = f"import sys, {module}; print(sorted(m for m in ('torch', 'torchvision', 'compressai') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]", f"importing {module} loads {out}"
+
+
+def test_config_to_object_construction_refuses_a_field_the_config_lacks() -> None:
+    from dataclasses import dataclass
+
+    from vcm_eval.utils.construct import from_config
+
+    class Encoder:
+        def __init__(self, *, preset: str = "medium", threads: int = 1) -> None:
+            self.preset, self.threads = preset, threads
+
+    @dataclass
+    class Renamed:  # "preset" renamed to "speed" in the schema only
+        speed: str = "slower"
+        threads: int = 2
+
+    with pytest.raises(TypeError, match=r"Encoder takes \['preset'\], which its config Renamed lacks"):
+        from_config(Encoder, Renamed())
+    built = from_config(Encoder, Renamed(), optional=("preset",))
+    assert (built.preset, built.threads) == ("medium", 2)
