@@ -248,26 +248,6 @@ class RunConfig:
     report: ReportConfig | None = None  # report=default: tables and figures instead of a run
 
 
-def register_configs() -> None:
-    """Register every schema; YAML options in conf/ extend them by name."""
-    cs = ConfigStore.instance()
-    cs.store(name="base_run", node=RunConfig)
-    cs.store(group="dataset", name="base_dataset", node=DatasetConfig)
-    cs.store(group="model", name="base_rcnn", node=RcnnConfig)
-    cs.store(group="codec", name="base_vvc", node=VvcConfig)
-    cs.store(group="report", name="base_report", node=ReportConfig)
-    for name, node in {
-        "base_uncompressed": UncompressedConfig,
-        "base_image_anchor": ImageAnchorConfig,
-        "base_feature_anchor": FeatureAnchorConfig,
-        "base_quant": QuantConfig,
-        "base_quant8": Quant8Config,
-        "base_user_codec": UserCodecConfig,
-        "base_suite": SuiteConfig,
-    }.items():
-        cs.store(group="pipeline", name=name, node=node)
-
-
 @dataclass
 class TrainTaskSettings:
     """Training of the embedded default task model (``python -m vcm_eval.vision.train``).
@@ -315,8 +295,6 @@ class TrainTaskConfig(TrainingConfig):
     train: TrainTaskSettings = field(default_factory=TrainTaskSettings)
 
 
-ConfigStore.instance().store(name="base_train_task", node=TrainTaskConfig)
-
 
 @dataclass
 class TrainFusionConfig(TrainingConfig):
@@ -326,8 +304,27 @@ class TrainFusionConfig(TrainingConfig):
     train: TrainFusionSettings = field(default_factory=TrainFusionSettings)
 
 
-ConfigStore.instance().store(name="base_train_fusion", node=TrainFusionConfig)
-ConfigStore.instance().store(group="pipeline", name="base_fusion_codec", node=FusionCodecPipelineConfig)
+def register_configs() -> None:
+    """Register every schema; YAML options in conf/ extend them by name."""
+    cs = ConfigStore.instance()
+    cs.store(name="base_run", node=RunConfig)
+    cs.store(name="base_train_task", node=TrainTaskConfig)
+    cs.store(name="base_train_fusion", node=TrainFusionConfig)
+    cs.store(group="dataset", name="base_dataset", node=DatasetConfig)
+    cs.store(group="model", name="base_rcnn", node=RcnnConfig)
+    cs.store(group="codec", name="base_vvc", node=VvcConfig)
+    cs.store(group="report", name="base_report", node=ReportConfig)
+    for name, node in {
+        "base_uncompressed": UncompressedConfig,
+        "base_image_anchor": ImageAnchorConfig,
+        "base_feature_anchor": FeatureAnchorConfig,
+        "base_quant": QuantConfig,
+        "base_quant8": Quant8Config,
+        "base_user_codec": UserCodecConfig,
+        "base_fusion_codec": FusionCodecPipelineConfig,
+        "base_suite": SuiteConfig,
+    }.items():
+        cs.store(group="pipeline", name=name, node=node)
 
 
 register_configs()
