@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
@@ -391,6 +392,14 @@ def test_cli_sweep_end_to_end(tmp_path: Path, hydra_conf: None) -> None:
     q = table[table["n_symbols"] == 4]
     assert (q["data_ratio"] == 2 * 2_793_472 / (256 * 512 * 24)).all()
     assert q["bpp"].iloc[0] > q["bpp"].iloc[1]  # z = 0.5 costs more than z = 2.0
+    # the report command writes the same table beside its others (no second CLI)
+    from vcm_eval.report.report import run_report
+
+    result = run_report(compose_cfg(base + ["report=default", f"report.runs={tmp_path}/res", f"report.output={tmp_path}/report", "report.plot=false", "report.anchor=quant8"]))
+    written = pd.read_csv(tmp_path / "report" / "quant_table.csv")
+    assert tmp_path / "report" / "quant_table.md" in result.files
+    expected = pd.read_csv(io.StringIO(quant_table(rows, metric="segm_AP").to_csv(index=False)))  # through CSV like the file
+    pd.testing.assert_frame_equal(written, expected)
 
 
 def test_identical_streams_in_flight_both_keep_their_byte_split(feats: FeatureSet) -> None:

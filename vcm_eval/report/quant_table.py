@@ -14,13 +14,13 @@ Columns:
   anchors/quant_table3_map.csv) for the same row, when ``paper=True`` - a reference, not the same
   data or network.
 
-CLI: ``python -m vcm_eval.report.quant_table <results>/<dataset>/<model> [--metric segm_AP]`` reads
-every run under that folder and writes ``quant_table.csv`` and ``quant_table.md`` there.
+The report command (``python -m vcm_eval report=default``) writes it as ``quant_table.csv`` /
+``quant_table.md`` beside its other tables whenever quant runs are among the runs, for the
+accuracy metric ``eval.primary_metric``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -178,35 +178,3 @@ def write_quant_table(
         note += "paper_*: the paper's Table 3 (Cityscapes val, detectron2 Mask R-CNN R50-FPN) - a reference, not this run's data.\n"
     atomic_write(md_path, to_markdown(format_table(table)) + note)
     return [csv_path, md_path]
-
-
-def rows_under(folder: Path) -> list[dict[str, Any]]:
-    """The ``metrics.json`` rows of every uncompressed / quant8 / quant run under ``folder``."""
-    rows = []
-    for pipeline in PIPELINES:
-        for path in sorted(folder.glob(f"**/{pipeline}/*/metrics.json")):
-            rows.append(json.loads(path.read_text()))
-    return rows
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="The quant method's Table 3 from finished runs.")
-    parser.add_argument("folder", type=Path, help="results/<dataset>/<model> (searched recursively)")
-    parser.add_argument("--metric", default="segm_AP", help="accuracy column (segm_AP, cityscapes_AP, bbox_AP, ...)")
-    parser.add_argument("--no-paper", action="store_true", help="leave out the paper's columns")
-    args = parser.parse_args(argv)
-    paths = write_quant_table(rows_under(args.folder), args.folder, metric=args.metric, paper=not args.no_paper)
-    print(paths[1].read_text())
-    print("written: " + ", ".join(map(str, paths)))
-
-
-if __name__ == "__main__":
-    import sys
-
-    from vcm_eval.errors import VcmEvalError
-
-    try:
-        main()
-    except VcmEvalError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)

@@ -30,7 +30,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from vcm_eval.errors import ConfigError, DataError
 from vcm_eval.metrics.bdrate import DEFAULT_MIN_OVERLAP
 from vcm_eval.report.plots import FORMATS, comparison_figure, rate_accuracy_plot, z_sweep_plot, z_sweep_with_paper
-from vcm_eval.report.quant_table import paper_table3
+from vcm_eval.report.quant_table import paper_table3, write_quant_table
 from vcm_eval.report.tables import (
     DEFAULT_METRICS,
     DEFAULT_RATE_PARAMS,
@@ -235,6 +235,17 @@ def write_figures(runs: pd.DataFrame, out_dir: Path, *, metrics: Sequence[str], 
     return files
 
 
+def write_quant_tables(runs: pd.DataFrame, out_dir: Path, *, metric: str) -> list[Path]:
+    """The 2-bit method's table in the paper's Table 3 layout (``quant_table.csv/.md``), per setup with quant runs."""
+    files: list[Path] = []
+    for key, group in runs.groupby(GROUP, sort=True):
+        if "quant" not in set(group["pipeline"]) or metric not in group:
+            continue
+        rows = [{k: v for k, v in r.items() if not (isinstance(v, float) and np.isnan(v))} for r in group.to_dict("records")]
+        files += write_quant_table(rows, out_dir, metric=metric, stem=f"quant_table{_group_suffix(runs, key)}")
+    return files
+
+
 def _caption(runs: pd.DataFrame) -> str:
     groups = runs[[*GROUP, "images"]].drop_duplicates() if "images" in runs else runs[GROUP].drop_duplicates()
     parts = []
@@ -308,6 +319,8 @@ def run_report(cfg: DictConfig) -> ReportResult:
         log_rate=rc.log_rate,
         formats=list(rc.formats),
     )
+    metric = cfg.eval.primary_metric if "eval" in cfg else "segm_AP"
+    result.files += write_quant_tables(runs, Path(rc.output), metric=metric)
     result.incomplete = incomplete
     return result
 
