@@ -152,3 +152,21 @@ def test_training_loss_weights_levels_and_counts_real_likelihood_bits() -> None:
     for bad in ([1.0, 1.0], [1.0, -1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]):
         with pytest.raises(ConfigError, match="level_weights"):
             rate_distortion(model, levels, 2.0, bad)
+def test_task_aware_loss_measures_the_error_through_the_frozen_rpn(task_model: TorchvisionRcnn) -> None:
+    """rpn_distortion: zero for a perfect reconstruction, added with task_weight, gradients reach only the codec."""
+    from vcm_eval.codecs.fusion.train import frozen_rpn_head, rate_distortion, rpn_distortion
+
+    torch.manual_seed(0)
+    model = zoo.build_model(ARCH).eval()
+    levels = [torch.randn(2, 256, 64 // 2**k, 64 // 2**k) for k in range(4)]
+    head = frozen_rpn_head(task_model)
+    assert float(rpn_distortion(head, levels, levels)) == 0.0
+    assert float(rpn_distortion(head, [lv + 0.5 for lv in levels], levels)) > 0.0
+    plain = rate_distortion(model, levels, 2.0)
+    aware = rate_distortion(model, levels, 2.0, rpn_head=head, task_weight=3.0)
+    assert float(aware["loss"]) == pytest.approx(float(plain["loss"]) + 2.0 * 3.0 * float(aware["task"]), rel=1e-5)
+    aware["loss"].backward()
+    assert all(p.grad is None for p in head.parameters())  # the task network stays frozen
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in model.g_s.parameters())
+
+

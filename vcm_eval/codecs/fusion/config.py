@@ -41,7 +41,7 @@ class FusionCodecPipelineConfig:
 
 @dataclass
 class TrainFusionSettings:
-    """Training of one rate point: loss = bpp + lmbda * mean over P2..P5 of the level MSE.
+    """Training of one rate point: loss = bpp + lmbda * (weighted mean level MSE + task_weight * RPN-output MSE).
 
     bpp is per pixel of the input image the crop came from (a P2 crop of c x c covers 4c x 4c
     image pixels). Adam on the transforms, a separate Adam on the entropy bottleneck quantiles
@@ -58,6 +58,7 @@ class TrainFusionSettings:
     aux_lr: float = 1e-2
     lr_drop_at: float = 0.8
     level_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])  # P2..P5 in the distortion
+    task_weight: float = 0.0  # weight of the task-aware term: MSE of the frozen RPN's outputs on decoded vs original levels
     train_images: int = 400
     seed: int = 0
     checkpoint_every: int = 50

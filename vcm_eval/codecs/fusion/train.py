@@ -24,6 +24,7 @@ from pathlib import Path
 import hydra
 import numpy as np
 import torch
+import torch.nn.functional as F
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
@@ -84,14 +85,39 @@ def random_crops(features: dict[str, np.ndarray], rng: np.random.Generator, *, b
     return out
 
 
+def rpn_distortion(rpn_head: torch.nn.Module, decoded: list[torch.Tensor], original: list[torch.Tensor]) -> torch.Tensor:
+    """Task-aware distortion: MSE between the frozen task network's RPN outputs on decoded and original P2..P6.
+
+    The RPN head (objectness logits and box deltas at every anchor) sees each level through a
+    3x3 convolution: it weighs feature errors by how much they move proposals, which a plain
+    feature MSE cannot. P6 is max-pooled from P5 as the network's FPN does.
+    """
+
+    def with_p6(levels: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [*levels, F.max_pool2d(levels[-1], 1, stride=2)]
+
+    with torch.no_grad():
+        ref_logits, ref_deltas = rpn_head(with_p6(original))
+    logits, deltas = rpn_head(with_p6(decoded))
+    terms = [F.mse_loss(a, b) for a, b in zip(logits, ref_logits)] + [F.mse_loss(a, b) for a, b in zip(deltas, ref_deltas)]
+    return torch.stack(terms).mean()
+
+
 def rate_distortion(
-    model: FusionCodecModel, levels: list[torch.Tensor], lmbda: float, level_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0)
+    model: FusionCodecModel,
+    levels: list[torch.Tensor],
+    lmbda: float,
+    level_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+    *,
+    rpn_head: torch.nn.Module | None = None,
+    task_weight: float = 0.0,
 ) -> dict[str, torch.Tensor]:
-    """loss = bpp (per input-image pixel) + lambda * weighted mean over P2..P5 of the level MSE.
+    """loss = bpp (per input-image pixel) + lambda * (weighted mean level MSE + task_weight * RPN-output MSE).
 
     ``mse`` (logged) stays the plain mean, comparable across weightings; ``distortion`` is the
     weighted one the loss uses. Weighting P2 up spends the bits where this task network loses
-    its accuracy (docs/fusion_codec.md: the decoded P2 alone costs 25 box AP points).
+    its accuracy (docs/fusion_codec.md: the decoded P2 alone costs 25 box AP points); the task
+    term (``rpn_head`` given, ``task_weight`` > 0) measures the error through the frozen network.
     """
     if len(level_weights) != len(levels) or min(level_weights) < 0 or sum(level_weights) <= 0:
         raise ConfigError(f"train.level_weights={list(level_weights)} must be {len(levels)} non-negative numbers (P2..P5), not all zero")
@@ -103,7 +129,22 @@ def rate_distortion(
     per_level = torch.stack([torch.mean((a - b_) ** 2) for a, b_ in zip(out["levels"], levels)])
     weights = torch.tensor(list(level_weights), dtype=per_level.dtype, device=per_level.device)
     distortion = (weights * per_level).sum() / weights.sum()
-    return {"loss": bpp + lmbda * distortion, "bpp": bpp, "mse": per_level.mean()}
+    out_terms = {"bpp": bpp, "mse": per_level.mean()}
+    if rpn_head is not None and task_weight > 0:
+        task = rpn_distortion(rpn_head, out["levels"], levels)
+        distortion = distortion + task_weight * task
+        out_terms["task"] = task
+    return {"loss": bpp + lmbda * distortion, **out_terms}
+
+
+def frozen_rpn_head(task_model: TaskModel) -> torch.nn.Module:
+    """The task network's RPN head with its weights frozen (gradients flow only to the codec)."""
+    head = getattr(getattr(getattr(task_model, "model", None), "rpn", None), "head", None)
+    if not isinstance(head, torch.nn.Module):
+        raise ConfigError(f"train.task_weight > 0 needs the torchvision task model's RPN head; {type(task_model).__name__} has none (set train.task_weight=0)")
+    for p in head.parameters():
+        p.requires_grad_(False)
+    return head.eval()
 
 
 def train(cfg: TrainFusionConfig) -> Path:
@@ -113,6 +154,7 @@ def train(cfg: TrainFusionConfig) -> Path:
     device = resolve_device(cfg.device)
     task_model = build_task_model(cfg.model, device=str(device))  # type: ignore[arg-type]
     features = cached_train_features(task_model, cfg, progress=cfg.progress)
+    rpn_head = frozen_rpn_head(task_model) if t.task_weight > 0 else None
     torch.manual_seed(t.seed)
     model = zoo.build_model(arch)
     if t.init_from:
@@ -142,7 +184,7 @@ def train(cfg: TrainFusionConfig) -> Path:
     for it in bar:
         rng = np.random.default_rng([t.seed, it])  # batch `it` is the same whether resumed or not
         levels = [lv.to(device) for lv in random_crops(features, rng, batch=t.batch_size, crop=t.crop)]
-        rd = rate_distortion(model, levels, t.lmbda, list(t.level_weights))
+        rd = rate_distortion(model, levels, t.lmbda, list(t.level_weights), rpn_head=rpn_head, task_weight=t.task_weight)
         opt.zero_grad(set_to_none=True)
         rd["loss"].backward()
         torch.nn.utils.clip_grad_norm_(net_params, 1.0)
