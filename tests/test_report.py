@@ -204,7 +204,7 @@ def test_report_command_line(sweep: Path, tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "| feature_anchor | image_anchor | -20.00 | +2.58 |" in proc.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["bd.csv", "bd.md", "bd.tex", "runs.csv", "runs.md", "runs.tex"]
+    assert sorted(p.name for p in out.iterdir()) == ["bd.csv", "bd.md", "bd.tex", "quant_table.csv", "quant_table.md", "runs.csv", "runs.md", "runs.tex"]
 
 
 def test_bad_report_settings_are_one_line_errors(sweep: Path) -> None:

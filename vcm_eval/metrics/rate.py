@@ -3,6 +3,9 @@
 ``bpp`` = total bits / total pixels over the evaluated images (equal to the mean per-image bpp
 when all images have one size, as in Cityscapes and the synthetic default); ``bpp_mean`` = the
 mean of per-image bpp, reported beside it for datasets of mixed sizes (COCO).
+
+``feature_ratio_pct`` (feature pipelines): the learned-codec papers' measure, coded bits / the
+float32 bits of the uncompressed P2..P5 (``p2_p5_values`` the pipeline records per image), in %.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ def rate_summary(records: list[dict[str, Any]]) -> dict[str, float]:
         "bpp_mean": float(np.mean(bits / pixels)),
         "kbytes_per_image": float(bits.mean() / 8 / 1000),
     }
+    if all("p2_p5_values" in r for r in records):
+        out["feature_ratio_pct"] = float(100.0 * bits.sum() / (32.0 * sum(r["p2_p5_values"] for r in records)))
     for key in ("encode_s", "decode_s", "task_s"):
         out[key] = float(np.mean([r[key] for r in records]))
     return out

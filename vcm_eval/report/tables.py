@@ -52,6 +52,8 @@ def format_summary(frame: pd.DataFrame, *, markdown: bool) -> str:
             shown[c] = shown[c].map(lambda v: "" if pd.isna(v) else str(int(v)))
         elif c == "bpp":
             shown[c] = shown[c].map(lambda v: "-" if pd.isna(v) else f"{v:.4f}")
+        elif c == "feature_ratio_pct":
+            shown[c] = shown[c].map(lambda v: "" if pd.isna(v) else f"{v:.3g}")
         elif c.endswith("AP"):
             shown[c] = shown[c].map(lambda v: f"{v:.2f}")
     shown = shown.fillna("")
@@ -100,6 +102,8 @@ def runs_display(frame: pd.DataFrame, *, metrics: Sequence[str], params: Sequenc
         if p in frame:
             out[p] = frame[p].map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else _value_text(v))
     out["rate (bpp)"] = frame["bpp"].map(lambda v: _fmt_number(v, ".4g"))
+    if "feature_ratio_pct" in frame and frame["feature_ratio_pct"].notna().any():  # coded / float32 P2..P5 bits
+        out["of float32 P2-P5 (%)"] = frame["feature_ratio_pct"].map(lambda v: _fmt_number(v, ".3g"))
     for m in metrics:
         if m in frame:
             out[f"{metric_name(m)} (%)"] = frame[m].map(lambda v: _fmt_number(v, ".2f"))
