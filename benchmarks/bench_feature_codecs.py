@@ -3,6 +3,7 @@
     python benchmarks/bench_feature_codecs.py [--source smooth|network] [--threads 2] [--repeats 3]
         [--codecs quant-causal,quant-static,quant-raw,quant8,feature_anchor] [--pythonpath DIR]
         [--out results/benchmarks/feature_codecs.json]
+    python benchmarks/bench_feature_codecs.py --table results/benchmarks/feature_codecs_*.json   # Markdown
 
 The pyramid is P2..P6 of a 2048 x 1024 image (44,695,552 float32 values, 170.5 MiB):
 ``smooth`` = deterministic smooth random fields (bilinearly upsampled noise plus a little white
@@ -182,6 +183,23 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def markdown_table(results: list[dict[str, Any]]) -> str:
+    """One Markdown row per codec of each result file (the table of docs/performance.md)."""
+    lines = [
+        "| source | implementation | codec | bits/value | encode s | decode s | enc + dec s | x memory pass | M values/s | peak MiB | first s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for res in results:
+        impl = "format 1 (before)" if res["implementation"] != "this checkout" else "this checkout"
+        for r in res["codecs"]:
+            bpv = "-" if r["bits_per_value"] is None else f"{r['bits_per_value']:.4f}"
+            lines.append(
+                f"| {res['source']} | {impl} | {r['codec']} | {bpv} | {r['encode_s']:.3f} | {r['decode_s']:.3f} | {r['encode_decode_s']:.3f} | "
+                f"{r['x_memory_pass']:.1f} ({1000 * r['memory_pass_s']:.0f} ms) | {r['mvalues_per_s']:.1f} | {r['peak_above_baseline_mb']:.0f} | {r['first_s']:.2f} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--source", choices=("smooth", "network"), default="smooth")
@@ -190,12 +208,16 @@ def main() -> None:
     ap.add_argument("--codecs", default=",".join(CODECS))
     ap.add_argument("--pythonpath", default="", help="import vcm_eval from this checkout instead (compare implementations)")
     ap.add_argument("--out", default=str(ROOT / "results" / "benchmarks" / "feature_codecs.json"))
+    ap.add_argument("--table", nargs="*", default=None, help="print the Markdown table of these result files and exit")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--codec", default="", help=argparse.SUPPRESS)
     ap.add_argument("--pyramid", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(worker(args)))
+        return
+    if args.table is not None:
+        print(markdown_table([json.loads(Path(f).read_text()) for f in args.table]))
         return
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (args.pythonpath, str(ROOT)) if p)}
     env.update(OMP_NUM_THREADS=str(args.threads), NUMBA_NUM_THREADS=str(args.threads))
@@ -225,6 +247,7 @@ def main() -> None:
     tmp_out = out.with_suffix(".tmp")
     tmp_out.write_text(json.dumps(result, indent=2))
     tmp_out.replace(out)
+    print(markdown_table([result]))
 
 
 if __name__ == "__main__":
