@@ -197,7 +197,8 @@ def bad_checkpoints(tmp: Path) -> dict[str, Path]:
     another architecture (random init: only the architecture check matters)."""
     from vcm_eval.codecs.fusion import zoo
     from vcm_eval.codecs.fusion.config import FusionArchConfig
-    from vcm_eval.vision.torchvision_rcnn import BackboneConfig, RcnnConfig, build_rcnn, save_checkpoint
+    from vcm_eval.vision.config import BackboneConfig, RcnnConfig
+    from vcm_eval.vision.torchvision_rcnn import build_rcnn, save_checkpoint
 
     other = RcnnConfig(weights=None, backbone=BackboneConfig(widths=[16, 32, 64, 128]))
     out = {"task": tmp / "other_arch.pt", "junk": tmp / "junk.pt", "fusion": tmp / "fusion_other.pt"}
