@@ -124,12 +124,14 @@ class QuantizedLevel:
         mu, sigma: float64 [C] per-channel mean and std, rounded to the side dtype.
         centroids: float64 [C, n] (channel scope) or [1, n] (level scope), rounded; a cell no
             value fell into holds 0 and is not sent.
+        counts: how many values fell into each cell (same shape as ``centroids``).
     """
 
     symbols: np.ndarray
     mu: np.ndarray
     sigma: np.ndarray
     centroids: np.ndarray
+    counts: np.ndarray
 
     def reconstruct(self, groups: list[tuple[int, int]] | None = None, threads: int = 1) -> torch.Tensor:
         """x_hat = centroid[c, s] * sigma_c + mu_c (float64, then float32); a constant channel gives mu_c exactly.
@@ -252,7 +254,7 @@ class NormalizedQuantizer(FeatureCodec):
         parts = run_groups(assign, groups, self.threads)
         sums, counts = np.sum([p[0] for p in parts], axis=0), np.sum([p[1] for p in parts], axis=0)
         means = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
-        return QuantizedLevel(symbols, mu, sigma, round_side(means, self.side_dtype, f"level {name} centroid"))
+        return QuantizedLevel(symbols, mu, sigma, round_side(means, self.side_dtype, f"level {name} centroid"), counts)
 
     def symbols(self, features: FeatureSet) -> dict[str, np.ndarray]:
         """0-based symbols [C, H, W] of each coded level (what the bitstream must give back)."""
@@ -285,9 +287,8 @@ class NormalizedQuantizer(FeatureCodec):
             w.floats(q.mu, self.side_dtype)
             w.floats(q.sigma, self.side_dtype)
             w.raw(encode_symbols(q.symbols, self.n_symbols, model=self.entropy_model, chunk_log2=self.chunk_log2, threads=self.threads).payload)
-            counts = _cell_counts(q.symbols, self.n_symbols, self.centroids, channel_groups(q.symbols.shape, self.chunk_log2), self.threads)
-            w.uint(int((counts > 0).sum()))
-            w.floats(q.centroids[counts > 0], self.side_dtype)
+            w.uint(int((q.counts > 0).sum()))
+            w.floats(q.centroids[q.counts > 0], self.side_dtype)
         write_passthrough(w, features, [k for k in kept if k not in coded])
         return w.getvalue()
 
@@ -339,7 +340,7 @@ class NormalizedQuantizer(FeatureCodec):
                 raise CodecError(f"corrupt quant stream: level {name} sends {sent} centroids, its symbols fill {int((counts > 0).sum())} cells")
             centroids = np.zeros(counts.shape)
             centroids[counts > 0] = r.floats(sent, side_dtype)
-            quantized[name] = QuantizedLevel(symbols, mu, sigma, centroids)
+            quantized[name] = QuantizedLevel(symbols, mu, sigma, centroids, counts)
         passthrough_levels = read_passthrough(r, passthrough, shapes)
         r.done()
         return quantized, passthrough_levels, image_size, input_size
