@@ -65,3 +65,4 @@ class TrainFusionSettings:
     workdir: str = "checkpoints/fusion_q${train.quality}"
     output: str = ""
     init_from: str = ""
+    export_only: bool = False  # write ``output`` from the work dir's last.pt without training (a snapshot of a running point)

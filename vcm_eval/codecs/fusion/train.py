@@ -177,10 +177,15 @@ def train(cfg: TrainFusionConfig) -> Path:
         sched.load_state_dict(state["sched"])
         start = int(state["iteration"])
         print(f"resuming {last} at iteration {start}")
+    if t.export_only:
+        if state is None:
+            raise ConfigError(f"train.export_only=true needs {last}; train the point first")
+        print(f"exporting iteration {start} of {last} (no training)")
     model.train()
     log = workdir / "log.csv"
     t0 = time.time()
-    bar = tqdm(range(start, t.iterations), initial=start, total=t.iterations, desc=f"fusion q{t.quality}", disable=not cfg.progress)
+    end = start if t.export_only else t.iterations
+    bar = tqdm(range(start, end), initial=start, total=t.iterations, desc=f"fusion q{t.quality}", disable=not cfg.progress)
     for it in bar:
         rng = np.random.default_rng([t.seed, it])  # batch `it` is the same whether resumed or not
         levels = [lv.to(device) for lv in random_crops(features, rng, batch=t.batch_size, crop=t.crop)]
@@ -208,6 +213,7 @@ def train(cfg: TrainFusionConfig) -> Path:
         "task_model": cfg.model.name,
         "task_model_fingerprint": task_model.fingerprint,
         "train": OmegaConf.to_container(cfg.train, resolve=True),
+        "iterations_done": start if t.export_only else t.iterations,
     }
     zoo.save(out, model.eval().cpu(), arch, meta=meta)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
