@@ -152,8 +152,8 @@ class FeatureCodingPipeline:
             feats = self.model.features(sample.image) if self.cache is None else self.cache.features(sample.image)
         with _Timer() as te:
             data = self.codec.encode(feats)
-        float_p2_p5 = sum(feats[k].numel() for k in ("p2", "p3", "p4", "p5") if k in feats)  # for feature_ratio_pct
-        return StoredBitstream(data, te.seconds, tf.seconds, {**self.codec.report(feats, data), "p2_p5_values": float_p2_p5})
+        p2_p5_values = sum(feats[k].numel() for k in ("p2", "p3", "p4", "p5") if k in feats)  # for feature_ratio_pct
+        return StoredBitstream(data, te.seconds, tf.seconds, {**self.codec.report(feats, data), "p2_p5_values": p2_p5_values})
 
     def provenance(self) -> dict[str, Any]:
         return {"codec_version": self.codec.version()}
