@@ -18,8 +18,9 @@ from conftest import compose_cfg
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from vcm_eval.config import DatasetConfig, EvalConfig
+from vcm_eval.config import EvalConfig
 from vcm_eval.data.cityscapes import instance_categories
+from vcm_eval.data.config import CityscapesDatasetConfig, CocoDatasetConfig
 from vcm_eval.data.datasets import build_dataset
 from vcm_eval.errors import ConfigError, DataError
 from vcm_eval.metrics.evaluate import evaluate_records
@@ -85,7 +86,7 @@ def test_cityscapes_categories_are_the_8_evaluated_classes() -> None:
 
 
 def test_cityscapes_loader_builds_coco_json_from_gtfine(cs_root: Path, tmp_path: Path) -> None:
-    cfg = DatasetConfig(name="cityscapes", kind="cityscapes", root=str(cs_root))
+    cfg = CityscapesDatasetConfig(root=str(cs_root))
     ds = build_dataset(cfg, data_dir=tmp_path, progress=False)
     assert ds.cityscapes_gt == cs_root.resolve() / "gtFine" / "val"
     assert [im["file_name"] for im in ds.images] == [
@@ -106,11 +107,11 @@ def test_cityscapes_loader_builds_coco_json_from_gtfine(cs_root: Path, tmp_path:
     mtime = os.stat(ds.coco_json).st_mtime_ns
     again = build_dataset(cfg, data_dir=tmp_path, progress=False)
     assert again.coco_json == ds.coco_json and os.stat(again.coco_json).st_mtime_ns == mtime
-    assert len(build_dataset(DatasetConfig(name="c", kind="cityscapes", root=str(cs_root), limit=2), data_dir=tmp_path)) == 2
+    assert len(build_dataset(CityscapesDatasetConfig(name="c", root=str(cs_root), limit=2), data_dir=tmp_path)) == 2
 
 
 def test_cityscapes_ground_truth_scores_100_with_both_evaluators(cs_root: Path, tmp_path: Path) -> None:
-    ds = build_dataset(DatasetConfig(name="cityscapes", kind="cityscapes", root=str(cs_root)), data_dir=tmp_path, progress=False)
+    ds = build_dataset(CityscapesDatasetConfig(root=str(cs_root)), data_dir=tmp_path, progress=False)
     metrics = evaluate_records(ds, _gt_records(ds.coco_json), EvalConfig())
     assert metrics["bbox_AP"] == pytest.approx(100.0)
     assert metrics["segm_AP"] == pytest.approx(100.0)
@@ -122,16 +123,16 @@ def test_cityscapes_ground_truth_scores_100_with_both_evaluators(cs_root: Path, 
 
 def test_cityscapes_wrong_root_names_the_layout(cs_root: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="dataset.root"):
-        build_dataset(DatasetConfig(name="c", kind="cityscapes"), data_dir=tmp_path)
+        build_dataset(CityscapesDatasetConfig(name="c"), data_dir=tmp_path)
     with pytest.raises(DataError, match=r"leftImg8bit/val/<city>/<city>_<seq>_<frame>_leftImg8bit.png"):
-        build_dataset(DatasetConfig(name="c", kind="cityscapes", root=str(cs_root / "gtFine")), data_dir=tmp_path)
+        build_dataset(CityscapesDatasetConfig(name="c", root=str(cs_root / "gtFine")), data_dir=tmp_path)
     with pytest.raises(DataError, match="leftImg8bit/test"):
-        build_dataset(DatasetConfig(name="c", kind="cityscapes", root=str(cs_root), split="test"), data_dir=tmp_path)
+        build_dataset(CityscapesDatasetConfig(name="c", root=str(cs_root), split="test"), data_dir=tmp_path)
     broken = tmp_path / "broken"
     write_cityscapes(broken)
     (broken / "gtFine" / "val" / "lindau" / "lindau_000000_000019_gtFine_instanceIds.png").unlink()
     with pytest.raises(DataError, match="lindau_000000_000019_gtFine_instanceIds.png"):
-        build_dataset(DatasetConfig(name="c", kind="cityscapes", root=str(broken)), data_dir=tmp_path)
+        build_dataset(CityscapesDatasetConfig(name="c", root=str(broken)), data_dir=tmp_path)
 
 
 def _polygon(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:
@@ -203,7 +204,7 @@ def _polygon_gt_as_rle_records(coco_json: Path) -> list[dict[str, Any]]:
 
 def test_coco_loader_from_root_and_ground_truth_scores_100(tmp_path: Path) -> None:
     coco_json = write_coco(tmp_path / "coco")
-    ds = build_dataset(DatasetConfig(name="coco", kind="coco", root=str(tmp_path / "coco"), split="val2017"), data_dir=tmp_path)
+    ds = build_dataset(CocoDatasetConfig(root=str(tmp_path / "coco")), data_dir=tmp_path)
     assert ds.image_ids == [139, 285, 632] and ds.cityscapes_gt is None
     assert ds.path_of(285) == tmp_path / "coco" / "val2017" / "000000000285.jpg"
     assert {c.name: c.coco_id for c in ds.categories} == {"person": 1, "car": 3}
@@ -211,17 +212,17 @@ def test_coco_loader_from_root_and_ground_truth_scores_100(tmp_path: Path) -> No
     metrics = evaluate_records(ds, _polygon_gt_as_rle_records(coco_json), EvalConfig(evaluators=["coco", "cityscapes"]))
     assert metrics["bbox_AP"] == pytest.approx(100.0) and metrics["segm_AP"] == pytest.approx(100.0)
     assert "cityscapes_AP" not in metrics  # no gtFine: the Cityscapes evaluator does not run
-    explicit = DatasetConfig(name="coco", kind="coco", images=str(tmp_path / "coco" / "val2017"), annotations=str(coco_json), limit=1)
+    explicit = CocoDatasetConfig(images=str(tmp_path / "coco" / "val2017"), annotations=str(coco_json), limit=1)
     assert build_dataset(explicit, data_dir=tmp_path).image_ids == [139]
 
 
 def test_coco_wrong_root_names_the_layout(tmp_path: Path) -> None:
     write_coco(tmp_path / "coco")
     with pytest.raises(ConfigError, match="dataset.root"):
-        build_dataset(DatasetConfig(name="coco", kind="coco"), data_dir=tmp_path)
+        build_dataset(CocoDatasetConfig(), data_dir=tmp_path)
     with pytest.raises(DataError, match=r"annotations/instances_val2017.json"):
-        build_dataset(DatasetConfig(name="coco", kind="coco", root=str(tmp_path), split="val2017"), data_dir=tmp_path)
-    wrong_images = DatasetConfig(name="coco", kind="coco", root=str(tmp_path / "coco"), images=str(tmp_path / "coco"), split="val2017")
+        build_dataset(CocoDatasetConfig(root=str(tmp_path)), data_dir=tmp_path)
+    wrong_images = CocoDatasetConfig(root=str(tmp_path / "coco"), images=str(tmp_path / "coco"))
     with pytest.raises(DataError, match="000000000139.jpg"):
         build_dataset(wrong_images, data_dir=tmp_path)
 
@@ -236,3 +237,12 @@ def test_presets_compose_with_user_paths(hydra_conf: None, cs_root: Path, tmp_pa
     coco = compose_cfg(["dataset=coco", "dataset.root=/data/coco", "model=coco_faster_rcnn_r50_fpn", "model.weights=/w.pkl"])
     assert coco.dataset.split == "val2017" and coco.model.min_size == 800 and coco.model.max_size == 1333
     assert len(coco.model.class_names) == 80 and coco.model.with_masks is False
+
+
+@pytest.mark.parametrize(("kind", "foreign"), [("synthetic", "annotations=x.json"), ("coco", "seed=1"), ("cityscapes", "images=/x")])
+def test_each_dataset_kind_refuses_another_kinds_field(hydra_conf: None, kind: str, foreign: str) -> None:
+    """One schema per kind: a field of another kind fails at composition, it is not silently ignored."""
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException, match=f"dataset.{foreign.split('=')[0]}"):
+        compose_cfg([f"dataset={kind}", f"dataset.{foreign}"])

@@ -44,7 +44,8 @@ def test_cuda_without_a_gpu_names_the_fix() -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="cross-device check needs a CUDA GPU (none here)")
 def test_fusion_bitstream_decodes_on_either_device(hydra_conf: None) -> None:
-    from vcm_eval.data.synthetic import SyntheticSpec, scene_for
+    from vcm_eval.data.config import SyntheticSpec
+    from vcm_eval.data.synthetic import scene_for
     from vcm_eval.pipelines.registry import build_fusion_codec
     from vcm_eval.vision.registry import build_task_model
 

@@ -13,8 +13,9 @@ from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
 from vcm_eval.codecs.feature_vvc import FeatureVvcCodec
 from vcm_eval.codecs.tiling import plan_layout
 from vcm_eval.codecs.vvc import VvcCodec
+from vcm_eval.data.config import SyntheticSpec
 from vcm_eval.data.sample import Sample
-from vcm_eval.data.synthetic import SyntheticSpec, scene_for
+from vcm_eval.data.synthetic import scene_for
 from vcm_eval.errors import CodecError, ConfigError
 from vcm_eval.pipelines.base import FeatureCodingPipeline
 from vcm_eval.pipelines.registry import build_pipeline

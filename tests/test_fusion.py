@@ -14,7 +14,8 @@ from vcm_eval.codecs.bitstream import BitstreamReader
 from vcm_eval.codecs.fusion import zoo
 from vcm_eval.codecs.fusion.codec import FusionFeatureCodec, padded_levels
 from vcm_eval.codecs.fusion.config import FusionArchConfig
-from vcm_eval.data.synthetic import SyntheticSpec, scene_for
+from vcm_eval.data.config import SyntheticSpec
+from vcm_eval.data.synthetic import scene_for
 from vcm_eval.errors import CheckpointError, CodecError, ConfigError
 from vcm_eval.vision.base import FeatureSet
 from vcm_eval.vision.registry import build_task_model

@@ -35,7 +35,8 @@ import pandas as pd
 import pytest
 from conftest import compose_cfg, records_without_timings
 
-from vcm_eval.data.synthetic import SyntheticSpec, write_split
+from vcm_eval.data.config import SyntheticSpec
+from vcm_eval.data.synthetic import folder_name, write_split
 from vcm_eval.engine.run import run_single
 from vcm_eval.pipelines.cache import BitstreamStore, FeatureCache
 from vcm_eval.report.report import find_runs, load_runs
@@ -78,7 +79,7 @@ def cli(
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``paths.data`` holding the tiny synthetic split the TINY overrides ask for."""
     root = tmp_path_factory.mktemp("data")
-    write_split(root / SPEC.folder_name(), SPEC, "val", IMAGES, progress=False)
+    write_split(root / folder_name(SPEC), SPEC, "val", IMAGES, progress=False)
     return root
 
 

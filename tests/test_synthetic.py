@@ -10,8 +10,9 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from vcm_eval.data.config import SyntheticSpec
 from vcm_eval.data.scene import CLASSES
-from vcm_eval.data.synthetic import SyntheticSpec, scene_for, write_split
+from vcm_eval.data.synthetic import scene_for, write_split
 
 
 def _digest(root: Path) -> str:

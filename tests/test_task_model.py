@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from vcm_eval.data.synthetic import SyntheticSpec, scene_for
+from vcm_eval.data.config import SyntheticSpec
+from vcm_eval.data.synthetic import scene_for
 from vcm_eval.errors import CheckpointError
 from vcm_eval.vision.base import LEVELS
 from vcm_eval.vision.torchvision_rcnn import RcnnConfig, TorchvisionRcnn, build_rcnn, save_checkpoint, to_instances

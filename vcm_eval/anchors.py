@@ -36,7 +36,8 @@ from vcm_eval.codecs.image import VvcImageCodec
 from vcm_eval.codecs.shipped import FIELDS, MANIFEST, resolve_folder
 from vcm_eval.codecs.vvc import VvcCodec
 from vcm_eval.codecs.vvc_headers import slice_qps
-from vcm_eval.config import DatasetConfig, PathsConfig, VvcConfig
+from vcm_eval.config import PathsConfig, VvcConfig
+from vcm_eval.data.config import DatasetConfig
 from vcm_eval.data.datasets import build_dataset
 from vcm_eval.errors import CodecError, ConfigError
 from vcm_eval.resources import CONF_DIR

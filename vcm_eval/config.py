@@ -13,6 +13,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from vcm_eval.codecs.fusion.config import FusionArchConfig, FusionCodecPipelineConfig, TrainFusionSettings
+from vcm_eval.data.config import DATASET_SCHEMAS, DatasetConfig
 from vcm_eval.vision.config import RcnnConfig
 
 
@@ -23,32 +24,6 @@ class PathsConfig:
     data: str = "${oc.env:VCM_EVAL_DATA,data}"
     results: str = "${oc.env:VCM_EVAL_RESULTS,results}"
     cache: str = "${oc.env:VCM_EVAL_CACHE,.cache/vcm_eval}"
-
-
-@dataclass
-class DatasetConfig:
-    """An evaluation dataset.
-
-    kind ``synthetic`` generates the embedded default under ``paths.data``; ``coco`` reads
-    ``images`` + ``annotations``; ``cityscapes`` reads leftImg8bit/ + gtFine/ under ``root``.
-    ``limit`` > 0 keeps the first ``limit`` images (sorted by id).
-    """
-
-    name: str = MISSING
-    kind: str = MISSING
-    split: str = "val"
-    limit: int = 0
-    root: str = ""
-    images: str = ""
-    annotations: str = ""
-    # synthetic generator (see vcm_eval.data.synthetic.SyntheticSpec)
-    seed: int = 0
-    height: int = 256
-    width: int = 512
-    min_objects: int = 4
-    max_objects: int = 12
-    min_visible_pixels: int = 48
-    size: int = 100
 
 
 @dataclass
@@ -310,7 +285,8 @@ def register_configs() -> None:
     cs.store(name="base_run", node=RunConfig)
     cs.store(name="base_train_task", node=TrainTaskConfig)
     cs.store(name="base_train_fusion", node=TrainFusionConfig)
-    cs.store(group="dataset", name="base_dataset", node=DatasetConfig)
+    for kind, node in DATASET_SCHEMAS.items():
+        cs.store(group="dataset", name=f"base_{kind}", node=node)
     cs.store(group="model", name="base_rcnn", node=RcnnConfig)
     cs.store(group="codec", name="base_vvc", node=VvcConfig)
     cs.store(group="report", name="base_report", node=ReportConfig)

@@ -29,8 +29,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from vcm_eval.config import DatasetConfig
 from vcm_eval.data.base import EvalDataset
+from vcm_eval.data.config import CityscapesDatasetConfig
 from vcm_eval.errors import ConfigError, DataError
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
@@ -112,8 +112,8 @@ def build_coco_json(root: Path, pairs: list[tuple[Path, Path]], *, progress: boo
     return {"info": info, "images": images, "annotations": annotations, "categories": categories}
 
 
-def cityscapes_dataset(cfg: DatasetConfig, *, cache_dir: Path, progress: bool = True) -> EvalDataset:
-    """An ``EvalDataset`` of ``cfg.split`` under ``cfg.root``, its COCO json cached in ``cache_dir``."""
+def cityscapes_dataset(cfg: CityscapesDatasetConfig, *, data_dir: Path, progress: bool = True) -> EvalDataset:
+    """An ``EvalDataset`` of ``cfg.split`` under ``cfg.root``, its COCO json cached under ``data_dir``/cityscapes."""
     if not cfg.root:
         raise ConfigError(f"a Cityscapes dataset needs dataset.root=<folder holding {LAYOUT.format(split=cfg.split)}>")
     root = Path(cfg.root).expanduser().resolve()
@@ -122,7 +122,7 @@ def cityscapes_dataset(cfg: DatasetConfig, *, cache_dir: Path, progress: bool = 
     pairs = find_images(root, cfg.split)
     listing = "\n".join(p.relative_to(root).as_posix() for p, _ in pairs)
     key = hashlib.sha256(f"{JSON_VERSION}\n{root}\n{cfg.split}\n{listing}".encode()).hexdigest()[:12]
-    coco_json = cache_dir / "cityscapes" / f"instances_{cfg.split}-{key}.json"
+    coco_json = data_dir / "cityscapes" / f"instances_{cfg.split}-{key}.json"
     if not coco_json.is_file():
         coco = build_coco_json(root, pairs, progress=progress)
         coco_json.parent.mkdir(parents=True, exist_ok=True)

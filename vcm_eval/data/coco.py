@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vcm_eval.config import DatasetConfig
 from vcm_eval.data.base import EvalDataset
+from vcm_eval.data.config import CocoDatasetConfig
 from vcm_eval.errors import ConfigError, DataError
 
 LAYOUT = "<root>/{split}/<image files> and <root>/annotations/instances_{split}.json"
 
 
-def coco_paths(cfg: DatasetConfig) -> tuple[Path, Path]:
+def coco_paths(cfg: CocoDatasetConfig) -> tuple[Path, Path]:
     """(image folder, instances json) from ``images``/``annotations``, else from ``root`` + ``split``."""
     if not cfg.root and not (cfg.images and cfg.annotations):
         raise ConfigError(
@@ -41,8 +41,8 @@ def coco_paths(cfg: DatasetConfig) -> tuple[Path, Path]:
     return images, annotations
 
 
-def coco_dataset(cfg: DatasetConfig) -> EvalDataset:
-    """An ``EvalDataset`` of a COCO-format split; checks the first image's path."""
+def coco_dataset(cfg: CocoDatasetConfig, *, data_dir: Path, progress: bool = True) -> EvalDataset:
+    """An ``EvalDataset`` of a COCO-format split, read in place (nothing is written under ``data_dir``); checks the first image's path."""
     images, annotations = coco_paths(cfg)
     dataset = EvalDataset(name=cfg.name, image_root=images, coco_json=annotations, cityscapes_gt=None, limit=cfg.limit)
     if dataset.images:

@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
+from vcm_eval.data.config import SyntheticSpec
 from vcm_eval.data.scene import CLASSES, Scene, generate_scene
 
 CITY = "synthtown"
@@ -39,22 +40,12 @@ SPLIT_CODES = {"train": 1, "val": 2, "test": 3}
 FORMAT_VERSION = 1  # bump when the drawing changes, so cached splits are regenerated
 
 
-@dataclass(frozen=True)
-class SyntheticSpec:
-    """Everything that determines the synthetic images (and so the name of their folder)."""
-
-    seed: int = 0
-    height: int = 256
-    width: int = 512
-    min_objects: int = 4
-    max_objects: int = 12
-    min_visible_pixels: int = 48
-
-    def folder_name(self) -> str:
-        return (
-            f"synthetic-v{FORMAT_VERSION}-s{self.seed}-{self.width}x{self.height}"
-            f"-o{self.min_objects}-{self.max_objects}-m{self.min_visible_pixels}"
-        )
+def folder_name(spec: SyntheticSpec) -> str:
+    """The data folder of a generator setting: every field that changes the images is in it."""
+    return (
+        f"synthetic-v{FORMAT_VERSION}-s{spec.seed}-{spec.width}x{spec.height}"
+        f"-o{spec.min_objects}-{spec.max_objects}-m{spec.min_visible_pixels}"
+    )
 
 
 def scene_for(spec: SyntheticSpec, split: str, index: int) -> Scene:
@@ -158,7 +149,7 @@ def _write_split_locked(root: Path, spec: SyntheticSpec, split: str, count: int,
             )
             annotations.extend(coco_annotations(scene, index, first_ann_id=len(annotations) + 1))
         (tmp_root / "annotations").mkdir()
-        info = {"description": "vcm_eval synthetic street scenes", "spec": spec.__dict__, "split": split}
+        info = {"description": "vcm_eval synthetic street scenes", "spec": {f.name: getattr(spec, f.name) for f in fields(SyntheticSpec)}, "split": split}
         with open(tmp_root / "annotations" / f"instances_{split}.json", "w") as f:
             json.dump({"info": info, "images": images, "annotations": annotations, "categories": coco_categories()}, f)
         for sub in (f"leftImg8bit/{split}", f"gtFine/{split}"):

@@ -34,7 +34,7 @@ from vcm_eval.codecs.fusion.config import FusionArchConfig
 from vcm_eval.codecs.fusion.model import CODED_LEVELS, FusionCodecModel
 from vcm_eval.config import TrainFusionConfig
 from vcm_eval.data.datasets import synthetic_spec
-from vcm_eval.data.synthetic import scene_for
+from vcm_eval.data.synthetic import folder_name, scene_for
 from vcm_eval.device import resolve_device
 from vcm_eval.errors import ConfigError
 from vcm_eval.resources import CONF_DIR
@@ -47,7 +47,7 @@ def cached_train_features(model: TaskModel, cfg: TrainFusionConfig, *, progress:
     """Memory-mapped fp16 arrays [N, C, H, W] of P2..P5 for synthetic train images 0..N-1."""
     n = cfg.train.train_images
     spec = synthetic_spec(cfg.dataset)
-    folder = Path(cfg.paths.cache) / "features" / model.fingerprint / f"train-{spec.folder_name()}-{n}"
+    folder = Path(cfg.paths.cache) / "features" / model.fingerprint / f"train-{folder_name(spec)}-{n}"
     if not (folder / "complete").is_file():
         folder.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".tmp-", ignore_cleanup_errors=True) as tmp:
