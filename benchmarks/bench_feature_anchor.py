@@ -9,7 +9,7 @@ synthetic scene; timing does not depend on the weights' training):
 * ``cityscapes`` - a 2048 x 1024 input at full size (model min/max size 1024/2048): P2 256 x 256
   x 512, as R50-FPN gives on Cityscapes -> 6144 x 8192 frame
 
-Each (case, qp, split) runs in a fresh worker process that only loads the features and codes
+Each (case, qp, levels) runs in a fresh worker process that only loads the features and codes
 them, so its peak RSS is the codec's, not the network's. Reported per image: wall and CPU seconds
 of encode and decode (CPU = worker + its FFmpeg children, from ``getrusage``: robust on a busy
 machine), the worker's peak RSS (and its RSS after importing torch, before any data), the
@@ -105,7 +105,7 @@ def _cpu(who: int) -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def worker(path: Path, qp: int, split: str, minmax: str, chroma: str) -> dict[str, Any]:
+def worker(path: Path, qp: int, levels: str, minmax: str, chroma: str) -> dict[str, Any]:
     """Encode + decode once in this process; times and peak memory (run in a fresh process)."""
     from vcm_eval.codecs.feature_vvc import FeatureVvcCodec
     from vcm_eval.codecs.vvc import VvcCodec
@@ -115,7 +115,7 @@ def worker(path: Path, qp: int, split: str, minmax: str, chroma: str) -> dict[st
     saved = torch.load(path, weights_only=True)
     feats = FeatureSet(levels=saved["levels"], image_size=tuple(saved["image_size"]), input_size=tuple(saved["input_size"]))
     del saved
-    codec = FeatureVvcCodec(vvc=VvcCodec(threads=1), qp=qp, split=split, minmax=minmax, chroma=chroma)
+    codec = FeatureVvcCodec(vvc=VvcCodec(threads=1), qp=qp, levels=levels, minmax=minmax, chroma=chroma)
     me, kids = resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN
     with ChildPeak() as children:
         c0, w0 = _cpu(me) + _cpu(kids), time.perf_counter()
@@ -128,7 +128,7 @@ def worker(path: Path, qp: int, split: str, minmax: str, chroma: str) -> dict[st
     worker_mb, child_mb = _hwm_mb(), children.peak_mb
     h, w = feats.image_size
     return {
-        "qp": qp, "split": split, "minmax": minmax, "chroma": chroma,
+        "qp": qp, "levels": levels, "minmax": minmax, "chroma": chroma,
         "image": f"{w}x{h}", "frame": f"{report['frame_width']}x{report['frame_height']}",
         "bytes": len(data), "header_bytes": report["header_bytes"], "bpp": 8 * len(data) / (h * w), "feature_mse": mse,
         "encode_s": w1 - w0, "decode_s": w2 - w1, "encode_cpu_s": c1 - c0, "decode_cpu_s": c2 - c1,
@@ -141,7 +141,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="synthetic,cityscapes")
     ap.add_argument("--qps", default="32")
-    ap.add_argument("--splits", default="p2-p5")
+    ap.add_argument("--levels", default="p2-p5")
     ap.add_argument("--minmax", default="tensor")
     ap.add_argument("--chroma", default="400")
     ap.add_argument("--repeats", type=int, default=1)
@@ -149,8 +149,8 @@ def main() -> None:
     ap.add_argument("--worker", nargs=5, metavar=("FEATURES", "QP", "SPLIT", "MINMAX", "CHROMA"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        path, qp, split, minmax, chroma = args.worker
-        print(json.dumps(worker(Path(path), int(qp), split, minmax, chroma)))
+        path, qp, levels, minmax, chroma = args.worker
+        print(json.dumps(worker(Path(path), int(qp), levels, minmax, chroma)))
         return
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_fa_") as tmp:
@@ -159,9 +159,9 @@ def main() -> None:
             feats = features_file(case, Path(tmp))
             print(f"{case}: features in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
             for qp in map(int, args.qps.split(",")):
-                for split in args.splits.split(","):
+                for levels in args.levels.split(","):
                     for rep in range(args.repeats):
-                        cmd = [sys.executable, __file__, "--worker", str(feats), str(qp), split, args.minmax, args.chroma]
+                        cmd = [sys.executable, __file__, "--worker", str(feats), str(qp), levels, args.minmax, args.chroma]
                         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
                         row = {"case": case, "repeat": rep, **json.loads(out.strip().splitlines()[-1])}
                         rows.append(row)

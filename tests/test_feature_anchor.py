@@ -40,7 +40,7 @@ def smooth_pyramid(channels: int = 16, height: int = 16, width: int = 24, *, ima
 
 def test_header_round_trips_and_is_in_the_rate(vvc: VvcCodec) -> None:
     feats = smooth_pyramid(image_size=(61, 95))
-    codec = FeatureVvcCodec(vvc=vvc, qp=27, split="p2-p5", minmax="level", chroma="400")
+    codec = FeatureVvcCodec(vvc=vvc, qp=27, levels="p2-p5", minmax="level", chroma="400")
     data = codec.encode(feats)
     r = BitstreamReader(data, "feature_vvc")
     assert r.version == 1
@@ -61,16 +61,16 @@ def test_header_round_trips_and_is_in_the_rate(vvc: VvcCodec) -> None:
     layout = plan_layout(shapes, image_size=(61, 95), input_size=(64, 96))
     assert (report["frame_height"], report["frame_width"]) == (layout.height, layout.width)
     # the header costs bytes in the rate: a tensor-wide range needs 3 pairs (24 bytes) less
-    tensor = FeatureVvcCodec(vvc=vvc, qp=27, split="p2-p5", minmax="tensor", chroma="400")
+    tensor = FeatureVvcCodec(vvc=vvc, qp=27, levels="p2-p5", minmax="tensor", chroma="400")
     assert tensor.report(feats, tensor.encode(feats))["header_bytes"] == header_len - 24
 
 
-@pytest.mark.parametrize(("split", "chroma"), [("p2-p5", "400"), ("p2-p6", "420")])
-def test_round_trip_at_low_qp_is_close(vvc: VvcCodec, split: str, chroma: str) -> None:
+@pytest.mark.parametrize(("levels", "chroma"), [("p2-p5", "400"), ("p2-p6", "420")])
+def test_round_trip_at_low_qp_is_close(vvc: VvcCodec, levels: str, chroma: str) -> None:
     feats = smooth_pyramid()
-    codec = FeatureVvcCodec(vvc=vvc, qp=4, split=split, minmax="tensor", chroma=chroma)
+    codec = FeatureVvcCodec(vvc=vvc, qp=4, levels=levels, minmax="tensor", chroma=chroma)
     out = codec.decode(codec.encode(feats))
-    assert list(out) == (["p2", "p3", "p4", "p5"] if split == "p2-p5" else list(LEVELS))
+    assert list(out) == (["p2", "p3", "p4", "p5"] if levels == "p2-p5" else list(LEVELS))
     assert out.image_size == feats.image_size and out.input_size == feats.input_size
     lo, hi = min(float(t.min()) for t in feats.values()), max(float(t.max()) for t in feats.values())
     step = (hi - lo) / 1023
@@ -85,7 +85,7 @@ def test_rate_falls_and_error_grows_with_qp(vvc: VvcCodec) -> None:
     feats = smooth_pyramid(32, 24, 40)
     sizes, errors = [], []
     for qp in (12, 32, 47):
-        codec = FeatureVvcCodec(vvc=vvc, qp=qp, split="p2-p5")
+        codec = FeatureVvcCodec(vvc=vvc, qp=qp, levels="p2-p5")
         data = codec.encode(feats)
         out = codec.decode(data)
         sizes.append(len(data))
@@ -133,14 +133,14 @@ def test_bad_input_raises(vvc: VvcCodec) -> None:
     with pytest.raises(CodecError, match="level p3 has 1 NaN/inf"):
         codec.encode(broken)
     with pytest.raises(CodecError, match=r"lack levels \['p6'\]"):
-        FeatureVvcCodec(vvc=vvc, qp=32, split="p2-p6").encode(feats.replace({k: v for k, v in feats.items() if k != "p6"}))
+        FeatureVvcCodec(vvc=vvc, qp=32, levels="p2-p6").encode(feats.replace({k: v for k, v in feats.items() if k != "p6"}))
     data = codec.encode(feats)
     with pytest.raises(CodecError, match="truncated"):
         codec.decode(data[: len(data) // 2])
     with pytest.raises(CodecError, match="written by codec 'image_vvc'"):
         codec.decode(BitstreamWriter("image_vvc").getvalue() + data[1:])
-    with pytest.raises(ConfigError, match="split='p3-p5' is unknown"):
-        FeatureVvcCodec(vvc=vvc, qp=32, split="p3-p5")
+    with pytest.raises(ConfigError, match="levels='p3-p5' cannot be the feature anchor's"):
+        FeatureVvcCodec(vvc=vvc, qp=32, levels="p3-p5")
     with pytest.raises(ConfigError, match="minmax='channel' is unknown"):
         FeatureVvcCodec(vvc=vvc, qp=32, minmax="channel")
     with pytest.raises(ConfigError, match="outside 0..63"):
@@ -150,12 +150,12 @@ def test_bad_input_raises(vvc: VvcCodec) -> None:
 def test_pipeline_from_config_counts_every_byte(hydra_conf: None) -> None:
     # the network sees the image at 64 x 128 (P2 16 x 32), which keeps the VVC frame small (384 x 512)
     small = ["model.weights=null", "model.min_size=64", "model.max_size=128"]
-    cfg = compose_cfg(["pipeline=feature_anchor", "pipeline.qp=37", "pipeline.split=p2-p5", *small])
+    cfg = compose_cfg(["pipeline=feature_anchor", "pipeline.qp=37", "pipeline.levels=p2-p5", *small])
     torch.manual_seed(0)
     model = build_task_model(cfg.model)
     pipeline = build_pipeline(cfg, model)
     assert isinstance(pipeline, FeatureCodingPipeline) and isinstance(pipeline.codec, FeatureVvcCodec)
-    assert pipeline.params == {"qp": 37, "split": "p2-p5", "minmax": "tensor", "chroma": "400"}
+    assert pipeline.params == {"qp": 37, "levels": "p2-p5", "minmax": "tensor", "chroma": "400"}
     image = scene_for(SyntheticSpec(), "val", 0).image
     result = pipeline.process(Sample(image_id=1, image=image, path=Path("x.png")))
     data = pipeline.codec.encode(model.features(image))  # libvvenc with one thread is deterministic
@@ -168,8 +168,8 @@ def test_pipeline_from_config_counts_every_byte(hydra_conf: None) -> None:
 
 def test_bad_pipeline_config_fails_before_running(hydra_conf: None) -> None:
     model = TorchvisionRcnn(RcnnConfig(weights=None, min_size=64, max_size=128))
-    with pytest.raises(ConfigError, match="split='p2-p4' is unknown"):
-        build_pipeline(compose_cfg(["pipeline=feature_anchor", "pipeline.split=p2-p4", "model.weights=null"]), model)
+    with pytest.raises(ConfigError, match="levels='p2-p4' cannot be the feature anchor's"):
+        build_pipeline(compose_cfg(["pipeline=feature_anchor", "pipeline.levels=p2-p4", "model.weights=null"]), model)
     with pytest.raises(Exception, match="quality"):
         compose_cfg(["pipeline=feature_anchor", "pipeline.quality=3"])
 
@@ -186,7 +186,7 @@ def test_low_qp_map_within_one_point_of_uncompressed(hydra_conf: None, tmp_path:
 
     common = [f"dataset.root={tmp_path / 'synthetic'}", "dataset.size=12", f"paths.results={tmp_path / 'results'}", "progress=false"]
     ref = run_single(compose_cfg(["pipeline=uncompressed", *common]))
-    coded = run_single(compose_cfg(["pipeline=feature_anchor", "pipeline.qp=12", "pipeline.split=p2-p5", *common]))
+    coded = run_single(compose_cfg(["pipeline=feature_anchor", "pipeline.qp=12", "pipeline.levels=p2-p5", *common]))
     assert ref["segm_AP"] > 10.0  # the trained model detects something, so the comparison means something
     assert abs(coded["segm_AP"] - ref["segm_AP"]) <= 1.0
     assert abs(coded["bbox_AP"] - ref["bbox_AP"]) <= 1.0

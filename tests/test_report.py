@@ -37,6 +37,7 @@ from vcm_eval.utils.atomic import atomic_write
 ANCHOR_BPP = [0.1, 0.2, 0.4, 0.8]  # image_anchor at qp 37, 32, 27, 22
 ANCHOR_QP = [37, 32, 27, 22]
 PROVENANCE = provenance()
+RATE_PARAMS = {"image_anchor": ("qp",), "feature_anchor": ("qp",), "fusion_codec": ("quality",), "quant": ("z",)}  # what each codec declares
 
 
 def bbox_map(bpp: float, factor: float = 1.0) -> float:
@@ -54,7 +55,8 @@ def record_run(results: Path, base: dict[str, Any], pipeline: dict[str, Any], bp
     with RecordStore(run_dir / "records.jsonl") as store:
         for i in range(images):
             store.append({"image_id": i, "bits": int(bpp * 512 * 256), "pixels": 512 * 256, "encode_s": 0.5, "decode_s": 0.1, "task_s": 1.0, "detections": []})
-    metrics = {"pipeline": pipeline["name"], **params, "bbox_AP": bbox, "segm_AP": 0.9 * bbox, "bpp": bpp if bpp > 0 else float("nan"),
+    knobs = {"rate_params": list(RATE_PARAMS.get(pipeline["name"], ())), "sweep_params": ["z"] if pipeline["name"] == "quant" else []}
+    metrics = {"pipeline": pipeline["name"], **params, **(knobs if params else {}), "bbox_AP": bbox, "segm_AP": 0.9 * bbox, "bpp": bpp if bpp > 0 else float("nan"),
                "encode_s": 0.5, "decode_s": 0.1, "task_s": 1.0, "images": float(images), "run_dir": str(run_dir)}
     atomic_write(run_dir / "metrics.json", json.dumps(metrics))
     return run_dir
@@ -79,7 +81,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     record_run(res, base, {"name": "uncompressed"}, 0.0, 40.0)
     for qp, bpp in zip(ANCHOR_QP, ANCHOR_BPP):
         record_run(res, base, {"name": "image_anchor", "qp": qp}, bpp, bbox_map(bpp))
-        record_run(res, base, {"name": "feature_anchor", "qp": qp, "split": "p2-p5"}, 0.8 * bpp, bbox_map(bpp))
+        record_run(res, base, {"name": "feature_anchor", "qp": qp, "levels": "p2-p5"}, 0.8 * bpp, bbox_map(bpp))
     for quality, bpp in enumerate(ANCHOR_BPP, 1):  # a nested setting (arch) like the fusion codec's
         record_run(res, base, {"name": "fusion_codec", "quality": quality, "checkpoint": "", "arch": {"latent": 64, "widths": [96, 128]}}, 0.7 * bpp, bbox_map(bpp))
     for z, bpp in zip([2.0, 1.5, 1.0, 0.5], ANCHOR_BPP):
@@ -104,7 +106,7 @@ def test_report_gives_the_expected_tables(sweep: Path) -> None:
     result = report(sweep)
     runs = pd.read_csv(sweep / "report" / "runs.csv")
     assert runs["curve"].tolist() == ["uncompressed"] + ["image_anchor"] * 4 + ["feature_anchor"] * 4 + ["fusion_codec"] * 4 + ["quant (n_symbols=3)"] * 4 + ["quant (n_symbols=4)"] * 4
-    assert set(runs["split"].dropna()) == {"p2-p5"} and set(runs["arch.latent"].dropna()) == {64} and set(runs["arch.widths"].dropna()) == {"[96, 128]"}
+    assert set(runs["levels"].dropna()) == {"p2-p5"} and set(runs["arch.latent"].dropna()) == {64} and set(runs["arch.widths"].dropna()) == {"[96, 128]"}
     anchor = runs[runs["pipeline"] == "image_anchor"]
     assert anchor["bpp"].tolist() == ANCHOR_BPP and anchor["qp"].tolist() == ANCHOR_QP
     assert anchor["bbox_AP"].tolist() == pytest.approx([10.0, 18.0, 26.0, 34.0])
@@ -194,6 +196,15 @@ def test_interrupted_runs_are_listed_not_reported(sweep: Path) -> None:
     assert result.incomplete == [run_dir.resolve()] and len(result.runs) == 20
     with pytest.raises(DataError, match="matches no file or folder"):
         report(sweep, f"report.runs={sweep}/nothing*")
+
+
+def test_a_run_without_its_codecs_rate_parameters_is_refused(sweep: Path) -> None:
+    """Curves come from what each codec declared; a run that recorded nothing is not guessed at."""
+    run_dir = next(p for p in find_runs(str(sweep))[0] if p.name.startswith("qp32"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    atomic_write(run_dir / "metrics.json", json.dumps({k: v for k, v in metrics.items() if k != "rate_params"}))
+    with pytest.raises(DataError, match="rate parameters.*rerun its command"):
+        report(sweep)
 
 
 def test_report_command_line(sweep: Path, tmp_path: Path) -> None:

@@ -79,7 +79,7 @@ class ImageAnchorConfig(PipelineConfig):
 class FeatureAnchorConfig(PipelineConfig):
     """Pipeline 2 feature anchor: FPN levels tiled into one 10-bit frame, VVC intra at ``qp``.
 
-    ``split``: ``p2-p5`` (P6 rebuilt at the decoder from decoded P5) or ``p2-p6`` (all coded).
+    ``levels``: ``p2-p5`` (P6 rebuilt at the decoder from decoded P5) or ``p2-p6`` (all coded).
     ``minmax``: 10-bit min-max range per ``tensor`` (all coded levels) or per ``level``.
     ``chroma``: ``400`` monochrome VVC stream, or ``420`` with neutral chroma planes coded too.
     See docs/feature_anchor.md.
@@ -87,7 +87,7 @@ class FeatureAnchorConfig(PipelineConfig):
 
     name: str = "feature_anchor"
     qp: int = 32
-    split: str = "p2-p5"
+    levels: str = "p2-p5"
     minmax: str = "tensor"
     chroma: str = "400"
 
@@ -168,8 +168,7 @@ class ReportConfig:
     ``runs``: a folder or glob, or a list of them, searched recursively for run folders.
     ``anchor`` (+ ``anchor_params`` to pick one of its curves) is the BD reference. The parameters
     that move along a curve are the ones each run's codec declares (``Codec.rate_params``, kept in
-    metrics.json; any other parameter starts a new curve); ``rate_params`` stands in for runs
-    that did not record them.
+    metrics.json); any other parameter starts a new curve.
     ``method``: pchip (JVET CTC sheets), cubic (VCEG-M33) or akima; ``non_monotone``: pareto
     (drop dominated points) or error; ``min_overlap``: smallest intersection over union of the
     two curves' ranges for a BD value (0..1).
@@ -180,7 +179,6 @@ class ReportConfig:
     anchor: str = "image_anchor"
     anchor_params: dict[str, Any] = field(default_factory=dict)
     metrics: list[str] = field(default_factory=lambda: ["bbox_AP", "segm_AP", "cityscapes_AP"])
-    rate_params: list[str] = field(default_factory=lambda: ["qp", "z", "lmbda", "lambda", "quality"])
     method: str = "pchip"
     non_monotone: str = "pareto"
     min_overlap: float = 0.5

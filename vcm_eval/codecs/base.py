@@ -12,6 +12,8 @@ Besides the two methods a codec declares:
 * ``name``: the pipeline name its runs are filed and plotted under (``jpeg``, ``quant``);
 * ``rate_params``: its knobs that move a point along one rate-accuracy curve (``qp``, ``z``,
   ``quality``); any other parameter starts a new curve in the report;
+* ``sweep_params``: rate knobs worth a figure of accuracy against the knob itself (the 2-bit
+  method's ``z``, as its paper plots it); the report draws ``<knob>_sweep_<metric>`` for each;
 * ``version()``: what, beyond its config, decides its bytes (format version, encoder build,
   checkpoint hash): part of the run key, so a changed codec never reuses old records;
 * ``report(original, data)``: per-image numbers recorded beside the rate (default: none);
@@ -36,6 +38,7 @@ class Codec(ABC):
     kind: ClassVar[str]
     name: str = ""
     rate_params: tuple[str, ...] = ()
+    sweep_params: tuple[str, ...] = ()
 
     @abstractmethod
     def version(self) -> str:

@@ -1,9 +1,9 @@
 """The feature anchor's codec (MPEG VCM pipeline 2 reference): FPN levels -> one 10-bit VVC picture.
 
-encode: keep the split's levels -> min-max range (per tensor or per level) -> 10-bit codes ->
+encode: keep the coded levels -> min-max range (per tensor or per level) -> 10-bit codes ->
 tile into one frame (``vcm_eval.codecs.tiling``; fill 512) -> one VVC intra picture, 4:0:0 or
 4:2:0 with neutral chroma -> container bytes. decode: the reverse, ending in a FeatureSet that
-``TaskModel.predict_from_features`` takes (it rebuilds P6 from P5 for the ``p2-p5`` split).
+``TaskModel.predict_from_features`` takes (it rebuilds P6 from P5 when only ``p2-p5`` is coded).
 
 Container (``vcm_eval.codecs.bitstream``, codec id ``feature_vvc``, version 1); every byte is in
 the rate, and the decoder needs nothing else:
@@ -29,22 +29,23 @@ import numpy as np
 
 from vcm_eval.codecs.base import FeatureCodec
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
+from vcm_eval.codecs.fpn_sizes import parse_levels
 from vcm_eval.codecs.tiling import MINMAX_MODES, Layout, codes_frame, frame_values, minmax_ranges, plan_layout
 from vcm_eval.codecs.vvc import VvcCodec, check_chroma, check_qp
 from vcm_eval.codecs.yuv import Yuv420
 from vcm_eval.errors import CodecError, ConfigError
 from vcm_eval.vision.base import LEVELS, FeatureSet
 
-SPLITS = {"p2-p5": ("p2", "p3", "p4", "p5"), "p2-p6": ("p2", "p3", "p4", "p5", "p6")}
+LEVEL_SETS = ("p2-p5", "p2-p6")  # what the task model can run from: P2..P5 (P6 rebuilt from P5') or all five
 BITS = 10
 FILL = 512  # frame samples that hold no feature: mid grey, the cheapest flat block to code
 
 
-def split_levels(split: str) -> tuple[str, ...]:
-    """The levels a split codes (``p2-p5``: P6 is rebuilt at the decoder from decoded P5)."""
-    if split not in SPLITS:
-        raise ConfigError(f"split={split!r} is unknown; use one of {sorted(SPLITS)}")
-    return SPLITS[split]
+def anchor_levels(levels: str) -> tuple[str, ...]:
+    """The level names of ``levels`` (``p2-p5``: P6 is rebuilt at the decoder from decoded P5)."""
+    if levels.replace(" ", "") not in LEVEL_SETS:
+        raise ConfigError(f"levels={levels!r} cannot be the feature anchor's; use one of {list(LEVEL_SETS)}")
+    return parse_levels(levels)
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class FeatureVvcCodec(FeatureCodec):
     Args:
         vvc: the VVC encoder/decoder.
         qp: VVC quantization parameter, 0..63.
-        split: ``p2-p5`` (P6 rebuilt by the task model) or ``p2-p6`` (all five levels coded).
+        levels: ``p2-p5`` (P6 rebuilt by the task model) or ``p2-p6`` (all five levels coded).
         minmax: ``tensor`` (one range for all coded levels) or ``level`` (one range per level).
         chroma: ``400`` (monochrome stream) or ``420`` (neutral chroma planes coded too).
     """
@@ -75,10 +76,10 @@ class FeatureVvcCodec(FeatureCodec):
     name = "feature_anchor"
     rate_params = ("qp",)
 
-    def __init__(self, *, vvc: VvcCodec, qp: int, split: str = "p2-p5", minmax: str = "tensor", chroma: str = "400") -> None:
+    def __init__(self, *, vvc: VvcCodec, qp: int, levels: str = "p2-p5", minmax: str = "tensor", chroma: str = "400") -> None:
         if minmax not in MINMAX_MODES:
             raise ConfigError(f"minmax={minmax!r} is unknown; use one of {MINMAX_MODES}")
-        self.vvc, self.qp, self.levels = vvc, check_qp(qp), split_levels(split)
+        self.vvc, self.qp, self.levels = vvc, check_qp(qp), anchor_levels(levels)
         self.minmax, self.chroma = minmax, check_chroma(chroma)
 
     def version(self) -> str:
@@ -92,7 +93,7 @@ class FeatureVvcCodec(FeatureCodec):
         """Float32 levels [C, H, W] -> bytes holding everything the decoder needs.
 
         Raises:
-            CodecError: a level of the split is missing, or a value is NaN/inf.
+            CodecError: a coded level is missing, or a value is NaN/inf.
         """
         coded, ranges, frame, layout = self.frame(features)
         payload = self.vvc.encode(Yuv420.from_luma(frame), self.qp, chroma=self.chroma)
@@ -117,7 +118,7 @@ class FeatureVvcCodec(FeatureCodec):
         """
         missing = [lv for lv in self.levels if lv not in features]
         if missing:
-            raise CodecError(f"features lack levels {missing} that the split codes; the task model must give {list(self.levels)}")
+            raise CodecError(f"features lack levels {missing} that pipeline.levels codes; the task model must give {list(self.levels)}")
         coded = features.replace({lv: features[lv] for lv in self.levels})
         ranges = minmax_ranges(coded, self.minmax)
         frame, layout = codes_frame(coded, ranges, bits=BITS, fill=FILL)

@@ -190,6 +190,7 @@ class NormalizedQuantizer(FeatureCodec):
 
     name = "quant"
     rate_params = ("z",)
+    sweep_params = ("z",)  # the paper plots mAP against z, one line per n
 
     def __init__(
         self,

@@ -55,7 +55,7 @@ def _feature_anchor(cfg: DictConfig) -> Codec:
     vvc = build_vvc(cfg.codec)
     if not vvc.can_encode:
         raise ConfigError("the feature anchor with codec.backend=vtm needs codec.vtm_encoder and codec.vtm_cfg (no feature bitstreams are shipped)")
-    return FeatureVvcCodec(vvc=vvc, qp=p.qp, split=p.split, minmax=p.minmax, chroma=p.chroma)
+    return FeatureVvcCodec(vvc=vvc, qp=p.qp, levels=p.levels, minmax=p.minmax, chroma=p.chroma)
 
 
 def _quant(cfg: DictConfig) -> Codec:

@@ -1,4 +1,4 @@
-"""Paper-ready figures with matplotlib: rate-accuracy curves and the quant method's z sweep.
+"""Paper-ready figures with matplotlib: rate-accuracy curves and accuracy against a codec knob (z).
 
 Every figure is written as a vector PDF (TrueType fonts embedded, as publishers ask) and a PNG.
 Styles are a pure function of the curve label, so a curve looks the same in every figure of
@@ -43,6 +43,7 @@ PALETTE = ("#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
 SHADES = (0.0, -0.3, 0.35, -0.55, 0.55)  # < 0 darker, > 0 lighter
 FORMATS = ("pdf", "png")
+KNOB_NAMES = {"z": "threshold z (standard deviations)", "qp": "QP"}  # axis labels of sweep figures
 PAPER_RC: dict[Any, Any] = {  # Any keys: matplotlib types them as a Literal of every rc name
     "font.size": 8,
     "axes.labelsize": 8,
@@ -161,30 +162,27 @@ def rate_accuracy_plot(
         return _finish(fig, ax, stem, formats, xlabel="rate (bpp, log scale)" if log_rate else "rate (bpp)", metric=metric, title=title)
 
 
-def z_sweep_plot(frame: pd.DataFrame, stem: Path, *, metric: str, pipeline: str = "quant", formats: Sequence[str] = FORMATS, title: str = "") -> list[Path]:
-    """mAP against the threshold z, one line per n_symbols (rows of ``pipeline``), as in the paper.
+def knob_sweep_plot(frame: pd.DataFrame, stem: Path, *, knob: str, metric: str, formats: Sequence[str] = FORMATS, title: str = "") -> list[Path]:
+    """Accuracy against one codec knob (the 2-bit method's z), one line per curve whose codec asked for it.
 
-    Lines follow the ``curve`` column when present (one per setting of every non-rate parameter),
-    so they share their colour and marker with the rate-accuracy figure.
-
-    Returns the written files, or ``[]`` when the frame has no such rows.
+    The rows are those whose ``sweep_params`` name ``knob``; lines follow the ``curve`` column (one
+    per setting of every non-rate parameter), so they share colour and marker with the
+    rate-accuracy figure. Returns the written files, or ``[]`` when no row has the knob.
     """
-    need = {"n_symbols", "z", metric}
-    if not need <= set(frame.columns):
+    if not {knob, metric, "curve", "sweep_params"} <= set(frame.columns):
         return []
-    rows = frame[(frame["pipeline"] == pipeline) & frame["z"].notna() & frame["n_symbols"].notna() & frame[metric].notna()]
+    asked = frame["sweep_params"].fillna("").map(lambda text: knob in str(text).split(","))
+    rows = frame[asked & frame[knob].notna() & frame[metric].notna()]
     if rows.empty:
         return []
     with plt.rc_context(PAPER_RC):
         fig, ax = plt.subplots(figsize=FIGSIZE)
         _uncompressed_line(ax, frame, metric)
-        labels = rows["curve"] if "curve" in rows else rows["n_symbols"].map(lambda n: f"{pipeline} (n_symbols={int(n)})")
-        for label, g in rows.assign(_curve=labels).groupby("_curve", sort=True):
+        for label, g in rows.groupby("curve", sort=True):
             style = curve_style(str(label))
-            g = g.sort_values("z")
-            legend = str(label).split(" (", 1)[-1].rstrip(")") if " (" in str(label) else str(label)
-            ax.plot(g["z"], g[metric], color=style.colour, marker=style.marker, ls=style.linestyle, label=legend)
-        return _finish(fig, ax, stem, formats, xlabel="threshold z (standard deviations)", metric=metric, title=title)
+            g = g.sort_values(knob)
+            ax.plot(g[knob], g[metric], color=style.colour, marker=style.marker, ls=style.linestyle, label=str(label))
+        return _finish(fig, ax, stem, formats, xlabel=KNOB_NAMES.get(knob, knob), metric=metric, title=title)
 
 
 def _rate_ticks(ax: Axes) -> None:

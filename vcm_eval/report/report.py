@@ -29,11 +29,10 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from vcm_eval.errors import ConfigError, DataError
 from vcm_eval.metrics.bdrate import DEFAULT_MIN_OVERLAP
-from vcm_eval.report.plots import FORMATS, comparison_figure, rate_accuracy_plot, z_sweep_plot, z_sweep_with_paper
+from vcm_eval.report.plots import FORMATS, comparison_figure, knob_sweep_plot, rate_accuracy_plot, z_sweep_with_paper
 from vcm_eval.report.quant_table import paper_table3, write_quant_table
 from vcm_eval.report.tables import (
     DEFAULT_METRICS,
-    DEFAULT_RATE_PARAMS,
     GROUP,
     bd_display,
     bd_frame,
@@ -174,27 +173,34 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
     return row, list(params)
 
 
-def load_runs(run_dirs: Sequence[Path], *, rate_params: Sequence[str] = DEFAULT_RATE_PARAMS, anchor: str = "image_anchor") -> tuple[pd.DataFrame, list[str]]:
+def load_runs(run_dirs: Sequence[Path], *, anchor: str = "image_anchor") -> tuple[pd.DataFrame, list[str]]:
     """Many run folders -> (runs table sorted by setup, pipeline and rate, parameters to show).
 
     The ``curve`` label names the pipeline and those of its non-rate parameters that take more
     than one value among the runs (``quant (n_symbols=4)``), so labels stay short and distinct.
-    A run's rate parameters are the ones its codec declared (``rate_params`` in metrics.json);
-    ``rate_params`` here stands in for runs that did not record them (made before they did).
+    A run's rate parameters are the ones its codec declared (``rate_params`` in metrics.json),
+    its sweep figures' knobs likewise (``sweep_params``, kept as a comma-joined column).
     The parameters to show are the rate parameters and those varying ones; the table keeps every
     parameter (nested settings as dotted columns).
 
     Raises:
         DataError: two runs of one setup have the same pipeline and parameters (two sweeps mixed,
-            e.g. different codec presets): narrow ``report.runs``.
+            e.g. different codec presets): narrow ``report.runs``; or a run with parameters did not
+            record its codec's rate parameters (made by an older vcm_eval): rerun it.
     """
     rows: list[tuple[dict[str, Any], list[str]]] = []
     params: list[str] = []
     for d in run_dirs:
         row, names = load_run(Path(d))
+        if names and not isinstance(row.get("rate_params"), list):
+            raise DataError(
+                f"{d}/metrics.json does not name its codec's rate parameters (a run of an older vcm_eval); "
+                "rerun its command (its records are reused) or leave it out of report.runs"
+            )
+        row["sweep_params"] = ",".join(row.get("sweep_params") or [])
         rows.append((row, names))
         params.extend(n for n in names if n not in params)
-    knobs = [list(r.pop("rate_params")) if isinstance(r.get("rate_params"), list) else list(rate_params) for r, _ in rows]
+    knobs = [list(r.pop("rate_params", None) or []) for r, _ in rows]
     varying: dict[str, list[str]] = {}
     for (row, names), own in zip(rows, knobs):
         for n in names:
@@ -221,8 +227,14 @@ def _group_suffix(frame: pd.DataFrame, key: tuple[Any, ...]) -> str:
     return "" if frame[GROUP].drop_duplicates().shape[0] == 1 else "_" + "_".join(str(k) for k in key)
 
 
+def sweep_knobs(runs: pd.DataFrame) -> list[str]:
+    """The knobs some run's codec wants a sweep figure of (``sweep_params``), in first-seen order."""
+    column = runs["sweep_params"] if "sweep_params" in runs else pd.Series(dtype=str)
+    return list(dict.fromkeys(k for text in column.dropna() for k in str(text).split(",") if k))
+
+
 def write_figures(runs: pd.DataFrame, out_dir: Path, *, metrics: Sequence[str], anchor: str, log_rate: bool, formats: Sequence[str] = FORMATS) -> list[Path]:
-    """Rate-accuracy figure per setup and metric, plus the z sweep when quant runs exist."""
+    """Rate-accuracy figure per setup and metric, plus accuracy against each knob a codec asks a sweep figure for (``Codec.sweep_params``)."""
     files: list[Path] = []
     for key, group in runs.groupby(GROUP, sort=True):
         suffix = _group_suffix(runs, key)
@@ -231,7 +243,8 @@ def write_figures(runs: pd.DataFrame, out_dir: Path, *, metrics: Sequence[str], 
             if metric not in group or group[metric].isna().all():
                 continue
             files += rate_accuracy_plot(group, out_dir / f"rate_accuracy_{metric}{suffix}", metric=metric, log_rate=log_rate, anchor=anchor, formats=formats, title=title)
-            files += z_sweep_plot(group, out_dir / f"z_sweep_{metric}{suffix}", metric=metric, formats=formats, title=title)
+            for knob in sweep_knobs(group):
+                files += knob_sweep_plot(group, out_dir / f"{knob}_sweep_{metric}{suffix}", knob=knob, metric=metric, formats=formats, title=title)
     return files
 
 
@@ -304,7 +317,7 @@ def run_report(cfg: DictConfig) -> ReportResult:
     """The report command: ``cfg.report`` (``ReportConfig``) -> files in ``cfg.report.output``."""
     rc = cfg.report
     run_dirs, incomplete = find_runs(rc.runs)
-    runs, params = load_runs(run_dirs, rate_params=list(rc.rate_params), anchor=rc.anchor)
+    runs, params = load_runs(run_dirs, anchor=rc.anchor)
     result = write_report(
         runs,
         params,

@@ -1,7 +1,7 @@
 """Run tables and BD tables: one row per run configuration, one BD row per curve x metric.
 
 A *curve* is the set of runs of one pipeline that differ only in a rate parameter (``qp``, ``z``,
-``quality`` ...: what the run's codec declares, ``Codec.rate_params``); any other parameter (``n_symbols``, a split) starts a new
+``quality`` ...: what the run's codec declares, ``Codec.rate_params``); any other parameter (``n_symbols``, ``levels``) starts a new
 curve, labelled ``pipeline (n_symbols=4)``. BD values compare every curve of a setup (same
 dataset, model, evaluation and image count) with the anchor curve, per accuracy metric.
 Tables come out as a machine-readable CSV (raw column names, full precision) and as Markdown and
@@ -21,7 +21,6 @@ from vcm_eval.errors import ConfigError
 from vcm_eval.metrics.bdrate import DEFAULT_MIN_OVERLAP, bd_compare
 
 LEAD = ["pipeline", "qp", "bpp", "bbox_AP", "segm_AP", "cityscapes_AP"]
-DEFAULT_RATE_PARAMS = ("qp", "z", "lmbda", "lambda", "quality")
 DEFAULT_METRICS = ("bbox_AP", "segm_AP", "cityscapes_AP")
 TIME_COLUMNS = ("encode_s", "decode_s", "task_s")
 METRIC_NAMES = {
@@ -45,7 +44,7 @@ def summary_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 def format_summary(frame: pd.DataFrame, *, markdown: bool) -> str:
     """The main job's printed table: pipeline, parameters, bpp and mAP (percent)."""
-    cols = [c for c in frame.columns if c not in ("run_dir", "rate_params") and not c.endswith(("_s", "AP50", "bpp_mean", "kbytes_per_image", "images"))]
+    cols = [c for c in frame.columns if c not in ("run_dir", "rate_params", "sweep_params") and not c.endswith(("_s", "AP50", "bpp_mean", "kbytes_per_image", "images"))]
     shown = frame[cols].copy()
     for c in shown.columns:
         if pd.api.types.is_float_dtype(shown[c]) and shown[c].dropna().apply(float.is_integer).all():
@@ -73,7 +72,7 @@ def _value_text(value: Any) -> str:
     return str(value)
 
 
-def curve_label(pipeline: str, params: dict[str, Any], rate_params: Sequence[str] = DEFAULT_RATE_PARAMS) -> str:
+def curve_label(pipeline: str, params: dict[str, Any], rate_params: Sequence[str]) -> str:
     """``quant (n_symbols=4)``: the pipeline plus every non-rate parameter (sorted by name)."""
     fixed = {k: v for k, v in params.items() if k not in rate_params and v is not None and not (isinstance(v, float) and np.isnan(v))}
     if not fixed:
