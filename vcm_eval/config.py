@@ -13,7 +13,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from vcm_eval.codecs.fusion.config import FusionArchConfig, FusionCodecPipelineConfig, TrainFusionSettings
-from vcm_eval.data.config import DATASET_SCHEMAS, DatasetConfig
+from vcm_eval.data.config import DATASET_SCHEMAS, DatasetConfig, SyntheticDatasetConfig
 from vcm_eval.vision.config import RcnnConfig
 
 
@@ -254,7 +254,7 @@ class TrainingConfig:
     """What every training command shares: the task model, its data, paths, threads, progress bar."""
 
     model: RcnnConfig = MISSING
-    dataset: DatasetConfig = MISSING
+    dataset: SyntheticDatasetConfig = MISSING  # both trainers draw their images from the generator
     paths: PathsConfig = field(default_factory=PathsConfig)
     threads: int = 2
     device: str = "auto"  # where training runs; checkpoints are saved on the CPU
