@@ -194,8 +194,10 @@ def can_mount(tmp: Path) -> bool:
 
 
 def bad_checkpoints(tmp: Path) -> dict[str, Path]:
-    """A task-model checkpoint of another architecture, a garbage file, a fusion checkpoint of
-    another architecture (random init: only the architecture check matters)."""
+    """A task-model checkpoint of another architecture, a garbage file, a fusion checkpoint naming
+    an architecture vcm_eval cannot build (random init: only the architecture check matters)."""
+    import torch
+
     from vcm_eval.codecs.fusion import zoo
     from vcm_eval.codecs.fusion.config import FusionArchConfig
     from vcm_eval.vision.config import BackboneConfig, RcnnConfig
@@ -207,6 +209,9 @@ def bad_checkpoints(tmp: Path) -> dict[str, Path]:
     out["junk"].write_bytes(b"not a checkpoint" * 10)
     arch = FusionArchConfig(channels=16, latent_channels=16, hyper_channels=16)
     zoo.save(out["fusion"], zoo.build_model(arch), arch, meta={})
+    payload = torch.load(out["fusion"], weights_only=True)
+    payload["architecture"]["decoder"] = "spiral"  # an architecture this version cannot build
+    torch.save(payload, out["fusion"])
     return out
 
 
@@ -233,8 +238,8 @@ def error_cases(tmp: Path, data: Path) -> dict[str, Case]:
             ["pipeline=quant8", f"model.weights={ckpt['task']}"], "does not match the configured model (backbone.widths"
         ),
         "garbage checkpoint": Case(["pipeline=quant8", f"model.weights={ckpt['junk']}"], "cannot read task model checkpoint"),
-        "wrong-architecture fusion checkpoint": Case(
-            ["pipeline=fusion_codec", f"pipeline.checkpoint={ckpt['fusion']}"], "does not match pipeline.arch (channels: config 64"
+        "unknown-architecture fusion checkpoint": Case(
+            ["pipeline=fusion_codec", f"pipeline.checkpoint={ckpt['fusion']}"], "names an architecture this vcm_eval cannot build (fusion decoder='spiral'"
         ),
         "corrupt image": Case(["pipeline=quant8"], "cannot read image", paths={"data": corrupt}),
         "results below a file": Case(["pipeline=quant8"], "(Not a directory)", paths={"results": below_file}),
@@ -250,8 +255,9 @@ def error_cases(tmp: Path, data: Path) -> dict[str, Case]:
 Runs = dict[str, tuple[Case, subprocess.CompletedProcess[str]]]
 # One case of each kind runs by default (each is a fresh interpreter importing torch: ~5 CPU s);
 # the rest run with -m slow. Hydra's other error kinds are formatted in-process below.
+NEEDS_TMPFS = ("full disk", "read-only results")  # added only where a tmpfs can be mounted
 FAST = [
-    "unknown key", "qp out of range", "missing ffmpeg", "wrong-architecture task checkpoint", "wrong-architecture fusion checkpoint",
+    "unknown key", "qp out of range", "missing ffmpeg", "wrong-architecture task checkpoint", "unknown-architecture fusion checkpoint",
     "corrupt image", "results below a file", "file size limit", "full disk", "missing vtm encoder",
 ]  # fmt: skip
 SLOW = [
@@ -316,6 +322,7 @@ def slow_error_runs(tmp_path_factory: pytest.TempPathFactory, data: Path) -> Ite
 
 def check_one_line(name: str, runs: Runs) -> None:
     if name not in runs:
+        assert name in NEEDS_TMPFS, f"no error case named {name!r}"
         pytest.skip("needs permission to mount a tmpfs (root)")
     case, proc = runs[name]
     lines = proc.stderr.strip().splitlines()

@@ -73,11 +73,10 @@ def build_fusion_codec(cfg: DictConfig) -> tuple[FusionFeatureCodec, Path]:
     """The fusion codec of ``pipeline.quality`` / ``pipeline.checkpoint`` for ``cfg.model``, and its file."""
     from vcm_eval.codecs.fusion import zoo
     from vcm_eval.codecs.fusion.codec import FusionFeatureCodec
-    from vcm_eval.codecs.fusion.config import FusionArchConfig
 
     p = cfg.pipeline
     path = zoo.resolve(p.checkpoint, task_model=cfg.model.name, quality=p.quality)
-    fusion, _ = zoo.load(path, FusionArchConfig(**p.arch))
+    fusion, _ = zoo.load(path)  # the architecture the checkpoint names
     return FusionFeatureCodec(model=fusion, device=cfg.get("device", "cpu"), checkpoint=path), path
 
 

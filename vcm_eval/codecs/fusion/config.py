@@ -10,7 +10,7 @@ from omegaconf import MISSING
 
 @dataclass
 class FusionArchConfig:
-    """Shape of ``FusionCodecModel`` (must match the checkpoint; checked on load)."""
+    """Shape of ``FusionCodecModel``: what training builds; every checkpoint stores its own."""
 
     in_channels: int = 256
     channels: int = 64
@@ -30,13 +30,13 @@ class FusionCodecPipelineConfig:
     """``pipeline=fusion_codec``: evaluate the trained rate point ``quality`` (1 = lowest rate).
 
     ``checkpoint`` empty = the zoo file ``<task model name>_q<quality>.pt`` shipped in
-    vcm_eval/codecs/fusion/zoo; otherwise a path (``zoo:<file>`` names a zoo file).
+    vcm_eval/codecs/fusion/zoo; otherwise a path (``zoo:<file>`` names a zoo file). The model is
+    built with the architecture the checkpoint stores.
     """
 
     name: str = "fusion_codec"
     quality: int = 8
     checkpoint: str = ""
-    arch: FusionArchConfig = field(default_factory=FusionArchConfig)
 
 
 @dataclass
