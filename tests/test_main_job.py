@@ -29,7 +29,7 @@ def test_main_job_runs_all_five_methods_on_the_same_images(hydra_conf: None, syn
     cfg = compose_cfg(["pipeline=suite", *overrides])
     table = run_suite(cfg, base_overrides=overrides)
     counts = table["pipeline"].value_counts().to_dict()
-    assert counts == {"uncompressed": 1, "image_anchor": 5, "feature_anchor": 3, "quant": 3, "quant8": 1, "fusion_codec": 3}
+    assert counts == {"uncompressed": 1, "image_anchor": 5, "feature_anchor": 3, "quant": 3, "quant8": 1, "fusion_codec": 6}
     assert set(table["images"]) == {2.0}  # every method measured on the same two images
     out = tmp_path / "synthetic" / "synthetic_maskrcnn_slim" / "suite"
     with (out / "bd.csv").open() as f:

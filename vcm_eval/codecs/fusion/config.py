@@ -16,10 +16,10 @@ class FusionArchConfig:
     channels: int = 64
     latent_channels: int = 64
     hyper_channels: int = 48
-    entropy_model: str = "meanscale"
+    entropy_model: str = "gmm"  # Cheng et al. 2020's mixture; "meanscale" was the first generation's
     attention: bool = True
-    latent_stride: int = 64
-    decoder: str = "cascade"
+    latent_stride: int = 32  # P2 needs the latent resolution (docs/fusion_codec.md, level swap); 64 = first generation
+    decoder: str = "parallel"  # L-MSFC's per-level branches; "cascade" = first generation
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -35,7 +35,7 @@ class FusionCodecPipelineConfig:
     """
 
     name: str = "fusion_codec"
-    quality: int = 8
+    quality: int = 6
     checkpoint: str = ""
 
 
