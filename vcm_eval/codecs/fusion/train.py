@@ -199,7 +199,7 @@ def train(cfg: TrainFusionConfig) -> Path:
         aux_loss.backward()
         aux_opt.step()
         sched.step()
-        bar.set_postfix(bpp=f"{float(rd['bpp']):.4f}", mse=f"{float(rd['mse']):.4f}")
+        bar.set_postfix(bpp=f"{float(rd['bpp'].detach()):.4f}", mse=f"{float(rd['mse'].detach()):.4f}")
         done = it + 1
         if done % 10 == 0:
             append_log_row(log, {"iteration": done, "seconds_this_session": round(time.time() - t0, 1), **{k: v.detach() for k, v in rd.items()}, "aux": aux_loss.detach()})
