@@ -53,23 +53,30 @@ def test_one_symbol_contexts_cost_almost_nothing() -> None:
     assert mode == "causal" and size < 160
 
 
-def test_the_stream_does_not_depend_on_threads() -> None:
-    symbols = _smooth_symbols(4, (16, 40, 40))
-    one = encode_symbols(symbols, 4, model="causal", chunk_log2=11, threads=1).payload
-    assert len(channel_groups(symbols.shape, 11)) == 16  # one channel of 1,600 values per group
-    assert encode_symbols(symbols, 4, model="causal", chunk_log2=11, threads=3).payload == one
-    out, _, _ = _round_trip(symbols, 4, "causal", chunk_log2=11, threads=3)
-    np.testing.assert_array_equal(out, symbols)
+@pytest.mark.parametrize("channels", [16, 15])
+def test_the_stream_does_not_depend_on_threads(channels: int) -> None:
+    # threads=1 and 3 code the groups two at a time (lockstep pairs), threads=9 one at a time;
+    # 15 channels in groups of 2 leave a last, smaller group without a partner
+    symbols = _smooth_symbols(4, (channels, 40, 40))
+    chunk_log2 = 11 if channels == 16 else 12
+    assert len(channel_groups(symbols.shape, chunk_log2)) == (16 if channels == 16 else 8)
+    one = encode_symbols(symbols, 4, model="causal", chunk_log2=chunk_log2, threads=1).payload
+    for threads in (3, 9):
+        assert encode_symbols(symbols, 4, model="causal", chunk_log2=chunk_log2, threads=threads).payload == one
+        out, _, _ = _round_trip(symbols, 4, "causal", chunk_log2=chunk_log2, threads=threads)
+        np.testing.assert_array_equal(out, symbols)
 
 
-def test_corrupt_rans_words_are_codec_errors() -> None:
+@pytest.mark.parametrize("chunk_log2", [12, 10])
+def test_corrupt_rans_words_are_codec_errors(chunk_log2: int) -> None:
+    # 12: one stream; 10: one channel per group, the two streams decoded as a lockstep pair
     symbols = _smooth_symbols(4, (2, 30, 30))
-    payload = bytearray(encode_symbols(symbols, 4, model="causal", chunk_log2=12).payload)
+    payload = bytearray(encode_symbols(symbols, 4, model="causal", chunk_log2=chunk_log2).payload)
     payload[-3] ^= 0xFF  # inside the last stream: wrong final state or words left over
     w = BitstreamWriter("quant")
     w.raw(bytes(payload))
     with pytest.raises(CodecError, match="corrupt"):
-        decode_symbols(BitstreamReader(w.getvalue(), "quant"), symbols.shape, 4, chunk_log2=12)
+        decode_symbols(BitstreamReader(w.getvalue(), "quant"), symbols.shape, 4, chunk_log2=chunk_log2)
 
 
 def test_frequency_tables_sum_to_the_precision_and_keep_every_seen_symbol() -> None:

@@ -57,6 +57,9 @@ SIDE_DTYPES = ("float16", "float32")
 CENTROID_SCOPES = ("channel", "level")
 DEFAULT_CHUNK_LOG2 = 20  # channel groups of at most 1 Mi values: the unit of parallel work and of a rANS stream (stored in the stream)
 FORMAT_VERSION = 2  # 2: compiled raster-order rANS with channel groups (1: anti-diagonal CompressAI rANS)
+# The encoder's arithmetic, in the run key beside the format: 2 = sums in four fixed-order partials
+# (the means, stds and centroids may differ from revision 1 in their last bits; same format).
+ENCODER_REVISION = 2
 METHODS = {"nsymbol": 0, "uniform8": 1}
 
 
@@ -353,10 +356,10 @@ class NormalizedQuantizer(FeatureCodec):
 
 
 def stream_format_version() -> str:
-    """The quant streams' version (part of the run key): the stream format and the compiler of its loops."""
+    """The quant streams' version (part of the run key): the stream format, the encoder's arithmetic, the compiler of its loops."""
     from importlib.metadata import version
 
-    return f"vcm_eval.quant/{FORMAT_VERSION} numba {version('numba')}"
+    return f"vcm_eval.quant/{FORMAT_VERSION}.{ENCODER_REVISION} numba {version('numba')}"
 
 
 # --- shared stream parts ---------------------------------------------------------------------
