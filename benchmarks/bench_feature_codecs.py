@@ -1,7 +1,7 @@
 """Each feature codec's own work on a full-size (Cityscapes 2048 x 1024) pyramid: time, memory, rate.
 
     python benchmarks/bench_feature_codecs.py [--source smooth|network] [--threads 2] [--repeats 3]
-        [--codecs quant-causal,quant-static,quant-raw,quant8,feature_anchor] [--pythonpath DIR]
+        [--codecs quant-causal,quant-static,quant-raw,quant8,feature_anchor] [--pythonpath DIR] [--label TEXT]
         [--out results/benchmarks/feature_codecs.json]
     python benchmarks/bench_feature_codecs.py --table results/benchmarks/feature_codecs_*.json   # Markdown
 
@@ -115,7 +115,8 @@ def build_codec(name: str, threads: int) -> tuple[Any, Any]:
     if name == "feature_anchor":
         from vcm_eval.codecs import tiling
         from vcm_eval.codecs.feature_vvc import BITS, FeatureVvcCodec
-        codec = FeatureVvcCodec(vvc=None, qp=32, split="p2-p5")  # type: ignore[arg-type]  # VVC is never called here
+        levels = {"levels": "p2-p5"} if _accepts(FeatureVvcCodec, "levels") else {"split": "p2-p5"}  # older checkouts: split
+        codec = FeatureVvcCodec(vvc=None, qp=32, **levels)  # type: ignore[arg-type]  # VVC is never called here
 
         def encode(features: Any) -> Any:
             _, ranges, frame, layout = codec.frame(features)
@@ -190,7 +191,7 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for res in results:
-        impl = "format 1 (before)" if res["implementation"] != "this checkout" else "this checkout"
+        impl = res.get("label") or ("format 1 (before)" if res["implementation"] != "this checkout" else "this checkout")
         for r in res["codecs"]:
             bpv = "-" if r["bits_per_value"] is None else f"{r['bits_per_value']:.4f}"
             lines.append(
@@ -207,6 +208,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--codecs", default=",".join(CODECS))
     ap.add_argument("--pythonpath", default="", help="import vcm_eval from this checkout instead (compare implementations)")
+    ap.add_argument("--label", default="", help="the implementation column of the table (default: this checkout, or the --pythonpath)")
     ap.add_argument("--out", default=str(ROOT / "results" / "benchmarks" / "feature_codecs.json"))
     ap.add_argument("--table", nargs="*", default=None, help="print the Markdown table of these result files and exit")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -227,6 +229,7 @@ def main() -> None:
         "source": args.source,
         "threads": args.threads,
         "implementation": args.pythonpath or "this checkout",
+        "label": args.label or args.pythonpath or "this checkout",
         "codecs": [],
     }
     with tempfile.TemporaryDirectory(prefix="bench_feature_codecs_") as tmp:

@@ -265,10 +265,15 @@ def pack(symbols: np.ndarray, bits: int, out: np.ndarray) -> None:
 def unpack(data: np.ndarray, bits: int, out: np.ndarray) -> None:
     """Inverse of ``pack``: fill ``out`` (flat uint8) with ``bits``-bit symbols."""
     mask = (1 << bits) - 1
-    if 8 % bits == 0:
+    if 8 % bits == 0:  # whole symbols per byte: one byte per step
         per = 8 // bits
-        for i in range(out.shape[0]):
-            out[i] = (data[i // per] >> (8 - bits * (i % per + 1))) & mask
+        whole = out.shape[0] // per
+        for k in range(whole):
+            b = data[k]
+            for t in range(per):
+                out[k * per + t] = (b >> (8 - bits * (t + 1))) & mask
+        for i in range(whole * per, out.shape[0]):
+            out[i] = (data[whole] >> (8 - bits * (i - whole * per + 1))) & mask
         return
     acc = 0
     held = 0
