@@ -72,7 +72,7 @@ def channel_groups(shape: Sequence[int], chunk_log2: int) -> list[tuple[int, int
 def work_units(groups: Sequence[tuple[int, int]], threads: int) -> list[tuple[int, ...]]:
     """Which channel groups one task codes: pairs of equal-sized neighbours, or single groups.
 
-    The rANS loops code two streams in lockstep 1.2-1.6x faster than one at a time (two independent
+    The rANS loops code two streams in lockstep 1.1-1.7x faster than one at a time (two independent
     dependency chains), so groups are paired when that still leaves a task per thread; a group
     without an equal-sized partner (a level's last) runs alone. The streams do not change.
     """
