@@ -231,7 +231,7 @@ def decode_pair(
 @njit(cache=True, nogil=True)
 def pack(symbols: np.ndarray, bits: int, out: np.ndarray) -> None:
     """Symbols (flat uint8) -> ``bits`` bits each, MSB first, zero-padded to whole bytes, into ``out``."""
-    if 8 % bits == 0:  # 1, 2, 4, 8 bits: whole symbols per byte, one byte per step (vectorizable)
+    if 8 % bits == 0:  # 1, 2, 4, 8 bits: whole symbols per byte, one byte per step
         per = 8 // bits
         whole = symbols.shape[0] // per
         for k in range(whole):
