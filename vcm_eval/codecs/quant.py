@@ -55,11 +55,16 @@ from vcm_eval.vision.base import LEVELS, FeatureSet
 
 SIDE_DTYPES = ("float16", "float32")
 CENTROID_SCOPES = ("channel", "level")
-DEFAULT_CHUNK_LOG2 = 20  # channel groups of at most 1 Mi values: the unit of parallel work and of a rANS stream (stored in the stream)
-FORMAT_VERSION = 2  # 2: compiled raster-order rANS with channel groups (1: anti-diagonal CompressAI rANS)
-# The encoder's arithmetic, in the run key beside the format: 2 = sums in four fixed-order partials
-# (the means, stds and centroids may differ from revision 1 in their last bits; same format).
-ENCODER_REVISION = 2
+# Channel groups of at most 2 Mi values: the unit of parallel work and of a rANS stream (stored in
+# the stream). 16 channels of a Cityscapes-size P2 fill one group: one full round of the coder's 16
+# lanes, and still 16 groups for the threads to share.
+DEFAULT_CHUNK_LOG2 = 21
+# 3: 16-lane rANS with 16-bit words and a chosen neighbour set (2: byte-wise rANS, left + up;
+# 1: anti-diagonal CompressAI rANS)
+FORMAT_VERSION = 3
+# The encoder's arithmetic, in the run key beside the format (a change that keeps the format but
+# moves the means, stds or centroids in their last bits bumps it).
+ENCODER_REVISION = 0
 METHODS = {"nsymbol": 0, "uniform8": 1}
 
 
