@@ -23,6 +23,12 @@ CODEC_IDS = {"image_vvc": 1, "feature_vvc": 2, "quant": 3, "fusion": 4, "float":
 VERSION = 1
 
 
+def varint_bytes(values: np.ndarray) -> np.ndarray:
+    """Bytes of each value's unsigned LEB128 varint (values >= 0, int64)."""
+    v = np.asarray(values, dtype=np.int64)
+    return 1 + sum((v >> 7 * i > 0).astype(np.int64) for i in range(1, 10))
+
+
 class BitstreamWriter:
     """Append fields; ``getvalue()`` returns the finished bytes."""
 
@@ -42,6 +48,21 @@ class BitstreamWriter:
             self._buf.write(bytes([byte | (0x80 if value else 0)]))
             if not value:
                 return
+
+    def uints(self, values: np.ndarray) -> None:
+        """Many varints at once (the bytes of ``uint`` for each value, in order), without a Python loop per value."""
+        signed = np.asarray(values, dtype=np.int64).reshape(-1)
+        if signed.size and int(signed.min()) < 0:
+            raise CodecError(f"cannot write negative value {int(signed.min())} as an unsigned varint")
+        v = signed.astype(np.uint64)
+        lengths = varint_bytes(signed)
+        ends = np.cumsum(lengths)
+        out = np.empty(int(ends[-1]) if v.size else 0, dtype=np.uint8)
+        for i in range(int(lengths.max()) if v.size else 0):
+            sel = lengths > i
+            more = np.where(lengths[sel] > i + 1, 0x80, 0).astype(np.uint64)
+            out[(ends - lengths)[sel] + i] = ((v[sel] >> np.uint64(7 * i)) & np.uint64(0x7F)) | more
+        self._buf.write(out.tobytes())
 
     def floats(self, values: np.ndarray, dtype: str = "float32") -> None:
         """A fixed-length float array (length known to the decoder from earlier fields)."""
@@ -96,6 +117,24 @@ class BitstreamReader:
             shift += 7
             if shift > 63:
                 raise CodecError("corrupt bitstream: varint longer than 64 bits")
+
+    def uints(self, count: int) -> np.ndarray:
+        """``count`` varints at once (as ``BitstreamWriter.uints`` writes them) -> int64 array."""
+        if count == 0:
+            return np.zeros(0, dtype=np.int64)
+        window = np.frombuffer(self._data[self._pos : self._pos + 9 * count], dtype=np.uint8)
+        ends = np.flatnonzero(window < 0x80)[:count]
+        if ends.size < count:
+            raise CodecError(f"bitstream truncated: needed {count} varints at offset {self._pos} of {len(self._data)}")
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        lengths = ends - starts + 1
+        if int(lengths.max()) > 9:
+            raise CodecError("corrupt bitstream: varint longer than 63 bits")
+        size = int(ends[-1]) + 1
+        shift = (7 * (np.arange(size) - np.repeat(starts, lengths))).astype(np.uint64)
+        values = np.add.reduceat((window[:size].astype(np.uint64) & np.uint64(0x7F)) << shift, starts)  # the 7-bit groups do not overlap
+        self._pos += size
+        return values.astype(np.int64)
 
     def floats(self, count: int, dtype: str = "float32") -> np.ndarray:
         dt = np.dtype(dtype).newbyteorder("<")

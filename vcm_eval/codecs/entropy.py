@@ -47,7 +47,7 @@ from typing import TypeVar
 import numpy as np
 
 from vcm_eval.codecs import rans
-from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
+from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter, varint_bytes
 from vcm_eval.errors import CodecError
 
 MODELS = ("raw", "static", "causal")
@@ -175,34 +175,36 @@ class Tables:
 
     def table_bytes(self) -> int:
         """Bytes ``write`` produces (computed, not written)."""
+        masks, listed = self._layout()
+        return int(sum(varint_bytes(v).sum() for v in (masks, self.freq[listed])))
+
+    def _layout(self) -> tuple[np.ndarray, np.ndarray]:
+        """(symbol mask per context, which frequencies are sent: every used symbol's but a context's last)."""
         used = self.freq > 0
         masks = (used * (1 << np.arange(self.freq.shape[1]))).sum(axis=1)
-        listed = used & (np.cumsum(used[:, ::-1], axis=1)[:, ::-1] > 1)  # every used symbol but the last
-        mask_bytes = np.maximum(1, (np.floor(np.log2(np.maximum(masks, 1))).astype(np.int64) + 7) // 7)
-        freq_bytes = (np.floor(np.log2(np.maximum(self.freq, 1))).astype(np.int64) + 7) // 7
-        return int(mask_bytes.sum() + freq_bytes[listed].sum())
+        return masks, used & (np.cumsum(used[:, ::-1], axis=1)[:, ::-1] > 1)
 
     def write(self, w: BitstreamWriter) -> None:
-        for row in self.freq:
-            used = np.flatnonzero(row)
-            w.uint(int(sum(1 << int(s) for s in used)))
-            for s in used[:-1]:
-                w.uint(int(row[s]))
+        """All contexts' symbol masks, then the sent frequencies, context by context (varints)."""
+        masks, listed = self._layout()
+        w.uints(masks)
+        w.uints(self.freq[listed])
 
     @classmethod
     def read(cls, r: BitstreamReader, contexts: int, n_symbols: int) -> Tables:
+        masks = r.uints(contexts)
+        if int(masks.max()) >= 1 << n_symbols:
+            raise CodecError(f"corrupt symbol table: mask {int(masks.max())} for {n_symbols} symbols; the bitstream is damaged")
         freq = np.zeros((contexts, n_symbols), dtype=np.int64)
-        for k in range(contexts):
-            mask = r.uint()
-            if mask >= 1 << n_symbols:
-                raise CodecError(f"corrupt symbol table: mask {mask} for {n_symbols} symbols; the bitstream is damaged")
-            used = [s for s in range(n_symbols) if mask >> s & 1]
-            if not used:
-                continue
-            listed = [r.uint() for _ in used[:-1]]
-            if min(listed, default=1) < 1 or sum(listed) >= TOTAL:
-                raise CodecError(f"corrupt symbol frequency table {listed}; the bitstream is damaged")
-            freq[k, used] = [*listed, TOTAL - sum(listed)]
+        used = (masks[:, None] >> np.arange(n_symbols) & 1).astype(bool)
+        listed = cls(used.astype(np.int64))._layout()[1]
+        freq[listed] = r.uints(int(listed.sum()))
+        sums = freq.sum(axis=1)
+        if int(freq[listed].min(initial=1)) < 1 or int(sums.max()) >= TOTAL:
+            raise CodecError("corrupt symbol frequency table (a frequency of 0 or a sum over 2**16); the bitstream is damaged")
+        rows = np.flatnonzero(masks)
+        last = n_symbols - 1 - np.argmax(used[rows, ::-1], axis=1)
+        freq[rows, last] = TOTAL - sums[rows]
         return cls(freq)
 
 
