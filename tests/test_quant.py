@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import compose_cfg
 
-from vcm_eval.codecs.entropy import bits_per_symbol, varint_len
+from vcm_eval.codecs.entropy import bits_per_symbol, channel_groups, varint_len
 from vcm_eval.codecs.fpn_sizes import (
     data_size_rows,
     fpn_shapes,
@@ -169,8 +169,9 @@ def test_bitstream_gives_back_identical_symbols_and_features(feats: FeatureSet, 
 
 
 def test_many_small_rans_chunks_round_trip() -> None:
-    f = tiny(1)
-    q = NormalizedQuantizer(4, 1.0, chunk_log2=10)  # P2 has 8*24*40 = 7680 symbols -> several chunks
+    f = tiny(1, {"p2": (40, 24, 40), "p3": (40, 12, 20), "p4": (8, 6, 10), "p5": (8, 3, 5), "p6": (8, 2, 3)})
+    q = NormalizedQuantizer(4, 1.0, chunk_log2=10)  # P2: 960 symbols per channel -> groups of 16, 16 and 8 channels
+    assert [b - a for a, b in channel_groups(f["p2"].shape, 10)] == [16, 16, 8]
     data = q.encode(f)
     stats = q.stream_stats(data)
     assert stats.modes.split(",")[0] == "causal"

@@ -79,9 +79,13 @@ def varint_len(value: int) -> int:
 
 
 def channel_groups(shape: Sequence[int], chunk_log2: int) -> list[tuple[int, int]]:
-    """Channel ranges [c0, c1) of whole channels with at most 2**chunk_log2 values (>= 1 channel each)."""
+    """Channel ranges [c0, c1): the most whole channels in a multiple of 16 (the coder's lanes) with at most 2**chunk_log2 values.
+
+    At least 16 channels per group (more values than 2**chunk_log2 where 16 channels hold more),
+    so every group fills the rANS coder's 16 lanes; a level's last group may be smaller.
+    """
     channels, per_channel = int(shape[0]), math.prod(int(s) for s in shape[1:])
-    step = max(1, (1 << chunk_log2) // max(per_channel, 1))
+    step = max(rans.LANES, (1 << chunk_log2) // max(per_channel, 1) // rans.LANES * rans.LANES)
     return [(c, min(c + step, channels)) for c in range(0, channels, step)]
 
 

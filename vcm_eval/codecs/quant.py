@@ -55,10 +55,10 @@ from vcm_eval.vision.base import LEVELS, FeatureSet
 
 SIDE_DTYPES = ("float16", "float32")
 CENTROID_SCOPES = ("channel", "level")
-# Channel groups of at most 2 Mi values: the unit of parallel work and of a rANS stream (stored in
-# the stream). 16 channels of a Cityscapes-size P2 fill one group: one full round of the coder's 16
-# lanes, and still 16 groups for the threads to share.
-DEFAULT_CHUNK_LOG2 = 21
+# Channel groups of at most 1 Mi values (and whole multiples of the coder's 16 lanes): the unit of
+# parallel work and of a rANS stream (stored in the stream). A Cityscapes-size level gets 16 (P2),
+# 8, 2, 1 and 1 groups.
+DEFAULT_CHUNK_LOG2 = 20
 # 3: 16-lane rANS with 16-bit words and a chosen neighbour set (2: byte-wise rANS, left + up;
 # 1: anti-diagonal CompressAI rANS)
 FORMAT_VERSION = 3
