@@ -26,7 +26,7 @@ VERSION = 1
 def varint_bytes(values: np.ndarray) -> np.ndarray:
     """Bytes of each value's unsigned LEB128 varint (values >= 0, int64)."""
     v = np.asarray(values, dtype=np.int64)
-    return 1 + sum((v >> 7 * i > 0).astype(np.int64) for i in range(1, 10))
+    return np.asarray(1 + sum((v >> 7 * i > 0).astype(np.int64) for i in range(1, 10)), dtype=np.int64)
 
 
 class BitstreamWriter:

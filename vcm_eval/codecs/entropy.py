@@ -90,7 +90,7 @@ def channel_groups(shape: Sequence[int], chunk_log2: int) -> list[tuple[int, int
     return [(c, min(c + step, channels)) for c in range(0, channels, step)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _pool(threads: int) -> ThreadPoolExecutor:
     """One lasting pool per thread count: a codec runs a dozen parallel passes per image, and
     starting threads for each cost more than the smaller levels' work (measured: ~0.1 ms a thread)."""
@@ -130,7 +130,7 @@ def unpack_fixed(data: bytes, count: int, n_symbols: int) -> np.ndarray:
 
 def num_contexts(n_symbols: int, neighbours: int) -> int:
     """(n + 1) ** k contexts for a set of k neighbours (1 for the empty set: ``static``)."""
-    return (n_symbols + 1) ** bin(neighbours).count("1")
+    return (n_symbols + 1) ** int(neighbours).bit_count()
 
 
 def context_weights(neighbours: int, n_symbols: int) -> np.ndarray:
