@@ -414,3 +414,23 @@ def test_identical_streams_in_flight_both_keep_their_byte_split(feats: FeatureSe
     reports = [codec.report(feats, first), codec.report(feats, second)]
     assert reports[0] == reports[1] and {"symbol_bits", "side_bits", "modes", "raw_bits"} <= set(reports[1])
     assert reports[0]["symbol_bits"] + reports[0]["side_bits"] == 8 * len(first)
+
+
+@pytest.mark.parametrize("centroids", ["channel", "level"])
+def test_decoded_values_equal_the_reconstruction_with_and_without_empty_cells(centroids: str) -> None:
+    # p2 fills every (channel, symbol) cell: the decoder writes values while decoding the symbols;
+    # p3 has a constant channel (one cell used): symbols first, cells counted and checked, then looked up
+    f = tiny(3, {"p2": (20, 24, 40), "p3": (20, 12, 20), "p4": (8, 6, 10), "p5": (8, 3, 5), "p6": (8, 2, 3)})
+    levels = dict(f.levels)
+    levels["p3"] = levels["p3"].clone()
+    levels["p3"][5] = 2.5
+    f = f.replace(levels)
+    q = NormalizedQuantizer(4, 1.0, centroids=centroids, chunk_log2=10)
+    assert (q.quantize_level("p2", f["p2"]).counts > 0).all()
+    assert not (q.quantize_level("p3", f["p3"]).counts > 0).all() or centroids == "level"
+    data = q.encode(f)
+    decoded, expected = q.decode(data), q.reconstruct(f)
+    for k in LEVELS:
+        assert torch.equal(decoded[k], expected[k]), k
+    for k, v in q.decode_symbols(data).items():
+        np.testing.assert_array_equal(v, q.symbols(f)[k])

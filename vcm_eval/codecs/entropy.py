@@ -47,7 +47,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from vcm_eval.codecs import rans
+from vcm_eval.codecs import quant_kernels, rans
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter, varint_bytes
 from vcm_eval.errors import CodecError
 
@@ -339,18 +339,37 @@ def read_payload(r: BitstreamReader, shape: tuple[int, int, int], n_symbols: int
 
 def decode_symbols(r: BitstreamReader, shape: tuple[int, int, int], n_symbols: int, *, chunk_log2: int, threads: int = 1) -> np.ndarray:
     """Read one level's payload (as written by ``encode_symbols``) -> uint8 symbols [C, H, W]."""
-    payload = read_payload(r, shape, n_symbols, chunk_log2=chunk_log2)
+    return decode_payload(read_payload(r, shape, n_symbols, chunk_log2=chunk_log2), shape, n_symbols, chunk_log2=chunk_log2, threads=threads)
+
+
+def decode_payload(
+    payload: LevelPayload, shape: tuple[int, int, int], n_symbols: int, *, chunk_log2: int, threads: int = 1, table: np.ndarray | None = None
+) -> np.ndarray:
+    """Decode a level's payload -> uint8 symbols [C, H, W], or with ``table`` (float32 [C, n]) the float32 values table[c, symbol].
+
+    The values are written by the decoding loop itself (one pass: no symbol map written and read
+    again); ``raw`` payloads are unpacked, then looked up.
+    """
+    groups = channel_groups(shape, chunk_log2)
     if payload.mode == "raw":
-        return unpack_fixed(payload.raw, math.prod(shape), n_symbols).reshape(shape)
+        symbols = unpack_fixed(payload.raw, math.prod(shape), n_symbols).reshape(shape)
+        if table is None:
+            return symbols
+        values = np.empty(shape, dtype=np.float32)
+        run_groups(lambda g: quant_kernels.lookup(symbols, g[0], g[1], table, values), groups, threads)
+        return values
     assert payload.tables is not None and payload.streams is not None
     start, freq, end, _ = rans.flat_tables(payload.tables.start, payload.tables.freq)
     weights = context_weights(payload.neighbours, n_symbols)
-    streams, groups = payload.streams, channel_groups(shape, chunk_log2)
-    symbols = np.empty(shape, dtype=np.uint8)
+    streams = payload.streams
+    none = np.empty((0, 0, 0), dtype=np.uint8)
+    symbols = np.empty(shape, dtype=np.uint8) if table is None else none
+    values = np.empty(shape, dtype=np.float32) if table is not None else np.empty((0, 0, 0), dtype=np.float32)
+    lookup = np.ascontiguousarray(table, dtype=np.float32) if table is not None else np.empty((0, n_symbols), dtype=np.float32)
 
     def work(k: int) -> int:
-        return int(rans.decode(streams[k], groups[k][0], groups[k][1], n_symbols, weights, start, freq, end, symbols))
+        return int(rans.decode(streams[k], groups[k][0], groups[k][1], n_symbols, weights, start, freq, end, symbols, lookup, values))
 
     if any(status == rans.CORRUPT for status in run_groups(work, range(len(groups)), threads)):
         raise CodecError("rANS decoding failed (words missing or left over, an unused context, or a wrong final state); the bitstream is corrupt")
-    return symbols
+    return symbols if table is None else values

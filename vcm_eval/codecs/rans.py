@@ -217,13 +217,19 @@ def encode(symbols: np.ndarray, c0: int, c1: int, n: int, weights: np.ndarray, s
 
 
 @njit(cache=True, nogil=True)
-def decode(words: np.ndarray, c0: int, c1: int, n: int, weights: np.ndarray, start: np.ndarray, freq: np.ndarray, end: np.ndarray, symbols: np.ndarray) -> int:
-    """Inverse of ``encode``: fill channels c0..c1-1 of ``symbols``; -> 0, or ``CORRUPT``.
+def decode(
+    words: np.ndarray, c0: int, c1: int, n: int, weights: np.ndarray, start: np.ndarray, freq: np.ndarray, end: np.ndarray, symbols: np.ndarray, table: np.ndarray, values: np.ndarray
+) -> int:
+    """Inverse of ``encode``: fill channels c0..c1-1 of ``symbols`` (uint8 [C, H, W]); -> 0, or ``CORRUPT``.
+
+    With a non-empty ``values`` (float32 [C, H, W]), write ``table[c, symbol]`` there instead
+    (``table``: float32 [C, n]; ``symbols`` is then not touched): the quantizer's reconstruction
+    in the same pass, no symbol map written and read again.
 
     Words running out stop nothing (the last word is re-read and the final check fails): a damaged
     stream ends the loop instead of reading past its end.
     """
-    _, h, w = symbols.shape
+    _, h, w = values.shape if values.shape[0] else symbols.shape
     channels = c1 - c0
     used = min(LANES, channels)
     m = words.shape[0]
@@ -273,10 +279,16 @@ def decode(words: np.ndarray, c0: int, c1: int, n: int, weights: np.ndarray, sta
                     dst[lane] = sym
             if unused:
                 return CORRUPT
-            for lane in range(lanes):
-                out = symbols[first + lane, i]
-                for j in range(w):
-                    out[j] = row[j + 1, lane]
+            if values.shape[0]:
+                for lane in range(lanes):
+                    dst_values, lane_table = values[first + lane, i], table[first + lane]
+                    for j in range(w):
+                        dst_values[j] = lane_table[row[j + 1, lane]]
+            else:
+                for lane in range(lanes):
+                    dst_symbols = symbols[first + lane, i]
+                    for j in range(w):
+                        dst_symbols[j] = row[j + 1, lane]
             row, above = above, row
             row[0] = n
     for lane in range(used):
