@@ -96,20 +96,6 @@ def flat_tables(start: np.ndarray, freq: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 @njit(cache=True, nogil=True)
-def _lane_rows(symbols: np.ndarray, first: int, lanes: int, i: int, n: int, out: np.ndarray) -> None:
-    """Row i of channels first..first+lanes-1 into ``out`` [w + 2, LANES] (lane-major; column 0 and w + 1 stay ``n``); n for i < 0."""
-    w = symbols.shape[2]
-    for lane in range(lanes):
-        if i < 0:
-            for j in range(w):
-                out[j + 1, lane] = n
-        else:
-            src = symbols[first + lane, i]
-            for j in range(w):
-                out[j + 1, lane] = src[j]
-
-
-@njit(cache=True, nogil=True)
 def _above_bases(above: np.ndarray, weights: np.ndarray, n: int, out: np.ndarray) -> None:
     """out[j, lane] = n * (weight_up * up + weight_up_left * up_left + weight_up_right * up_right) for a row.
 
@@ -168,36 +154,42 @@ def encode(symbols: np.ndarray, c0: int, c1: int, n: int, weights: np.ndarray, s
     ``start``/``freq``/``inv``: the flat tables of ``flat_tables``; ``weights`` as in
     ``context_counts``. The words are returned in decode order (lane states first). Returns
     ``OVERFLOW`` when ``out`` is too small (the caller then keeps the fixed-length code).
-    All table indices of a row are computed first (vectorized), so the sequential loop only codes.
+    All table indices of a row are computed first, lane by lane from padded copies of the row and
+    the row above (loops without dependencies, vectorized by the compiler), so the sequential loop
+    only codes.
     """
     _, h, w = symbols.shape
-    wl = weights[0] * n
+    wl, wu, wul, wur = weights[0] * n, weights[1] * n, weights[2] * n, weights[3] * n
     channels = c1 - c0
     used = min(LANES, channels)
     cap = out.shape[0] - STATE_WORDS * used
     x = np.full(LANES, STATE_LOW, dtype=np.int64)
-    row = np.full((w + 2, LANES), n, dtype=np.uint8)
-    above = np.full((w + 2, LANES), n, dtype=np.uint8)
-    index = np.empty((w, LANES), dtype=np.int64)
+    cur = np.full(w + 2, n, dtype=np.int64)
+    above = np.full(w + 2, n, dtype=np.int64)
+    index = np.empty((LANES, w), dtype=np.int32)
     freq_start = (freq << 32) | start  # one load for both
     k = 0
     for r in range((channels + LANES - 1) // LANES - 1, -1, -1):
         first = c0 + r * LANES
         lanes = min(LANES, c1 - first)
-        _lane_rows(symbols, first, lanes, h - 1, n, above)
         for i in range(h - 1, -1, -1):
-            row, above = above, row  # row i is what was "above" row i + 1
-            _lane_rows(symbols, first, lanes, i - 1, n, above)
-            _above_bases(above, weights, n, index)
-            for j in range(w):
-                left, sym, dst = row[j], row[j + 1], index[j]
-                for lane in range(LANES):
-                    dst[lane] += wl * left[lane] + sym[lane]
+            for lane in range(lanes):
+                src = symbols[first + lane, i]
+                for j in range(w):
+                    cur[j + 1] = src[j]
+                if i > 0:
+                    src = symbols[first + lane, i - 1]
+                    for j in range(w):
+                        above[j + 1] = src[j]
+                else:
+                    above[:] = n
+                dst = index[lane]
+                for j in range(w):
+                    dst[j] = wl * cur[j] + wu * above[j + 1] + wul * above[j] + wur * above[j + 2] + cur[j + 1]
             for j in range(w - 1, -1, -1):
-                idx = index[j]
                 for t in range(lanes):  # the decoder refills lanes in order: renormalize in reverse
                     at = np.uint64(lanes - 1 - t)  # unsigned indices: no negative-index wrap-around code in the loop
-                    bl = np.uint64(idx[at])
+                    bl = np.uint64(index[at, j])
                     fs = freq_start[bl]
                     xl = x[at]
                     if xl >= (fs & FREQ_BITS):  # x >= ((STATE_LOW >> PRECISION) << WORD_BITS) * f = f << 32
