@@ -216,3 +216,22 @@ def test_old_format_streams_are_refused_with_the_reason() -> None:
     data[0] = (data[0] & 0xF0) | 1  # format 1: the anti-diagonal CompressAI coder
     with pytest.raises(CodecError, match="format 1.*re-encode"):
         NormalizedQuantizer(4, 1.0).decode(bytes(data))
+
+
+@pytest.mark.parametrize("neighbours", [0, LEFT_UP, 0b1111])
+def test_branch_free_renormalization_writes_and_reads_the_same_words(neighbours: int) -> None:
+    symbols = _smooth_symbols(4, (20, 30, 40), shift=0.5)
+    counts = np.zeros(num_contexts(4, neighbours) * 4, dtype=np.int64)
+    weights = context_weights(neighbours, 4)
+    rans.context_counts(symbols, 0, 20, 4, weights, counts)
+    tables = Tables.from_counts(counts.reshape(-1, 4))
+    start, freq, end, inv = rans.flat_tables(tables.start, tables.freq)
+    words = []
+    for encode in (rans.encode, rans.encode_branchless):
+        out = np.empty(symbols.size, dtype=np.uint16)
+        words.append(out[: encode(symbols, 0, 20, 4, weights, start, freq, inv, out)].copy())
+    np.testing.assert_array_equal(words[0], words[1])
+    for decode in (rans.decode, rans.decode_branchless):
+        back = np.zeros_like(symbols)
+        assert decode(words[0], 0, 20, 4, weights, start, freq, end, back, np.empty((0, 4), np.float32), np.empty((0, 0, 0), np.float32)) == 0
+        np.testing.assert_array_equal(back, symbols)

@@ -64,6 +64,10 @@ NEIGHBOURS = ("left", "up", "up_left", "up_right")
 LEFT_UP = 0b0011
 CAUSAL_SETS = (LEFT_UP, LEFT_UP | 0b0100, LEFT_UP | 0b1000, 0b1111)
 MAX_TABLE_CELLS = 1 << 13
+# Above this many bits per symbol a lane moves a word every 16 symbols or more often, and the
+# coding loops' branch-free renormalization beats the branch (rans.encode_branchless; measured on a
+# Cityscapes-size P2: the static model at 1.56 bits 12-16% faster, the causal at 0.7 bits 3-8% slower).
+BRANCHLESS_BITS = 1.0
 
 T = TypeVar("T")
 G = TypeVar("G")
@@ -279,9 +283,12 @@ def encode_symbols(symbols: np.ndarray, n_symbols: int, *, model: str, chunk_log
     weights = context_weights(neighbours, n_symbols)
     per_channel, bits = math.prod(symbols.shape[1:]), bits_per_symbol(n_symbols)
 
+    expected_bits = tables.code_bits(marginal_counts(counts, counted, neighbours, n_symbols)) / max(symbols.size, 1)
+    encode = rans.encode_branchless if expected_bits >= BRANCHLESS_BITS else rans.encode
+
     def code(g: tuple[int, int]) -> bytes | None:
         out = np.empty(math.ceil((g[1] - g[0]) * per_channel * bits / rans.WORD_BITS) + rans.STATE_WORDS * rans.LANES, dtype=np.uint16)
-        used = rans.encode(symbols, g[0], g[1], n_symbols, weights, start, freq, inv, out)
+        used = encode(symbols, g[0], g[1], n_symbols, weights, start, freq, inv, out)
         return None if used == rans.OVERFLOW else out[:used].astype("<u2").tobytes()
 
     streams = run_groups(code, groups, threads)
@@ -367,8 +374,10 @@ def decode_payload(
     values = np.empty(shape, dtype=np.float32) if table is not None else np.empty((0, 0, 0), dtype=np.float32)
     lookup = np.ascontiguousarray(table, dtype=np.float32) if table is not None else np.empty((0, n_symbols), dtype=np.float32)
 
+    decode = rans.decode_branchless if rans.WORD_BITS * sum(len(w) for w in streams) >= BRANCHLESS_BITS * math.prod(shape) else rans.decode
+
     def work(k: int) -> int:
-        return int(rans.decode(streams[k], groups[k][0], groups[k][1], n_symbols, weights, start, freq, end, symbols, lookup, values))
+        return int(decode(streams[k], groups[k][0], groups[k][1], n_symbols, weights, start, freq, end, symbols, lookup, values))
 
     if any(status == rans.CORRUPT for status in run_groups(work, range(len(groups)), threads)):
         raise CodecError("rANS decoding failed (words missing or left over, an unused context, or a wrong final state); the bitstream is corrupt")

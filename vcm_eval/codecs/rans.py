@@ -147,8 +147,10 @@ def context_counts(symbols: np.ndarray, c0: int, c1: int, n: int, weights: np.nd
     out += (p0 + p1) + (p2 + p3)
 
 
-@njit(cache=True, nogil=True)
-def encode(symbols: np.ndarray, c0: int, c1: int, n: int, weights: np.ndarray, start: np.ndarray, freq: np.ndarray, inv: np.ndarray, out: np.ndarray) -> int:
+@njit(cache=True, nogil=True, inline="always")
+def _encode(
+    symbols: np.ndarray, c0: int, c1: int, n: int, weights: np.ndarray, start: np.ndarray, freq: np.ndarray, inv: np.ndarray, out: np.ndarray, branchless: bool
+) -> int:
     """rANS-code channels c0..c1-1 of ``symbols`` [C, H, W] (uint8) into ``out`` (uint16 words); -> words used.
 
     ``start``/``freq``/``inv``: the flat tables of ``flat_tables``; ``weights`` as in
@@ -192,7 +194,12 @@ def encode(symbols: np.ndarray, c0: int, c1: int, n: int, weights: np.ndarray, s
                     bl = np.uint64(index[at, j])
                     fs = freq_start[bl]
                     xl = x[at]
-                    if xl >= (fs & FREQ_BITS):  # x >= ((STATE_LOW >> PRECISION) << WORD_BITS) * f = f << 32
+                    if branchless:  # the word is stored either way and kept when needed (k moves on)
+                        need = xl >= (fs & FREQ_BITS)
+                        out[k] = xl & MASK
+                        k += need
+                        xl >>= WORD_BITS * need
+                    elif xl >= (fs & FREQ_BITS):  # x >= ((STATE_LOW >> PRECISION) << WORD_BITS) * f = f << 32
                         if k >= cap:
                             return OVERFLOW
                         out[k] = xl & MASK
@@ -200,6 +207,8 @@ def encode(symbols: np.ndarray, c0: int, c1: int, n: int, weights: np.ndarray, s
                         xl >>= WORD_BITS
                     q = np.int64(np.float64(xl) * inv[bl])  # exact floor(xl / f): see the module docstring
                     x[at] = (q << PRECISION) + (xl - q * (fs >> 32)) + (fs & START_BITS)
+                if k > cap:  # branch-free: at most `lanes` words a step, within the room kept for the final states
+                    return OVERFLOW
     for lane in range(used - 1, -1, -1):
         for t in range(STATE_WORDS):
             out[k] = (x[lane] >> (WORD_BITS * t)) & MASK
@@ -208,9 +217,20 @@ def encode(symbols: np.ndarray, c0: int, c1: int, n: int, weights: np.ndarray, s
     return k
 
 
-@njit(cache=True, nogil=True)
-def decode(
-    words: np.ndarray, c0: int, c1: int, n: int, weights: np.ndarray, start: np.ndarray, freq: np.ndarray, end: np.ndarray, symbols: np.ndarray, table: np.ndarray, values: np.ndarray
+@njit(cache=True, nogil=True, inline="always")
+def _decode(
+    words: np.ndarray,
+    c0: int,
+    c1: int,
+    n: int,
+    weights: np.ndarray,
+    start: np.ndarray,
+    freq: np.ndarray,
+    end: np.ndarray,
+    symbols: np.ndarray,
+    table: np.ndarray,
+    values: np.ndarray,
+    branchless: bool,
 ) -> int:
     """Inverse of ``encode``: fill channels c0..c1-1 of ``symbols`` (uint8 [C, H, W]); -> 0, or ``CORRUPT``.
 
@@ -264,7 +284,12 @@ def decode(
                     f = fs >> 32
                     unused |= f == 0
                     xl = f * (xl >> PRECISION) + slot - (fs & START_BITS)
-                    if xl < STATE_LOW:
+                    if branchless:  # a word is read either way and kept when needed
+                        word = np.int64(words[min(k, m - 1)])
+                        need = xl < STATE_LOW
+                        xl = (xl << WORD_BITS) | word if need else xl
+                        k += need
+                    elif xl < STATE_LOW:
                         xl = (xl << WORD_BITS) | np.int64(words[min(k, m - 1)])
                         k += 1
                     x[lane] = xl
@@ -287,6 +312,40 @@ def decode(
         if x[lane] != STATE_LOW:
             return CORRUPT
     return 0 if k == m else CORRUPT
+
+
+# The loops above with the renormalization chosen when they are compiled (``branchless`` a constant
+# after inlining): the branch wins where a word moves every ten symbols or more rarely (the causal
+# model), the branch-free form where words move often (the static model; measured on P2: encode
+# 4.7 -> 3.9, decode 6.1 -> 5.3 ns per symbol), and neither pays for the other's flag.
+
+
+@njit(cache=True, nogil=True)
+def encode(symbols: np.ndarray, c0: int, c1: int, n: int, weights: np.ndarray, start: np.ndarray, freq: np.ndarray, inv: np.ndarray, out: np.ndarray) -> int:
+    """``_encode`` with a branch per renormalization (few words per symbol)."""
+    return _encode(symbols, c0, c1, n, weights, start, freq, inv, out, False)
+
+
+@njit(cache=True, nogil=True)
+def encode_branchless(symbols: np.ndarray, c0: int, c1: int, n: int, weights: np.ndarray, start: np.ndarray, freq: np.ndarray, inv: np.ndarray, out: np.ndarray) -> int:
+    """``_encode`` with branch-free renormalization (many words per symbol); the same words."""
+    return _encode(symbols, c0, c1, n, weights, start, freq, inv, out, True)
+
+
+@njit(cache=True, nogil=True)
+def decode(
+    words: np.ndarray, c0: int, c1: int, n: int, weights: np.ndarray, start: np.ndarray, freq: np.ndarray, end: np.ndarray, symbols: np.ndarray, table: np.ndarray, values: np.ndarray
+) -> int:
+    """``_decode`` with a branch per renormalization."""
+    return _decode(words, c0, c1, n, weights, start, freq, end, symbols, table, values, False)
+
+
+@njit(cache=True, nogil=True)
+def decode_branchless(
+    words: np.ndarray, c0: int, c1: int, n: int, weights: np.ndarray, start: np.ndarray, freq: np.ndarray, end: np.ndarray, symbols: np.ndarray, table: np.ndarray, values: np.ndarray
+) -> int:
+    """``_decode`` with branch-free renormalization."""
+    return _decode(words, c0, c1, n, weights, start, freq, end, symbols, table, values, True)
 
 
 @njit(cache=True, nogil=True)
