@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import compose_cfg
 
-from vcm_eval.codecs.entropy import bits_per_symbol, channel_groups, varint_len
+from vcm_eval.codecs.entropy import bits_per_symbol, channel_groups, encode_symbols, varint_len
 from vcm_eval.codecs.fpn_sizes import (
     data_size_rows,
     fpn_shapes,
@@ -434,3 +434,12 @@ def test_decoded_values_equal_the_reconstruction_with_and_without_empty_cells(ce
         assert torch.equal(decoded[k], expected[k]), k
     for k, v in q.decode_symbols(data).items():
         np.testing.assert_array_equal(v, q.symbols(f)[k])
+
+
+def test_static_model_from_the_quantizers_own_counts_is_the_counted_one(feats: FeatureSet) -> None:
+    q = NormalizedQuantizer(4, 1.5, entropy_model="static")
+    for k in LEVELS:
+        level = q.quantize_level(k, feats[k])
+        counted = encode_symbols(level.symbols, 4, model="static", chunk_log2=q.chunk_log2)
+        given = encode_symbols(level.symbols, 4, model="static", chunk_log2=q.chunk_log2, histogram=level.counts.sum(axis=0))
+        assert given.payload == counted.payload and counted.mode == "static"

@@ -248,7 +248,9 @@ class CodedSymbols:
     neighbours: int = 0
 
 
-def encode_symbols(symbols: np.ndarray, n_symbols: int, *, model: str, chunk_log2: int, threads: int = 1) -> CodedSymbols:
+def encode_symbols(
+    symbols: np.ndarray, n_symbols: int, *, model: str, chunk_log2: int, threads: int = 1, histogram: np.ndarray | None = None
+) -> CodedSymbols:
     """Code a uint8 symbol map [C, H, W] (values < n_symbols) as one level's payload.
 
     Args:
@@ -257,6 +259,8 @@ def encode_symbols(symbols: np.ndarray, n_symbols: int, *, model: str, chunk_log
         model: ``raw``, ``static`` or ``causal`` (see the module docstring).
         chunk_log2: at most 2**chunk_log2 symbols per rANS stream.
         threads: channel groups coded at once.
+        histogram: how often each symbol occurs, when the caller knows it (the quantizer counts
+            its cells): the ``static`` model then needs no counting pass.
 
     Returns:
         The payload (mode varint first): the smaller of ``raw`` and ``model``.
@@ -277,7 +281,10 @@ def encode_symbols(symbols: np.ndarray, n_symbols: int, *, model: str, chunk_log
         rans.context_counts(symbols, g[0], g[1], n_symbols, count_weights, out)
         return out
 
-    counts = np.sum(run_groups(count, groups, threads), axis=0).reshape(-1, n_symbols)
+    if histogram is not None and counted == 0:  # static: the caller already counted the symbols
+        counts = np.asarray(histogram, dtype=np.int64).reshape(1, n_symbols)
+    else:
+        counts = np.sum(run_groups(count, groups, threads), axis=0).reshape(-1, n_symbols)
     neighbours, tables = choose_model(counts, counted, candidates, n_symbols)
     start, freq, _, inv = rans.flat_tables(tables.start, tables.freq)
     weights = context_weights(neighbours, n_symbols)

@@ -301,7 +301,10 @@ class NormalizedQuantizer(FeatureCodec):
             q = self.quantize_level(name, features[name])
             w.floats(q.mu, self.side_dtype)
             w.floats(q.sigma, self.side_dtype)
-            w.raw(encode_symbols(q.symbols, self.n_symbols, model=self.entropy_model, chunk_log2=self.chunk_log2, threads=self.threads).payload)
+            payload = encode_symbols(
+                q.symbols, self.n_symbols, model=self.entropy_model, chunk_log2=self.chunk_log2, threads=self.threads, histogram=q.counts.sum(axis=0)
+            )
+            w.raw(payload.payload)
             w.uint(int((q.counts > 0).sum()))
             w.floats(q.centroids[q.counts > 0], self.side_dtype)
         write_passthrough(w, features, [k for k in kept if k not in coded])
