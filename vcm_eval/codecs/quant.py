@@ -22,7 +22,8 @@ Stream layout (after the container's byte: codec ``quant``, format ``FORMAT_VERS
     method 0: varint n_symbols, side dtype id, centroid scope id, chunk_log2 (channel groups)
       per coded level: mu[C], sigma[C] (side dtype); the symbol payload (vcm_eval.codecs.entropy);
                        varint K, then the centroids of the K non-empty (channel, symbol) cells
-                       (side dtype; K is what the decoder counts from the symbols, and checks)
+                       (side dtype; K = all cells lets the decoder write values while decoding;
+                       otherwise it counts the cells from the symbols and checks K)
     method 1: varint side dtype id; per coded level: min, max (side dtype), blob of C*H*W uint8
     per pass-through level: C*H*W float32
 """
