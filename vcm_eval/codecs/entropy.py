@@ -30,8 +30,8 @@ Payload layout of one level (varints as in ``vcm_eval.codecs.bitstream``)::
     raw:            varint length + ceil(C*H*W*b/8) bytes, b = ceil(log2 n)
     causal:         varint neighbour mask (bit 0 left, 1 up, 2 up-left, 3 up-right)
     static/causal:  per context: varint mask of the symbols that occur (bit s = symbol s; 0 = the
-                    context never occurs), then the 16-bit frequency of each of those symbols but
-                    the last (varints; the last gets 2**16 - their sum);
+                    context never occurs); then, context by context, the 16-bit frequency of each
+                    of those symbols but the last (varints; the last gets 2**16 - their sum);
                     then per channel group: varint byte length + the rANS words (uint16,
                     little-endian; the lanes' final states first)
 """
@@ -80,7 +80,7 @@ def bits_per_symbol(n_symbols: int) -> int:
 
 def varint_len(value: int) -> int:
     """Bytes of an unsigned LEB128 varint (as ``BitstreamWriter.uint`` writes it)."""
-    return max(1, (int(value).bit_length() + 6) // 7)
+    return int(varint_bytes(np.asarray([value]))[0])
 
 
 def channel_groups(shape: Sequence[int], chunk_log2: int) -> list[tuple[int, int]]:
@@ -223,17 +223,28 @@ class Tables:
         return cls(freq)
 
 
-def choose_model(counts: np.ndarray, counted: int, candidates: Sequence[int], n_symbols: int) -> tuple[int, Tables]:
+@dataclass
+class ModelChoice:
+    """The neighbour set that won, its tables, and the bits its symbols will take (the estimate that chose it)."""
+
+    neighbours: int
+    tables: Tables
+    code_bits: float
+
+
+def choose_model(counts: np.ndarray, counted: int, candidates: Sequence[int], n_symbols: int) -> ModelChoice:
     """The neighbour set (and its tables) with the fewest estimated bytes: code length + table."""
-    best: tuple[float, int, Tables] | None = None
+    best: tuple[float, ModelChoice] | None = None
     for neighbours in candidates:
         marginal = marginal_counts(counts, counted, neighbours, n_symbols)
         tables = Tables.from_counts(marginal)
-        size = tables.code_bits(marginal) / 8 + tables.table_bytes()
+        bits = tables.code_bits(marginal)
+        size = bits / 8 + tables.table_bytes()
         if best is None or size < best[0]:
-            best = (size, neighbours, tables)
-    assert best is not None
-    return best[1], best[2]
+            best = (size, ModelChoice(neighbours, tables, bits))
+    if best is None:
+        raise CodecError("no context model to choose from; pass at least one neighbour set")
+    return best[1]
 
 
 # --- level payloads --------------------------------------------------------------------------
@@ -285,13 +296,13 @@ def encode_symbols(
         counts = np.asarray(histogram, dtype=np.int64).reshape(1, n_symbols)
     else:
         counts = np.sum(run_groups(count, groups, threads), axis=0).reshape(-1, n_symbols)
-    neighbours, tables = choose_model(counts, counted, candidates, n_symbols)
+    choice = choose_model(counts, counted, candidates, n_symbols)
+    neighbours, tables = choice.neighbours, choice.tables
     start, freq, _, inv = rans.flat_tables(tables.start, tables.freq)
     weights = context_weights(neighbours, n_symbols)
     per_channel, bits = math.prod(symbols.shape[1:]), bits_per_symbol(n_symbols)
 
-    expected_bits = tables.code_bits(marginal_counts(counts, counted, neighbours, n_symbols)) / max(symbols.size, 1)
-    encode = rans.encode_branchless if expected_bits >= BRANCHLESS_BITS else rans.encode
+    encode = rans.encode_branchless if choice.code_bits >= BRANCHLESS_BITS * symbols.size else rans.encode
 
     def code(g: tuple[int, int]) -> bytes | None:
         out = np.empty(math.ceil((g[1] - g[0]) * per_channel * bits / rans.WORD_BITS) + rans.STATE_WORDS * rans.LANES, dtype=np.uint16)
