@@ -302,10 +302,10 @@ class NormalizedQuantizer(FeatureCodec):
             q = self.quantize_level(name, features[name])
             w.floats(q.mu, self.side_dtype)
             w.floats(q.sigma, self.side_dtype)
-            payload = encode_symbols(
+            level_symbols = encode_symbols(
                 q.symbols, self.n_symbols, model=self.entropy_model, chunk_log2=self.chunk_log2, threads=self.threads, histogram=q.counts.sum(axis=0)
             )
-            w.raw(payload.payload)
+            w.raw(level_symbols.payload)
             w.uint(int((q.counts > 0).sum()))
             w.floats(q.centroids[q.counts > 0], self.side_dtype)
         write_passthrough(w, features, [k for k in kept if k not in coded])
@@ -360,7 +360,6 @@ class NormalizedQuantizer(FeatureCodec):
         out: dict[str, np.ndarray] = {}
         for name in coded:
             shape = shapes[name]
-            groups = channel_groups(shape, chunk_log2)
             mu, sigma = r.floats(shape[0], side_dtype).astype(np.float64), r.floats(shape[0], side_dtype).astype(np.float64)
             payload = read_payload(r, shape, n, chunk_log2=chunk_log2)
             sent, rows = r.uint(), (shape[0] if scope == "channel" else 1)
@@ -370,6 +369,7 @@ class NormalizedQuantizer(FeatureCodec):
                 out[name] = decode_payload(payload, shape, n, chunk_log2=chunk_log2, threads=self.threads, table=table)
                 continue
             symbols = decode_payload(payload, shape, n, chunk_log2=chunk_log2, threads=self.threads)
+            groups = channel_groups(shape, chunk_log2)
             counts = _cell_counts(symbols, n, scope, groups, self.threads)
             if sent != int((counts > 0).sum()):
                 raise CodecError(f"corrupt quant stream: level {name} sends {sent} centroids, its symbols fill {int((counts > 0).sum())} cells")
