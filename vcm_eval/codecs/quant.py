@@ -64,8 +64,9 @@ DEFAULT_CHUNK_LOG2 = 20
 # 1: anti-diagonal CompressAI rANS)
 FORMAT_VERSION = 3
 # The encoder's arithmetic, in the run key beside the format (a change that keeps the format but
-# moves the means, stds or centroids in their last bits bumps it).
-ENCODER_REVISION = 0
+# moves the means, stds or centroids in their last bits bumps it). 1: channel stats in one sweep,
+# z = (x - mu) * (1 / sigma).
+ENCODER_REVISION = 1
 METHODS = {"nsymbol": 0, "uniform8": 1}
 
 
