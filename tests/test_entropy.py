@@ -114,6 +114,19 @@ def test_causal_picks_the_neighbours_that_predict() -> None:
     assert size < 0.5 * (tables.code_bits(counts.reshape(-1, 4)) / 8 + tables.table_bytes())
 
 
+@pytest.mark.parametrize("room", [(1 << 31) - 1, 100])  # 100: the int32 partials are flushed every row
+def test_context_counts_match_a_numpy_count(room: int) -> None:
+    n, shape = 4, (5, 21, 30)
+    symbols = _smooth_symbols(n, shape)
+    padded = np.pad(symbols.astype(np.int64), ((0, 0), (1, 0), (1, 1)), constant_values=n)
+    left, up, up_left, up_right = padded[:, 1:, :-2], padded[:, :-1, 1:-1], padded[:, :-1, :-2], padded[:, :-1, 2:]
+    context = ((left * (n + 1) + up) * (n + 1) + up_left) * (n + 1) + up_right
+    expected = np.bincount((context * n + symbols).ravel(), minlength=num_contexts(n, 0b1111) * n)
+    counts = np.zeros_like(expected)
+    rans.context_counts(symbols, 0, shape[0], n, context_weights(0b1111, n), counts, room)
+    np.testing.assert_array_equal(counts, expected)
+
+
 def test_counts_of_fewer_neighbours_are_marginals_of_the_richer_ones() -> None:
     symbols = _smooth_symbols(4, (5, 20, 30))
     def counts(neighbours: int) -> np.ndarray:
