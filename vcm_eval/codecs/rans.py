@@ -231,6 +231,74 @@ def _encode(
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _decode_row(
+    words: np.ndarray,
+    k: int,
+    x: np.ndarray,
+    lanes: int,
+    n: int,
+    row: np.ndarray,
+    bases: np.ndarray,
+    left_base: np.ndarray,
+    packed: np.ndarray,
+    freq_start: np.ndarray,
+    end: np.ndarray,
+    branchless: bool,
+) -> tuple[int, bool]:
+    """Decode one row of every lane into ``row[1:]`` (lane-interleaved); -> (words consumed so far, an unused context met).
+
+    ``bases[j, lane]``: the row above's share of the table index, ``left_base``: the left
+    neighbour's. A compiled function of its own (``_decode`` calls it once per row): with fewer
+    arrays live the loop reloads fewer pointers from the stack (on P2: causal 2%, static 8% faster).
+    """
+    m = words.shape[0]
+    unused = False
+    for j in range(bases.shape[0]):
+        dst, left, base_row = row[j + 1], row[j], bases[j]
+        for lane in range(lanes):
+            base = left_base[left[lane]] + base_row[lane]
+            xl = x[lane]
+            slot = xl & MASK
+            if n <= SWAR_SYMBOLS:  # the symbol = how many intervals end at or below the slot, in one add
+                sym = popcount((packed[np.uint64(base)] + (slot | slot << SWAR_FIELD | slot << 2 * SWAR_FIELD)) & SWAR_SIGNS)
+            else:
+                sym = 0
+                for t in range(n - 1):
+                    sym += slot >= end[np.uint64(base + t)]
+            fs = freq_start[np.uint64(base + sym)]  # unsigned indices: no negative-index wrap-around code in the loop
+            f = fs >> 32
+            unused |= f == 0
+            xl = f * (xl >> PRECISION) + slot - (fs & START_BITS)
+            if branchless:  # a word is read either way and kept when needed
+                word = np.int64(words[np.uint64(min(k, m - 1))])
+                need = xl < STATE_LOW
+                xl = (xl << WORD_BITS) | word if need else xl
+                k += need
+            elif xl < STATE_LOW:
+                xl = (xl << WORD_BITS) | np.int64(words[np.uint64(min(k, m - 1))])
+                k += 1
+            x[lane] = xl
+            dst[lane] = sym
+    return k, unused
+
+
+@njit(cache=True, nogil=True)
+def _decode_row_branch(
+    words: np.ndarray, k: int, x: np.ndarray, lanes: int, n: int, row: np.ndarray, bases: np.ndarray, left_base: np.ndarray, packed: np.ndarray, freq_start: np.ndarray, end: np.ndarray
+) -> tuple[int, bool]:
+    """``_decode_row`` with a branch per renormalization."""
+    return _decode_row(words, k, x, lanes, n, row, bases, left_base, packed, freq_start, end, False)
+
+
+@njit(cache=True, nogil=True)
+def _decode_row_branchless(
+    words: np.ndarray, k: int, x: np.ndarray, lanes: int, n: int, row: np.ndarray, bases: np.ndarray, left_base: np.ndarray, packed: np.ndarray, freq_start: np.ndarray, end: np.ndarray
+) -> tuple[int, bool]:
+    """``_decode_row`` with branch-free renormalization."""
+    return _decode_row(words, k, x, lanes, n, row, bases, left_base, packed, freq_start, end, True)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _decode(
     words: np.ndarray,
     c0: int,
@@ -274,6 +342,7 @@ def _decode(
     left_base = np.arange(n + 1) * (weights[0] * n)  # the left neighbour's share of the table index
     packed = swar_ends(end, n).repeat(n)  # indexed by context * n, like the other tables
     freq_start = (freq << 32) | start  # one load for both
+    decode_row = _decode_row_branchless if branchless else _decode_row_branch
     unused = False
     for r in range((channels + LANES - 1) // LANES):
         first = c0 + r * LANES
@@ -281,32 +350,8 @@ def _decode(
         above[:] = n
         for i in range(h):
             _above_bases(above, weights, n, bases)
-            for j in range(w):
-                dst, left, base_row = row[j + 1], row[j], bases[j]
-                for lane in range(lanes):
-                    base = left_base[left[lane]] + base_row[lane]
-                    xl = x[lane]
-                    slot = xl & MASK
-                    if n <= SWAR_SYMBOLS:  # the symbol = how many intervals end at or below the slot, in one add
-                        sym = popcount((packed[np.uint64(base)] + (slot | slot << SWAR_FIELD | slot << 2 * SWAR_FIELD)) & SWAR_SIGNS)
-                    else:
-                        sym = 0
-                        for t in range(n - 1):
-                            sym += slot >= end[np.uint64(base + t)]
-                    fs = freq_start[np.uint64(base + sym)]  # unsigned indices: no negative-index wrap-around code in the loop
-                    f = fs >> 32
-                    unused |= f == 0
-                    xl = f * (xl >> PRECISION) + slot - (fs & START_BITS)
-                    if branchless:  # a word is read either way and kept when needed
-                        word = np.int64(words[min(k, m - 1)])
-                        need = xl < STATE_LOW
-                        xl = (xl << WORD_BITS) | word if need else xl
-                        k += need
-                    elif xl < STATE_LOW:
-                        xl = (xl << WORD_BITS) | np.int64(words[min(k, m - 1)])
-                        k += 1
-                    x[lane] = xl
-                    dst[lane] = sym
+            k, bad = decode_row(words, k, x, lanes, n, row, bases, left_base, packed, freq_start, end)
+            unused |= bad
             if unused:
                 return CORRUPT
             if values.shape[0]:
