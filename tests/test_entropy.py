@@ -203,7 +203,7 @@ def test_bit_packing_is_msb_first_and_exact(n: int) -> None:
 @pytest.mark.parametrize("t", [0.5, 1.0, 1.5])
 def test_compiled_symbol_rule_equals_the_readable_one_at_the_boundaries(t: float) -> None:
     values = np.array([-1e9, np.nextafter(-t, -np.inf), -t, np.nextafter(0, -1), 0.0, t, np.nextafter(t, np.inf), 1e9])
-    for n in (3, 4, 5):
+    for n in (2, 3, 4, 5, 16):  # n <= 4: one loop of three comparisons; n > 4: one sweep per boundary
         bounds = thresholds(n, t)
         x = values.astype(np.float64).reshape(1, 1, -1)
         symbols = np.empty(x.shape, dtype=np.uint8)

@@ -268,6 +268,30 @@ def test_bad_parameters_are_config_errors(n: int, z: float, kwargs: dict, match:
         NormalizedQuantizer(n, z, **kwargs)
 
 
+@pytest.mark.parametrize("n, z, centroids", [(4, 1.5, "channel"), (3, 0.5, "level"), (2, 1.0, "channel"), (6, 2.0, "channel")])
+def test_quantized_level_equals_the_methods_formulas_in_numpy(n: int, z: float, centroids: str) -> None:
+    # channels far from 0 with a small spread (the one-sweep variance must not cancel) and a constant one
+    gen = np.random.default_rng(n)
+    x = (gen.standard_normal((6, 17, 23)) * np.array([1.0, 0.01, 3.0, 1e-3, 1.0, 0.0])[:, None, None] + np.array([0.0, 5.0, -2.0, 300.0, 1.0, 7.0])[:, None, None])
+    x[1, 0, 0] = 50.0  # the shift of the one-sweep variance is the first value: here an outlier
+    x = x.astype(np.float32)
+    q = NormalizedQuantizer(n, z, side_dtype="float32", centroids=centroids).quantize_level("p2", torch.from_numpy(x))
+    values = x.astype(np.float64)
+    mu, sigma = values.mean(axis=(1, 2)), values.std(axis=(1, 2))
+    np.testing.assert_allclose(q.mu, mu.astype(np.float32), rtol=1e-6, atol=0)
+    np.testing.assert_allclose(q.sigma, sigma.astype(np.float32), rtol=1e-5, atol=0)
+    normalized = np.where(q.sigma[:, None, None] > 0, (values - q.mu[:, None, None]) / np.where(q.sigma > 0, q.sigma, 1)[:, None, None], 0.0)
+    symbols = assign_symbols(normalized, thresholds(n, z))
+    np.testing.assert_array_equal(q.symbols, symbols)
+    rows = np.arange(6)[:, None, None] if centroids == "channel" else np.zeros((6, 1, 1), dtype=int)
+    cells = (np.broadcast_to(rows, x.shape) * n + symbols).ravel()
+    counts = np.bincount(cells, minlength=q.counts.size).reshape(q.counts.shape)
+    sums = np.bincount(cells, weights=normalized.ravel(), minlength=q.counts.size).reshape(q.counts.shape)
+    np.testing.assert_array_equal(q.counts, counts)
+    means = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+    np.testing.assert_allclose(q.centroids, means.astype(np.float32), rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("n, middle", [(4, 2), (3, 1)])
 def test_zero_variance_channels_come_back_exactly(n: int, middle: int) -> None:
     f = tiny(5)
