@@ -36,7 +36,7 @@ STAGES = {
 }
 
 
-def instrument(cpu: collections.Counter[str]) -> None:
+def instrument(cpu: dict[str, float]) -> None:
     """Wrap the codec's compiled passes so that each call adds its thread's CPU seconds to ``cpu[name]``."""
     from vcm_eval.codecs import quant_kernels, rans
 
@@ -47,7 +47,7 @@ def instrument(cpu: collections.Counter[str]) -> None:
             setattr(module, name, _timed(getattr(module, name), name, cpu))
 
 
-def _timed(fn: Callable[..., Any], name: str, cpu: collections.Counter[str]) -> Callable[..., Any]:
+def _timed(fn: Callable[..., Any], name: str, cpu: dict[str, float]) -> Callable[..., Any]:
     def call(*args: Any) -> Any:
         t0 = time.thread_time()
         try:
@@ -58,7 +58,7 @@ def _timed(fn: Callable[..., Any], name: str, cpu: collections.Counter[str]) -> 
     return call
 
 
-def measure(model: str, features: Any, arrays: dict[str, np.ndarray], threads: int, repeats: int, cpu: collections.Counter[str]) -> dict[str, Any]:
+def measure(model: str, features: Any, arrays: dict[str, np.ndarray], threads: int, repeats: int, cpu: dict[str, float]) -> dict[str, Any]:
     from vcm_eval.codecs.quant import NormalizedQuantizer
 
     codec = NormalizedQuantizer(4, 1.5, entropy_model=model, threads=threads)
@@ -111,7 +111,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     arrays = smooth_pyramid() if args.source == "smooth" else network_pyramid()
     features = FeatureSet(levels={k: torch.from_numpy(v) for k, v in arrays.items()}, image_size=(HEIGHT, WIDTH), input_size=(HEIGHT, WIDTH))
-    cpu: collections.Counter[str] = collections.Counter()
+    cpu: dict[str, float] = collections.defaultdict(float)
     instrument(cpu)
     rows = [measure(m, features, arrays, args.threads, args.repeats, cpu) for m in args.models.split(",") if m]
     result = {"command": " ".join(["benchmarks/bench_quant_stages.py", *sys.argv[1:]]), "source": args.source, "threads": args.threads, "models": rows}
