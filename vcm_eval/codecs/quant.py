@@ -247,8 +247,8 @@ class NormalizedQuantizer(FeatureCodec):
     def quantize_level(self, name: str, x: torch.Tensor) -> QuantizedLevel:
         """Normalize + quantize one level [C, H, W]; mu, sigma and centroids as the decoder sees them.
 
-        Two compiled passes per channel group: mean/std (two sweeps of a cache-resident channel),
-        then normalization, symbol and centroid sums together. Group partials are added in group
+        Two compiled passes per channel group: mean/std (one sweep of shifted sums), then
+        normalization, symbol, cell counts and centroid sums together. Group partials are added in group
         order, so the result does not depend on ``threads``.
         """
         arr = level_array(name, x)
