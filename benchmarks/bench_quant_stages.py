@@ -2,6 +2,7 @@
 
     python benchmarks/bench_quant_stages.py [--source smooth|network] [--models causal,static,raw]
         [--threads 2] [--repeats 5] [--out results/benchmarks/quant_stages.json]
+    PYTHONPATH=/tmp/before python benchmarks/bench_quant_stages.py ...   # the codec of another checkout
 
 For each entropy model, ``NormalizedQuantizer(4, 1.5, entropy_model=..., threads=...)`` encodes
 and decodes the pyramid of ``bench_feature_codecs.py`` (same sources) ``--repeats`` times after a
@@ -114,7 +115,15 @@ def main() -> None:
     cpu: dict[str, float] = collections.defaultdict(float)
     instrument(cpu)
     rows = [measure(m, features, arrays, args.threads, args.repeats, cpu) for m in args.models.split(",") if m]
-    result = {"command": " ".join(["benchmarks/bench_quant_stages.py", *sys.argv[1:]]), "source": args.source, "threads": args.threads, "models": rows}
+    import vcm_eval
+
+    result = {
+        "command": " ".join(["benchmarks/bench_quant_stages.py", *sys.argv[1:]]),
+        "vcm_eval": str(Path(vcm_eval.__file__).parent),  # which checkout ran (PYTHONPATH=DIR runs another)
+        "source": args.source,
+        "threads": args.threads,
+        "models": rows,
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
