@@ -4,6 +4,7 @@
         [--codecs quant-causal,quant-static,quant-raw,quant8,feature_anchor] [--pythonpath DIR] [--label TEXT]
         [--out results/benchmarks/feature_codecs.json]
     python benchmarks/bench_feature_codecs.py --table results/benchmarks/feature_codecs_*.json   # Markdown
+    python benchmarks/bench_feature_codecs.py --ranges results/benchmarks/feature_codecs_*_run*.json   # ranges over runs
 
 The pyramid is P2..P6 of a 2048 x 1024 image (44,695,552 float32 values, 170.5 MiB):
 ``smooth`` = deterministic smooth random fields (bilinearly upsampled noise plus a little white
@@ -18,8 +19,8 @@ baseline is ``VmHWM``, reset after loading the pyramid, read after these two rou
 the physical reference) before the first and after each. Reported per codec: encode and decode
 seconds (best of the rounds), values per second, bits per value (8 x stream bytes / values), the
 fastest memory pass, and the codec's time as a multiple of a memory pass: each round against the
-mean of the two passes beside it (so a slow minute of a shared machine slows both), best and
-median of the rounds. Beside it, the best time against a copy into memory written before
+faster of the two passes beside it (a slow minute of a shared machine slows both; a spike in one
+pass cannot make the ratio look better), best and median of the rounds. Beside it, the best time against a copy into memory written before
 (bandwidth only: a fresh copy also pays the kernel for zeroing and mapping its pages, as a decoder
 that returns new tensors does). VVC is excluded: ``feature_anchor`` times its own pre- and
 post-processing (min-max, 10-bit codes, tiling into the frame; un-tiling, de-quantization) with
@@ -179,7 +180,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     peak = _status_mb("VmHWM") - baseline
     enc, dec, size = [], [], 0
     copies, touched_copies = [_memory_pass(arrays)], [_touched_pass(arrays, touched)]
-    ratios = []  # each round against the memory passes just before and after it: drift of the machine cancels
+    ratios = []  # each round against the memory passes just before and after it: slow drift of the machine cancels
     for _ in range(args.repeats):
         t0 = time.perf_counter()
         data = encode(features)
@@ -192,7 +193,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         del data, out
         copies.append(_memory_pass(arrays))
         touched_copies.append(_touched_pass(arrays, touched))
-        ratios.append((t2 - t0) / ((copies[-2] + copies[-1]) / 2))
+        ratios.append((t2 - t0) / min(copies[-2], copies[-1]))  # the faster neighbour: a pass slowed by a spike cannot flatter the ratio
     coded_values = values if args.codec != "feature_anchor" else values - arrays["p6"].size
     return {
         "codec": args.codec,
@@ -232,6 +233,32 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
             )
     return "\n".join(lines)
 
+def ranges_table(results: list[dict[str, Any]]) -> str:
+    """Several runs of the same rows: per (source, implementation, codec) the range over the runs (Markdown)."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for res in results:
+        for r in res["codecs"]:
+            groups.setdefault((res["source"], res.get("label") or res["implementation"], r["codec"]), []).append(r)
+
+    def span(rows: list[dict[str, Any]], key: str, fmt: str, scale: float = 1.0) -> str:
+        values = [scale * r[key] for r in rows if r.get(key) is not None]
+        if not values:
+            return "-"
+        lo, hi = format(min(values), fmt), format(max(values), fmt)
+        return lo if lo == hi else f"{lo}-{hi}"
+
+    lines = [
+        "| source | implementation | codec | runs | bits/value | enc + dec s | x memory pass, best | x memory pass, median | memory pass ms | x copy into touched memory | peak MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (source, label, codec), rows in groups.items():
+        lines.append(
+            f"| {source} | {label} | {codec} | {len(rows)} | {span(rows, 'bits_per_value', '.4f')} | {span(rows, 'encode_decode_s', '.3f')} | "
+            f"{span(rows, 'x_memory_pass', '.1f')} | {span(rows, 'x_memory_pass_median', '.1f')} | {span(rows, 'memory_pass_s', '.0f', 1000)} | "
+            f"{span(rows, 'x_touched_pass', '.1f')} | {span(rows, 'peak_above_baseline_mb', '.0f')} |"
+        )
+    return "\n".join(lines)
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -243,6 +270,7 @@ def main() -> None:
     ap.add_argument("--label", default="", help="the implementation column of the table (default: this checkout, or the --pythonpath)")
     ap.add_argument("--out", default=str(ROOT / "results" / "benchmarks" / "feature_codecs.json"))
     ap.add_argument("--table", nargs="*", default=None, help="print the Markdown table of these result files and exit")
+    ap.add_argument("--ranges", nargs="*", default=None, help="print the range over these result files (runs of the same rows) and exit")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--codec", default="", help=argparse.SUPPRESS)
     ap.add_argument("--pyramid", default="", help=argparse.SUPPRESS)
@@ -250,8 +278,9 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(args)))
         return
-    if args.table is not None:
-        print(markdown_table([json.loads(Path(f).read_text()) for f in args.table]))
+    if args.table is not None or args.ranges is not None:
+        files = [json.loads(Path(f).read_text()) for f in (args.table if args.table is not None else args.ranges)]
+        print(markdown_table(files) if args.table is not None else ranges_table(files))
         return
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (args.pythonpath, str(ROOT)) if p)}
     env.update(OMP_NUM_THREADS=str(args.threads), NUMBA_NUM_THREADS=str(args.threads))
