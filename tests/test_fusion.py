@@ -170,7 +170,7 @@ def test_task_aware_loss_measures_the_error_through_the_frozen_rpn(task_model: T
     assert float(rpn_distortion(head, [lv + 0.5 for lv in levels], levels)) > 0.0
     plain = rate_distortion(model, levels, 2.0)
     aware = rate_distortion(model, levels, 2.0, rpn_head=head, task_weight=3.0)
-    assert float(aware["loss"]) == pytest.approx(float(plain["loss"]) + 2.0 * 3.0 * float(aware["task"]), rel=1e-5)
+    assert aware["loss"].item() == pytest.approx(plain["loss"].item() + 2.0 * 3.0 * aware["task"].item(), rel=1e-5)
     aware["loss"].backward()
     assert all(p.grad is None for p in head.parameters())  # the task network stays frozen
     assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in model.g_s.parameters())
