@@ -248,8 +248,8 @@ class NormalizedQuantizer(FeatureCodec):
         """Normalize + quantize one level [C, H, W]; mu, sigma and centroids as the decoder sees them.
 
         Two compiled passes per channel group: mean/std (one sweep of shifted sums), then
-        normalization, symbol, cell counts and centroid sums together. Group partials are added in group
-        order, so the result does not depend on ``threads``.
+        normalization, symbol, cell counts and centroid sums together. Group partials are added
+        in group order, so the result does not depend on ``threads``.
         """
         arr = level_array(name, x)
         c = arr.shape[0]

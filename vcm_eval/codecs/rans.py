@@ -112,10 +112,16 @@ def _above_bases(above: np.ndarray, weights: np.ndarray, n: int, out: np.ndarray
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _scaled_weights(weights: np.ndarray, n: int) -> tuple[np.int32, np.int32, np.int32, np.int32]:
+    """The neighbours' weights times n as int32 (``_row_cells``' index arithmetic: twice the values per vector step)."""
+    return np.int32(weights[0] * n), np.int32(weights[1] * n), np.int32(weights[2] * n), np.int32(weights[3] * n)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _row_cells(row: np.ndarray, up: np.ndarray, has_up: bool, n: int, wl: np.int32, wu: np.int32, wul: np.int32, wur: np.int32, dst: np.ndarray) -> None:
     """dst[j] = the table index (context * n + symbol) of every symbol of a row, from the row and the one above.
 
-    ``wl``..``wur``: the neighbours' weights times n (int32); a neighbour outside the map is n.
+    ``wl``..``wur``: ``_scaled_weights``; a neighbour outside the map is n.
     The interior is one loop without dependencies or edge tests (vectorized by the compiler); the
     first and last columns and a first row (``has_up`` false) are handled apart.
     """
@@ -151,8 +157,7 @@ def context_counts(symbols: np.ndarray, c0: int, c1: int, n: int, weights: np.nd
     separate int64 histograms of padded int64 rows.
     """
     _, h, w = symbols.shape
-    # int32 index arithmetic: twice the values per vector step
-    wl, wu, wul, wur = np.int32(weights[0] * n), np.int32(weights[1] * n), np.int32(weights[2] * n), np.int32(weights[3] * n)
+    wl, wu, wul, wur = _scaled_weights(weights, n)
     index = np.empty(w, dtype=np.int32)
     cells = out.shape[0]
     part = np.zeros(cells * PARTIALS, dtype=np.int32)
@@ -188,7 +193,7 @@ def _encode(
     padded copies), so the sequential loop only codes.
     """
     _, h, w = symbols.shape
-    wl, wu, wul, wur = np.int32(weights[0] * n), np.int32(weights[1] * n), np.int32(weights[2] * n), np.int32(weights[3] * n)
+    wl, wu, wul, wur = _scaled_weights(weights, n)
     channels = c1 - c0
     used = min(LANES, channels)
     cap = out.shape[0] - STATE_WORDS * used
