@@ -95,7 +95,7 @@ def _status_mb(field: str) -> float:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def _memory_pass(arrays: dict[str, np.ndarray]) -> float:
+def memory_pass(arrays: dict[str, np.ndarray]) -> float:
     """Seconds for one ``numpy`` copy of every level: the physical reference of a pass over the pyramid."""
     t0 = time.perf_counter()
     dup = [a.copy() for a in arrays.values()]
@@ -107,7 +107,7 @@ def _memory_pass(arrays: dict[str, np.ndarray]) -> float:
 def _touched_pass(arrays: dict[str, np.ndarray], dst: dict[str, np.ndarray]) -> float:
     """Seconds for copying every level into memory already written once: the bandwidth alone, no page faults.
 
-    A fresh copy (``_memory_pass``) also pays the kernel for zeroing and mapping 170 MiB of new
+    A fresh copy (``memory_pass``) also pays the kernel for zeroing and mapping 170 MiB of new
     pages (on this machine more than half its time); a decoder that returns new tensors pays that
     too, which is why the fresh copy is the reference and this one is reported beside it.
     """
@@ -179,7 +179,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         decode(encode(features))
     peak = _status_mb("VmHWM") - baseline
     enc, dec, size = [], [], 0
-    copies, touched_copies = [_memory_pass(arrays)], [_touched_pass(arrays, touched)]
+    copies, touched_copies = [memory_pass(arrays)], [_touched_pass(arrays, touched)]
     ratios = []  # each round against the memory passes just before and after it: slow drift of the machine cancels
     for _ in range(args.repeats):
         t0 = time.perf_counter()
@@ -191,7 +191,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         dec.append(t2 - t1)
         size = len(data) if isinstance(data, bytes) else 0
         del data, out
-        copies.append(_memory_pass(arrays))
+        copies.append(memory_pass(arrays))
         touched_copies.append(_touched_pass(arrays, touched))
         ratios.append((t2 - t0) / min(copies[-2], copies[-1]))  # the faster neighbour: a pass slowed by a spike cannot flatter the ratio
     coded_values = values if args.codec != "feature_anchor" else values - arrays["p6"].size
