@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	# FFmpeg 4.2.2 (from PyPI's imageio-ffmpeg 0.4.9 wheel): MPEG's anchor scripts' colour
 	# conversion, run with the FFmpeg generation they were written for (docs/anchors.md).
-	$(BIN)/python -m vcm_eval.codecs.mpeg_ffmpeg
+	$(BIN)/python -m vcm_eval.codecs.vvc.mpeg_ffmpeg
 	touch $@
 
 venv: $(BIN)/.installed

@@ -33,9 +33,9 @@ from omegaconf import DictConfig
 
 import vcm_eval.config  # noqa: F401 - registers the config schemas
 from vcm_eval.codecs.bitstream import BitstreamReader
-from vcm_eval.codecs.colour import colour_ffmpeg, pad_to_even, rgb_to_yuv420
-from vcm_eval.codecs.feature_vvc import FeatureVvcCodec
-from vcm_eval.codecs.vvc import VvcCodec
+from vcm_eval.codecs.feature_anchor.codec import FeatureVvcCodec
+from vcm_eval.codecs.vvc.colour import colour_ffmpeg, pad_to_even, rgb_to_yuv420
+from vcm_eval.codecs.vvc.encoder import VvcEncoder
 from vcm_eval.data.datasets import EvalDataset, build_dataset
 from vcm_eval.engine.run import run_single
 from vcm_eval.metrics.bdrate import bd_compare
@@ -52,7 +52,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def image_psnr(run_dir: Path, dataset: EvalDataset, cfg: DictConfig) -> float:
     """Mean 10-bit Y PSNR between the encoder's input (MPEG colour path) and the decoded picture."""
-    vvc = VvcCodec()
+    vvc = VvcEncoder()
     exe = colour_ffmpeg("", "mpeg", vvc.ffmpeg)
     values = []
     for entry in dataset.images:
@@ -68,7 +68,7 @@ def feature_psnr(run_dir: Path, dataset: EvalDataset, cfg: DictConfig) -> float:
     """Mean PSNR between the tiled 10-bit feature frame and its decoded picture."""
     model = build_task_model(cfg.model, device="cpu")
     p = cfg.pipeline
-    codec = FeatureVvcCodec(vvc=VvcCodec(), qp=p.qp, split=p.split, minmax=p.minmax, chroma=p.chroma)
+    codec = FeatureVvcCodec(vvc=VvcEncoder(), qp=p.qp, split=p.split, minmax=p.minmax, chroma=p.chroma)
     values = []
     for entry in dataset.images:
         sample = dataset.load(entry)
@@ -77,7 +77,7 @@ def feature_psnr(run_dir: Path, dataset: EvalDataset, cfg: DictConfig) -> float:
     return float(np.mean(values))
 
 
-def timed_image_encodes(dataset: EvalDataset, vvc: VvcCodec, qp: int, images: int) -> float:
+def timed_image_encodes(dataset: EvalDataset, vvc: VvcEncoder, qp: int, images: int) -> float:
     """Median wall seconds of one image encode (MPEG colour conversion excluded) over ``images`` images."""
     exe = colour_ffmpeg("", "mpeg", vvc.ffmpeg)
     times = []
@@ -151,9 +151,9 @@ def main() -> None:
 
     def image_seconds(name: str, run_dir: Path, dataset: EvalDataset, qp: int) -> float:
         if name != "VTM":
-            return timed_image_encodes(dataset, VvcCodec(preset=name), qp, args.time_images)
+            return timed_image_encodes(dataset, VvcEncoder(preset=name), qp, args.time_images)
         if args.vtm_encoder:
-            return timed_image_encodes(dataset, VvcCodec(backend="vtm", vtm_encoder=args.vtm_encoder, vtm_cfg=args.vtm_cfg), qp, args.time_images)
+            return timed_image_encodes(dataset, VvcEncoder(backend="vtm", vtm_encoder=args.vtm_encoder, vtm_cfg=args.vtm_cfg), qp, args.time_images)
         return float(np.median([manifest[(e["file_name"], qp)] for e in dataset.images[: args.time_images]]))
 
     out: dict[str, Any] = {}

@@ -107,15 +107,15 @@ def _cpu(who: int) -> float:
 
 def worker(path: Path, qp: int, levels: str, minmax: str, chroma: str) -> dict[str, Any]:
     """Encode + decode once in this process; times and peak memory (run in a fresh process)."""
-    from vcm_eval.codecs.feature_vvc import FeatureVvcCodec
-    from vcm_eval.codecs.vvc import VvcCodec
+    from vcm_eval.codecs.feature_anchor.codec import FeatureVvcCodec
+    from vcm_eval.codecs.vvc.encoder import VvcEncoder
     from vcm_eval.vision.base import FeatureSet
 
     baseline_mb = _hwm_mb()  # Python + torch + vcm_eval imported, before any data
     saved = torch.load(path, weights_only=True)
     feats = FeatureSet(levels=saved["levels"], image_size=tuple(saved["image_size"]), input_size=tuple(saved["input_size"]))
     del saved
-    codec = FeatureVvcCodec(vvc=VvcCodec(threads=1), qp=qp, levels=levels, minmax=minmax, chroma=chroma)
+    codec = FeatureVvcCodec(vvc=VvcEncoder(threads=1), qp=qp, levels=levels, minmax=minmax, chroma=chroma)
     me, kids = resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN
     with ChildPeak() as children:
         c0, w0 = _cpu(me) + _cpu(kids), time.perf_counter()
@@ -170,9 +170,9 @@ def main() -> None:
         "cpu_count": os.cpu_count(), "load_avg_1m_at_end": os.getloadavg()[0], "python": platform.python_version(),
         "torch": torch.__version__, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
     }  # fmt: skip
-    from vcm_eval.codecs.vvc import VvcCodec
+    from vcm_eval.codecs.vvc.encoder import VvcEncoder
 
-    env["codec"] = VvcCodec().version() + " preset faster, 1 thread"
+    env["codec"] = VvcEncoder().version() + " preset faster, 1 thread"
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "feature_anchor.json").write_text(json.dumps({"environment": env, "rows": rows}, indent=2))

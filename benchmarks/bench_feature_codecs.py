@@ -57,7 +57,7 @@ def smooth_pyramid(seed: int = 0) -> dict[str, np.ndarray]:
     import torch
     import torch.nn.functional as F
 
-    from vcm_eval.codecs.fpn_sizes import fpn_shapes
+    from vcm_eval.vision.levels import fpn_shapes
 
     gen = torch.Generator().manual_seed(seed)
     out = {}
@@ -128,8 +128,8 @@ def _accepts(cls: Any, name: str) -> bool:
 
 def build_codec(name: str, threads: int) -> tuple[Any, Any]:
     """(encode, decode) of one codec, each FeatureSet -> ... as its own work (VVC left out)."""
-    from vcm_eval.codecs.quant import NormalizedQuantizer
-    from vcm_eval.codecs.quant8 import Uniform8bitQuantizer
+    from vcm_eval.codecs.quant.nsymbol import NormalizedQuantizer
+    from vcm_eval.codecs.quant.uniform8 import Uniform8bitQuantizer
 
     if name.startswith("quant-"):
         kw: dict[str, Any] = {"threads": threads} if _accepts(NormalizedQuantizer, "threads") else {}
@@ -140,8 +140,8 @@ def build_codec(name: str, threads: int) -> tuple[Any, Any]:
         q8 = Uniform8bitQuantizer(**kw8)
         return q8.encode, q8.decode
     if name == "feature_anchor":
-        from vcm_eval.codecs import tiling
-        from vcm_eval.codecs.feature_vvc import BITS, FeatureVvcCodec
+        from vcm_eval.codecs.feature_anchor import tiling
+        from vcm_eval.codecs.feature_anchor.codec import BITS, FeatureVvcCodec
         levels = {"levels": "p2-p5"} if _accepts(FeatureVvcCodec, "levels") else {"split": "p2-p5"}  # older checkouts: split
         codec = FeatureVvcCodec(vvc=None, qp=32, **levels)  # type: ignore[arg-type]  # VVC is never called here
 
@@ -151,9 +151,7 @@ def build_codec(name: str, threads: int) -> tuple[Any, Any]:
 
         def decode(coded: Any) -> Any:  # what FeatureVvcCodec.decode does after VVC (older checkouts: untile + dequantize)
             frame, ranges, layout = coded
-            if hasattr(tiling, "frame_values"):
-                return tiling.frame_values(frame, layout, ranges, bits=BITS)
-            return tiling.dequantize(tiling.untile(frame.view(np.int16), layout), ranges, bits=BITS)
+            return tiling.frame_values(frame, layout, ranges, bits=BITS)
 
         return encode, decode
     raise SystemExit(f"unknown codec {name!r}; choose from {CODECS}")

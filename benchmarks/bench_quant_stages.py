@@ -39,7 +39,8 @@ STAGES = {
 
 def instrument(cpu: dict[str, float]) -> None:
     """Wrap the codec's compiled passes so that each call adds its thread's CPU seconds to ``cpu[name]``."""
-    from vcm_eval.codecs import quant_kernels, rans
+    from vcm_eval.codecs.quant import kernels as quant_kernels
+    from vcm_eval.codecs.quant import rans
 
     modules = {"quant_kernels": quant_kernels, "rans": rans}
     for module_name, names in STAGES.items():
@@ -60,7 +61,7 @@ def _timed(fn: Callable[..., Any], name: str, cpu: dict[str, float]) -> Callable
 
 
 def measure(model: str, features: Any, arrays: dict[str, np.ndarray], threads: int, repeats: int, cpu: dict[str, float]) -> dict[str, Any]:
-    from vcm_eval.codecs.quant import NormalizedQuantizer
+    from vcm_eval.codecs.quant.nsymbol import NormalizedQuantizer
 
     codec = NormalizedQuantizer(4, 1.5, entropy_model=model, threads=threads)
     codec.decode(codec.encode(features))  # compile or load the loops, warm the pool

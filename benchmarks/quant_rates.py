@@ -33,7 +33,7 @@ def worker(images: int, repeats: int) -> dict[str, dict]:
     from hydra import compose, initialize_config_dir
 
     import vcm_eval.config  # noqa: F401 - registers the schemas
-    from vcm_eval.codecs.quant import NormalizedQuantizer
+    from vcm_eval.codecs.quant.nsymbol import NormalizedQuantizer
     from vcm_eval.data.synthetic import SyntheticSpec, scene_for
     from vcm_eval.vision.registry import build_task_model
 

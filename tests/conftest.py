@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 import vcm_eval.config  # noqa: F401 - registers the config schemas
-from vcm_eval.codecs.vvc import VvcCodec
+from vcm_eval.codecs.vvc.encoder import VvcEncoder
 from vcm_eval.data.synthetic import SyntheticSpec, scene_for, write_split
 from vcm_eval.resources import CONF_DIR
 
@@ -47,9 +47,9 @@ def records_without_timings(results: Path) -> dict[tuple[str, int], dict]:
 
 
 @pytest.fixture(scope="session")
-def vvc() -> VvcCodec:
+def vvc() -> VvcEncoder:
     """VVenC + FFmpeg's vvc decoder with the codec's own defaults."""
-    return VvcCodec()
+    return VvcEncoder()
 
 
 @pytest.fixture(scope="session")

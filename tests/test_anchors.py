@@ -19,13 +19,13 @@ import torch
 from PIL import Image
 
 from vcm_eval.codecs.bitstream import BitstreamReader
-from vcm_eval.codecs.colour import MPEG_FFMPEG, pad_to_even, rgb_to_yuv420
-from vcm_eval.codecs.feature_vvc import FeatureVvcCodec
-from vcm_eval.codecs.image import VvcImageCodec
-from vcm_eval.codecs.shipped import ShippedBitstreams, resolve_folder
-from vcm_eval.codecs.vvc import VvcCodec
-from vcm_eval.codecs.vvc_headers import slice_qps
-from vcm_eval.codecs.yuv import Yuv420
+from vcm_eval.codecs.feature_anchor.codec import FeatureVvcCodec
+from vcm_eval.codecs.image_anchor import VvcImageCodec
+from vcm_eval.codecs.vvc.colour import MPEG_FFMPEG, pad_to_even, rgb_to_yuv420
+from vcm_eval.codecs.vvc.encoder import VvcEncoder
+from vcm_eval.codecs.vvc.headers import slice_qps
+from vcm_eval.codecs.vvc.shipped import ShippedBitstreams, resolve_folder
+from vcm_eval.codecs.vvc.yuv import Yuv420
 from vcm_eval.errors import CodecError, ConfigError
 from vcm_eval.utils.digest import image_digest
 from vcm_eval.vision.base import FeatureSet
@@ -76,14 +76,14 @@ def test_encoder_input_is_the_8bit_samples_times_4(image: np.ndarray) -> None:
     assert ten.y.max() <= 1020
 
 
-def test_full_range_needs_the_old_ffmpeg(vvc: VvcCodec) -> None:
+def test_full_range_needs_the_old_ffmpeg(vvc: VvcEncoder) -> None:
     """FFmpeg 9 ignores ``-dst_range 1`` (white -> Y 235, limited range); FFmpeg 4.2.2 writes 255 as MPEG's anchors have it."""
     white = np.full((8, 8, 3), 255, np.uint8)
     assert rgb_to_yuv420(white, LEGACY, "mpeg").y.min() == 255
     assert rgb_to_yuv420(white, vvc.ffmpeg, "mpeg").y.max() == 235
 
 
-def test_decoded_rgb_equals_the_script_conversion(vvc: VvcCodec, image: np.ndarray, tmp_path: Path) -> None:
+def test_decoded_rgb_equals_the_script_conversion(vvc: VvcEncoder, image: np.ndarray, tmp_path: Path) -> None:
     odd = image[:101, :147]
     codec = VvcImageCodec(vvc=vvc, qp=37)
     data = codec.encode(odd)
@@ -96,20 +96,20 @@ def test_decoded_rgb_equals_the_script_conversion(vvc: VvcCodec, image: np.ndarr
 
 
 @pytest.mark.parametrize("qp", [22, 37, 47])
-def test_image_anchor_codes_the_configured_qp(vvc: VvcCodec, image: np.ndarray, qp: int) -> None:
+def test_image_anchor_codes_the_configured_qp(vvc: VvcEncoder, image: np.ndarray, qp: int) -> None:
     assert slice_qps(payload(VvcImageCodec(vvc=vvc, qp=qp).encode(image)), vvc.ffmpeg) == [qp]
 
 
-def test_vvenc_preset_offset_would_lower_the_qp(vvc: VvcCodec, image: np.ndarray) -> None:
+def test_vvenc_preset_offset_would_lower_the_qp(vvc: VvcEncoder, image: np.ndarray) -> None:
     """Without IntraQPOffset=0, VVenC's presets code an intra picture 3 QP lower (why vcm_eval sets it)."""
     frame = rgb_to_yuv420(image, LEGACY, "mpeg").to_10bit()
     raw = vvc._vvenc_encode(frame, 32, "420")
     assert slice_qps(raw, vvc.ffmpeg) == [32]
-    biased = VvcCodec(extra_params="IntraQPOffset=-3")._vvenc_encode(frame, 32, "420")
+    biased = VvcEncoder(extra_params="IntraQPOffset=-3")._vvenc_encode(frame, 32, "420")
     assert slice_qps(biased, vvc.ffmpeg) == [29]
 
 
-def test_feature_anchor_codes_the_configured_qp(vvc: VvcCodec) -> None:
+def test_feature_anchor_codes_the_configured_qp(vvc: VvcEncoder) -> None:
     rng = np.random.default_rng(0)
     levels = {f"p{i}": torch.from_numpy(rng.normal(size=(8, 32 >> (i - 2), 64 >> (i - 2))).astype(np.float32)) for i in range(2, 6)}
     feats = FeatureSet(levels, image_size=(128, 256), input_size=(128, 256))
@@ -135,7 +135,7 @@ def shipped_copy(tmp_path: Path) -> Path:
 def test_shipped_vtm_stream_is_decoded_not_encoded(image: np.ndarray, tmp_path: Path) -> None:
     folder = shipped_copy(tmp_path)
     shipped = ShippedBitstreams(str(folder))
-    vvc = VvcCodec(backend="vtm")  # no encoder: only shipped streams can be used
+    vvc = VvcEncoder(backend="vtm")  # no encoder: only shipped streams can be used
     assert not vvc.can_encode
     codec = VvcImageCodec(vvc=vvc, qp=52, shipped=shipped)
     found = shipped.get(image_digest(image), 52, "mpeg", codec.encoder)
@@ -153,17 +153,17 @@ def test_shipped_vtm_stream_is_decoded_not_encoded(image: np.ndarray, tmp_path: 
 
 def test_vtm_backend_settings_fail_in_one_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="codec.vtm_encoder"):
-        VvcCodec(backend="vtm", vtm_encoder=str(tmp_path / "EncoderAppStatic"))
+        VvcEncoder(backend="vtm", vtm_encoder=str(tmp_path / "EncoderAppStatic"))
     with pytest.raises(ConfigError, match="codec.vtm_cfg"):
-        VvcCodec(backend="vtm", vtm_encoder=shutil.which("true") or "/bin/true")
+        VvcEncoder(backend="vtm", vtm_encoder=shutil.which("true") or "/bin/true")
     with pytest.raises(ConfigError, match="shipped bitstreams"):
-        VvcImageCodec(vvc=VvcCodec(backend="vtm"), qp=37, shipped=ShippedBitstreams(str(tmp_path)))
+        VvcImageCodec(vvc=VvcEncoder(backend="vtm"), qp=37, shipped=ShippedBitstreams(str(tmp_path)))
 
 
 @needs_vtm
 @pytest.mark.slow
 def test_vtm_backend_codes_the_qp_and_ffmpeg_decodes_it_bit_exactly(image: np.ndarray, tmp_path: Path) -> None:
-    vtm = VvcCodec(backend="vtm", vtm_encoder=VTM_ENCODER, vtm_cfg=VTM_CFG, vtm_decoder=VTM_DECODER)
+    vtm = VvcEncoder(backend="vtm", vtm_encoder=VTM_ENCODER, vtm_cfg=VTM_CFG, vtm_decoder=VTM_DECODER)
     crop = image[:64, :96]
     frame = rgb_to_yuv420(crop, LEGACY, "mpeg")
     stream = vtm.encode(frame, 37)
@@ -172,8 +172,8 @@ def test_vtm_backend_codes_the_qp_and_ffmpeg_decodes_it_bit_exactly(image: np.nd
     # (VTM derives sps_min_qp_prime_ts from the input bit depth, so 3 header bytes differ)
     from_10bit = vtm.encode(frame.to_10bit(), 37)
     assert len(from_10bit) == len(stream)
-    assert VvcCodec().decode(from_10bit, 64, 96).tobytes() == VvcCodec().decode(stream, 64, 96).tobytes()
-    ffmpeg_recon = Yuv420.frombytes(VvcCodec().decode(stream, 64, 96).tobytes(), 64, 96)
+    assert VvcEncoder().decode(from_10bit, 64, 96).tobytes() == VvcEncoder().decode(stream, 64, 96).tobytes()
+    ffmpeg_recon = Yuv420.frombytes(VvcEncoder().decode(stream, 64, 96).tobytes(), 64, 96)
     if VTM_DECODER:
         assert vtm.decode(stream, 64, 96).tobytes() == ffmpeg_recon.tobytes()
 
@@ -181,7 +181,7 @@ def test_vtm_backend_codes_the_qp_and_ffmpeg_decodes_it_bit_exactly(image: np.nd
 @needs_vtm
 @pytest.mark.slow
 def test_shipped_stream_is_what_vtm_writes(image: np.ndarray) -> None:
-    vtm = VvcCodec(backend="vtm", vtm_encoder=VTM_ENCODER, vtm_cfg=VTM_CFG)
+    vtm = VvcEncoder(backend="vtm", vtm_encoder=VTM_ENCODER, vtm_cfg=VTM_CFG)
     shipped = ShippedBitstreams("anchors/vtm_image_anchor")
     codec = VvcImageCodec(vvc=vtm, qp=57)
     found = shipped.get(image_digest(image), 57, "mpeg", codec.encoder)

@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import compose_cfg
 
-from vcm_eval.codecs.quant import NormalizedQuantizer
+from vcm_eval.codecs.quant.nsymbol import NormalizedQuantizer
 from vcm_eval.data.sample import Sample
 from vcm_eval.data.synthetic import SyntheticSpec, scene_for
 from vcm_eval.engine.run import run_single

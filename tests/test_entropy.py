@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from vcm_eval.codecs import quant_kernels, rans
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter, varint_bytes
-from vcm_eval.codecs.entropy import (
+from vcm_eval.codecs.quant import kernels as quant_kernels
+from vcm_eval.codecs.quant import rans
+from vcm_eval.codecs.quant.entropy import (
     LEFT_UP,
     Tables,
     channel_groups,
@@ -23,8 +24,8 @@ from vcm_eval.codecs.entropy import (
     unpack_fixed,
     varint_len,
 )
-from vcm_eval.codecs.quant import NormalizedQuantizer, assign_symbols, thresholds
-from vcm_eval.codecs.quant8 import Uniform8bitQuantizer
+from vcm_eval.codecs.quant.nsymbol import NormalizedQuantizer, assign_symbols, thresholds
+from vcm_eval.codecs.quant.uniform8 import Uniform8bitQuantizer
 from vcm_eval.errors import CodecError
 from vcm_eval.vision.base import FeatureSet
 

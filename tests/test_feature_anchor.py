@@ -10,9 +10,9 @@ import torch
 from conftest import compose_cfg
 
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
-from vcm_eval.codecs.feature_vvc import FeatureVvcCodec
-from vcm_eval.codecs.tiling import plan_layout
-from vcm_eval.codecs.vvc import VvcCodec
+from vcm_eval.codecs.feature_anchor.codec import FeatureVvcCodec
+from vcm_eval.codecs.feature_anchor.tiling import plan_layout
+from vcm_eval.codecs.vvc.encoder import VvcEncoder
 from vcm_eval.data.config import SyntheticSpec
 from vcm_eval.data.sample import Sample
 from vcm_eval.data.synthetic import scene_for
@@ -38,7 +38,7 @@ def smooth_pyramid(channels: int = 16, height: int = 16, width: int = 24, *, ima
     return FeatureSet(levels=levels, image_size=image_size, input_size=(4 * height, 4 * width))
 
 
-def test_header_round_trips_and_is_in_the_rate(vvc: VvcCodec) -> None:
+def test_header_round_trips_and_is_in_the_rate(vvc: VvcEncoder) -> None:
     feats = smooth_pyramid(image_size=(61, 95))
     codec = FeatureVvcCodec(vvc=vvc, qp=27, levels="p2-p5", minmax="level", chroma="400")
     data = codec.encode(feats)
@@ -66,7 +66,7 @@ def test_header_round_trips_and_is_in_the_rate(vvc: VvcCodec) -> None:
 
 
 @pytest.mark.parametrize(("levels", "chroma"), [("p2-p5", "400"), ("p2-p6", "420")])
-def test_round_trip_at_low_qp_is_close(vvc: VvcCodec, levels: str, chroma: str) -> None:
+def test_round_trip_at_low_qp_is_close(vvc: VvcEncoder, levels: str, chroma: str) -> None:
     feats = smooth_pyramid()
     codec = FeatureVvcCodec(vvc=vvc, qp=4, levels=levels, minmax="tensor", chroma=chroma)
     out = codec.decode(codec.encode(feats))
@@ -81,7 +81,7 @@ def test_round_trip_at_low_qp_is_close(vvc: VvcCodec, levels: str, chroma: str) 
         assert float(err.max()) < 12 * step
 
 
-def test_rate_falls_and_error_grows_with_qp(vvc: VvcCodec) -> None:
+def test_rate_falls_and_error_grows_with_qp(vvc: VvcEncoder) -> None:
     feats = smooth_pyramid(32, 24, 40)
     sizes, errors = [], []
     for qp in (12, 32, 47):
@@ -94,7 +94,7 @@ def test_rate_falls_and_error_grows_with_qp(vvc: VvcCodec) -> None:
     assert errors[0] < errors[1] < errors[2]
 
 
-def test_monochrome_and_420_streams_both_decode(vvc: VvcCodec) -> None:
+def test_monochrome_and_420_streams_both_decode(vvc: VvcEncoder) -> None:
     feats = smooth_pyramid()
     outs = {}
     for chroma in ("400", "420"):
@@ -110,7 +110,7 @@ def test_monochrome_and_420_streams_both_decode(vvc: VvcCodec) -> None:
         assert float((outs["400"][name] - outs["420"][name]).abs().mean()) < 0.05
 
 
-def test_odd_sizes_and_constant_level(vvc: VvcCodec) -> None:
+def test_odd_sizes_and_constant_level(vvc: VvcEncoder) -> None:
     levels = {
         "p2": torch.linspace(-3, 5, 7 * 9 * 11).reshape(7, 9, 11),  # 7 channels (3 x 3 grid), odd H and W
         "p3": torch.full((7, 5, 6), -1.25),  # max == min
@@ -125,7 +125,7 @@ def test_odd_sizes_and_constant_level(vvc: VvcCodec) -> None:
     assert float((out["p2"] - levels["p2"]).abs().max()) < 0.2
 
 
-def test_bad_input_raises(vvc: VvcCodec) -> None:
+def test_bad_input_raises(vvc: VvcEncoder) -> None:
     feats = smooth_pyramid()
     codec = FeatureVvcCodec(vvc=vvc, qp=32)
     broken = feats.replace({k: v.clone() for k, v in feats.items()})

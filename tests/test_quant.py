@@ -13,25 +13,24 @@ import pytest
 import torch
 from conftest import compose_cfg
 
-from vcm_eval.codecs.entropy import bits_per_symbol, channel_groups, encode_symbols, varint_len
-from vcm_eval.codecs.fpn_sizes import (
+from vcm_eval.codecs.quant.entropy import bits_per_symbol, channel_groups, encode_symbols, varint_len
+from vcm_eval.codecs.quant.nsymbol import NormalizedQuantizer, assign_symbols, thresholds
+from vcm_eval.codecs.quant.sizes import (
     data_size_rows,
-    fpn_shapes,
     image_bits,
     kbytes,
     num_values,
-    parse_levels,
     representation_bits,
     truncate2,
 )
-from vcm_eval.codecs.quant import NormalizedQuantizer, assign_symbols, thresholds
-from vcm_eval.codecs.quant8 import Uniform8bitQuantizer
+from vcm_eval.codecs.quant.uniform8 import Uniform8bitQuantizer
 from vcm_eval.data.synthetic import SyntheticSpec, scene_for
 from vcm_eval.errors import CodecError, ConfigError
 from vcm_eval.pipelines.base import FeatureCodingPipeline
 from vcm_eval.pipelines.registry import build_pipeline
 from vcm_eval.report.quant_table import PAPER_TABLE3, quant_table, write_quant_table
 from vcm_eval.vision.base import LEVELS, FeatureSet
+from vcm_eval.vision.levels import fpn_shapes, parse_levels
 from vcm_eval.vision.torchvision_rcnn import RcnnConfig, TorchvisionRcnn
 
 ANCHORS = Path(__file__).resolve().parent.parent / "anchors"

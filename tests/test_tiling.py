@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from reference import dequantize, quantize
 
-from vcm_eval.codecs.tiling import channel_grid, codes_frame, dequantize, frame_values, minmax_ranges, plan_layout, quantize, tile, untile
+from vcm_eval.codecs.feature_anchor.tiling import channel_grid, codes_frame, frame_values, minmax_ranges, plan_layout, tile, untile
 from vcm_eval.errors import CodecError
 from vcm_eval.vision.base import FeatureSet
 
@@ -149,7 +150,7 @@ def test_unknown_mode_and_bits_raise() -> None:
     with pytest.raises(CodecError, match="minmax='channel' is unknown"):
         minmax_ranges(feats, "channel")
     with pytest.raises(CodecError, match="bits=16"):
-        quantize(feats, minmax_ranges(feats, "tensor"), bits=16)
+        codes_frame(feats, minmax_ranges(feats, "tensor"), bits=16)
 
 
 @pytest.mark.parametrize(("channels", "height", "width", "mode"), [(256, 20, 36, "tensor"), (7, 9, 13, "level"), (12, 5, 7, "level")])

@@ -6,7 +6,7 @@ of the runs found there as ``anchors/<dataset>_<pipeline>.csv`` (``anchor_curves
 Every image of ``dataset`` at every QP of ``qps`` goes through the image anchor's codec with the
 ``vtm`` backend (MPEG's colour path and VTM arguments, ``vcm_eval.codecs``), and its raw VVC stream
 lands in ``<output>/qp<QP>/<image_id>.266`` with a row in ``<output>/manifest.csv`` (image sha256,
-QP, colour path, VTM setting, md5, encode seconds; ``vcm_eval.codecs.shipped``). Before a stream is
+QP, colour path, VTM setting, md5, encode seconds; ``vcm_eval.codecs.vvc.shipped``). Before a stream is
 kept, its slice QP is read back with FFmpeg's ``trace_headers`` and must equal the QP asked for.
 
 Rerunning resumes: streams already in the manifest are skipped, and the manifest is rewritten
@@ -32,10 +32,10 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-from vcm_eval.codecs.image import VvcImageCodec
-from vcm_eval.codecs.shipped import FIELDS, MANIFEST, resolve_folder
-from vcm_eval.codecs.vvc import VvcCodec
-from vcm_eval.codecs.vvc_headers import slice_qps
+from vcm_eval.codecs.image_anchor import VvcImageCodec
+from vcm_eval.codecs.vvc.encoder import VvcEncoder
+from vcm_eval.codecs.vvc.headers import slice_qps
+from vcm_eval.codecs.vvc.shipped import FIELDS, MANIFEST, resolve_folder
 from vcm_eval.config import PathsConfig, VvcConfig
 from vcm_eval.data.config import DatasetConfig
 from vcm_eval.data.datasets import build_dataset
@@ -82,7 +82,7 @@ def make_anchors(cfg: MakeAnchorsConfig) -> Path:
     """Encode what the manifest lacks; returns the manifest's path."""
     if not cfg.qps:
         raise ConfigError("qps is empty; list the QPs to ship, e.g. 'qps=[32,42,47,52,57]'")
-    vvc = from_config(VvcCodec, cfg.codec)
+    vvc = from_config(VvcEncoder, cfg.codec)
     if vvc.vtm is None or not vvc.can_encode:
         raise ConfigError("make_anchors runs VTM: set codec.vtm_encoder and codec.vtm_cfg (docs/anchors.md)")
     dataset = build_dataset(cfg.dataset, data_dir=Path(cfg.paths.data), progress=False)

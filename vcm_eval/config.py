@@ -28,7 +28,7 @@ class PathsConfig:
 
 @dataclass
 class VvcConfig:
-    """How VVC is run (``vcm_eval.codecs.vvc``, ``vcm_eval.codecs.vtm``; docs/anchors.md).
+    """How VVC is run (``vcm_eval.codecs.vvc.encoder``, ``vcm_eval.codecs.vvc.vtm``; docs/anchors.md).
 
     ``backend``: ``ffmpeg`` (VVenC in FFmpeg; ``ffmpeg`` empty = imageio-ffmpeg's binary),
     ``vvenc_apps`` (vvencapp/vvdecapp) or ``vtm`` (VTM as MPEG's anchor scripts run it).

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, OmegaConf
 
 from vcm_eval.codecs.base import Codec, FeatureCodec, ImageCodec
-from vcm_eval.codecs.feature_vvc import FeatureVvcCodec
-from vcm_eval.codecs.image import VvcImageCodec
-from vcm_eval.codecs.quant import NormalizedQuantizer
-from vcm_eval.codecs.quant8 import Uniform8bitQuantizer
-from vcm_eval.codecs.shipped import ShippedBitstreams
-from vcm_eval.codecs.vvc import VvcCodec
+from vcm_eval.codecs.feature_anchor.codec import FeatureVvcCodec
+from vcm_eval.codecs.image_anchor import VvcImageCodec
+from vcm_eval.codecs.quant.nsymbol import NormalizedQuantizer
+from vcm_eval.codecs.quant.uniform8 import Uniform8bitQuantizer
+from vcm_eval.codecs.vvc.encoder import VvcEncoder
+from vcm_eval.codecs.vvc.shipped import ShippedBitstreams
 from vcm_eval.errors import ConfigError
 from vcm_eval.pipelines.base import Pipeline, UncompressedPipeline, coding_pipeline
 from vcm_eval.pipelines.cache import FeatureCache
@@ -32,9 +32,9 @@ if TYPE_CHECKING:  # the fusion codec imports compressai: loaded only when that 
     from vcm_eval.codecs.fusion.codec import FusionFeatureCodec
 
 
-def build_vvc(codec_cfg: DictConfig) -> VvcCodec:
+def build_vvc(codec_cfg: DictConfig) -> VvcEncoder:
     """The VVC tool from the ``codec`` config group."""
-    return from_config(VvcCodec, codec_cfg)
+    return from_config(VvcEncoder, codec_cfg)
 
 
 def feature_cache(cfg: DictConfig, model: TaskModel) -> FeatureCache | None:

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from vcm_eval.errors import ConfigError
+from vcm_eval.vision.levels import LEVELS
 
-LEVELS = ("p2", "p3", "p4", "p5", "p6")
+__all__ = ["LEVELS", "FeatureSet", "Instances", "TaskModel"]
 
 
 @dataclass

@@ -37,8 +37,8 @@ from compressai.layers import (
 from compressai.models import CompressionModel
 from torch import Tensor, nn
 
-from vcm_eval.codecs.fpn_sizes import parse_levels
 from vcm_eval.errors import CodecError, ConfigError
+from vcm_eval.vision.levels import parse_levels
 
 CODED_LEVELS = parse_levels("p2-p5")  # the levels this codec codes; P6 is max-pooled from P5' at the decoder
 P2_STRIDE = 4  # P2 is at stride 4 of the input image

@@ -180,23 +180,6 @@ def lookup(symbols: np.ndarray, c0: int, c1: int, table: np.ndarray, out: np.nda
 
 
 @njit(cache=True, nogil=True)
-def min_max(x: np.ndarray, c0: int, c1: int) -> tuple[float, float, int]:
-    """(min, max, non-finite count) of channels c0..c1-1."""
-    _, h, w = x.shape
-    lo, hi, bad = np.inf, -np.inf, 0
-    for c in range(c0, c1):
-        for i in range(h):
-            for j in range(w):
-                v = x[c, i, j]
-                if not np.isfinite(v):
-                    bad += 1
-                    continue
-                lo = min(lo, v)
-                hi = max(hi, v)
-    return lo, hi, bad
-
-
-@njit(cache=True, nogil=True)
 def uniform_codes(x: np.ndarray, c0: int, c1: int, lo: float, scale: float, levels: int, out: np.ndarray) -> None:
     """out = clip(rint((x - lo) / scale), 0, levels - 1) for channels c0..c1-1 (uint8 or uint16 ``out``)."""
     _, h, w = x.shape
@@ -206,32 +189,3 @@ def uniform_codes(x: np.ndarray, c0: int, c1: int, lo: float, scale: float, leve
             for j in range(w):
                 q = np.rint((x[c, i, j] - lo) / scale)
                 out[c, i, j] = 0 if q < 0 else (min(q, top))
-
-
-@njit(cache=True, nogil=True)
-def codes_into_frame(
-    x: np.ndarray, c0: int, c1: int, lo: np.float32, ratio: np.float32, peak: int, frame: np.ndarray, top: int, left: int, cols: int
-) -> None:
-    """Min-max codes of channels c0..c1-1 written straight into their grid cells of the frame.
-
-    code = clip(rint(float32(x - lo) * ratio), 0, peak), all in float32 like the feature anchor's
-    torch reference (``tiling.quantize``); channel c goes to grid cell (c // cols, c % cols).
-    """
-    _, h, w = x.shape
-    for c in range(c0, c1):
-        r0, k0 = top + (c // cols) * h, left + (c % cols) * w
-        for i in range(h):
-            for j in range(w):
-                q = np.rint(np.float32(x[c, i, j] - lo) * ratio)
-                frame[r0 + i, k0 + j] = 0 if q < 0 else min(q, peak)
-
-
-@njit(cache=True, nogil=True)
-def values_from_frame(frame: np.ndarray, c0: int, c1: int, top: int, left: int, cols: int, step: np.float32, lo: np.float32, out: np.ndarray) -> None:
-    """Inverse of ``codes_into_frame``: out[c] = float32(code) * step + lo (float32) from channel c's grid cell."""
-    _, h, w = out.shape
-    for c in range(c0, c1):
-        r0, k0 = top + (c // cols) * h, left + (c % cols) * w
-        for i in range(h):
-            for j in range(w):
-                out[c, i, j] = np.float32(frame[r0 + i, k0 + j]) * step + lo

@@ -1,7 +1,7 @@
 """The feature anchor's codec (MPEG VCM pipeline 2 reference): FPN levels -> one 10-bit VVC picture.
 
 encode: keep the coded levels -> min-max range (per tensor or per level) -> 10-bit codes ->
-tile into one frame (``vcm_eval.codecs.tiling``; fill 512) -> one VVC intra picture, 4:0:0 or
+tile into one frame (``vcm_eval.codecs.feature_anchor.tiling``; fill 512) -> one VVC intra picture, 4:0:0 or
 4:2:0 with neutral chroma -> container bytes. decode: the reverse, ending in a FeatureSet that
 ``TaskModel.predict_from_features`` takes (it rebuilds P6 from P5 when only ``p2-p5`` is coded).
 
@@ -29,12 +29,12 @@ import numpy as np
 
 from vcm_eval.codecs.base import FeatureCodec
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
-from vcm_eval.codecs.fpn_sizes import parse_levels
-from vcm_eval.codecs.tiling import MINMAX_MODES, Layout, codes_frame, frame_values, minmax_ranges, plan_layout
-from vcm_eval.codecs.vvc import VvcCodec, check_chroma, check_qp
-from vcm_eval.codecs.yuv import Yuv420
+from vcm_eval.codecs.feature_anchor.tiling import MINMAX_MODES, Layout, codes_frame, frame_values, minmax_ranges, plan_layout
+from vcm_eval.codecs.vvc.encoder import VvcEncoder, check_chroma, check_qp
+from vcm_eval.codecs.vvc.yuv import Yuv420
 from vcm_eval.errors import CodecError, ConfigError
 from vcm_eval.vision.base import LEVELS, FeatureSet
+from vcm_eval.vision.levels import parse_levels
 
 LEVEL_SETS = ("p2-p5", "p2-p6")  # what the task model can run from: P2..P5 (P6 rebuilt from P5') or all five
 BITS = 10
@@ -76,7 +76,7 @@ class FeatureVvcCodec(FeatureCodec):
     name = "feature_anchor"
     rate_params = ("qp",)
 
-    def __init__(self, *, vvc: VvcCodec, qp: int, levels: str = "p2-p5", minmax: str = "tensor", chroma: str = "400") -> None:
+    def __init__(self, *, vvc: VvcEncoder, qp: int, levels: str = "p2-p5", minmax: str = "tensor", chroma: str = "400") -> None:
         if minmax not in MINMAX_MODES:
             raise ConfigError(f"minmax={minmax!r} is unknown; use one of {MINMAX_MODES}")
         self.vvc, self.qp, self.levels = vvc, check_qp(qp), anchor_levels(levels)

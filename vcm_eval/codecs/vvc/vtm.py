@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vcm_eval.codecs.external import run_tool
-from vcm_eval.codecs.yuv import Yuv420
+from vcm_eval.codecs.vvc.external import run_tool
+from vcm_eval.codecs.vvc.yuv import Yuv420
 from vcm_eval.errors import CodecError, ConfigError
 
 

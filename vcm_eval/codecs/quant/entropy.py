@@ -1,6 +1,6 @@
 """Lossless coding of small-alphabet symbol maps [C, H, W] (the 2-bit quantizer's symbols).
 
-The quantizer of ``vcm_eval.codecs.quant`` turns every feature value into one of ``n`` symbols
+The quantizer of ``vcm_eval.codecs.quant.nsymbol`` turns every feature value into one of ``n`` symbols
 (n <= 16). This module writes those symbols, per FPN level, in one of three ways:
 
 * ``raw``: the paper's fixed-length code, ceil(log2 n) bits per value, bit-packed MSB first.
@@ -16,7 +16,7 @@ The quantizer of ``vcm_eval.codecs.quant`` turns every feature value into one of
   pay on large maps (measured on full-size pyramids: 2-12% fewer bits than left + up alone).
 
 The coding loops (rANS in 16 interleaved lanes, bit packing) are compiled:
-``vcm_eval.codecs.rans``. Symbols are coded in raster order per channel; the channels are split
+``vcm_eval.codecs.quant.rans``. Symbols are coded in raster order per channel; the channels are split
 into groups of whole channels with at most ``2 ** chunk_log2`` symbols, each group its own rANS
 stream, so groups code and decode in parallel threads (``threads``) and the stream is the same
 for any thread count.
@@ -47,8 +47,9 @@ from typing import TypeVar
 
 import numpy as np
 
-from vcm_eval.codecs import quant_kernels, rans
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter, varint_bytes
+from vcm_eval.codecs.quant import kernels as quant_kernels
+from vcm_eval.codecs.quant import rans
 from vcm_eval.errors import CodecError
 
 MODELS = ("raw", "static", "causal")

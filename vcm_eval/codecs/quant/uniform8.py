@@ -2,7 +2,8 @@
 
 Each coded level is quantized between its own min and max (sent as side information) to one byte
 per value, without entropy coding: the stream is the paper's 8-bit data size (43,648 KB for a
-Cityscapes image) plus a header and the min/max. Stream layout: ``vcm_eval.codecs.quant`` (method 1).
+Cityscapes image) plus a header and the min/max. Stream layout:
+``vcm_eval.codecs.quant.nsymbol`` (method 1).
 """
 
 from __future__ import annotations
@@ -13,16 +14,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from vcm_eval.codecs import quant_kernels as kernels
 from vcm_eval.codecs.base import FeatureCodec
-from vcm_eval.codecs.entropy import channel_groups, run_groups
-from vcm_eval.codecs.fpn_sizes import Shapes, representation_bits
-from vcm_eval.codecs.quant import (
+from vcm_eval.codecs.minmax import combine_ranges, min_max
+from vcm_eval.codecs.quant import kernels
+from vcm_eval.codecs.quant.entropy import channel_groups, run_groups
+from vcm_eval.codecs.quant.sizes import Shapes, representation_bits
+from vcm_eval.codecs.quant.stream import (
     DEFAULT_CHUNK_LOG2,
     SIDE_DTYPES,
     level_array,
-    level_set,
-    non_finite_error,
     pick_option,
     read_header,
     read_passthrough,
@@ -33,6 +33,7 @@ from vcm_eval.codecs.quant import (
 )
 from vcm_eval.errors import CodecError, ConfigError
 from vcm_eval.vision.base import LEVELS, FeatureSet
+from vcm_eval.vision.levels import parse_levels
 
 
 class Uniform8bitQuantizer(FeatureCodec):
@@ -52,7 +53,7 @@ class Uniform8bitQuantizer(FeatureCodec):
     def __init__(self, *, levels: str | tuple[str, ...] = LEVELS, side_dtype: str = "float32", threads: int = 1) -> None:
         if side_dtype not in SIDE_DTYPES:
             raise ConfigError(f"side_dtype={side_dtype!r} is unknown; valid: {list(SIDE_DTYPES)}")
-        self.levels, self.side_dtype, self.threads = level_set(levels), side_dtype, max(1, int(threads))
+        self.levels, self.side_dtype, self.threads = parse_levels(levels), side_dtype, max(1, int(threads))
 
     def version(self) -> str:
         return stream_format_version()
@@ -71,11 +72,8 @@ class Uniform8bitQuantizer(FeatureCodec):
         """-> (uint8 codes [C, H, W], min, max) with min/max as the decoder reads them (two compiled passes)."""
         arr = level_array(name, x)
         groups = channel_groups(arr.shape, DEFAULT_CHUNK_LOG2)
-        parts = run_groups(lambda g: kernels.min_max(arr, g[0], g[1]), groups, self.threads)
-        bad = sum(p[2] for p in parts)
-        if bad:
-            raise non_finite_error(name, bad)
-        lo, hi = round_side(np.array([min(p[0] for p in parts), max(p[1] for p in parts)]), self.side_dtype, f"level {name} min/max")
+        found = combine_ranges(name, run_groups(lambda g: min_max(arr, g[0], g[1]), groups, self.threads))
+        lo, hi = round_side(np.array(found), self.side_dtype, f"level {name} min/max")
         scale = (hi - lo) / 255 if hi > lo else 1.0
         codes = np.empty(arr.shape, dtype=np.uint8)
         run_groups(lambda g: kernels.uniform_codes(arr, g[0], g[1], lo, scale, 256, codes), groups, self.threads)

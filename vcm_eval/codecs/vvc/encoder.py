@@ -1,13 +1,13 @@
 """VVC (H.266) intra coding of one picture: VVenC through FFmpeg, Fraunhofer's apps, or VTM.
 
-``VvcCodec`` codes one picture per call. It takes planar 4:2:0 frames (``Yuv420``: 8-bit
+``VvcEncoder`` codes one picture per call. It takes planar 4:2:0 frames (``Yuv420``: 8-bit
 samples from the MPEG colour path, or 10-bit feature frames) and returns the raw Annex-B VVC
 stream (parameter sets + one intra slice), byte for byte what the decoder reads, so its length is
 the rate. Decoding returns the 10-bit picture.
 
 **The QP is the coded QP.** VVenC's presets lower the QP of intra slices by ``IntraQPOffset=-3``;
 a single picture is an intra slice, so every VVenC call sets ``IntraQPOffset=0`` and a picture
-coded at ``qp`` carries slice QP ``qp`` (``vcm_eval.codecs.vvc_headers`` reads it back; tested).
+coded at ``qp`` carries slice QP ``qp`` (``vcm_eval.codecs.vvc.headers`` reads it back; tested).
 VTM's ``-q`` is the slice QP of an all-intra picture already.
 
 Backends (``codec.backend``):
@@ -16,7 +16,7 @@ Backends (``codec.backend``):
                      input only, so 8-bit samples are scaled by 4 first, exactly as VTM does
                      internally with ``InputBitDepth=8`` and ``InternalBitDepth=10``.
   * ``vvenc_apps`` - Fraunhofer's vvencapp / vvdecapp command-line tools.
-  * ``vtm``        - the JVET reference software, as MPEG's anchor scripts run it (``vcm_eval.codecs.vtm``).
+  * ``vtm``        - the JVET reference software, as MPEG's anchor scripts run it (``vcm_eval.codecs.vvc.vtm``).
 
 Chroma format (``chroma`` of ``encode``/``decode``): ``420`` codes all three planes; ``400`` codes
 the luma plane only (a monochrome VVC stream, as the MPEG feature anchors use for feature frames),
@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vcm_eval.codecs.external import QUIET, ffmpeg_binary, ffmpeg_capabilities, run_tool
-from vcm_eval.codecs.vtm import Vtm
-from vcm_eval.codecs.yuv import Yuv420
+from vcm_eval.codecs.vvc.external import QUIET, ffmpeg_binary, ffmpeg_capabilities, run_tool
+from vcm_eval.codecs.vvc.vtm import Vtm
+from vcm_eval.codecs.vvc.yuv import Yuv420
 from vcm_eval.errors import CodecError, ConfigError
 
 PRESETS = ("faster", "fast", "medium", "slow", "slower")
@@ -75,7 +75,7 @@ def libvvenc_version(ffmpeg: str) -> str:
     return found.group(1) if found else "unknown"
 
 
-class VvcCodec:
+class VvcEncoder:
     """One-picture VVC intra encoder/decoder.
 
     Args:

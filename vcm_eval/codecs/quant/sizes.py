@@ -3,7 +3,7 @@
 Method A's paper (docs/quant.md) counts P2..P6 of a 2048 x 1024 Cityscapes image: 44,695,552 values,
 174,592 KB as float32 (28.41x the 6,144 KB input image), 43,648 KB at 8 bits (7.10x), 10,912 KB at
 2 bits (1.77x); KB = 1024 bytes and the ratios are truncated to 2 decimals. ``data_size_rows``
-reproduces that table from the shapes alone; ``parse_levels`` reads a level-set option.
+reproduces that table from the shapes alone.
 """
 
 from __future__ import annotations
@@ -12,30 +12,11 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from vcm_eval.errors import ConfigError
-from vcm_eval.vision.base import LEVELS
-
-STRIDES = {"p2": 4, "p3": 8, "p4": 16, "p5": 32, "p6": 64}
+from vcm_eval.vision.levels import fpn_shapes
 
 Shapes = Mapping[str, tuple[int, int, int]]
 
 
-def fpn_shapes(height: int, width: int, *, channels: int = 256, levels: tuple[str, ...] = LEVELS) -> dict[str, tuple[int, int, int]]:
-    """(C, H, W) of each FPN level for an input of height x width pixels.
-
-    P2..P5 have strides 4..32 (ceil division, as after detectron2's padding to a multiple of 32);
-    P6 is P5 max-pooled with stride 2. A 1024 x 2048 Cityscapes image gives 44,695,552 values.
-    """
-    shapes: dict[str, tuple[int, int, int]] = {}
-    for name in levels:
-        if name not in STRIDES:
-            raise ConfigError(f"unknown FPN level {name!r}; valid: {list(STRIDES)}")
-        stride = min(STRIDES[name], 32)
-        h, w = math.ceil(height / stride), math.ceil(width / stride)
-        if name == "p6":
-            h, w = math.ceil(h / 2), math.ceil(w / 2)
-        shapes[name] = (channels, h, w)
-    return shapes
 
 
 def num_values(shapes: Shapes) -> int:
@@ -88,19 +69,3 @@ def data_size_rows(height: int, width: int, *, channels: int = 256) -> list[dict
             }
         )
     return rows
-
-
-def parse_levels(spec: str) -> tuple[str, ...]:
-    """``"p2-p6"`` (a range) or ``"p2+p3+p5"`` (a list) -> level names in pyramid order."""
-    names: list[str] = []
-    for token in spec.replace(" ", "").split("+"):
-        lo, _, hi = token.partition("-")
-        if lo not in STRIDES or (hi and hi not in STRIDES):
-            raise ConfigError(
-                f"levels={spec!r} is not a level set; write a range like 'p2-p6' or a list like 'p2+p3', levels {list(STRIDES)}"
-            )
-        a, b = LEVELS.index(lo), LEVELS.index(hi or lo)
-        names.extend(LEVELS[a : b + 1])
-    if not names:
-        raise ConfigError(f"levels={spec!r} selects no level; use e.g. 'p2-p6'")
-    return tuple(n for n in LEVELS if n in names)

@@ -2,7 +2,7 @@
 
 Bitstream = vcm_eval container: tag byte, original height and width (varints), then the raw VVC
 stream with its length (a varint, so a truncated file is detected, not half-decoded). Odd sizes
-are padded to even as the colour path prescribes (``vcm_eval.codecs.colour``; 4:2:0 needs even
+are padded to even as the colour path prescribes (``vcm_eval.codecs.vvc.colour``; 4:2:0 needs even
 sizes, the encoder pads further to its CU grid itself and signals a conformance window), and the
 decoder crops back to the original size it reads from the header. Every one of these bytes is in
 the rate.
@@ -18,11 +18,11 @@ import numpy as np
 
 from vcm_eval.codecs.base import ImageCodec
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
-from vcm_eval.codecs.colour import check_colour, pad_to_even, rgb_to_yuv420, yuv420_to_rgb
-from vcm_eval.codecs.colour import colour_ffmpeg as colour_ffmpeg_binary
-from vcm_eval.codecs.external import ffmpeg_capabilities
-from vcm_eval.codecs.shipped import ShippedBitstreams
-from vcm_eval.codecs.vvc import VvcCodec, check_qp
+from vcm_eval.codecs.vvc.colour import check_colour, pad_to_even, rgb_to_yuv420, yuv420_to_rgb
+from vcm_eval.codecs.vvc.colour import colour_ffmpeg as colour_ffmpeg_binary
+from vcm_eval.codecs.vvc.encoder import VvcEncoder, check_qp
+from vcm_eval.codecs.vvc.external import ffmpeg_capabilities
+from vcm_eval.codecs.vvc.shipped import ShippedBitstreams
 from vcm_eval.errors import CodecError, ConfigError
 from vcm_eval.utils.digest import image_digest
 
@@ -43,7 +43,7 @@ class VvcImageCodec(ImageCodec):
     rate_params = ("qp",)
 
     def __init__(
-        self, *, vvc: VvcCodec, qp: int, colour: str = "mpeg", shipped: ShippedBitstreams | None = None, colour_ffmpeg: str = ""
+        self, *, vvc: VvcEncoder, qp: int, colour: str = "mpeg", shipped: ShippedBitstreams | None = None, colour_ffmpeg: str = ""
     ) -> None:
         self.vvc, self.qp, self.colour = vvc, check_qp(qp), check_colour(colour)
         self.colour_exe = colour_ffmpeg_binary(colour_ffmpeg, colour, vvc.ffmpeg)

@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vcm_eval.codecs.external import QUIET, run_tool
-from vcm_eval.codecs.yuv import Yuv420
+from vcm_eval.codecs.vvc.external import QUIET, run_tool
+from vcm_eval.codecs.vvc.yuv import Yuv420
 from vcm_eval.errors import ConfigError
 
 MPEG_FFMPEG = Path(sys.prefix) / "mpeg-ffmpeg" / "ffmpeg-4.2.2"  # where `make` installs it

@@ -1,7 +1,7 @@
-"""``python -m vcm_eval.codecs.mpeg_ffmpeg``: install the FFmpeg 4.2.2 that MPEG's colour path runs.
+"""``python -m vcm_eval.codecs.vvc.mpeg_ffmpeg``: install the FFmpeg 4.2.2 that MPEG's colour path runs.
 
 MPEG's anchor scripts convert colours with FFmpeg arguments that only FFmpeg of their generation
-honours (``-dst_range 1``; see ``vcm_eval.codecs.colour``). PyPI's imageio-ffmpeg 0.4.9 wheel ships
+honours (``-dst_range 1``; see ``vcm_eval.codecs.vvc.colour``). PyPI's imageio-ffmpeg 0.4.9 wheel ships
 an FFmpeg 4.2.2 binary: this downloads that wheel with pip (no other host) and puts the binary at
 ``colour.MPEG_FFMPEG`` in the running environment. ``make venv`` runs it; pip users run it once.
 """
@@ -14,7 +14,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from vcm_eval.codecs.colour import MPEG_FFMPEG
+from vcm_eval.codecs.vvc.colour import MPEG_FFMPEG
 from vcm_eval.utils.atomic import atomic_write
 
 WHEEL = "imageio-ffmpeg==0.4.9"

@@ -22,13 +22,14 @@ the shapes in the header and no offsets are sent):
 * **Fill.** Samples outside every block (empty grid cells, the right/bottom of shelves, and the
   row/column added to make both frame sizes even for 4:2:0) hold ``fill``.
 
-``tile`` and ``untile`` are exact inverses (any dtype, any shapes). Quantization (``minmax_ranges``,
-``quantize``, ``dequantize``) maps each value to ``round((x - lo) / (hi - lo) * 1023)`` for 10 bits,
-so the reconstruction error is at most ``(hi - lo) / 2046`` (half a step; float32 rounding aside).
+``tile`` and ``untile`` are exact inverses (any dtype, any shapes). Quantization (``minmax_ranges``
+then the codes) maps each value to ``round((x - lo) / (hi - lo) * 1023)`` for 10 bits, so the
+reconstruction error is at most ``(hi - lo) / 2046`` (half a step; float32 rounding aside).
 
-The feature anchor runs the fused forms: ``codes_frame`` (= ``tile(quantize(...))``) and
-``frame_values`` (= ``dequantize(untile(...))``), one compiled pass each with no pyramid-sized
-temporaries (``quant_kernels``); the tests check they equal the compositions bit for bit.
+The feature anchor runs the fused forms: ``codes_frame`` (= ``tile`` of the codes) and
+``frame_values`` (the values of ``untile``), one compiled pass each with no pyramid-sized
+temporaries (``feature_anchor.kernels``); the tests check they equal the readable torch
+composition (tests/reference.py) bit for bit.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vcm_eval.codecs import quant_kernels as kernels
+from vcm_eval.codecs.feature_anchor import kernels
+from vcm_eval.codecs.minmax import level_range
 from vcm_eval.errors import CodecError
 from vcm_eval.vision.base import FeatureSet
 
@@ -174,18 +176,6 @@ def untile(frame: np.ndarray, layout: Layout) -> FeatureSet:
     return FeatureSet(levels=levels, image_size=layout.image_size, input_size=layout.input_size)
 
 
-def _level_min_max(name: str, t: torch.Tensor) -> tuple[float, float]:
-    """(min, max) of one level in one compiled pass; ``CodecError`` naming the level for NaN/inf."""
-    x = np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
-    lo, hi, bad = kernels.min_max(x, 0, x.shape[0])
-    if bad:
-        raise CodecError(
-            f"feature level {name} has {bad} NaN/inf values of {t.numel()}; min-max quantization needs finite "
-            "features (check the task model's weights and the input image)"
-        )
-    return float(lo), float(hi)
-
-
 def minmax_ranges(features: FeatureSet, mode: str) -> dict[str, tuple[float, float]]:
     """Level -> (lo, hi) as float32 values: one shared pair (``tensor``) or one per level (``level``).
 
@@ -194,46 +184,11 @@ def minmax_ranges(features: FeatureSet, mode: str) -> dict[str, tuple[float, flo
     """
     if mode not in MINMAX_MODES:
         raise CodecError(f"minmax={mode!r} is unknown; use one of {MINMAX_MODES}")
-    per_level = {n: _level_min_max(n, t) for n, t in features.items()}
+    per_level = {n: level_range(n, np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)) for n, t in features.items()}
     if mode == "level":
         return per_level
     lo, hi = min(r[0] for r in per_level.values()), max(r[1] for r in per_level.values())
     return {n: (lo, hi) for n in per_level}
-
-
-def quantize(features: FeatureSet, ranges: dict[str, tuple[float, float]], *, bits: int = 10) -> FeatureSet:
-    """Min-max quantization: x -> round((x - lo) / (hi - lo) * (2^bits - 1)), clipped to the range.
-
-    A level with hi == lo (a constant tensor) maps to code 0 and is restored exactly as lo.
-
-    Args:
-        features: float levels [C, H, W].
-        ranges: level -> (lo, hi), from ``minmax_ranges``.
-        bits: code bit depth, 1..15.
-
-    Returns:
-        A FeatureSet of the same shapes holding int16 codes 0..2^bits - 1 (half the memory of
-        float32 on a Cityscapes-size pyramid; the frame the codec sees is 16-bit anyway).
-    """
-    peak = _check_bits(bits)
-    out = {}
-    for name, t in features.items():
-        lo, hi = ranges[name]
-        if hi > lo:
-            out[name] = (t.float() - lo).mul_(peak / (hi - lo)).round_().clamp_(0.0, peak).to(torch.int16)
-        else:
-            out[name] = torch.zeros(t.shape, dtype=torch.int16)
-    return features.replace(out)
-
-
-def dequantize(codes: FeatureSet, ranges: dict[str, tuple[float, float]], *, bits: int = 10) -> FeatureSet:
-    """Inverse of ``quantize``: code q -> lo + q * (hi - lo) / (2^bits - 1), float32."""
-    peak = float(2**bits - 1)
-    out = {}
-    for name, q in codes.items():
-        lo, hi = ranges[name]
-        out[name] = q.to(torch.float32, copy=True).mul_((hi - lo) / peak).add_(lo) if hi > lo else torch.full(q.shape, lo, dtype=torch.float32)
-    return codes.replace(out)
 
 
 def _check_bits(bits: int) -> float:

@@ -10,9 +10,9 @@ symbols per value:
    "centroids", sent), then x = z_hat * sigma_c + mu_c.
 
 The paper counts a fixed ceil(log2 n) bits per value (``raw_bits``); here the symbols are also
-entropy-coded (``vcm_eval.codecs.entropy``) into a real bitstream that holds everything the decoder
+entropy-coded (``vcm_eval.codecs.quant.entropy``) into a real bitstream that holds everything the decoder
 needs, so the rate is 8 * len(bytes). ``vcm_eval.codecs.quant8.Uniform8bitQuantizer`` is the
-paper's 8-bit comparison point; ``vcm_eval.codecs.fpn_sizes`` reproduces its data-size table.
+paper's 8-bit comparison point; ``vcm_eval.codecs.quant.sizes`` reproduces its data-size table.
 
 Stream layout (after the container's byte: codec ``quant``, format ``FORMAT_VERSION``; see ``vcm_eval.codecs.bitstream``)::
 
@@ -20,7 +20,7 @@ Stream layout (after the container's byte: codec ``quant``, format ``FORMAT_VERS
     varint mask of coded levels, varint mask of float32 pass-through levels (bit i = LEVELS[i])
     per level (coded, then pass-through, each in LEVELS order): varint C, H, W
     method 0: varint n_symbols, side dtype id, centroid scope id, chunk_log2 (channel groups)
-      per coded level: mu[C], sigma[C] (side dtype); the symbol payload (vcm_eval.codecs.entropy);
+      per coded level: mu[C], sigma[C] (side dtype); the symbol payload (vcm_eval.codecs.quant.entropy);
                        varint K, then the centroids of the K non-empty (channel, symbol) cells
                        (side dtype; K = all cells lets the decoder write values while decoding;
                        otherwise it counts the cells from the symbols and checks K)
@@ -37,10 +37,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from vcm_eval.codecs import quant_kernels as kernels
 from vcm_eval.codecs.base import FeatureCodec
-from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
-from vcm_eval.codecs.entropy import (
+from vcm_eval.codecs.minmax import non_finite_error
+from vcm_eval.codecs.quant import kernels
+from vcm_eval.codecs.quant.entropy import (
     MAX_SYMBOLS,
     MODELS,
     bits_per_symbol,
@@ -50,24 +50,24 @@ from vcm_eval.codecs.entropy import (
     read_payload,
     run_groups,
 )
-from vcm_eval.codecs.fpn_sizes import Shapes, parse_levels, representation_bits
+from vcm_eval.codecs.quant.sizes import Shapes, representation_bits
+from vcm_eval.codecs.quant.stream import (
+    DEFAULT_CHUNK_LOG2,
+    SIDE_DTYPES,
+    level_array,
+    pick_option,
+    read_header,
+    read_passthrough,
+    round_side,
+    stream_format_version,
+    write_header,
+    write_passthrough,
+)
 from vcm_eval.errors import CodecError, ConfigError
 from vcm_eval.vision.base import LEVELS, FeatureSet
+from vcm_eval.vision.levels import parse_levels
 
-SIDE_DTYPES = ("float16", "float32")
 CENTROID_SCOPES = ("channel", "level")
-# Channel groups of at most 1 Mi values (and whole multiples of the coder's 16 lanes): the unit of
-# parallel work and of a rANS stream (stored in the stream). A Cityscapes-size level gets 16 (P2),
-# 8, 2, 1 and 1 groups.
-DEFAULT_CHUNK_LOG2 = 20
-# 3: 16-lane rANS with 16-bit words and a chosen neighbour set (2: byte-wise rANS, left + up;
-# 1: anti-diagonal CompressAI rANS)
-FORMAT_VERSION = 3
-# The encoder's arithmetic, in the run key beside the format (a change that keeps the format but
-# moves the means, stds or centroids in their last bits bumps it). 1: channel stats in one sweep,
-# z = (x - mu) * (1 / sigma).
-ENCODER_REVISION = 1
-METHODS = {"nsymbol": 0, "uniform8": 1}
 
 
 # --- quantization rule -----------------------------------------------------------------------
@@ -103,26 +103,6 @@ def check_params(n_symbols: int, z: float) -> None:
         raise ConfigError(f"n_symbols={n_symbols} is out of range; use 2..{MAX_SYMBOLS} (the paper uses 3 and 4)")
     if not (math.isfinite(z) and z > 0):
         raise ConfigError(f"z={z} must be a finite threshold > 0 (the paper sweeps 0.5, 1.0, 1.5, 2.0)")
-
-
-def level_array(name: str, x: torch.Tensor) -> np.ndarray:
-    """The level as a C-contiguous float32 [C, H, W] array (a view when it already is one: no copy)."""
-    if x.ndim != 3 or x.numel() == 0:
-        raise CodecError(f"level {name} has shape {tuple(x.shape)}; the quantizer needs a non-empty [C, H, W] tensor")
-    return np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
-
-
-def non_finite_error(name: str, bad: int) -> CodecError:
-    return CodecError(f"level {name} has {bad} NaN/inf values; features must be finite (check the task model's weights and input)")
-
-
-def round_side(values: np.ndarray, dtype: str, what: str) -> np.ndarray:
-    """Values as the decoder will read them (rounded to the side-information dtype), as float64."""
-    with np.errstate(over="ignore"):  # an overflow becomes inf and is reported just below
-        out = values.astype(dtype).astype(np.float64)
-    if not np.isfinite(out).all():
-        raise CodecError(f"{what} overflows {dtype} (max |value| {np.abs(values).max():.3g}); set side_dtype=float32")
-    return out
 
 
 @dataclass
@@ -230,7 +210,7 @@ class NormalizedQuantizer(FeatureCodec):
                 raise ConfigError(f"{key}={value!r} is unknown; valid: {list(valid)}")
         if not 10 <= chunk_log2 <= 30:
             raise ConfigError(f"chunk_log2={chunk_log2} is out of range; use 10..30")
-        self.n_symbols, self.z, self.levels = n_symbols, float(z), level_set(levels)
+        self.n_symbols, self.z, self.levels = n_symbols, float(z), parse_levels(levels)
         self.side_dtype, self.centroids, self.entropy_model, self.chunk_log2 = side_dtype, centroids, entropy_model, chunk_log2
         self.threads = max(1, int(threads))
         self.bounds = thresholds(n_symbols, self.z)
@@ -386,69 +366,3 @@ class NormalizedQuantizer(FeatureCodec):
         """Per-image numbers recorded beside the real rate: the paper's raw bits and the byte split."""
         stats = self.stream_stats(data)
         return {"raw_bits": stats.raw_bits, "values": features.num_values(), "symbol_bits": stats.symbol_bits, "side_bits": stats.side_bits, "modes": stats.modes}
-
-
-def stream_format_version() -> str:
-    """The quant streams' version (part of the run key): the stream format, the encoder's arithmetic, the compiler of its loops."""
-    from importlib.metadata import version
-
-    return f"vcm_eval.quant/{FORMAT_VERSION}.{ENCODER_REVISION} numba {version('numba')}"
-
-
-# --- shared stream parts ---------------------------------------------------------------------
-
-
-def _mask(names: list[str]) -> int:
-    return sum(1 << LEVELS.index(k) for k in names)
-
-
-def _unmask(mask: int) -> list[str]:
-    if mask >= 1 << len(LEVELS):
-        raise CodecError(f"corrupt quant stream: level mask {mask}")
-    return [k for i, k in enumerate(LEVELS) if mask >> i & 1]
-
-
-def write_header(method: str, features: FeatureSet, coded: list[str], passthrough: list[str]) -> BitstreamWriter:
-    w = BitstreamWriter("quant", version=FORMAT_VERSION)
-    w.uint(METHODS[method])
-    for v in (*features.image_size, *features.input_size, _mask(coded), _mask(passthrough)):
-        w.uint(int(v))
-    for name in coded + passthrough:
-        for v in features[name].shape:
-            w.uint(int(v))
-    return w
-
-
-def read_header(
-    data: bytes, method: str
-) -> tuple[BitstreamReader, tuple[int, int], tuple[int, int], list[str], list[str], dict[str, tuple[int, int, int]]]:
-    r = BitstreamReader(data, "quant")
-    if r.version != FORMAT_VERSION:
-        raise CodecError(f"quant stream of format {r.version}, this vcm_eval reads format {FORMAT_VERSION}; re-encode it (the run key changed with the format)")
-    found = r.uint()
-    if found != METHODS[method]:
-        names = {v: k for k, v in METHODS.items()}
-        raise CodecError(f"quant stream holds method {names.get(found, found)!r}, not {method!r}; decode it with the matching quantizer")
-    image_size, input_size = (r.uint(), r.uint()), (r.uint(), r.uint())
-    coded, passthrough = _unmask(r.uint()), _unmask(r.uint())
-    shapes = {name: (r.uint(), r.uint(), r.uint()) for name in coded + passthrough}
-    return r, image_size, input_size, coded, passthrough, shapes
-
-
-def write_passthrough(w: BitstreamWriter, features: FeatureSet, names: list[str]) -> None:
-    for name in names:
-        w.floats(features[name].detach().cpu().numpy().reshape(-1), "float32")
-
-
-def read_passthrough(r: BitstreamReader, names: list[str], shapes: dict[str, tuple[int, int, int]]) -> dict[str, torch.Tensor]:
-    return {name: torch.from_numpy(r.floats(math.prod(shapes[name]), "float32").reshape(shapes[name]).copy()) for name in names}
-
-
-def level_set(levels: str | tuple[str, ...]) -> tuple[str, ...]:
-    return parse_levels(levels if isinstance(levels, str) else "+".join(levels))
-
-
-def pick_option(options: tuple[str, ...], index: int) -> str:
-    if index >= len(options):
-        raise CodecError(f"corrupt quant stream: option {index} of {list(options)}")
-    return options[index]
