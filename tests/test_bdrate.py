@@ -5,7 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vcm_eval.metrics.bdrate import BdRateError, bd_compare, bd_quality, bd_rate, monotone_curve
+from vcm_eval.errors import ConfigError
+from vcm_eval.metrics.bdrate import (
+    BdRateError,
+    BdSettings,
+    BdSettingsError,
+    bd_compare,
+    bd_quality,
+    bd_rate,
+    bd_values,
+    monotone_curve,
+)
 
 # JCTVC-E137 (JCT-VC, Geneva, March 2011): the Excel BD-rate sheet with piece-wise cubic
 # interpolation that the JVET CTC sheets (JVET-T2010) inherit. Its two example curve pairs and
@@ -99,7 +109,9 @@ def test_pareto_policy_drops_dominated_points_and_reports_them() -> None:
     test_rate, test_quality = [0.08, 0.15, 0.3], [30.0, 34.0, 36.0]
     full = bd_compare(rate, quality, test_rate, test_quality)
     assert full.dropped_anchor == curve.dropped and full.dropped_test == ()
-    assert full.bd_rate == pytest.approx(bd_rate([0.1, 0.2, 0.4], [30.0, 35.0, 36.0], test_rate, test_quality), abs=1e-12)
+    assert full.bd_rate == pytest.approx(
+        bd_rate([0.1, 0.2, 0.4], [30.0, 35.0, 36.0], test_rate, test_quality), abs=1e-12
+    )
 
 
 def test_error_policy_names_the_offending_points() -> None:
@@ -125,7 +137,11 @@ def test_overlap_threshold() -> None:
 @pytest.mark.parametrize(
     "args, kwargs, message",
     [
-        (([0.1, 0.2], [1.0, 2.0], [0.1, 0.2, 0.3], [1.0, 2.0, 3.0]), {"method": "cubic"}, "anchor has 2 usable point.*needs at least 4"),
+        (
+            ([0.1, 0.2], [1.0, 2.0], [0.1, 0.2, 0.3], [1.0, 2.0, 3.0]),
+            {"method": "cubic"},
+            "anchor has 2 usable point.*needs at least 4",
+        ),
         (([0.1, 0.2], [1.0, 2.0], [0.1, 0.2], [1.0]), {}, "test: 2 rates but 1 quality"),
         (([0.0, 0.2], [1.0, 2.0], [0.1, 0.2], [1.0, 2.0]), {}, r"rates must be > 0"),
         (([float("nan"), 0.2], [1.0, 2.0], [0.1, 0.2], [1.0, 2.0]), {}, "NaN or inf"),
@@ -140,5 +156,34 @@ def test_bad_input_is_a_clear_error(args, kwargs, message) -> None:
 
 
 def test_a_single_usable_point_is_refused_with_the_dropped_points() -> None:
-    with pytest.raises(BdRateError, match=r"anchor has 1 usable point\(s\) after dropping dominated points \(0\.2, 30\)"):
+    with pytest.raises(
+        BdRateError, match=r"anchor has 1 usable point\(s\) after dropping dominated points \(0\.2, 30\)"
+    ):
         bd_rate([0.1, 0.2], [30.0, 30.0], [0.1, 0.2], [30.0, 31.0])
+
+
+def test_settings_travel_as_one_object_and_are_checked_when_built() -> None:
+    rate, quality = README_ANCHOR
+    test_rate = np.array(rate) * 0.8
+    settings = BdSettings(method="cubic", non_monotone="error", min_overlap=0.2)
+    got = bd_values(rate, quality, test_rate, quality, settings)
+    assert got == bd_compare(rate, quality, test_rate, quality, "cubic", non_monotone="error", min_overlap=0.2)
+    assert got.bd_rate == pytest.approx(-20.0, abs=1e-9) and got.bd_rate == bd_rate(
+        rate, quality, test_rate, quality, method="cubic"
+    )
+    with pytest.raises(BdSettingsError, match="method='spline' is unknown") as info:
+        BdSettings(method="spline")
+    assert isinstance(info.value, ConfigError) and isinstance(
+        info.value, BdRateError
+    )  # a config error; old handlers still catch it
+    with pytest.raises(BdSettingsError, match=r"min_overlap=2\.0 must lie"):
+        BdSettings(min_overlap=2)
+
+
+def test_each_refused_value_carries_its_own_reason() -> None:
+    """Same accuracy range, rates 10x apart: BD-rate is exactly +900 %, the log-rate ranges do not meet."""
+    rate, quality = [0.1, 0.2, 0.4, 0.8], [10.0, 18.0, 26.0, 34.0]
+    result = bd_values(rate, quality, np.array(rate) * 10, quality)
+    assert result.bd_rate == pytest.approx(900.0, abs=1e-9) and result.bd_rate_note == ""
+    assert np.isnan(result.bd_quality) and result.bd_quality_note.startswith("the curves do not overlap in log-rate")
+    assert result.notes == (result.bd_quality_note,)

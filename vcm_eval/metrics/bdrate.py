@@ -23,6 +23,10 @@ What this module adds is the policy for curves a detector produces (docs/reporti
   error; no overlap at all is always an error.
 * **Points.** At least 2 points per curve after the policy (4 for ``cubic``, whose cubic fit is
   under-determined with fewer); rates must be finite and > 0, accuracies finite.
+
+The three settings travel as one ``BdSettings`` (validated when built) into ``bd_values``, the
+one comparison a report makes; ``bd_rate``, ``bd_quality`` and ``bd_compare`` keep their
+keyword arguments for scripts and build the same object.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from dataclasses import dataclass, field
 import bjontegaard
 import numpy as np
 
-from vcm_eval.errors import VcmEvalError
+from vcm_eval.errors import ConfigError, VcmEvalError
 
 METHODS = ("pchip", "cubic", "akima")
 POLICIES = ("pareto", "error")
@@ -44,6 +48,53 @@ DEFAULT_MIN_OVERLAP = 0.5
 
 class BdRateError(VcmEvalError):
     """Two curves cannot be compared: too few points, no or too little overlap, non-monotone."""
+
+
+class BdSettingsError(BdRateError, ConfigError):
+    """A BD setting is unknown or out of range: the configuration is wrong, not the data.
+
+    Also a ``BdRateError``, so code that caught bad settings as ``BdRateError`` still does.
+    """
+
+
+@dataclass(frozen=True)
+class BdSettings:
+    """How two curves are compared; one object from the report command down to the integral.
+
+    Validated once, when built, so a report with a bad setting stops before its first table
+    instead of filling every cell with the same refusal.
+
+    Attributes:
+        method: ``pchip`` (JVET CTC sheets, default), ``cubic`` (VCEG-M33) or ``akima``.
+        non_monotone: ``pareto`` drops dominated points, ``error`` refuses the curve.
+        min_overlap: smallest accepted intersection over union of the two curves' ranges, 0..1.
+
+    Raises:
+        BdSettingsError: a value is unknown or out of range (the message lists the valid ones).
+    """
+
+    method: str = "pchip"
+    non_monotone: str = "pareto"
+    min_overlap: float = DEFAULT_MIN_OVERLAP
+
+    def __post_init__(self) -> None:
+        # plain values: a config's choice (a str Enum) or an int overlap must not reach bjontegaard or a CSV as such
+        object.__setattr__(self, "method", str(getattr(self.method, "value", self.method)))
+        object.__setattr__(self, "non_monotone", str(getattr(self.non_monotone, "value", self.non_monotone)))
+        object.__setattr__(self, "min_overlap", float(self.min_overlap))
+        if self.method not in METHODS:
+            raise BdSettingsError(
+                f"method={self.method!r} is unknown; use pchip (JVET CTC sheets), cubic (VCEG-M33) or akima"
+            )
+        if self.non_monotone not in POLICIES:
+            raise BdSettingsError(f"non_monotone={self.non_monotone!r} is unknown; use one of {list(POLICIES)}")
+        if not 0.0 <= self.min_overlap <= 1.0:
+            raise BdSettingsError(
+                f"min_overlap={self.min_overlap} must lie in [0, 1] (fraction of the union of the two ranges)"
+            )
+
+
+DEFAULT_SETTINGS = BdSettings()  # pchip, Pareto front, min_overlap 0.5
 
 
 @dataclass(frozen=True)
@@ -68,10 +119,15 @@ class BdResult:
     Attributes:
         bd_rate: percent rate change at equal quality (negative = fewer bits), NaN when refused.
         bd_quality: quality change at equal rate (mAP points), NaN when refused.
-        rate_overlap: intersection over union of the quality ranges (BD-rate's interval), 0..1.
-        quality_overlap: intersection over union of the log-rate ranges (BD-quality's), 0..1.
-        dropped_anchor, dropped_test: points removed by the Pareto policy.
-        notes: why a value is NaN (empty when both are numbers).
+        rate_overlap: the overlap BD-rate rests on: intersection over union of the *quality*
+            ranges, 0..1 (named for the value it serves; reports write it as ``map_overlap``).
+        quality_overlap: the overlap BD-quality rests on: intersection over union of the
+            *log-rate* ranges, 0..1 (reports write it as ``rate_overlap``).
+        dropped_anchor, dropped_test: points removed by the Pareto policy (both values rest on
+            the reduced curves).
+        notes: why a value is NaN, each reason once (empty when both are numbers).
+        bd_rate_note, bd_quality_note: why that value is NaN ("" when it is a number), so a
+            table can attach each reason to its own cell.
     """
 
     bd_rate: float
@@ -81,13 +137,21 @@ class BdResult:
     dropped_anchor: tuple[tuple[float, float], ...] = ()
     dropped_test: tuple[tuple[float, float], ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    bd_rate_note: str = ""
+    bd_quality_note: str = ""
 
 
 def _fmt(point: tuple[float, float]) -> str:
     return f"({point[0]:.6g}, {point[1]:.6g})"
 
 
-def monotone_curve(rate: Sequence[float] | np.ndarray, quality: Sequence[float] | np.ndarray, *, policy: str = "pareto", name: str = "curve") -> Curve:
+def monotone_curve(
+    rate: Sequence[float] | np.ndarray,
+    quality: Sequence[float] | np.ndarray,
+    *,
+    policy: str = "pareto",
+    name: str = "curve",
+) -> Curve:
     """Validate one curve and make accuracy strictly increasing with rate.
 
     Args:
@@ -110,7 +174,10 @@ def monotone_curve(rate: Sequence[float] | np.ndarray, quality: Sequence[float] 
     if r.size != q.size:
         raise BdRateError(f"{name}: {r.size} rates but {q.size} quality values; give one quality per rate")
     if not (np.all(np.isfinite(r)) and np.all(np.isfinite(q))):
-        raise BdRateError(f"{name}: rates {r.tolist()} / qualities {q.tolist()} contain NaN or inf; drop runs without a rate (e.g. uncompressed)")
+        raise BdRateError(
+            f"{name}: rates {r.tolist()} / qualities {q.tolist()} contain NaN or inf; "
+            "drop runs without a rate (e.g. uncompressed)"
+        )
     if np.any(r <= 0):
         raise BdRateError(f"{name}: rates must be > 0 for a log-rate integral, got {r.tolist()}")
     order = np.lexsort((-q, r))  # by rate, the best quality first among equal rates
@@ -139,17 +206,39 @@ def overlap(a: np.ndarray, b: np.ndarray) -> float:
     return float(max(inter, 0.0) / union)
 
 
-def _check_settings(method: str, policy: str, min_overlap: float) -> None:
-    if method not in METHODS:
-        raise BdRateError(f"method={method!r} is unknown; use pchip (JVET CTC sheets), cubic (VCEG-M33) or akima")
-    if policy not in POLICIES:
-        raise BdRateError(f"non_monotone={policy!r} is unknown; use one of {list(POLICIES)}")
-    if not 0.0 <= min_overlap <= 1.0:
-        raise BdRateError(f"min_overlap={min_overlap} must lie in [0, 1] (fraction of the union of the two ranges)")
+def _require_overlap(value: float, what: str, min_overlap: float, a: np.ndarray, b: np.ndarray) -> None:
+    ranges = f"anchor [{a.min():.6g}, {a.max():.6g}], test [{b.min():.6g}, {b.max():.6g}]"
+    if value <= 0.0:
+        raise BdRateError(f"the curves do not overlap in {what} ({ranges}); add rate points so they share a range")
+    if value < min_overlap:
+        raise BdRateError(
+            f"the curves overlap in only {100 * value:.1f}% of their {what} range ({ranges}), "
+            f"below min_overlap={min_overlap}; add rate points or lower min_overlap"
+        )
 
 
-def _check(anchor: Curve, test: Curve, method: str, min_overlap: float) -> None:
-    _check_settings(method, POLICIES[0], min_overlap)
+def _delta(base_a: np.ndarray, val_a: np.ndarray, base_t: np.ndarray, val_t: np.ndarray, method: str) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # overlap is checked above, with our own threshold
+        return float(
+            bjontegaard.bd_linear(base_a, val_a, base_t, val_t, method, require_matching_points=False, min_overlap=0.0)
+        )
+
+
+def _curves(
+    anchor_rate: Sequence[float] | np.ndarray,
+    anchor_quality: Sequence[float] | np.ndarray,
+    test_rate: Sequence[float] | np.ndarray,
+    test_quality: Sequence[float] | np.ndarray,
+    settings: BdSettings,
+) -> tuple[Curve, Curve]:
+    """Both curves after the non-monotone policy: the one opening every BD value shares."""
+    a = monotone_curve(anchor_rate, anchor_quality, policy=settings.non_monotone, name="anchor")
+    t = monotone_curve(test_rate, test_quality, policy=settings.non_monotone, name="test")
+    return a, t
+
+
+def _require_points(anchor: Curve, test: Curve, method: str) -> None:
     need = MIN_POINTS[method]
     for name, c in (("anchor", anchor), ("test", test)):
         if c.rate.size < need:
@@ -157,18 +246,20 @@ def _check(anchor: Curve, test: Curve, method: str, min_overlap: float) -> None:
             raise BdRateError(f"{name} has {c.rate.size} usable point(s){extra}; method={method} needs at least {need}")
 
 
-def _require_overlap(value: float, what: str, min_overlap: float, a: np.ndarray, b: np.ndarray) -> None:
-    ranges = f"anchor [{a.min():.6g}, {a.max():.6g}], test [{b.min():.6g}, {b.max():.6g}]"
-    if value <= 0.0:
-        raise BdRateError(f"the curves do not overlap in {what} ({ranges}); add rate points so they share a range")
-    if value < min_overlap:
-        raise BdRateError(f"the curves overlap in only {100 * value:.1f}% of their {what} range ({ranges}), below min_overlap={min_overlap}; add rate points or lower min_overlap")
+def _bd_rate_of(a: Curve, t: Curve, settings: BdSettings) -> float:
+    """BD-rate (%) of two policy-checked curves; integrates over their shared quality range."""
+    _require_points(a, t, settings.method)
+    _require_overlap(overlap(a.quality, t.quality), "quality", settings.min_overlap, a.quality, t.quality)
+    log_delta = _delta(a.quality, np.log10(a.rate), t.quality, np.log10(t.rate), settings.method)
+    return float((10.0**log_delta - 1.0) * 100.0)
 
 
-def _delta(base_a: np.ndarray, val_a: np.ndarray, base_t: np.ndarray, val_t: np.ndarray, method: str) -> float:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # overlap is checked above, with our own threshold
-        return float(bjontegaard.bd_linear(base_a, val_a, base_t, val_t, method, require_matching_points=False, min_overlap=0.0))
+def _bd_quality_of(a: Curve, t: Curve, settings: BdSettings) -> float:
+    """BD-quality of two policy-checked curves; integrates over their shared log-rate range."""
+    _require_points(a, t, settings.method)
+    la, lt = np.log10(a.rate), np.log10(t.rate)
+    _require_overlap(overlap(la, lt), "log-rate", settings.min_overlap, a.rate, t.rate)
+    return _delta(la, a.quality, lt, t.quality, settings.method)
 
 
 def bd_rate(
@@ -183,6 +274,8 @@ def bd_rate(
 ) -> float:
     """Bjontegaard delta rate of ``test`` against ``anchor`` in percent (negative = fewer bits).
 
+    The stable interface for scripts; reports pass one ``BdSettings`` to ``bd_values`` instead.
+
     Args:
         anchor_rate, anchor_quality: the anchor's points (rate > 0, e.g. bpp; quality e.g. mAP %).
         test_rate, test_quality: the test's points, same units; the point counts may differ.
@@ -193,12 +286,8 @@ def bd_rate(
     Raises:
         BdRateError: see the module docstring.
     """
-    a = monotone_curve(anchor_rate, anchor_quality, policy=non_monotone, name="anchor")
-    t = monotone_curve(test_rate, test_quality, policy=non_monotone, name="test")
-    _check(a, t, method, min_overlap)
-    _require_overlap(overlap(a.quality, t.quality), "quality", min_overlap, a.quality, t.quality)
-    log_delta = _delta(a.quality, np.log10(a.rate), t.quality, np.log10(t.rate), method)
-    return float((10.0**log_delta - 1.0) * 100.0)
+    settings = BdSettings(method, non_monotone, min_overlap)
+    return _bd_rate_of(*_curves(anchor_rate, anchor_quality, test_rate, test_quality, settings), settings)
 
 
 def bd_quality(
@@ -216,12 +305,47 @@ def bd_quality(
     Same arguments as ``bd_rate``; the overlap is measured on log10(rate). Positive = the test
     is more accurate at the same rate (mAP points when quality is mAP %).
     """
-    a = monotone_curve(anchor_rate, anchor_quality, policy=non_monotone, name="anchor")
-    t = monotone_curve(test_rate, test_quality, policy=non_monotone, name="test")
-    _check(a, t, method, min_overlap)
-    la, lt = np.log10(a.rate), np.log10(t.rate)
-    _require_overlap(overlap(la, lt), "log-rate", min_overlap, a.rate, t.rate)
-    return _delta(la, a.quality, lt, t.quality, method)
+    settings = BdSettings(method, non_monotone, min_overlap)
+    return _bd_quality_of(*_curves(anchor_rate, anchor_quality, test_rate, test_quality, settings), settings)
+
+
+def bd_values(
+    anchor_rate: Sequence[float] | np.ndarray,
+    anchor_quality: Sequence[float] | np.ndarray,
+    test_rate: Sequence[float] | np.ndarray,
+    test_quality: Sequence[float] | np.ndarray,
+    settings: BdSettings = DEFAULT_SETTINGS,
+) -> BdResult:
+    """Both BD values and what they rest on; a refused value is NaN with its own reason.
+
+    For reports: one comparison that cannot be made must not stop a table, so data problems
+    become notes. Bad settings were refused when ``settings`` was built.
+    """
+    try:
+        a, t = _curves(anchor_rate, anchor_quality, test_rate, test_quality, settings)
+    except BdRateError as exc:
+        nan = float("nan")
+        return BdResult(nan, nan, nan, nan, notes=(str(exc),), bd_rate_note=str(exc), bd_quality_note=str(exc))
+    values: list[float] = []
+    reasons: list[str] = []
+    for fn in (_bd_rate_of, _bd_quality_of):
+        try:
+            values.append(fn(a, t, settings))
+            reasons.append("")
+        except BdRateError as exc:
+            values.append(float("nan"))
+            reasons.append(str(exc))
+    return BdResult(
+        bd_rate=values[0],
+        bd_quality=values[1],
+        rate_overlap=overlap(a.quality, t.quality),
+        quality_overlap=overlap(np.log10(a.rate), np.log10(t.rate)),
+        dropped_anchor=a.dropped,
+        dropped_test=t.dropped,
+        notes=tuple(dict.fromkeys(r for r in reasons if r)),
+        bd_rate_note=reasons[0],
+        bd_quality_note=reasons[1],
+    )
 
 
 def bd_compare(
@@ -234,34 +358,12 @@ def bd_compare(
     non_monotone: str = "pareto",
     min_overlap: float = DEFAULT_MIN_OVERLAP,
 ) -> BdResult:
-    """Both BD values and what they rest on; a refused value is NaN with its reason in ``notes``.
+    """``bd_values`` with the settings as keyword arguments (the interface of ``bd_rate``).
 
-    For reports: one comparison that cannot be made must not stop a table. A bad ``method``,
-    ``non_monotone`` or ``min_overlap`` is a configuration error and still raises.
+    Raises:
+        BdSettingsError: a bad ``method``, ``non_monotone`` or ``min_overlap`` (a configuration
+            error, unlike data that cannot be compared, which becomes a note).
     """
-    if method not in METHODS or non_monotone not in POLICIES or not 0.0 <= min_overlap <= 1.0:
-        _check_settings(method, non_monotone, min_overlap)
-    try:
-        a = monotone_curve(anchor_rate, anchor_quality, policy=non_monotone, name="anchor")
-        t = monotone_curve(test_rate, test_quality, policy=non_monotone, name="test")
-    except BdRateError as exc:
-        nan = float("nan")
-        return BdResult(nan, nan, nan, nan, notes=(str(exc),))
-    notes: list[str] = []
-    values: list[float] = []
-    for fn in (bd_rate, bd_quality):
-        try:
-            values.append(fn(anchor_rate, anchor_quality, test_rate, test_quality, method, non_monotone=non_monotone, min_overlap=min_overlap))
-        except BdRateError as exc:
-            if str(exc) not in notes:
-                notes.append(str(exc))
-            values.append(float("nan"))
-    return BdResult(
-        bd_rate=values[0],
-        bd_quality=values[1],
-        rate_overlap=overlap(a.quality, t.quality),
-        quality_overlap=overlap(np.log10(a.rate), np.log10(t.rate)),
-        dropped_anchor=a.dropped,
-        dropped_test=t.dropped,
-        notes=tuple(notes),
+    return bd_values(
+        anchor_rate, anchor_quality, test_rate, test_quality, BdSettings(method, non_monotone, min_overlap)
     )

@@ -109,7 +109,9 @@ def _uncompressed_line(ax: plt.Axes, frame: pd.DataFrame, metric: str) -> None:
         ax.axhline(value, color="black", lw=0.9, ls=":", label=f"uncompressed ({value:.1f})", zorder=1)
 
 
-def _finish(fig: Figure, ax: Axes, stem: Path, formats: Sequence[str], *, xlabel: str, metric: str, title: str) -> list[Path]:
+def _finish(
+    fig: Figure, ax: Axes, stem: Path, formats: Sequence[str], *, xlabel: str, metric: str, title: str
+) -> list[Path]:
     """Label the axes (units), grid, legend; write every format and close the figure."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"{metric_name(metric)} (%)")
@@ -140,29 +142,42 @@ def rate_accuracy_plot(
         stem: output path without suffix.
         metric: accuracy column (percent).
         log_rate: logarithmic rate axis (rates spanning decades: feature codecs vs images).
-        anchor: pipeline drawn dashed (every curve of it).
+        anchor: pipeline drawn dashed (every curve of it), or one curve's label (that curve).
 
     Returns:
         The written files (``stem``.pdf, ``stem``.png by default).
     """
     if metric not in frame:
-        raise ConfigError(f"metric {metric!r} is not among the run columns {sorted(map(str, frame.columns))}; choose another eval metric")
+        raise ConfigError(
+            f"metric {metric!r} is not among the run columns {sorted(map(str, frame.columns))}; "
+            "choose another eval metric"
+        )
     labels = frame["curve"] if "curve" in frame else frame["pipeline"]
     with plt.rc_context(PAPER_RC):
         fig, ax = plt.subplots(figsize=FIGSIZE)
         _uncompressed_line(ax, frame, metric)
         coded = frame.assign(_curve=labels)[frame["bpp"].notna() & frame[metric].notna()]
-        order = sorted(coded["_curve"].unique(), key=lambda c: (c.split(" (")[0] != anchor, c))
+        order = sorted(coded["_curve"].unique(), key=lambda c: (anchor not in (c, c.split(" (")[0]), c))
         for label in order:
             g = coded[coded["_curve"] == label].sort_values("bpp")
-            style = curve_style(label, anchor=str(g["pipeline"].iloc[0]) == anchor)
+            style = curve_style(label, anchor=anchor in (label, str(g["pipeline"].iloc[0])))
             ax.plot(g["bpp"], g[metric], color=style.colour, marker=style.marker, ls=style.linestyle, label=label)
         if log_rate:
             ax.set_xscale("log")
-        return _finish(fig, ax, stem, formats, xlabel="rate (bpp, log scale)" if log_rate else "rate (bpp)", metric=metric, title=title)
+        return _finish(
+            fig,
+            ax,
+            stem,
+            formats,
+            xlabel="rate (bpp, log scale)" if log_rate else "rate (bpp)",
+            metric=metric,
+            title=title,
+        )
 
 
-def knob_sweep_plot(frame: pd.DataFrame, stem: Path, *, knob: str, metric: str, formats: Sequence[str] = FORMATS, title: str = "") -> list[Path]:
+def knob_sweep_plot(
+    frame: pd.DataFrame, stem: Path, *, knob: str, metric: str, formats: Sequence[str] = FORMATS, title: str = ""
+) -> list[Path]:
     """Accuracy against one codec knob (the 2-bit method's z), one line per curve whose codec asked for it.
 
     The rows are those whose ``sweep_params`` name ``knob``; lines follow the ``curve`` column (one
@@ -204,8 +219,12 @@ def _rate_ticks(ax: Axes) -> None:
 
 
 def legend_entry(curve: str, encoder: str) -> str:
-    """``image_anchor, VTM-23.13 AI``: a curve's legend text, naming its encoder setting when it has one."""
-    return f"{curve}, {encoder}" if encoder else curve
+    """``image_anchor, VTM-23.13 AI``: a curve's legend text, naming its encoder setting when it has one.
+
+    A label that already names the encoder (``image_anchor (VTM-23.13 AI)``: curves that differ by
+    encoder) is left as it is.
+    """
+    return f"{curve}, {encoder}" if encoder and encoder not in curve else curve
 
 
 def comparison_figure(
@@ -225,7 +244,14 @@ def comparison_figure(
     labels = frame["curve"] if "curve" in frame else frame["pipeline"]
     encoders = frame["encoder"] if "encoder" in frame else pd.Series("", index=frame.index)
     coded = frame.assign(_curve=labels, _encoder=encoders.fillna(""))[frame["bpp"].notna()]
-    order = sorted(coded["_curve"].unique(), key=lambda c: (c.split(" (")[0] not in anchors, anchors.index(c.split(" (")[0]) if c.split(" (")[0] in anchors else 0, c))
+    order = sorted(
+        coded["_curve"].unique(),
+        key=lambda c: (
+            c.split(" (")[0] not in anchors,
+            anchors.index(c.split(" (")[0]) if c.split(" (")[0] in anchors else 0,
+            c,
+        ),
+    )
     with plt.rc_context(PAPER_RC):
         fig, axes = plt.subplots(len(metrics), 1, figsize=PANELS_FIGSIZE, sharex=True)
         for ax, metric in zip(list(axes), metrics, strict=True):
@@ -236,22 +262,48 @@ def comparison_figure(
                     continue
                 is_anchor = str(g["pipeline"].iloc[0]) in anchors
                 style = curve_style(label, anchor=is_anchor)
-                ax.plot(g["bpp"], g[metric], color=style.colour, marker=style.marker, ls=style.linestyle, label=legend_entry(label, str(g["_encoder"].iloc[0])))
+                ax.plot(
+                    g["bpp"],
+                    g[metric],
+                    color=style.colour,
+                    marker=style.marker,
+                    ls=style.linestyle,
+                    label=legend_entry(label, str(g["_encoder"].iloc[0])),
+                )
             ax.set_ylabel(f"{metric_name(metric)} (%)")
             ax.grid(True, which="major", alpha=0.3, lw=0.5)
             _rate_ticks(ax)
         axes[-1].set_xlabel("rate (bits per pixel, log scale)")
         handles, names = axes[0].get_legend_handles_labels()
-        names = ["uncompressed" if n.startswith("uncompressed (") else n for n in names]  # one line for both panels' values
+        names = [
+            "uncompressed" if n.startswith("uncompressed (") else n for n in names
+        ]  # one line for both panels' values
         rows = math.ceil(len(names) / 2)
-        fig.legend(handles, names, loc="lower center", ncol=2, frameon=False, bbox_to_anchor=(0.5, 0.0), columnspacing=1.0, handlelength=2.2)
+        fig.legend(
+            handles,
+            names,
+            loc="lower center",
+            ncol=2,
+            frameon=False,
+            bbox_to_anchor=(0.5, 0.0),
+            columnspacing=1.0,
+            handlelength=2.2,
+        )
         fig.tight_layout(rect=(0.0, (0.15 * rows + 0.1) / PANELS_FIGSIZE[1], 1.0, 1.0))
         written = save_figure(fig, stem, formats)
         plt.close(fig)
     return written
 
 
-def z_sweep_with_paper(frame: pd.DataFrame, paper: pd.DataFrame, stem: Path, *, metric: str, pipeline: str = "quant", formats: Sequence[str] = FORMATS) -> list[Path]:
+def z_sweep_with_paper(
+    frame: pd.DataFrame,
+    paper: pd.DataFrame,
+    stem: Path,
+    *,
+    metric: str,
+    pipeline: str = "quant",
+    formats: Sequence[str] = FORMATS,
+) -> list[Path]:
     """The 2-bit method's accuracy against z for each n (top) beside the paper's Table 3 (bottom).
 
     ``paper`` has columns n_symbols, z, mAP (anchors/quant_table3_map.csv). The two panels have
@@ -278,9 +330,19 @@ def z_sweep_with_paper(frame: pd.DataFrame, paper: pd.DataFrame, stem: Path, *, 
             theirs.plot(g["z"], g["mAP"], color=style.colour, marker=style.marker, ls="--", label=f"n = {int(n)}")
         ref = paper[paper["kind"] == "float32"]
         if len(ref):
-            theirs.axhline(float(ref["mAP"].iloc[0]), color="black", lw=0.9, ls=":", label=f"uncompressed ({float(ref['mAP'].iloc[0]):.1f})")
+            theirs.axhline(
+                float(ref["mAP"].iloc[0]),
+                color="black",
+                lw=0.9,
+                ls=":",
+                label=f"uncompressed ({float(ref['mAP'].iloc[0]):.1f})",
+            )
         theirs.set_ylabel("mask mAP (%)")
-        theirs.set_title("the 2-bit paper, Table 3: Cityscapes val, Mask R-CNN R50-FPN\n(another dataset and network: not comparable in absolute value)", fontsize=7)
+        theirs.set_title(
+            "the 2-bit paper, Table 3: Cityscapes val, Mask R-CNN R50-FPN\n"
+            "(another dataset and network: not comparable in absolute value)",
+            fontsize=7,
+        )
         theirs.set_xlabel("threshold z (standard deviations)")
         for ax in (ours, theirs):
             ax.grid(True, alpha=0.3, lw=0.5)

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from vcm_eval.errors import DataError
+from vcm_eval.report.tables import format_rate
 from vcm_eval.resources import ANCHORS_DIR
 from vcm_eval.utils.atomic import atomic_write
 
@@ -51,26 +52,36 @@ def features_label(pipeline: str, n_symbols: int | None = None) -> str:
 
 
 def record_stats(run_dir: str | Path) -> dict[str, float]:
-    """Mean per-image paper bits per pixel (``raw_bpp``) and feature values per pixel of a run."""
+    """A run's paper bits per pixel (``raw_bpp``) and feature values per pixel, over its totals.
+
+    Both are sums over the images divided by the sum of their pixels, as the run's ``bpp`` is
+    (``vcm_eval.metrics.rate``): a per-image mean would weight a small image like a large one, and
+    on a dataset of mixed sizes ``raw_bpp`` and ``bpp`` would then not be comparable.
+    """
     path = Path(run_dir) / "records.jsonl"
     if not path.is_file():
-        raise DataError(f"{path} is missing; the quant table needs the run's records (rerun it or pass rows with raw_bpp)")
-    raw, values = [], []
+        raise DataError(
+            f"{path} is missing; the quant table needs the run's records (rerun it or pass rows with raw_bpp)"
+        )
+    raw = values = pixels = 0
     for line in path.read_text().splitlines():
         if line.strip():
             rec = json.loads(line)
             if "raw_bits" in rec:
-                raw.append(rec["raw_bits"] / rec["pixels"])
-                values.append(rec["values"] / rec["pixels"])
-    if not raw:
+                raw += rec["raw_bits"]
+                values += rec["values"]
+                pixels += rec["pixels"]
+    if not pixels:
         return {}
-    return {"raw_bpp": float(np.mean(raw)), "values_per_pixel": float(np.mean(values))}
+    return {"raw_bpp": raw / pixels, "values_per_pixel": values / pixels}
 
 
 def paper_table3(path: Path = PAPER_TABLE3) -> pd.DataFrame:
     """The paper's Table 3 anchor rows (features, n_symbols, z, mAP, ratio_min, ratio_max, ...)."""
     if not path.is_file():
-        raise DataError(f"paper anchor table {path} is missing; restore anchors/ from the repository or pass paper=False")
+        raise DataError(
+            f"paper anchor table {path} is missing; restore anchors/ from the repository or pass paper=False"
+        )
     return pd.read_csv(path)
 
 
@@ -128,21 +139,31 @@ def quant_table(rows: Sequence[Mapping[str, Any]], *, metric: str = "segm_AP", p
 
 def _with_paper(table: pd.DataFrame, anchors: pd.DataFrame) -> pd.DataFrame:
     def lookup(row: pd.Series) -> pd.Series:
-        kind = "float32" if row["features"].startswith("float32") else "8bit" if row["features"].startswith("8-bit") else "symbols"
+        kind = (
+            "float32"
+            if row["features"].startswith("float32")
+            else "8bit"
+            if row["features"].startswith("8-bit")
+            else "symbols"
+        )
         hit = anchors[anchors["kind"] == kind]
         if kind == "symbols":
             hit = hit[(hit["n_symbols"] == row["n_symbols"]) & np.isclose(hit["z"], float(row["z"]))]
         if hit.empty:
             return pd.Series({"paper_mAP": float("nan"), "paper_ratio": ""})
         a = hit.iloc[0]
-        ratio = f"{a['ratio_min']:.2f}" if a["ratio_min"] == a["ratio_max"] else f"{a['ratio_min']:.2f}-{a['ratio_max']:.2f}"
+        ratio = (
+            f"{a['ratio_min']:.2f}"
+            if a["ratio_min"] == a["ratio_max"]
+            else f"{a['ratio_min']:.2f}-{a['ratio_max']:.2f}"
+        )
         return pd.Series({"paper_mAP": float(a["mAP"]), "paper_ratio": ratio})
 
     return pd.concat([table, table.apply(lookup, axis=1)], axis=1)
 
 
 def format_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Display strings: mAP 2 decimals, ratios 2 decimals, bpp 3, '-' where a value does not apply."""
+    """Display strings: mAP 2 decimals, ratios 2 decimals, rates 4 significant digits, '-' where nothing applies."""
 
     def fmt(value: Any, spec: str) -> str:
         return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
@@ -150,9 +171,12 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
     shown = table.copy()
     shown["n_symbols"] = [fmt(v, ".0f") for v in shown["n_symbols"]]
     shown["z"] = ["-" if v is None or (isinstance(v, float) and math.isnan(v)) else str(float(v)) for v in shown["z"]]
-    for col, spec in {"mAP": ".2f", "data_ratio": ".2f", "coded_ratio": ".2f", "bpp": ".3f", "raw_bpp": ".3f", "paper_mAP": ".4f"}.items():
+    for col, spec in {"mAP": ".2f", "data_ratio": ".2f", "coded_ratio": ".2f", "paper_mAP": ".4f"}.items():
         if col in shown:
             shown[col] = [fmt(v, spec) for v in shown[col]]
+    for col in ("bpp", "raw_bpp"):  # significant digits, as every printed rate
+        if col in shown:
+            shown[col] = [format_rate(v) for v in shown[col]]
     return shown.fillna("-")
 
 
@@ -162,7 +186,12 @@ def to_markdown(frame: pd.DataFrame) -> str:
 
 
 def write_quant_table(
-    rows: Sequence[Mapping[str, Any]], out_dir: Path, *, metric: str = "segm_AP", paper: bool = True, stem: str = "quant_table"
+    rows: Sequence[Mapping[str, Any]],
+    out_dir: Path,
+    *,
+    metric: str = "segm_AP",
+    paper: bool = True,
+    stem: str = "quant_table",
 ) -> list[Path]:
     """Build the table and write ``<stem>.csv`` (full precision) and ``<stem>.md``; returns the paths."""
     table = quant_table(rows, metric=metric, paper=paper)
@@ -171,10 +200,14 @@ def write_quant_table(
     csv_path, md_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.md"
     atomic_write(csv_path, table.to_csv(index=False))
     note = (
-        f"\nmAP = {metric} (0-100). data_ratio: the paper's data size (fixed bits per value, no side information) / the 8-bit "
-        "RGB input image; coded_ratio: the real bitstream (every byte) / the input image; bpp: real bits per input pixel.\n"
+        f"\nmAP = {metric} (0-100). data_ratio: the paper's data size (fixed bits per value, no side information) / "
+        "the 8-bit RGB input image; coded_ratio: the real bitstream (every byte) / the input image; "
+        "bpp: real bits per input pixel.\n"
     )
     if paper:
-        note += "paper_*: the paper's Table 3 (Cityscapes val, detectron2 Mask R-CNN R50-FPN) - a reference, not this run's data.\n"
+        note += (
+            "paper_*: the paper's Table 3 (Cityscapes val, detectron2 Mask R-CNN R50-FPN) - "
+            "a reference, not this run's data.\n"
+        )
     atomic_write(md_path, to_markdown(format_table(table)) + note)
     return [csv_path, md_path]
