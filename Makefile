@@ -20,7 +20,7 @@ $(BIN)/.installed: pyproject.toml
 venv: $(BIN)/.installed
 
 run: venv
-	$(BIN)/python -m vcm_eval
+	$(BIN)/python -m vcm_eval.suite
 
 test: venv
 	$(BIN)/python -m pytest -q

@@ -5,7 +5,7 @@
 
 Image anchor: runs ``pipeline=image_anchor`` (MPEG colour path, coded QP = configured QP) through
 the project's own ``run_single`` on the first ``--images`` synthetic val images, once per VVenC
-preset and once with VTM (the shipped VTM-23.13 bitstreams: ``codec=vtm``), in
+preset and once with VTM (the shipped VTM-23.13 bitstreams: ``vvc=vtm``), in
 ``results/encoder_gap/``. Feature anchor (only with ``--vtm-encoder``, VTM being far slower on
 feature frames): the same with ``pipeline=feature_anchor`` on ``--feature-images`` images.
 
@@ -147,7 +147,7 @@ def main() -> None:
     args = parser.parse_args()
     presets = args.presets.split(",")
     manifest = {(r["file_name"], int(r["qp"])): float(r["encode_s"]) for r in csv.DictReader((ANCHORS_DIR / "vtm_image_anchor" / "manifest.csv").open())}
-    vtm_args = [f"codec.vtm_encoder={args.vtm_encoder}", f"codec.vtm_cfg={args.vtm_cfg}"]
+    vtm_args = [f"vvc.vtm_encoder={args.vtm_encoder}", f"vvc.vtm_cfg={args.vtm_cfg}"]
 
     def image_seconds(name: str, run_dir: Path, dataset: EvalDataset, qp: int) -> float:
         if name != "VTM":
@@ -159,11 +159,11 @@ def main() -> None:
     out: dict[str, Any] = {}
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         if not args.skip_images:
-            setups = {p: [f"codec.preset={p}"] for p in presets} | {"VTM": ["codec=vtm"]}
+            setups = {p: [f"vvc.preset={p}"] for p in presets} | {"VTM": ["vvc=vtm"]}
             points = measure("image_anchor", setups, [int(q) for q in args.qps.split(",")], args.images, args.results, image_psnr, image_seconds)
             out["image_anchor"] = {"images": args.images, "points": points, "table": gap_table(points)}
         if args.vtm_encoder and args.feature_images > 0:
-            setups = {p: [f"codec.preset={p}", "workers=1"] for p in presets} | {"VTM": ["codec=vtm", *vtm_args, "workers=1"]}
+            setups = {p: [f"vvc.preset={p}", "workers=1"] for p in presets} | {"VTM": ["vvc=vtm", *vtm_args, "workers=1"]}
             fqps = [int(q) for q in args.feature_qps.split(",")]
             points = measure("feature_anchor", setups, fqps, args.feature_images, args.results, feature_psnr, lambda n, d, ds, q: recorded_encodes(d))
             out["feature_anchor"] = {"images": args.feature_images, "points": points, "table": gap_table(points)}

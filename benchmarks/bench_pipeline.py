@@ -124,7 +124,7 @@ def _bare_pass(cfg: Any, mem: PeakMemory) -> tuple[list[dict[str, Any]], float]:
     """The codec and the network called directly, per image; returns rows and CPU seconds."""
     from vcm_eval.data.datasets import build_dataset
     from vcm_eval.pipelines.base import FeatureCodingPipeline, ImageCodingPipeline
-    from vcm_eval.pipelines.registry import build_pipeline
+    from vcm_eval.pipelines.build import build_pipeline
     from vcm_eval.vision.registry import build_task_model
 
     torch.set_num_threads(cfg.threads)

@@ -21,7 +21,7 @@ import vcm_eval.config  # noqa: F401 - registers the schemas
 from vcm_eval.codecs.fusion.model import CODED_LEVELS
 from vcm_eval.data.datasets import build_dataset
 from vcm_eval.metrics.coco_eval import CocoEvaluator, label_to_category, to_coco_results
-from vcm_eval.pipelines.registry import build_fusion_codec
+from vcm_eval.pipelines.build import build_codec
 from vcm_eval.vision.registry import build_task_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +39,8 @@ def main() -> None:
     torch.set_num_threads(cfg.threads)
     dataset = build_dataset(cfg.dataset, data_dir=Path(cfg.paths.data), progress=False)
     model = build_task_model(cfg.model)
-    codec, path = build_fusion_codec(cfg)
+    codec = build_codec(cfg)
+    path = codec.checkpoint  # type: ignore[union-attr]
     label_map = label_to_category(model.class_names, {c.name: c.coco_id for c in dataset.categories})
     detections: dict[str, list] = {v: [] for v in VARIANTS}
     rel_mse: dict[str, list[float]] = {lv: [] for lv in CODED_LEVELS}

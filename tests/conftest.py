@@ -32,8 +32,22 @@ def hydra_conf() -> Iterator[None]:
 
 
 def compose_cfg(overrides: list[str]) -> DictConfig:
-    """The config the CLI would build from these overrides (inside ``hydra_conf``)."""
+    """The config ``python -m vcm_eval`` would build from these overrides (inside ``hydra_conf``)."""
     return compose(config_name="config", overrides=overrides)
+
+
+def compose_suite(overrides: list[str]) -> DictConfig:
+    """The config ``python -m vcm_eval.suite`` would build from these overrides (inside ``hydra_conf``)."""
+    return compose(config_name="suite", overrides=overrides)
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own feature cache (``paths.cache`` defaults to ``$VCM_EVAL_CACHE``): no test
+    reads features another test, or an earlier checkout, wrote."""
+    folder = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("VCM_EVAL_CACHE", str(folder))
+    return folder
 
 
 def records_without_timings(results: Path) -> dict[tuple[str, int], dict]:

@@ -144,7 +144,7 @@ def test_shipped_vtm_stream_is_decoded_not_encoded(image: np.ndarray, tmp_path: 
     assert stream == found.path.read_bytes() and slice_qps(stream, vvc.ffmpeg) == [52]
     decoded = codec.decode(codec.encode(image))
     assert decoded.shape == image.shape and np.abs(decoded.astype(int) - image).mean() < 20
-    with pytest.raises(ConfigError, match="codec.vtm_encoder"):
+    with pytest.raises(ConfigError, match="vvc.vtm_encoder"):
         codec.encode(image[:, :-2])  # no stream shipped for other pixels
     found.path.write_bytes(found.path.read_bytes()[:-1] + b"\x00")
     with pytest.raises(CodecError, match="md5"):
@@ -152,9 +152,9 @@ def test_shipped_vtm_stream_is_decoded_not_encoded(image: np.ndarray, tmp_path: 
 
 
 def test_vtm_backend_settings_fail_in_one_line(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="codec.vtm_encoder"):
+    with pytest.raises(ConfigError, match="vvc.vtm_encoder"):
         VvcEncoder(backend="vtm", vtm_encoder=str(tmp_path / "EncoderAppStatic"))
-    with pytest.raises(ConfigError, match="codec.vtm_cfg"):
+    with pytest.raises(ConfigError, match="vvc.vtm_cfg"):
         VvcEncoder(backend="vtm", vtm_encoder=shutil.which("true") or "/bin/true")
     with pytest.raises(ConfigError, match="shipped bitstreams"):
         VvcImageCodec(vvc=VvcEncoder(backend="vtm"), qp=37, shipped=ShippedBitstreams(str(tmp_path)))

@@ -34,24 +34,35 @@ from vcm_eval.vision.backbone import build_fpn_backbone
 from vcm_eval.vision.base import LEVELS
 from vcm_eval.vision.d2_compat import AlignedRoIPooler, D2AnchorGenerator, d2_resize_shape, paste_masks_aligned
 from vcm_eval.vision.d2_weights import convert_d2_state_dict, unmapped_keys
+from vcm_eval.vision.registry import BACKENDS, DETECTRON2
 from vcm_eval.vision.torchvision_rcnn import RcnnConfig, TorchvisionRcnn, build_rcnn, load_weights, save_checkpoint
 
 Shapes = list[tuple[str, tuple[int, ...]]]
 FROZEN_BN = ("weight", "bias", "running_mean", "running_var")
 
 
-def d2_r50_fpn_shapes(num_classes: int, *, masks: bool = True, blocks: tuple[int, ...] = (3, 4, 6, 3)) -> Shapes:
+def d2_r50_fpn_shapes(
+    num_classes: int,
+    *,
+    masks: bool = True,
+    blocks: tuple[int, ...] = (3, 4, 6, 3),
+    groups: int = 1,
+    width_per_group: int = 64,
+) -> Shapes:
     """Names and shapes of detectron2's R50-FPN Mask (or Faster) R-CNN state dict (Base-RCNN-FPN).
 
     ResNet: stem conv1 7x7 + FrozenBN, stages res2..res5 of bottleneck blocks (conv1 1x1, conv2
     3x3, conv3 1x1, each with ``.norm``; block 0 has a ``shortcut``). FPN: ``fpn_lateral<k>`` 1x1
     and ``fpn_output<k>`` 3x3 with bias. RPN: StandardRPNHead, 3 anchors. ROI heads: 2fc box head
     of 1024, ``cls_score`` K+1, ``bbox_pred`` 4K; mask head 4 convs of 256, deconv, predictor K.
+    ``groups`` x ``width_per_group`` (RESNETS.NUM_GROUPS / WIDTH_PER_GROUP) give detectron2's
+    ResNeXt: bottleneck width ``groups * width_per_group`` at res2 (doubling per stage), conv2 grouped
+    (weight [width, width / groups, 3, 3]); X101-FPN is ``blocks=(3, 4, 23, 3), groups=32, width_per_group=8``.
     """
     out: Shapes = []
 
-    def conv_norm(prefix: str, cout: int, cin: int, k: int) -> None:
-        out.append((f"{prefix}.weight", (cout, cin, k, k)))
+    def conv_norm(prefix: str, cout: int, cin: int, k: int, g: int = 1) -> None:
+        out.append((f"{prefix}.weight", (cout, cin // g, k, k)))
         out.extend((f"{prefix}.norm.{p}", (cout,)) for p in FROZEN_BN)
 
     def conv_bias(prefix: str, cout: int, cin: int, k: int) -> None:
@@ -60,15 +71,15 @@ def d2_r50_fpn_shapes(num_classes: int, *, masks: bool = True, blocks: tuple[int
     conv_norm("backbone.bottom_up.stem.conv1", 64, 3, 7)
     cin = 64
     for stage, n_blocks in zip(range(2, 6), blocks):
-        width = 64 * 2 ** (stage - 2)
+        width, cout = groups * width_per_group * 2 ** (stage - 2), 256 * 2 ** (stage - 2)
         for b in range(n_blocks):
             prefix = f"backbone.bottom_up.res{stage}.{b}"
             if b == 0:
-                conv_norm(f"{prefix}.shortcut", 4 * width, cin, 1)
-            conv_norm(f"{prefix}.conv1", width, cin if b == 0 else 4 * width, 1)
-            conv_norm(f"{prefix}.conv2", width, width, 3)
-            conv_norm(f"{prefix}.conv3", 4 * width, width, 1)
-        cin = 4 * width
+                conv_norm(f"{prefix}.shortcut", cout, cin, 1)
+            conv_norm(f"{prefix}.conv1", width, cin if b == 0 else cout, 1)
+            conv_norm(f"{prefix}.conv2", width, width, 3, groups)
+            conv_norm(f"{prefix}.conv3", cout, width, 1)
+        cin = cout
     for k, c in zip(range(2, 6), (256, 512, 1024, 2048)):
         conv_bias(f"backbone.fpn_lateral{k}", 256, c, 1)
         conv_bias(f"backbone.fpn_output{k}", 256, 256, 3)
@@ -184,12 +195,16 @@ def _frozen_bn(x: torch.Tensor, s: dict[str, torch.Tensor], p: str) -> torch.Ten
     return x * scale[None, :, None, None] + (s[f"{p}.norm.bias"] - s[f"{p}.norm.running_mean"] * scale)[None, :, None, None]
 
 
-def reference_d2_backbone(x: torch.Tensor, s: dict[str, torch.Tensor], blocks: tuple[int, ...] = (3, 4, 6, 3)) -> dict[str, torch.Tensor]:
-    """detectron2's ResNet (MSRA bottleneck: stride in conv1) + FPN, written out from its definition."""
+def reference_d2_backbone(
+    x: torch.Tensor, s: dict[str, torch.Tensor], blocks: tuple[int, ...] = (3, 4, 6, 3), *, stride_in_1x1: bool = True
+) -> dict[str, torch.Tensor]:
+    """detectron2's ResNet (MSRA bottleneck: stride in conv1; C2 models such as X101: in conv2) + FPN,
+    written out from its definition. A conv's groups follow from its weight (ResNeXt's grouped conv2)."""
 
     def conv(x: torch.Tensor, p: str, stride: int = 1) -> torch.Tensor:
         w = s[f"{p}.weight"]
-        return _frozen_bn(F.conv2d(x, w, stride=stride, padding=w.shape[-1] // 2), s, p)
+        groups = x.shape[1] // w.shape[1]
+        return _frozen_bn(F.conv2d(x, w, stride=stride, padding=w.shape[-1] // 2, groups=groups), s, p)
 
     bu = "backbone.bottom_up"
     x = F.max_pool2d(F.relu(conv(x, f"{bu}.stem.conv1", 2)), 3, 2, 1)
@@ -197,8 +212,8 @@ def reference_d2_backbone(x: torch.Tensor, s: dict[str, torch.Tensor], blocks: t
     for stage, n_blocks in zip(range(2, 6), blocks):
         for b in range(n_blocks):
             p, stride = f"{bu}.res{stage}.{b}", (2 if b == 0 and stage > 2 else 1)
-            y = F.relu(conv(x, f"{p}.conv1", stride))
-            y = F.relu(conv(y, f"{p}.conv2"))
+            y = F.relu(conv(x, f"{p}.conv1", stride if stride_in_1x1 else 1))
+            y = F.relu(conv(y, f"{p}.conv2", 1 if stride_in_1x1 else stride))
             y = conv(y, f"{p}.conv3")
             x = F.relu(y + (conv(x, f"{p}.shortcut", stride) if b == 0 else x))
         res[stage] = x
@@ -295,7 +310,7 @@ def test_4conv1fc_box_head_maps_and_matches_reference() -> None:
     """detectron2's FastRCNNConvFCHead with NUM_CONV 4, NUM_FC 1 (conv1..conv4, fc1) -> torchvision's."""
     head = FastRCNNConvFCHead((256, 7, 7), [256] * 4, [1024])
     target = {f"roi_heads.box_head.{k}": v for k, v in head.state_dict().items()}
-    shapes = [
+    shapes: Shapes = [
         (f"roi_heads.box_head.conv{i}.{p}", (256, 256, 3, 3) if p == "weight" else (256,)) for i in range(1, 5) for p in ("weight", "bias")
     ]
     shapes += [("roi_heads.box_head.fc1.weight", (1024, 256 * 49)), ("roi_heads.box_head.fc1.bias", (1024,))]
@@ -445,8 +460,8 @@ def test_detectron2_backend_without_detectron2_says_how_to_get_it() -> None:
     from vcm_eval.vision.registry import build_task_model
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["model=cityscapes_mask_rcnn_r50_fpn", "model.backend=detectron2"])
-    with pytest.raises(ConfigError, match="needs detectron2.*model.backend=torchvision"):
+        cfg = compose(config_name="config", overrides=["model=cityscapes_mask_rcnn_r50_fpn", f"model._target_={DETECTRON2}"])
+    with pytest.raises(ConfigError, match="needs detectron2.*leave model._target_ at its default"):
         build_task_model(cfg.model)
 
 
@@ -474,7 +489,7 @@ def test_both_backends_give_the_same_detections(tmp_path: Path, d2_state: dict[s
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
             cfg = compose(
                 config_name="config",
-                overrides=["model=cityscapes_mask_rcnn_r50_fpn", f"model.weights={path}", f"model.backend={backend}", *SMALL],
+                overrides=["model=cityscapes_mask_rcnn_r50_fpn", f"model.weights={path}", f"model._target_={BACKENDS[backend]}", *SMALL],
             )
         model = build_task_model(cfg.model)
         feats = model.features(image)

@@ -46,12 +46,12 @@ def test_cuda_without_a_gpu_names_the_fix() -> None:
 def test_fusion_bitstream_decodes_on_either_device(hydra_conf: None) -> None:
     from vcm_eval.data.config import SyntheticSpec
     from vcm_eval.data.synthetic import scene_for
-    from vcm_eval.pipelines.registry import build_fusion_codec
+    from vcm_eval.pipelines.build import build_codec
     from vcm_eval.vision.registry import build_task_model
 
     cfg = compose_cfg(["pipeline=fusion_codec", "device=cpu"])
     feats = build_task_model(cfg.model).features(scene_for(SyntheticSpec(), "val", 0).image)
-    codecs = {d: build_fusion_codec(compose_cfg(["pipeline=fusion_codec", f"device={d}"]))[0] for d in ("cpu", "cuda")}
+    codecs = {d: build_codec(compose_cfg(["pipeline=fusion_codec", f"device={d}"])) for d in ("cpu", "cuda")}
     for enc, dec in (("cpu", "cuda"), ("cuda", "cpu")):
         data = codecs[enc].encode(feats)
         a, b = codecs[dec].decode(data), codecs[enc].decode(data)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import compose_cfg
+from hydra.errors import ConfigCompositionException
 
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
 from vcm_eval.codecs.feature_anchor.codec import FeatureVvcCodec
@@ -18,10 +19,10 @@ from vcm_eval.data.sample import Sample
 from vcm_eval.data.synthetic import scene_for
 from vcm_eval.errors import CodecError, ConfigError
 from vcm_eval.pipelines.base import FeatureCodingPipeline
-from vcm_eval.pipelines.registry import build_pipeline
+from vcm_eval.pipelines.build import build_pipeline
 from vcm_eval.vision.base import LEVELS, FeatureSet
 from vcm_eval.vision.registry import build_task_model
-from vcm_eval.vision.torchvision_rcnn import RcnnConfig, TorchvisionRcnn, resolve_weights
+from vcm_eval.vision.torchvision_rcnn import RcnnConfig, resolve_weights
 
 ZOO = resolve_weights(RcnnConfig().weights or "")
 
@@ -139,7 +140,7 @@ def test_bad_input_raises(vvc: VvcEncoder) -> None:
         codec.decode(data[: len(data) // 2])
     with pytest.raises(CodecError, match="written by codec 'image_vvc'"):
         codec.decode(BitstreamWriter("image_vvc").getvalue() + data[1:])
-    with pytest.raises(ConfigError, match="levels='p3-p5' cannot be the feature anchor's"):
+    with pytest.raises(ConfigError, match="levels='p3-p5' is unknown; use one of \\['p2-p5', 'p2-p6'\\]"):
         FeatureVvcCodec(vvc=vvc, qp=32, levels="p3-p5")
     with pytest.raises(ConfigError, match="minmax='channel' is unknown"):
         FeatureVvcCodec(vvc=vvc, qp=32, minmax="channel")
@@ -167,9 +168,9 @@ def test_pipeline_from_config_counts_every_byte(hydra_conf: None) -> None:
 
 
 def test_bad_pipeline_config_fails_before_running(hydra_conf: None) -> None:
-    model = TorchvisionRcnn(RcnnConfig(weights=None, min_size=64, max_size=128))
-    with pytest.raises(ConfigError, match="levels='p2-p4' cannot be the feature anchor's"):
-        build_pipeline(compose_cfg(["pipeline=feature_anchor", "pipeline.levels=p2-p4", "model.weights=null"]), model)
+    with pytest.raises(ConfigCompositionException) as failed:
+        compose_cfg(["pipeline=feature_anchor", "pipeline.levels=p2-p4"])  # a typo fails when composed
+    assert "Invalid value 'p2-p4', expected one of [p2-p5, p2-p6]" in str(failed.value.__cause__)
     with pytest.raises(Exception, match="quality"):
         compose_cfg(["pipeline=feature_anchor", "pipeline.quality=3"])
 

@@ -1,8 +1,9 @@
-"""The main job (``pipeline=suite``): every method on the same images, one BD table, paper figures."""
+"""The main job (``python -m vcm_eval.suite``): every method on the same images, one BD table, paper figures."""
 
 from __future__ import annotations
 
 import csv
+import math
 import re
 from itertools import combinations
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
-from conftest import compose_cfg
+from conftest import compose_suite
 
 from vcm_eval.report.plots import PAPER_RC, _rate_ticks, comparison_figure, legend_entry
 
@@ -25,8 +26,8 @@ def pdf_font_subtypes(pdf: Path) -> set[str]:
 def test_main_job_runs_all_five_methods_on_the_same_images(hydra_conf: None, synth_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from vcm_eval.engine.suite import run_suite
 
-    overrides = [f"dataset.root={synth_root}", "dataset.size=6", f"paths.results={tmp_path}", "progress=false", "pipeline.overrides=['dataset.limit=2']"]
-    cfg = compose_cfg(["pipeline=suite", *overrides])
+    overrides = [f"dataset.root={synth_root}", "dataset.size=6", f"paths.results={tmp_path}", "progress=false", "suite.overrides=['dataset.limit=2']"]
+    cfg = compose_suite(overrides)
     table = run_suite(cfg, base_overrides=overrides)
     counts = table["pipeline"].value_counts().to_dict()
     assert counts == {"uncompressed": 1, "image_anchor": 5, "feature_anchor": 3, "quant": 3, "quant8": 1, "fusion_codec": 6}
@@ -37,6 +38,11 @@ def test_main_job_runs_all_five_methods_on_the_same_images(hydra_conf: None, syn
     assert {r["anchor"].split(" (")[0] for r in bd} == {"image_anchor", "feature_anchor"}
     assert {r["metric"] for r in bd} == {"bbox_AP", "segm_AP"}
     assert {r["curve"].split(" (")[0] for r in bd} >= {"quant", "quant8", "fusion_codec", "feature_anchor", "image_anchor"}
+    bd_rate = {(r["anchor"], r["curve"], r["metric"]): float(r["bd_rate"] or "nan") for r in bd}  # NaN is written as ""
+    pairs = (("image_anchor", "fusion_codec"), ("image_anchor", "feature_anchor"), ("feature_anchor", "image_anchor"),
+             ("feature_anchor", "fusion_codec"))  # fmt: skip
+    readme = [(a, c, m) for a, c in pairs for m in ("bbox_AP", "segm_AP")]  # the BD values the README shows
+    assert all(math.isfinite(bd_rate.get(k, math.nan)) for k in readme), {k: bd_rate.get(k) for k in readme}
     for stem in ("comparison", "z_sweep"):
         assert (out / f"{stem}.png").stat().st_size > 10_000
         fonts = pdf_font_subtypes(out / f"{stem}.pdf")

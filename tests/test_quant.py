@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import compose_cfg
+from hydra import compose
 
 from vcm_eval.codecs.quant.entropy import bits_per_symbol, channel_groups, encode_symbols, varint_len
 from vcm_eval.codecs.quant.nsymbol import NormalizedQuantizer, assign_symbols, thresholds
@@ -27,7 +28,7 @@ from vcm_eval.codecs.quant.uniform8 import Uniform8bitQuantizer
 from vcm_eval.data.synthetic import SyntheticSpec, scene_for
 from vcm_eval.errors import CodecError, ConfigError
 from vcm_eval.pipelines.base import FeatureCodingPipeline
-from vcm_eval.pipelines.registry import build_pipeline
+from vcm_eval.pipelines.build import build_pipeline
 from vcm_eval.report.quant_table import PAPER_TABLE3, quant_table, write_quant_table
 from vcm_eval.vision.base import LEVELS, FeatureSet
 from vcm_eval.vision.levels import fpn_shapes, parse_levels
@@ -419,7 +420,8 @@ def test_cli_sweep_end_to_end(tmp_path: Path, hydra_conf: None) -> None:
     # the report command writes the same table beside its others (no second CLI)
     from vcm_eval.report.report import run_report
 
-    result = run_report(compose_cfg(base + ["report=default", f"report.runs={tmp_path}/res", f"report.output={tmp_path}/report", "report.plot=false", "report.anchor=quant8"]))
+    report_overrides = [f"report.runs={tmp_path}/res", f"report.output={tmp_path}/report", "report.plot=false", "report.anchor=quant8"]
+    result = run_report(compose(config_name="report", overrides=report_overrides))
     written = pd.read_csv(tmp_path / "report" / "quant_table.csv")
     assert tmp_path / "report" / "quant_table.md" in result.files
     expected = pd.read_csv(io.StringIO(quant_table(rows, metric="segm_AP").to_csv(index=False)))  # through CSV like the file

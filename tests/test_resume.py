@@ -16,10 +16,10 @@ import pytest
 from conftest import records_without_timings
 from hydra import compose
 
-from vcm_eval.__main__ import missing_launcher
 from vcm_eval.engine.store import recorded_ids, run_lock
 from vcm_eval.errors import VcmEvalError
 from vcm_eval.report.report import find_runs, load_runs
+from vcm_eval.utils.cli import missing_launcher
 
 IMAGES = 4
 # Small and fast: 128x256 images, random-init network (deterministic), few proposals.

@@ -232,21 +232,21 @@ def error_cases(tmp: Path, data: Path) -> dict[str, Case]:
         "z out of range": Case(["pipeline=quant", "pipeline.z=-1"], "z=-1.0 must be a finite threshold > 0"),
         "n_symbols out of range": Case(["pipeline=quant", "pipeline.n_symbols=1"], "n_symbols=1 is out of range"),
         "workers": Case(["pipeline=quant8", "workers=0"], "workers=0 must both be >= 1"),
-        "missing ffmpeg": Case(["pipeline=image_anchor", f"codec.ffmpeg={tmp / 'no-ffmpeg'}"], "ffmpeg binary"),
+        "missing ffmpeg": Case(["pipeline=image_anchor", f"vvc.ffmpeg={tmp / 'no-ffmpeg'}"], "ffmpeg binary"),
         "no bundled ffmpeg": Case(["pipeline=feature_anchor"], "cannot run ffmpeg", env={"IMAGEIO_FFMPEG_EXE": str(tmp / "gone")}),
         "wrong-architecture task checkpoint": Case(
             ["pipeline=quant8", f"model.weights={ckpt['task']}"], "does not match the configured model (backbone.widths"
         ),
         "garbage checkpoint": Case(["pipeline=quant8", f"model.weights={ckpt['junk']}"], "cannot read task model checkpoint"),
         "unknown-architecture fusion checkpoint": Case(
-            ["pipeline=fusion_codec", f"pipeline.checkpoint={ckpt['fusion']}"], "names an architecture this vcm_eval cannot build (fusion decoder='spiral'"
+            ["pipeline=fusion_codec", f"pipeline.checkpoint={ckpt['fusion']}"], "names an architecture this vcm_eval cannot build (arch.decoder='spiral' is unknown"
         ),
         "corrupt image": Case(["pipeline=quant8"], "cannot read image", paths={"data": corrupt}),
         "results below a file": Case(["pipeline=quant8"], "(Not a directory)", paths={"results": below_file}),
         "hydra dir below a file": Case(["pipeline=quant8"], "(Not a directory)", paths={"hydra": below_file}),
         "uncreatable results": Case(["pipeline=quant8"], "cannot write /proc/vcm_eval_results", paths={"results": Path("/proc/vcm_eval_results"), "hydra": Path("/proc/vcm_eval_results/hydra")}),
-        "missing vtm encoder": Case(["pipeline=image_anchor", "codec=vtm", f"codec.vtm_encoder={tmp / 'EncoderAppStatic'}"], "codec.vtm_encoder="),
-        "vtm without encoder or shipped streams": Case(["pipeline=feature_anchor", "codec=vtm"], "needs codec.vtm_encoder and codec.vtm_cfg"),
+        "missing vtm encoder": Case(["pipeline=image_anchor", "vvc=vtm", f"vvc.vtm_encoder={tmp / 'EncoderAppStatic'}"], "vvc.vtm_encoder="),
+        "vtm without encoder or shipped streams": Case(["pipeline=feature_anchor", "vvc=vtm"], "needs vvc.vtm_encoder and vvc.vtm_cfg"),
         "file size limit": Case(["pipeline=quant8"], "(File too large); free disk space", preexec=limit_file_size),
     }
     return cases
@@ -352,7 +352,7 @@ def test_more_user_errors_are_one_line_and_exit_2(name: str, slow_error_runs: Ru
             ["pipeline=quantt"],
             "In 'config': Could not find 'pipeline/quantt'; valid options: feature_anchor, feature_codec, fusion_codec, image_anchor, image_codec, quant,",
         ),
-        (["dataset=citiscapes"], "In 'config': Could not find 'dataset/citiscapes'; valid options: cityscapes, coco, synthetic"),
+        (["dataset=citiscapes"], "In 'config': Could not find 'dataset/citiscapes'; valid options: cityscapes, coco, oiv6, synthetic, synthetic_oid"),
         (["pipeline.qp=[1"], "cannot parse override 'pipeline.qp=[1': no viable alternative at input '[1'; write overrides as key=value"),
     ],
 )
@@ -361,7 +361,7 @@ def test_hydra_errors_become_one_line(overrides: list[str], line: str, hydra_con
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from vcm_eval.__main__ import config_error_line
+    from vcm_eval.utils.cli import config_error_line
 
     with pytest.raises((HydraException, OmegaConfBaseException)) as info:
         compose_cfg(overrides)

@@ -30,7 +30,7 @@ from typing import Any
 
 import hydra
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from vcm_eval.codecs.image_anchor import VvcImageCodec
 from vcm_eval.codecs.vvc.encoder import VvcEncoder
@@ -42,7 +42,6 @@ from vcm_eval.data.datasets import build_dataset
 from vcm_eval.errors import CodecError, ConfigError
 from vcm_eval.resources import CONF_DIR
 from vcm_eval.utils.atomic import atomic_write
-from vcm_eval.utils.construct import from_config
 from vcm_eval.utils.digest import image_digest
 
 
@@ -51,7 +50,7 @@ class MakeAnchorsConfig:
     """conf/make_anchors.yaml."""
 
     dataset: DatasetConfig = MISSING
-    codec: VvcConfig = MISSING
+    vvc: VvcConfig = MISSING
     paths: PathsConfig = field(default_factory=PathsConfig)
     qps: list[int] = field(default_factory=list)
     output: str = "anchors/vtm_image_anchor"
@@ -82,15 +81,15 @@ def make_anchors(cfg: MakeAnchorsConfig) -> Path:
     """Encode what the manifest lacks; returns the manifest's path."""
     if not cfg.qps:
         raise ConfigError("qps is empty; list the QPs to ship, e.g. 'qps=[32,42,47,52,57]'")
-    vvc = from_config(VvcEncoder, cfg.codec)
+    vvc = VvcEncoder.from_settings(cfg.vvc)
     if vvc.vtm is None or not vvc.can_encode:
-        raise ConfigError("make_anchors runs VTM: set codec.vtm_encoder and codec.vtm_cfg (docs/anchors.md)")
+        raise ConfigError("make_anchors runs VTM: set vvc.vtm_encoder and vvc.vtm_cfg (docs/anchors.md)")
     dataset = build_dataset(cfg.dataset, data_dir=Path(cfg.paths.data), progress=False)
     out_dir = resolve_folder(cfg.output)
     manifest = out_dir / MANIFEST
     rows = read_manifest(manifest)
     lock = Lock()
-    codecs = {qp: VvcImageCodec(vvc=vvc, qp=qp, colour=cfg.codec.colour, colour_ffmpeg=cfg.codec.colour_ffmpeg) for qp in cfg.qps}
+    codecs = {qp: VvcImageCodec(vvc=vvc, qp=qp, colour=cfg.vvc.colour, colour_ffmpeg=cfg.vvc.colour_ffmpeg) for qp in cfg.qps}
 
     def one(qp: int, entry: dict[str, Any]) -> None:
         codec = codecs[qp]
@@ -101,11 +100,11 @@ def make_anchors(cfg: MakeAnchorsConfig) -> Path:
         seconds = time.perf_counter() - started
         coded = slice_qps(stream, vvc.ffmpeg)
         if coded != [qp]:
-            raise CodecError(f"VTM coded image {sample.image_id} at slice QP {coded}, not {qp}: check codec.vtm_cfg")
+            raise CodecError(f"VTM coded image {sample.image_id} at slice QP {coded}, not {qp}: check vvc.vtm_cfg")
         rel = Path(f"qp{qp}") / f"{sample.image_id}.266"
         atomic_write(out_dir / rel, stream)
         row = {"image_id": sample.image_id, "file_name": entry["file_name"], "image_sha256": digest, "qp": qp,
-               "colour": cfg.codec.colour, "encoder": codec.encoder, "bitstream": rel.as_posix(), "bytes": len(stream),
+               "colour": cfg.vvc.colour, "encoder": codec.encoder, "bitstream": rel.as_posix(), "bytes": len(stream),
                "md5": hashlib.md5(stream).hexdigest(), "encode_s": round(seconds, 3)}  # fmt: skip
         with lock:
             rows.append(row)
@@ -113,7 +112,7 @@ def make_anchors(cfg: MakeAnchorsConfig) -> Path:
         print(f"qp {qp} image {sample.image_id}: {len(stream)} bytes, {seconds:.1f} s", flush=True)
 
     encoder = codecs[cfg.qps[0]].encoder
-    done = {(r["file_name"], int(r["qp"])) for r in rows if r["encoder"] == encoder and r["colour"] == cfg.codec.colour}
+    done = {(r["file_name"], int(r["qp"])) for r in rows if r["encoder"] == encoder and r["colour"] == cfg.vvc.colour}
     todo = [(qp, e) for qp in cfg.qps for e in dataset.images if (e["file_name"], qp) not in done]
     print(f"{encoder}: {len(todo)} streams to encode, {len(done)} shipped already")
     with ThreadPoolExecutor(max_workers=max(1, cfg.workers)) as pool:
@@ -141,9 +140,11 @@ def anchor_curves(results: Path, out_dir: Path) -> list[Path]:
         rows = []
         for r in group.sort_values("qp").to_dict("records"):
             config = OmegaConf.load(Path(r["run_dir"]) / "config.yaml")
+            assert isinstance(config, DictConfig)  # a run folder's config.yaml is a mapping
+            settings = config.get("vvc") or config.get("codec")  # the VVC group (``codec`` before the rename)
             prov = json.loads((Path(r["run_dir"]) / "provenance.json").read_text())
-            rows.append({**{k: r.get(k) for k in CURVE_COLUMNS}, "qp": int(r["qp"]), "images": int(r["images"]), "preset": config.codec.preset if config.codec.backend != "vtm" else "",
-                         "colour": config.codec.colour if pipeline == "image_anchor" else "", "codec_version": prov.get("codec_version", "")})  # fmt: skip
+            rows.append({**{k: r.get(k) for k in CURVE_COLUMNS}, "qp": int(r["qp"]), "images": int(r["images"]), "preset": settings.preset if settings.backend != "vtm" else "",
+                         "colour": settings.colour if pipeline == "image_anchor" else "", "codec_version": prov.get("codec_version", "")})  # fmt: skip
         if len({(r["encoder"], r["preset"], r["images"]) for r in rows}) > 1 or len({r["qp"] for r in rows}) != len(rows):
             raise ConfigError(f"{results} holds several {pipeline} setups (encoders, presets or image counts); point curves_from at one")
         out = io.StringIO()

@@ -15,8 +15,9 @@ feature anchor and the 8-bit point share.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from vcm_eval.utils.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from vcm_eval.codecs.base import Codec, FeatureCodec, ImageCodec
@@ -24,13 +25,15 @@ if TYPE_CHECKING:
     from vcm_eval.vision.base import FeatureSet
 
 __all__ = ["Codec", "CodecError", "FeatureCodec", "FeatureSet", "ImageCodec"]
-# Loaded on first use (PEP 562): importing a family's config schema (``codecs.fusion.config``)
-# must not load torch with the contract.
-_HOMES = {"Codec": "vcm_eval.codecs.base", "ImageCodec": "vcm_eval.codecs.base", "FeatureCodec": "vcm_eval.codecs.base",
-          "CodecError": "vcm_eval.errors", "FeatureSet": "vcm_eval.vision.base"}  # fmt: skip
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module vcm_eval.codecs has no attribute {name!r}")
-    return getattr(importlib.import_module(_HOMES[name]), name)
+# Loaded on first use: importing a family's config schema (``codecs.fusion.config``) must not load
+# torch with the contract.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "Codec": "vcm_eval.codecs.base",
+        "ImageCodec": "vcm_eval.codecs.base",
+        "FeatureCodec": "vcm_eval.codecs.base",
+        "CodecError": "vcm_eval.errors",
+        "FeatureSet": "vcm_eval.vision.base",
+    },
+)

@@ -6,20 +6,34 @@ Layout (all a decoder needs, nothing else):
     fields       unsigned LEB128 varints, float32/float16 arrays, length-prefixed blobs,
                  in the order the codec writes them
 
-There is no magic string or padding: at the learned codec's rates (tens of bytes per image) every
-header byte shows in the bpp, and every byte is counted (rate = 8 * len(bytes)). A truncated or
-foreign stream raises ``CodecError`` instead of decoding garbage.
+There is no magic string or padding: at the learned codec's rates (a few hundred bytes per image) every
+header byte shows in the bpp, and every byte is counted (rate = 8 * len(bytes)).
+
+A bitstream is untrusted input (docs/architecture.md, "Threat model"). Every variable-length part
+carries its length or count (``blob``, or a count written earlier), so a stream that ends early or
+has bytes left over raises ``CodecError`` naming the codec instead of decoding garbage: read inside
+``with BitstreamReader(...) as r:`` and leaving the block checks that every byte was read. The
+reader never allocates more than the stream's own length (every read is a bounds-checked view);
+what a decoder allocates from the sizes it reads is the decoder's to bound
+(``vcm_eval.codecs.base.check_memory``).
 """
 
 from __future__ import annotations
 
 import io
+import warnings
+from types import TracebackType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vcm_eval.errors import CodecError
 
-CODEC_IDS = {"image_vvc": 1, "feature_vvc": 2, "quant": 3, "fusion": 4, "float": 5}
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+# "user": any codec written outside vcm_eval (docs/your_codec.md); its format version is its own.
+CODEC_IDS = {"image_vvc": 1, "feature_vvc": 2, "quant": 3, "fusion": 4, "float": 5, "user": 15}
 VERSION = 1
 
 
@@ -74,7 +88,11 @@ class BitstreamWriter:
         self._buf.write(data)
 
     def raw(self, data: bytes) -> None:
-        """Bytes whose length the decoder knows (e.g. the last payload: up to the end)."""
+        """Bytes whose length the decoder knows from earlier fields (read back with ``BitstreamReader.raw(n)``).
+
+        Never for a part whose length only "the end of the stream" tells: a truncated stream would
+        decode silently. Use ``blob`` for those.
+        """
         self._buf.write(data)
 
     def getvalue(self) -> bytes:
@@ -82,18 +100,65 @@ class BitstreamWriter:
 
 
 class BitstreamReader:
-    """Read fields in the order they were written; checks the codec tag first."""
+    """Read fields in the order they were written; checks the codec tag (and format version) first.
 
-    def __init__(self, data: bytes, codec: str) -> None:
+    Read inside a ``with`` block: leaving it without an exception calls ``done()``, so bytes left
+    over are refused without a line a decoder could forget::
+
+        with BitstreamReader(data, "user", name="my_codec", version=2) as r:
+            height, width = r.uint(), r.uint()
+            payload = r.blob()
+
+    Every error names the codec (``name``, default the container tag) and what was short.
+
+    Args:
+        data: the whole bitstream.
+        codec: the container tag the stream must carry (a key of ``CODEC_IDS``).
+        name: the codec named in errors (``quant8``, ``fusion_codec``).
+        version: the format version (the tag byte's low nibble) this decoder reads; None: any
+            (the caller checks ``self.version``).
+    """
+
+    def __init__(self, data: bytes, codec: str, *, name: str = "", version: int | None = None) -> None:
+        self.name = name or codec
+        if codec not in CODEC_IDS:
+            raise CodecError(f"unknown container tag {codec!r} for the {self.name} decoder; known: {sorted(CODEC_IDS)}")
         if not data:
-            raise CodecError(f"empty bitstream given to the {codec} decoder")
-        tag, version = data[0] >> 4, data[0] & 0x0F
+            raise CodecError(f"empty bitstream given to the {self.name} decoder")
+        tag, found = data[0] >> 4, data[0] & 0x0F
         if tag != CODEC_IDS[codec]:
             names = {v: k for k, v in CODEC_IDS.items()}
-            raise CodecError(f"bitstream was written by codec {names.get(tag, tag)!r}, not {codec!r}; decode it with its own codec")
-        self.version = version
+            raise CodecError(
+                f"bitstream was written by codec {names.get(tag, tag)!r}, not {codec!r} ({self.name}); "
+                "decode it with its own codec"
+            )
+        if version is not None and found != version:
+            raise CodecError(
+                f"{self.name} bitstream of format version {found}; this decoder reads version {version}: re-encode it"
+            )
+        self.version = found
         self._data = memoryview(data)
         self._pos = 1
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.done()
+
+    def _corrupt(self, what: str) -> CodecError:
+        return CodecError(f"corrupt {self.name} bitstream: {what}")
+
+    def _truncated(self, what: str) -> CodecError:
+        return CodecError(f"{self.name} bitstream truncated: needed {what} at offset {self._pos} of {len(self._data)}")
+
+    @property
+    def remaining(self) -> int:
+        """Bytes not read yet."""
+        return len(self._data) - self._pos
 
     @property
     def position(self) -> int:
@@ -101,8 +166,10 @@ class BitstreamReader:
         return self._pos
 
     def _take(self, n: int) -> memoryview:
-        if n < 0 or self._pos + n > len(self._data):
-            raise CodecError(f"bitstream truncated: needed {n} bytes at offset {self._pos} of {len(self._data)}")
+        if n < 0:
+            raise self._corrupt(f"negative length {n} at offset {self._pos}")
+        if self._pos + n > len(self._data):
+            raise self._truncated(f"{n} bytes")
         out = self._data[self._pos : self._pos + n]
         self._pos += n
         return out
@@ -116,37 +183,56 @@ class BitstreamReader:
                 return value
             shift += 7
             if shift > 63:
-                raise CodecError("corrupt bitstream: varint longer than 64 bits")
+                raise self._corrupt(f"varint longer than 64 bits at offset {self._pos}")
 
     def uints(self, count: int) -> np.ndarray:
         """``count`` varints at once (as ``BitstreamWriter.uints`` writes them) -> int64 array."""
         if count == 0:
             return np.zeros(0, dtype=np.int64)
+        if count < 0 or count > self.remaining:  # every varint takes a byte at least
+            raise self._truncated(f"{count} varints")
         window = np.frombuffer(self._data[self._pos : self._pos + 9 * count], dtype=np.uint8)
         ends = np.flatnonzero(window < 0x80)[:count]
         if ends.size < count:
-            raise CodecError(f"bitstream truncated: needed {count} varints at offset {self._pos} of {len(self._data)}")
+            raise self._truncated(f"{count} varints")
         starts = np.concatenate(([0], ends[:-1] + 1))
         lengths = ends - starts + 1
         if int(lengths.max()) > 9:
-            raise CodecError("corrupt bitstream: varint longer than 63 bits")
+            raise self._corrupt(f"varint longer than 63 bits at offset {self._pos}")
         size = int(ends[-1]) + 1
         shift = (7 * (np.arange(size) - np.repeat(starts, lengths))).astype(np.uint64)
-        values = np.add.reduceat((window[:size].astype(np.uint64) & np.uint64(0x7F)) << shift, starts)  # the 7-bit groups do not overlap
+        # the 7-bit groups do not overlap: adding them is or-ing them
+        values = np.add.reduceat((window[:size].astype(np.uint64) & np.uint64(0x7F)) << shift, starts)
         self._pos += size
         return values.astype(np.int64)
 
     def floats(self, count: int, dtype: str = "float32") -> np.ndarray:
+        """``count`` little-endian floats of ``dtype`` -> a new float32 array."""
         dt = np.dtype(dtype).newbyteorder("<")
         return np.frombuffer(self._take(count * dt.itemsize), dtype=dt).astype(np.float32)
 
     def blob(self) -> bytes:
+        """Length-prefixed bytes (as ``BitstreamWriter.blob`` writes them)."""
         return bytes(self._take(self.uint()))
 
+    def raw(self, count: int) -> bytes:
+        """Exactly ``count`` bytes whose length an earlier field gave (``BitstreamWriter.raw``)."""
+        return bytes(self._take(count))
+
     def rest(self) -> bytes:
-        return bytes(self._take(len(self._data) - self._pos))
+        """Deprecated: every byte up to the end, a length nothing checks (a truncated stream decodes silently).
+
+        Write the last part with ``BitstreamWriter.blob`` and read it with ``blob()`` instead.
+        """
+        warnings.warn(
+            f"BitstreamReader.rest() ({self.name}) cannot detect a truncated stream; "
+            "write the part with blob() and read it with blob()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return bytes(self._take(self.remaining))
 
     def done(self) -> None:
-        """Raise if bytes are left over (a sign of a corrupt or foreign stream)."""
+        """Raise if bytes are left over (a sign of a corrupt or foreign stream); ``with`` calls it for you."""
         if self._pos != len(self._data):
-            raise CodecError(f"corrupt bitstream: {len(self._data) - self._pos} unexpected trailing bytes")
+            raise self._corrupt(f"{self.remaining} unexpected trailing bytes after offset {self._pos}")

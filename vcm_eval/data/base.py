@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from vcm_eval.data.oid import OidTruthSet
 from vcm_eval.data.sample import Sample
 from vcm_eval.errors import DataError
 
@@ -37,9 +38,20 @@ class EvalDataset:
         coco_json: COCO instances json of the split.
         cityscapes_gt: gtFine/<split> folder, or None.
         limit: keep the first ``limit`` images by id (0 = all).
+        oid: Open Images ground truth (``dataset=oiv6`` / ``synthetic_oid``), what the Open Images
+            Challenge metric reads; None for the other kinds.
     """
 
-    def __init__(self, *, name: str, image_root: Path, coco_json: Path, cityscapes_gt: Path | None, limit: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        image_root: Path,
+        coco_json: Path,
+        cityscapes_gt: Path | None,
+        limit: int = 0,
+        oid: OidTruthSet | None = None,
+    ) -> None:
         if not coco_json.is_file():
             raise DataError(f"annotation file {coco_json} does not exist; set dataset.annotations (or dataset.root) to it")
         if not image_root.is_dir():
@@ -48,6 +60,7 @@ class EvalDataset:
         self.image_root = image_root
         self.coco_json = coco_json
         self.cityscapes_gt = cityscapes_gt
+        self.oid = oid
         with open(coco_json) as f:
             coco = json.load(f)
         try:
@@ -58,6 +71,7 @@ class EvalDataset:
         except (KeyError, TypeError) as exc:
             raise DataError(f"{coco_json} is not a COCO instances file (missing {exc}); give a file with images/categories") from exc
         self.images: list[dict[str, Any]] = images[:limit] if limit > 0 else images
+        self.has_coco_annotations = bool(coco.get("annotations"))  # what pycocotools can score
 
     def __len__(self) -> int:
         return len(self.images)

@@ -31,8 +31,11 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from vcm_eval.data.config import SyntheticSpec
+from vcm_eval.data.base import EvalDataset
+from vcm_eval.data.config import SyntheticDatasetConfig, SyntheticSpec
 from vcm_eval.data.scene import CLASSES, Scene, generate_scene
+from vcm_eval.errors import ConfigError
+from vcm_eval.utils.construct import from_config
 
 CITY = "synthtown"
 FRAME = 19  # Cityscapes' annotated frames are *_000019
@@ -161,3 +164,18 @@ def _write_split_locked(root: Path, spec: SyntheticSpec, split: str, count: int,
         (root / "annotations").mkdir(exist_ok=True)
         os.replace(tmp_root / "annotations" / f"instances_{split}.json", coco_json)
     return coco_json
+
+
+def synthetic_spec(cfg: SyntheticDatasetConfig) -> SyntheticSpec:
+    """The generator settings of a synthetic dataset config (what names its folder)."""
+    return from_config(SyntheticSpec, cfg)
+
+
+def synthetic_dataset(cfg: SyntheticDatasetConfig, *, data_dir: Path, progress: bool = True) -> EvalDataset:
+    """The embedded default, written under ``root`` (or ``data_dir``/<generator folder>) on first use."""
+    if cfg.size <= 0 or cfg.height < 64 or cfg.width < 64:
+        raise ConfigError(f"synthetic dataset needs size > 0 and height, width >= 64 (got {cfg.size}, {cfg.height}x{cfg.width})")
+    spec = synthetic_spec(cfg)
+    root = Path(cfg.root) if cfg.root else data_dir / folder_name(spec)
+    coco_json = write_split(root, spec, cfg.split, cfg.size, progress=progress)
+    return EvalDataset(name=cfg.name, image_root=root, coco_json=coco_json, cityscapes_gt=root / "gtFine" / cfg.split, limit=cfg.limit)

@@ -1,8 +1,10 @@
 """``run(cfg)``: one pipeline configuration over a dataset, or a suite of them, end to end.
 
 A run's results folder is ``<paths.results>/<dataset>/<model>/<pipeline>/<params>-<key>``, where
-``key`` hashes every config value that changes the results (pipeline, dataset, model, eval and,
-for codecs that use it, the codec group). The same configuration always lands in the same
+``key`` hashes every config value that changes the results: the pipeline, dataset, model and eval
+groups and the groups the codec declares it reads (``Codec.reads``), minus the fields their
+schemas mark ``NOT_IN_KEY``, plus the model's fingerprint, the codec's version, the device and
+the code revisions (``vcm_eval.revisions``). The same configuration always lands in the same
 folder, so a rerun resumes it (``records.jsonl``) and a different one never overwrites it. The
 folder holds ``config.yaml`` (resolved), ``provenance.json``, ``records.jsonl``, ``metrics.json``
 and ``bitstreams/`` (``cache.bitstreams``: each image's bitstream, decoded again on a rerun).
@@ -31,32 +33,32 @@ from vcm_eval.errors import ConfigError
 from vcm_eval.metrics.coco_eval import label_to_category, to_coco_results
 from vcm_eval.metrics.evaluate import evaluate_records
 from vcm_eval.pipelines.base import Pipeline
+from vcm_eval.pipelines.build import build_pipeline, is_user_codec, pipeline_params, pipeline_reads
 from vcm_eval.pipelines.cache import BitstreamStore
-from vcm_eval.pipelines.registry import build_pipeline, pipeline_entry, pipeline_params
+from vcm_eval.revisions import revision
 from vcm_eval.utils.atomic import atomic_write, remove_stale_temps
+from vcm_eval.utils.components import Runtime, key_view
 from vcm_eval.vision.registry import build_task_model
 
-# Fields that never change a run's results, left out of its key. (``dataset.limit`` is in it: a
-# subset is another measurement and never overwrites the full set's metrics.)
-_NOT_IN_KEY = {"codec": ("threads", "vtm_encoder", "vtm_decoder", "vtm_cfg", "shipped", "colour_ffmpeg")}
-# (the VTM setting itself is in the key through the codec version: version, cfg name and md5)
+KEY_GROUPS = ("pipeline", "dataset", "model", "eval")  # and the groups the codec reads
+
+
+def key_parts(cfg: DictConfig, identity: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every value that changes a run's results, by group (what ``run_key`` hashes; kept in provenance.json).
+
+    ``identity`` adds what the config alone does not pin down: the task model's fingerprint
+    (weights and feature code), the codec's version (encoder build, checkpoint hash), the device
+    and the evaluators' code revision, so another network, encoder or code never reuses old
+    records. (``dataset.limit`` is in the key: a subset is another measurement.)
+    """
+    parts: dict[str, Any] = {g: key_view(cfg[g]) for g in (*KEY_GROUPS, *pipeline_reads(cfg))}
+    parts["identity"] = {"evaluators": revision("evaluators"), **(identity or {})}
+    return parts
 
 
 def run_key(cfg: DictConfig, identity: dict[str, Any] | None = None) -> str:
-    """Short hash of every config value that changes a run's results.
-
-    ``identity`` adds what the config alone does not pin down: the task model's fingerprint
-    (hash of its weights file) and the codec's version (encoder build, codec checkpoint hash), so
-    retrained weights or another encoder never reuse old records.
-    """
-    groups = ("pipeline", "dataset", "model", "eval", *pipeline_entry(cfg.pipeline.name).uses)
-    parts: dict[str, Any] = {}
-    for g in groups:
-        node = OmegaConf.to_container(cfg[g], resolve=True)
-        assert isinstance(node, dict)
-        parts[g] = {k: v for k, v in node.items() if k not in _NOT_IN_KEY.get(g, ())}
-    parts["identity"] = identity or {}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    """Short hash of ``key_parts``: the same configuration lands in the same folder, another never does."""
+    return hashlib.sha256(json.dumps(key_parts(cfg, identity), sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9._+=-]")
@@ -159,9 +161,11 @@ def run_single(cfg: DictConfig, *, timings: dict[str, float] | None = None) -> d
     dataset = build_dataset(cfg.dataset, data_dir=Path(cfg.paths.data), progress=cfg.progress)
     device = resolve_device(cfg.device)
     model = build_task_model(cfg.model, device=str(device))
-    pipeline = build_pipeline(cfg, model)  # validates parameters before anything is written
-    folder: dict[str, Any] = {"name": pipeline.name, "params": pipeline.params} if pipeline_entry(cfg.pipeline.name).named_by_codec else {}
-    run_dir = run_dir_for(cfg, {"model": model.fingerprint, "device": device.type, **pipeline.provenance()}, **folder)
+    runtime = Runtime(threads=cfg.threads, device=str(device), data_dir=Path(cfg.paths.data), progress=cfg.progress)
+    pipeline = build_pipeline(cfg, model, runtime)  # validates parameters before anything is written
+    folder: dict[str, Any] = {"name": pipeline.name, "params": pipeline.params} if is_user_codec(cfg) else {}
+    identity = {"model": model.fingerprint, "device": device.type, **pipeline.provenance()}
+    run_dir = run_dir_for(cfg, identity, **folder)
     done = finished_row(run_dir, dataset.image_ids)
     if done is not None:  # a rerun of a sweep skips what is done
         print(f"done already, skipped: {run_dir}")
@@ -170,7 +174,9 @@ def run_single(cfg: DictConfig, *, timings: dict[str, float] | None = None) -> d
     with run_lock(run_dir), RecordStore(run_dir / "records.jsonl") as store:
         remove_stale_temps(run_dir)  # temp files of a killed atomic_write (we hold the lock)
         atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        extra = {"model": model.fingerprint, "device": str(device), **pipeline.provenance(), **(pipeline.codec.tool_versions() if pipeline.codec else {}), "command": sys.argv, "records_at_start": len(store.records)}
+        extra = {"model": model.fingerprint, "device": str(device), **pipeline.provenance(),
+                 **(pipeline.codec.tool_versions() if pipeline.codec else {}), "command": sys.argv,
+                 "records_at_start": len(store.records), "key": key_parts(cfg, identity)}  # fmt: skip
         extra["history"] = resumed_history(_read_json(run_dir / "provenance.json"))
         atomic_write(run_dir / "provenance.json", json.dumps(provenance(extra=extra), indent=2))
         bitstreams = BitstreamStore(run_dir / "bitstreams") if cfg.cache.bitstreams else None

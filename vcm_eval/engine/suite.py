@@ -1,10 +1,10 @@
-"""``pipeline=suite``: several run configurations in one job, then one table and one plot.
+"""``python -m vcm_eval.suite``: several run configurations in one job, then one table and one plot.
 
-Each entry of ``pipeline.runs`` is an override list exactly as typed on the command line
+Each entry of ``suite.runs`` is an override list exactly as typed on the command line
 (``pipeline=image_anchor pipeline.qp=22,27,32``); comma lists expand like a Hydra ``-m`` sweep.
-Every expanded entry is composed with Hydra's compose API on top of the job's own non-pipeline
-overrides (dataset, model, codec, ...), so it runs exactly as its own command line would, in its
-own results folder.
+Every expanded entry is composed with Hydra's compose API (the run command's conf/config.yaml)
+on top of ``suite.overrides`` and the job's own overrides (dataset, model, vvc, ...), so it runs
+exactly as its own command line would, in its own results folder.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from vcm_eval.errors import ConfigError
 from vcm_eval.report.report import suite_summary
 from vcm_eval.report.tables import format_summary, summary_frame
 from vcm_eval.utils.atomic import atomic_write
+from vcm_eval.utils.cli import modernize
 
 
 def expand_entry(entry: str) -> list[list[str]]:
@@ -39,22 +40,24 @@ def expand_entry(entry: str) -> list[list[str]]:
     return [list(combo) for combo in itertools.product(*choices)]
 
 
-def is_pipeline_override(override: str) -> bool:
+def is_suite_override(override: str) -> bool:
+    """Overrides of the suite itself (``suite=...``, ``suite.runs=...``), not passed to its entries."""
     key = override.lstrip("+~").split("=", 1)[0]
-    return key == "pipeline" or key.startswith("pipeline.")
+    return key in ("suite", "pipeline") or key.startswith(("suite.", "pipeline."))
 
 
 def run_suite(cfg: DictConfig, *, base_overrides: list[str]) -> pd.DataFrame:
-    """Run every entry of ``cfg.pipeline.runs``; write and return the summary table."""
-    if not cfg.pipeline.runs:
-        raise ConfigError("pipeline.runs is empty; list override strings such as 'pipeline=image_anchor pipeline.qp=32'")
-    base = list(cfg.pipeline.overrides) + [o for o in base_overrides if not is_pipeline_override(o)]
+    """Run every entry of ``cfg.suite.runs``; write and return the summary table."""
+    if not cfg.suite.runs:
+        raise ConfigError("suite.runs is empty; list override strings such as 'pipeline=image_anchor pipeline.qp=32'")
+    base = list(cfg.suite.overrides) + [o for o in base_overrides if not is_suite_override(o)]
     rows: list[dict[str, Any]] = []
-    for entry in cfg.pipeline.runs:
+    for entry in cfg.suite.runs:
         for overrides in expand_entry(entry):
-            sub = compose(config_name="config", overrides=base + overrides)
-            if sub.pipeline.name == "suite":
-                raise ConfigError(f"suite entry {entry!r} is itself a suite; list single pipelines")
+            modern, notes = modernize(overrides)
+            for note in notes:
+                print(f"warning: suite entry {entry!r}: {note}")
+            sub = compose(config_name="config", overrides=base + modern)
             timings: dict[str, float] = {}
             row = run_single(sub, timings=timings)
             rows.append({**row, "run_s": round(sum(timings.values()), 1)})  # 0 for a run found done already
@@ -63,7 +66,10 @@ def run_suite(cfg: DictConfig, *, base_overrides: list[str]) -> pd.DataFrame:
     atomic_write(out_dir / "summary.csv", table.to_csv(index=False))
     atomic_write(out_dir / "summary.md", format_summary(table, markdown=True))
     print(format_summary(table, markdown=False))
-    bd_text, paths = suite_summary([Path(r["run_dir"]) for r in rows], out_dir, metrics=list(cfg.pipeline.metrics), anchors=list(cfg.pipeline.anchors), plot=cfg.pipeline.plot)
+    bd_text, paths = suite_summary(
+        [Path(r["run_dir"]) for r in rows], out_dir, metrics=list(cfg.suite.metrics), anchors=list(cfg.suite.anchors),
+        plot=cfg.suite.plot,
+    )
     print(bd_text)
     if paths:
         print("wrote: " + ", ".join(str(p) for p in paths))

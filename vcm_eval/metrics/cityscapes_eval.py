@@ -63,6 +63,12 @@ class CityscapesEvaluator:
         category_to_label: dataset category id -> Cityscapes label id.
     """
 
+    @classmethod
+    def from_dataset(cls, dataset: EvalDataset, image_ids: list[int]) -> CityscapesEvaluator | None:
+        """cityscapesscripts on the dataset's gtFine folder (None when it has none)."""
+        gt = dataset.cityscapes_gt
+        return cls(gt, cityscapes_label_ids(dataset)) if gt is not None and gt.is_dir() else None
+
     def __init__(self, gt_dir: Path, category_to_label: dict[int, int]) -> None:
         if not gt_dir.is_dir():
             raise DataError(f"Cityscapes ground truth folder {gt_dir} does not exist; point dataset.root at a Cityscapes root")

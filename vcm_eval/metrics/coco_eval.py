@@ -18,6 +18,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from vcm_eval.data.base import EvalDataset
 from vcm_eval.errors import DataError
 from vcm_eval.vision.base import Instances
 
@@ -92,6 +93,11 @@ class CocoEvaluator:
             self.gt = COCO(str(coco_json))
         self.image_ids = list(image_ids)
         self.reset()
+
+    @classmethod
+    def from_dataset(cls, dataset: EvalDataset, image_ids: list[int]) -> CocoEvaluator | None:
+        """pycocotools on the dataset's COCO json (None when it holds no annotations to score)."""
+        return cls(dataset.coco_json, image_ids) if dataset.has_coco_annotations else None
 
     def reset(self) -> None:
         self._results: list[dict[str, Any]] = []

@@ -4,23 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from vcm_eval.config import EvalConfig
 from vcm_eval.data.base import EvalDataset
-from vcm_eval.errors import ConfigError
-from vcm_eval.metrics.evaluator import EVALUATORS
+from vcm_eval.metrics.config import EvalConfig
+from vcm_eval.metrics.evaluator import build_evaluator
 from vcm_eval.metrics.rate import rate_summary
 
 
 def evaluate_records(dataset: EvalDataset, records: list[dict[str, Any]], cfg: EvalConfig) -> dict[str, float]:
     """Flat metrics of one run: bbox_AP, bbox_AP50, segm_AP, segm_AP50, cityscapes_AP, ..., bpp."""
-    unknown = [e for e in cfg.evaluators if e not in EVALUATORS]
-    if unknown:
-        raise ConfigError(f"eval.evaluators has unknown {unknown}; valid: {list(EVALUATORS)}")
     records = sorted(records, key=lambda r: r["image_id"])
     image_ids = [r["image_id"] for r in records]
     results: dict[str, dict[str, float]] = {}
     for name in cfg.evaluators:
-        evaluator = EVALUATORS[name](dataset, image_ids)
+        evaluator = build_evaluator(name, dataset, image_ids)
         if evaluator is None:  # this dataset cannot be scored that way (e.g. no Cityscapes ground truth)
             continue
         for r in records:

@@ -1,4 +1,4 @@
-"""One evaluator contract (as detectron2's ``DatasetEvaluator``) and the name -> evaluator table.
+"""One evaluator contract (as detectron2's ``DatasetEvaluator``) and the evaluators ``eval.evaluators`` names.
 
 Every evaluator takes the same two lists per call, whatever it measures:
 
@@ -6,16 +6,20 @@ Every evaluator takes the same two lists per call, whatever it measures:
 * ``outputs``: one dict per image with ``detections`` (COCO result dicts: box, score, category,
   RLE ``segmentation`` when the model has masks).
 
-``evaluate()`` returns ``{task: {metric: value}}`` (``{"bbox": {"AP": ...}}``). ``EVALUATORS``
-maps each ``eval.evaluators`` name to a factory that builds the evaluator for a dataset, or
-returns ``None`` when the dataset cannot be scored that way (no Cityscapes ground truth): adding
-an evaluator is one entry here.
+``evaluate()`` returns ``{task: {metric: value}}`` (``{"bbox": {"AP": ...}}``). Each evaluator
+class builds itself for a dataset with ``from_dataset(dataset, image_ids)``, or returns ``None``
+when the dataset cannot be scored that way (no Cityscapes ground truth, no Open Images truth).
+``EVALUATORS`` names the class of each ``eval.evaluators`` choice (``metrics.config.Evaluator``):
+adding an evaluator is its class, one choice and one line here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
+
+from vcm_eval.metrics.config import Evaluator
+from vcm_eval.utils.components import locate
 
 if TYPE_CHECKING:
     from vcm_eval.data.base import EvalDataset
@@ -29,19 +33,17 @@ class DatasetEvaluator(Protocol):
     def evaluate(self) -> dict[str, dict[str, float]]: ...
 
 
-def _coco(dataset: EvalDataset, image_ids: list[int]) -> DatasetEvaluator:
-    from vcm_eval.metrics.coco_eval import CocoEvaluator
-
-    return CocoEvaluator(dataset.coco_json, image_ids)
-
-
-def _cityscapes(dataset: EvalDataset, image_ids: list[int]) -> DatasetEvaluator | None:
-    from vcm_eval.metrics.cityscapes_eval import CityscapesEvaluator, cityscapes_label_ids
-
-    gt = dataset.cityscapes_gt
-    if gt is None or not gt.is_dir():
-        return None
-    return CityscapesEvaluator(gt, cityscapes_label_ids(dataset))
+EVALUATORS: dict[Evaluator, str] = {
+    Evaluator.coco: "vcm_eval.metrics.coco_eval.CocoEvaluator",
+    Evaluator.cityscapes: "vcm_eval.metrics.cityscapes_eval.CityscapesEvaluator",
+    Evaluator.oic: "vcm_eval.metrics.oid_challenge.OidChallengeTasks",
+}
 
 
-EVALUATORS: dict[str, Callable[[EvalDataset, list[int]], DatasetEvaluator | None]] = {"coco": _coco, "cityscapes": _cityscapes}
+def build_evaluator(name: Evaluator | str, dataset: EvalDataset, image_ids: list[int]) -> DatasetEvaluator | None:
+    """The evaluator ``name`` for this dataset, or None when the dataset cannot be scored that way."""
+    from vcm_eval.utils.choices import choice
+
+    kind = choice(Evaluator, name, "eval.evaluators")
+    evaluator: DatasetEvaluator | None = locate(EVALUATORS[kind], "eval.evaluators").from_dataset(dataset, image_ids)
+    return evaluator

@@ -74,6 +74,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from vcm_eval.data.base import EvalDataset
 from vcm_eval.data.oid import OidImageTruth, OidTruthSet
 from vcm_eval.errors import ConfigError, DataError
 
@@ -486,3 +487,43 @@ class OidChallengeEvaluator:
         mids = self.truth.label_map.mids
         self.per_class_ap = {mids[c - 1]: 100.0 * float(aps[c]) for c in np.flatnonzero(~np.isnan(aps)).tolist()}
         return {_TASKS[self.task]: {"AP50": 100.0 * float(np.nanmean(aps[1:]))}}  # aps[0]: no class 0
+
+
+class OidChallengeTasks:
+    """``eval.evaluators=[oic]``: the Challenge metric of boxes, and of masks when both sides have them.
+
+    Boxes are always scored (``oic_AP50``); masks (``oic_segm_AP50``) when the ground truth has
+    masks and the detections carry them (a Faster R-CNN run gives boxes only).
+    """
+
+    def __init__(self, *, truth: OidTruthSet) -> None:
+        self.truth = truth
+        self.bbox = OidChallengeEvaluator(truth=truth, task="bbox")
+        self.has_masks = any(image.masks is not None for image in truth.images.values())
+        self.segm = OidChallengeEvaluator(truth=truth, task="segm") if self.has_masks else None
+        self.reset()
+
+    @classmethod
+    def from_dataset(cls, dataset: EvalDataset, image_ids: list[int]) -> OidChallengeTasks | None:
+        """The metric over the dataset's Open Images truth (None for a dataset without one)."""
+        return cls(truth=dataset.oid) if dataset.oid is not None else None
+
+    def reset(self) -> None:
+        self.bbox.reset()
+        if self.segm is not None:
+            self.segm.reset()
+        self._segm_seen = False
+
+    def process(self, inputs: Sequence[dict[str, Any]], outputs: Sequence[dict[str, Any]]) -> None:
+        self.bbox.process(inputs, outputs)
+        if self.segm is not None and any("segmentation" in d for out in outputs for d in out["detections"]):
+            self._segm_seen = True
+        if self.segm is not None:
+            masked = [{**out, "detections": [d for d in out["detections"] if "segmentation" in d]} for out in outputs]
+            self.segm.process(inputs, masked)
+
+    def evaluate(self) -> dict[str, dict[str, float]]:
+        out = self.bbox.evaluate()
+        if self.segm is not None and self._segm_seen:
+            out.update(self.segm.evaluate())
+        return out

@@ -9,6 +9,11 @@ The torchvision ResNets can also take the layout of detectron2's MSRA ResNet (``
 the stride-2 of each stage sits in the first 1x1 convolution, not the 3x3 one) and frozen batch
 norm (``norm="frozen_bn"``, a fixed affine map), so detectron2 model-zoo weights compute the same
 function (``vcm_eval.vision.d2_weights``).
+
+Bottleneck ResNets also take ResNeXt's grouped 3x3 convolution (``groups`` x ``width_per_group``;
+Xie et al., "Aggregated Residual Transformations for Deep Neural Networks", CVPR 2017): detectron2's
+X101-FPN (MPEG VCM's test-condition network) is ``resnet101`` with 32 x 8 and the stride in the 3x3,
+which is torchvision's own layout, so only the group count and width change.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from vcm_eval.errors import ConfigError
 
 TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
+BOTTLENECK_RESNETS = ("resnet50", "resnet101")
 NORMS = ("bn", "frozen_bn")
 
 
@@ -83,6 +89,8 @@ def build_fpn_backbone(
     stem_width: int,
     stride_in_1x1: bool = False,
     norm: str = "bn",
+    groups: int = 1,
+    width_per_group: int = 64,
 ) -> BackboneWithFPN:
     """ResNet body + FPN giving P2..P5 and P6 = max-pool(P5, kernel 1, stride 2).
 
@@ -93,19 +101,30 @@ def build_fpn_backbone(
         stride_in_1x1: MSRA layout (see ``move_stride_to_1x1``); torchvision bottleneck ResNets only.
         norm: ``bn`` (BatchNorm2d) or ``frozen_bn`` (detectron2's and torchvision's detection
             backbones: a fixed affine map, no ``num_batches_tracked``); torchvision ResNets only.
+        groups, width_per_group: ResNeXt's grouped 3x3 convolution (bottleneck ResNets only; 1 x 64
+            is a plain ResNet). The block outputs, and so the FPN inputs, do not depend on them.
     """
     if norm not in NORMS:
         raise ConfigError(f"model.backbone.norm={norm!r} is unknown; use one of {NORMS}")
     if arch == "slim":
-        if stride_in_1x1 or norm != "bn":
-            raise ConfigError("model.backbone.stride_in_1x1 and norm=frozen_bn need a torchvision ResNet arch, not 'slim'")
+        if stride_in_1x1 or norm != "bn" or (groups, width_per_group) != (1, 64):
+            needs = "model.backbone.stride_in_1x1, norm=frozen_bn and groups/width_per_group need a torchvision ResNet"
+            raise ConfigError(f"{needs} arch, not 'slim'")
         body: nn.Module = SlimResNet(widths=widths, blocks=blocks, stem_width=stem_width)
         in_channels = list(widths)
     elif arch in TORCHVISION_RESNETS:
-        body = getattr(resnet, arch)(weights=None, norm_layer=FrozenBatchNorm2d if norm == "frozen_bn" else None)
+        grouped = (groups, width_per_group) != (1, 64)
+        if groups < 1 or width_per_group < 1 or (grouped and arch not in BOTTLENECK_RESNETS):
+            raise ConfigError(
+                f"model.backbone.groups={groups} / width_per_group={width_per_group} must be >= 1, and other "
+                f"than 1 / 64 only for a bottleneck ResNet {BOTTLENECK_RESNETS} (arch is {arch!r})"
+            )
+        norm_layer = FrozenBatchNorm2d if norm == "frozen_bn" else None
+        kwargs = {"groups": groups, "width_per_group": width_per_group} if grouped else {}
+        body = getattr(resnet, arch)(weights=None, norm_layer=norm_layer, **kwargs)
         if stride_in_1x1:
             move_stride_to_1x1(body)
-        expansion = 4 if arch in ("resnet50", "resnet101") else 1
+        expansion = 4 if arch in BOTTLENECK_RESNETS else 1
         in_channels = [64 * expansion, 128 * expansion, 256 * expansion, 512 * expansion]
     else:
         raise ConfigError(f"model.backbone.arch={arch!r} is unknown; use 'slim' or one of {TORCHVISION_RESNETS}")

@@ -7,14 +7,17 @@ chained (tests check it against the backend's own unsplit forward pass).
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
 from vcm_eval.errors import ConfigError
+from vcm_eval.revisions import revision
 from vcm_eval.vision.levels import LEVELS
 
 __all__ = ["LEVELS", "FeatureSet", "Instances", "TaskModel"]
@@ -85,6 +88,11 @@ class TaskModel(ABC):
     class_names: tuple[str, ...]
     name: str
 
+    @classmethod
+    def from_config(cls, model_cfg: Any, *, device: str = "cpu") -> TaskModel:
+        """The network a ``model`` config group describes, weights loaded, on ``device`` (each backend's own)."""
+        raise NotImplementedError(f"{cls.__name__} cannot be built from a config; give it a from_config")
+
     @abstractmethod
     def features(self, image: np.ndarray) -> FeatureSet:
         """Backbone + FPN of one uint8 RGB image [H, W, 3]."""
@@ -115,7 +123,9 @@ class TaskModel(ABC):
         """The full network: ``predict_from_features(features(image))``."""
         return self.predict_from_features(self.features(image))
 
+    _fingerprint_src: str = ""  # what identifies the network: its architecture config + weights' hash
+
     @property
-    @abstractmethod
     def fingerprint(self) -> str:
-        """A short hash of architecture + weights: the key of feature caches and records."""
+        """A short hash of architecture, weights and the feature code's revision: the key of feature caches and records."""
+        return hashlib.sha256(f"features:{revision('features')}:{self._fingerprint_src}".encode()).hexdigest()[:16]

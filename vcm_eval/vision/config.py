@@ -5,18 +5,81 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from vcm_eval.data.config import SyntheticDatasetConfig
+from vcm_eval.utils.choices import Choice, choices, plain
+from vcm_eval.utils.config import PathsConfig
+
+
+class Arch(Choice):
+    """``slim``: the embedded default's small ResNet; the others: torchvision's ResNets (detectron2's layout)."""
+
+    slim = "slim"
+    resnet18 = "resnet18"
+    resnet34 = "resnet34"
+    resnet50 = "resnet50"
+    resnet101 = "resnet101"
+
+
+class Norm(Choice):
+    """Batch norm trained (``bn``) or frozen to an affine transform (``frozen_bn``, detectron2's)."""
+
+    bn = "bn"
+    frozen_bn = "frozen_bn"
+
+
+class InputFormat(Choice):
+    """The channel order the weights expect."""
+
+    RGB = "RGB"
+    BGR = "BGR"
+
+
+class Convention(Choice):
+    """Whose arithmetic a step follows: torchvision's or detectron2's (``vcm_eval.vision.d2_compat``)."""
+
+    torchvision = "torchvision"
+    detectron2 = "detectron2"
+
+
+class RpnRank(Choice):
+    """How proposals are ranked: ``sigmoid`` (torchvision) or ``logit`` (detectron2: no ties where sigmoid saturates)."""
+
+    sigmoid = "sigmoid"
+    logit = "logit"
+
+
+# ``2fc``: two fully connected layers; ``4conv1fc``: 4 convs of fpn_channels, one fc of box_head_dim.
+BoxHead = choices("BoxHead", ("2fc", "4conv1fc"), module=__name__)
+
+
+class WeightsFormat(Choice):
+    """How ``weights`` is read: by content (``auto``), or as a vcm_eval / torchvision / detectron2 file."""
+
+    auto = "auto"
+    vcm_eval = "vcm_eval"
+    torchvision = "torchvision"
+    detectron2 = "detectron2"
+
 
 @dataclass
 class BackboneConfig:
     """ResNet body of the FPN (see ``vcm_eval.vision.backbone``)."""
 
-    arch: str = "slim"
+    arch: Arch = Arch.slim
     widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
     blocks: list[int] = field(default_factory=lambda: [2, 2, 2, 2])
     stem_width: int = 32
     fpn_channels: int = 256
     stride_in_1x1: bool = False  # MSRA layout of detectron2's ResNets (bottleneck arch only)
-    norm: str = "bn"  # bn | frozen_bn
+    norm: Norm = Norm.bn
+    # ResNeXt (bottleneck archs only): the 3x3 conv of every block has ``groups`` groups of
+    # ``width_per_group`` channels at res2, doubling per stage. 1 x 64 is a plain ResNet;
+    # detectron2's X101-FPN (RESNETS.NUM_GROUPS / WIDTH_PER_GROUP) is resnet101 with 32 x 8.
+    groups: int = 1
+    width_per_group: int = 64
 
 
 @dataclass
@@ -35,7 +98,7 @@ class RcnnConfig:
     """
 
     name: str = "synthetic_maskrcnn_slim"
-    backend: str = "torchvision"
+    _target_: str = "vcm_eval.vision.torchvision_rcnn.TorchvisionRcnn"
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     class_names: list[str] = field(default_factory=lambda: ["person", "car", "bus"])
     with_masks: bool = True
@@ -53,22 +116,74 @@ class RcnnConfig:
     rpn_post_nms_top_n_test: int = 1000
     box_batch_size_per_image: int = 256
     weights: str | None = "zoo:synthetic_maskrcnn_slim.pt"
-    input_format: str = "RGB"  # RGB | BGR: channel order the weights expect
+    input_format: InputFormat = InputFormat.RGB
     pixel_scale: float = 1.0  # network input range 0..pixel_scale (detectron2: 255)
-    resize: str = "torchvision"  # torchvision | detectron2 (PIL bilinear, ResizeShortestEdge rounding)
-    anchor_generator: str = "torchvision"  # torchvision (rounded) | detectron2 (exact, fixed strides)
+    resize: Convention = Convention.torchvision  # detectron2: PIL bilinear, ResizeShortestEdge rounding
+    anchor_generator: Convention = Convention.torchvision  # torchvision: rounded; detectron2: exact, fixed strides
     roi_align_aligned: bool = False  # detectron2 ROIAlignV2: true
     roi_sampling_ratio: int = 2  # detectron2: 0 (adaptive)
-    mask_paste: str = "torchvision"  # torchvision | detectron2 (grid_sample at pixel centres, >= 0.5)
+    mask_paste: Convention = Convention.torchvision  # detectron2: grid_sample at pixel centres, >= 0.5
     rpn_pre_nms_top_n_test: int = 1000
-    rpn_rank: str = "sigmoid"  # sigmoid (torchvision) | logit (detectron2: no ties where sigmoid saturates)
+    rpn_rank: RpnRank = RpnRank.sigmoid
     rpn_nms_thresh: float = 0.7
-    box_head_type: str = "2fc"  # 2fc | 4conv1fc (4 conv of fpn_channels, one fc of box_head_dim)
-    weights_format: str = "auto"  # auto | vcm_eval | torchvision | detectron2
+    box_head_type: BoxHead = BoxHead["2fc"]  # type: ignore[valid-type]
+    weights_format: WeightsFormat = WeightsFormat.auto
     ignore_unmapped_weights: bool = False
 
     def architecture(self) -> dict[str, Any]:
         """The fields a checkpoint must agree with (test-time thresholds excluded)."""
         keep = ("backbone", "class_names", "with_masks", "anchor_sizes", "aspect_ratios", "box_head_dim", "mask_head_channels")
-        d = asdict(self)
+        d = plain(asdict(self))
         return {k: d[k] for k in (*keep, "box_head_type")}
+
+
+@dataclass
+class TrainTaskSettings:
+    """Training of the embedded default task model (``python -m vcm_eval.vision.train``).
+
+    AdamW with linear warm-up and cosine decay; every image is drawn from the synthetic train
+    split by index, so a resumed run sees exactly the batches an uninterrupted one would.
+    ``autocast_bf16`` runs forward/backward in bfloat16 on the CPU (1.4x faster here, but a
+    first attempt went NaN at iteration 235 and bf16 box coordinates lose pixels: off by default).
+    Non-finite losses or gradients skip the step (at most ``max_skipped`` times).
+    """
+
+    iterations: int = 700
+    batch_size: int = 4
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup: int = 100
+    grad_clip: float = 10.0
+    max_skipped: int = 20
+    seed: int = 0
+    train_size: int = 20000
+    hflip: bool = True
+    autocast_bf16: bool = False
+    checkpoint_every: int = 25
+    workdir: str = "checkpoints/task_model"
+    output: str = "vcm_eval/vision/zoo/synthetic_maskrcnn_slim.pt"
+    loader_workers: int = 1
+
+
+@dataclass
+class TrainingConfig:
+    """What every training command shares: the task model, its data, paths, threads, progress bar."""
+
+    model: RcnnConfig = MISSING
+    dataset: SyntheticDatasetConfig = MISSING  # both trainers draw their images from the generator
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    threads: int = 2
+    device: str = "auto"  # where training runs; checkpoints are saved on the CPU
+    progress: bool = True
+
+
+@dataclass
+class TrainTaskConfig(TrainingConfig):
+    """conf/train_task.yaml."""
+
+    train: TrainTaskSettings = field(default_factory=TrainTaskSettings)
+
+
+def register(cs: ConfigStore) -> None:
+    cs.store(group="model", name="base_rcnn", node=RcnnConfig)
+    cs.store(name="base_train_task", node=TrainTaskConfig)

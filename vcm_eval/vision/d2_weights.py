@@ -1,7 +1,9 @@
 """detectron2 model-zoo checkpoints -> the torchvision Mask/Faster R-CNN of ``torchvision_rcnn``.
 
-A detectron2 R50-FPN R-CNN and torchvision's hold the same tensors under other names, with two
-layout differences in the box predictor and one in the mask predictor:
+A detectron2 R50/X101-FPN R-CNN and torchvision's hold the same tensors under other names, with two
+layout differences in the box predictor and one in the mask predictor (ResNeXt's grouped ``conv2``
+weights, [width, width / groups, 3, 3], have the same layout in both and copy as they are; a
+box-only Faster R-CNN checkpoint simply has no ``roi_heads.mask_head.*``):
 
 =====================================================  =============================================
 detectron2                                             torchvision

@@ -1,4 +1,4 @@
-"""Optional backend: detectron2's own GeneralizedRCNN as a ``TaskModel`` (``model.backend=detectron2``).
+"""Optional backend: detectron2's own GeneralizedRCNN as a ``TaskModel`` (``model._target_=vcm_eval.vision.detectron2_rcnn.Detectron2Rcnn``).
 
 For users who have detectron2 installed and want its exact code path. The split is detectron2's
 own seam, called explicitly in the order of ``GeneralizedRCNN.inference``: ``preprocess_image`` ->
@@ -26,6 +26,7 @@ from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import ImageList
+from omegaconf import DictConfig, OmegaConf
 
 from vcm_eval.errors import ConfigError
 from vcm_eval.vision.base import LEVELS, FeatureSet, Instances, TaskModel
@@ -37,7 +38,7 @@ _DEPTHS = {"resnet50": 50, "resnet101": 101}
 def d2_cfg(cfg: RcnnConfig) -> CfgNode:
     """detectron2 config of the R-CNN an ``RcnnConfig`` describes (Base-RCNN-FPN + overrides)."""
     if cfg.backbone.arch not in _DEPTHS:
-        raise ConfigError(f"model.backend=detectron2 needs model.backbone.arch in {sorted(_DEPTHS)}, not {cfg.backbone.arch!r}")
+        raise ConfigError(f"the detectron2 backend needs model.backbone.arch in {sorted(_DEPTHS)}, not {cfg.backbone.arch!r}")
     if cfg.pixel_scale != 255.0:
         raise ConfigError(f"model.backend=detectron2 feeds 0..255 pixels: set model.pixel_scale=255 (got {cfg.pixel_scale})")
     c = get_cfg()
@@ -52,6 +53,8 @@ def d2_cfg(cfg: RcnnConfig) -> CfgNode:
     c.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
     c.MODEL.RESNETS.STRIDE_IN_1X1 = bool(cfg.backbone.stride_in_1x1)
     c.MODEL.RESNETS.NORM = "FrozenBN" if cfg.backbone.norm == "frozen_bn" else "BN"
+    c.MODEL.RESNETS.NUM_GROUPS = int(cfg.backbone.groups)  # ResNeXt: X101-FPN is 32 x 8
+    c.MODEL.RESNETS.WIDTH_PER_GROUP = int(cfg.backbone.width_per_group)
     c.MODEL.FPN.IN_FEATURES = ["res2", "res3", "res4", "res5"]
     c.MODEL.FPN.OUT_CHANNELS = int(cfg.backbone.fpn_channels)
     c.MODEL.ANCHOR_GENERATOR.SIZES = [[int(s)] for s in cfg.anchor_sizes]
@@ -111,9 +114,10 @@ class Detectron2Rcnn(TaskModel):
         self.model: Any = model.eval()  # a detectron2 GeneralizedRCNN
         self.resize = T.ResizeShortestEdge([cfg.min_size, cfg.min_size], cfg.max_size)
 
-    @property
-    def fingerprint(self) -> str:
-        return hashlib.sha256(self._fingerprint_src.encode()).hexdigest()[:16]
+    @classmethod
+    def from_config(cls, model_cfg: DictConfig, *, device: str = "cpu") -> Detectron2Rcnn:
+        """The ``model`` group's network in detectron2 (it runs where detectron2 puts it; ``device`` unused)."""
+        return cls(OmegaConf.to_object(model_cfg))  # type: ignore[arg-type]
 
     @torch.inference_mode()
     def features(self, image: np.ndarray) -> FeatureSet:

@@ -1,30 +1,34 @@
-"""Model backend name -> TaskModel: the one place a task network is built from config."""
+"""Build the task network a ``model`` config names: its ``_target_`` class, built by its ``from_config``.
+
+``model._target_`` is ``vcm_eval.vision.torchvision_rcnn.TorchvisionRcnn`` (the default) or
+``vcm_eval.vision.detectron2_rcnn.Detectron2Rcnn`` (detectron2's own code, where it is installed):
+the same ``RcnnConfig`` describes both.
+"""
 
 from __future__ import annotations
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from vcm_eval.errors import ConfigError
+from vcm_eval.utils.components import locate
 from vcm_eval.vision.base import TaskModel
-from vcm_eval.vision.torchvision_rcnn import RcnnConfig, TorchvisionRcnn
 
-BACKENDS = ("torchvision", "detectron2")
+DETECTRON2 = "vcm_eval.vision.detectron2_rcnn.Detectron2Rcnn"
+BACKENDS = {"torchvision": "vcm_eval.vision.torchvision_rcnn.TorchvisionRcnn", "detectron2": DETECTRON2}  # model._target_ of each
 
 
 def build_task_model(model_cfg: DictConfig, *, device: str = "cpu") -> TaskModel:
-    """Build the configured task network with its weights loaded, in eval mode, on ``device``."""
-    backend = model_cfg.backend
-    if backend == "torchvision":
-        cfg: RcnnConfig = OmegaConf.to_object(model_cfg)  # type: ignore[assignment]
-        return TorchvisionRcnn(cfg, device=device)
-    if backend == "detectron2":
-        try:
-            from vcm_eval.vision.detectron2_rcnn import Detectron2Rcnn
-        except ImportError as exc:
+    """The configured task network with its weights loaded, in eval mode, on ``device``."""
+    try:
+        target = locate(model_cfg._target_, "model._target_")
+    except ConfigError as exc:
+        if model_cfg._target_ == DETECTRON2:
             raise ConfigError(
-                f"model.backend=detectron2 needs detectron2 ({exc}); install it from source "
-                "(pip install 'git+https://github.com/facebookresearch/detectron2.git'), or use model.backend=torchvision, "
-                "which loads the same detectron2 weights"
+                f"model._target_={DETECTRON2} needs detectron2 ({exc}); install it from source "
+                "(pip install 'git+https://github.com/facebookresearch/detectron2.git'), or leave model._target_ at "
+                "its default, which loads the same detectron2 weights"
             ) from exc
-        return Detectron2Rcnn(OmegaConf.to_object(model_cfg))  # type: ignore[arg-type]
-    raise ConfigError(f"model.backend={backend!r} is unknown; valid: {list(BACKENDS)}")
+        raise
+    if not (isinstance(target, type) and issubclass(target, TaskModel)):
+        raise ConfigError(f"model._target_={model_cfg._target_} is not a vcm_eval.vision.base.TaskModel")
+    return target.from_config(model_cfg, device=device)

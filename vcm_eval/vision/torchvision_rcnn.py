@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import DictConfig, OmegaConf
 from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
@@ -25,6 +26,7 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from vcm_eval.device import resolve_device
 from vcm_eval.errors import CheckpointError, ConfigError, load_failure
+from vcm_eval.utils.choices import check_choices as check_dataclass_choices
 from vcm_eval.vision.backbone import build_fpn_backbone
 from vcm_eval.vision.base import LEVELS, FeatureSet, Instances, TaskModel
 from vcm_eval.vision.config import RcnnConfig
@@ -68,6 +70,8 @@ def build_rcnn(cfg: RcnnConfig) -> MaskRCNN | FasterRCNN:
         stem_width=bb.stem_width,
         stride_in_1x1=bb.stride_in_1x1,
         norm=bb.norm,
+        groups=bb.groups,
+        width_per_group=bb.width_per_group,
     )
     n_cls = len(cfg.class_names) + 1
     sizes = tuple((s,) for s in cfg.anchor_sizes)
@@ -114,22 +118,9 @@ def build_rcnn(cfg: RcnnConfig) -> MaskRCNN | FasterRCNN:
     return model
 
 
-_CHOICES = {
-    "rpn_rank": ("sigmoid", "logit"),
-    "input_format": ("RGB", "BGR"),
-    "resize": ("torchvision", "detectron2"),
-    "anchor_generator": ("torchvision", "detectron2"),
-    "mask_paste": ("torchvision", "detectron2"),
-    "box_head_type": ("2fc", "4conv1fc"),
-    "weights_format": ("auto", "vcm_eval", "torchvision", "detectron2"),
-}
-
-
 def check_choices(cfg: RcnnConfig) -> None:
     """Reject an unknown value of an enumerated model field, listing the valid ones."""
-    for key, valid in _CHOICES.items():
-        if getattr(cfg, key) not in valid:
-            raise ConfigError(f"model.{key}={getattr(cfg, key)!r} is unknown; valid: {list(valid)}")
+    check_dataclass_choices(cfg, "model")
     if cfg.pixel_scale <= 0:
         raise ConfigError(f"model.pixel_scale={cfg.pixel_scale} must be > 0 (1 for torchvision weights, 255 for detectron2)")
 
@@ -190,7 +181,7 @@ def load_weights(path: Path, cfg: RcnnConfig, target: dict[str, torch.Tensor]) -
     says so, detectron2 if its keys are detectron2's (``backbone.bottom_up.*``), else a torchvision
     state dict of this model. Every tensor is mapped or the error lists it.
     """
-    fmt = cfg.weights_format
+    fmt = str(cfg.weights_format)
     payload = None if fmt == "detectron2" or (fmt == "auto" and path.suffix == ".pkl") else _read_torch(path)
     if fmt == "auto":
         state = payload.get("model", payload) if isinstance(payload, dict) else None
@@ -256,9 +247,11 @@ class TorchvisionRcnn(TaskModel):
                 self._fingerprint_src += hashlib.sha256(path.read_bytes()).hexdigest()
         self.model = model.eval().to(self.device)
 
-    @property
-    def fingerprint(self) -> str:
-        return hashlib.sha256(self._fingerprint_src.encode()).hexdigest()[:16]
+    @classmethod
+    def from_config(cls, model_cfg: DictConfig, *, device: str = "cpu") -> TorchvisionRcnn:
+        """The ``model`` group's network with its weights, on ``device``."""
+        cfg: RcnnConfig = OmegaConf.to_object(model_cfg)  # type: ignore[assignment]
+        return cls(cfg, device=device)
 
     @torch.inference_mode()
     def features(self, image: np.ndarray) -> FeatureSet:

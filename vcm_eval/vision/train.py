@@ -24,9 +24,8 @@ from tqdm import tqdm
 
 from vcm_eval import config as _config  # noqa: F401 - registers the schemas
 from vcm_eval.config import TrainTaskConfig
-from vcm_eval.data.datasets import synthetic_spec
 from vcm_eval.data.scene import Scene
-from vcm_eval.data.synthetic import scene_for
+from vcm_eval.data.synthetic import scene_for, synthetic_spec
 from vcm_eval.device import resolve_device
 from vcm_eval.resources import CONF_DIR
 from vcm_eval.utils.training import append_log_row, load_state, save_state

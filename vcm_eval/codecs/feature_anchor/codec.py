@@ -26,26 +26,27 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from omegaconf import DictConfig
 
 from vcm_eval.codecs.base import FeatureCodec
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
+from vcm_eval.codecs.feature_anchor.config import AnchorLevels, MinMax
 from vcm_eval.codecs.feature_anchor.tiling import MINMAX_MODES, Layout, codes_frame, frame_values, minmax_ranges, plan_layout
 from vcm_eval.codecs.vvc.encoder import VvcEncoder, check_chroma, check_qp
 from vcm_eval.codecs.vvc.yuv import Yuv420
 from vcm_eval.errors import CodecError, ConfigError
+from vcm_eval.utils.choices import choice
+from vcm_eval.utils.components import Runtime
 from vcm_eval.vision.base import LEVELS, FeatureSet
 from vcm_eval.vision.levels import parse_levels
 
-LEVEL_SETS = ("p2-p5", "p2-p6")  # what the task model can run from: P2..P5 (P6 rebuilt from P5') or all five
 BITS = 10
 FILL = 512  # frame samples that hold no feature: mid grey, the cheapest flat block to code
 
 
 def anchor_levels(levels: str) -> tuple[str, ...]:
     """The level names of ``levels`` (``p2-p5``: P6 is rebuilt at the decoder from decoded P5)."""
-    if levels.replace(" ", "") not in LEVEL_SETS:
-        raise ConfigError(f"levels={levels!r} cannot be the feature anchor's; use one of {list(LEVEL_SETS)}")
-    return parse_levels(levels)
+    return parse_levels(str(choice(AnchorLevels, levels.replace(" ", ""), "levels")))
 
 
 @dataclass(frozen=True)
@@ -75,12 +76,22 @@ class FeatureVvcCodec(FeatureCodec):
     codec_name = "feature_vvc"  # the container tag
     name = "feature_anchor"
     rate_params = ("qp",)
+    reads = ("vvc",)
 
     def __init__(self, *, vvc: VvcEncoder, qp: int, levels: str = "p2-p5", minmax: str = "tensor", chroma: str = "400") -> None:
-        if minmax not in MINMAX_MODES:
-            raise ConfigError(f"minmax={minmax!r} is unknown; use one of {MINMAX_MODES}")
         self.vvc, self.qp, self.levels = vvc, check_qp(qp), anchor_levels(levels)
-        self.minmax, self.chroma = minmax, check_chroma(chroma)
+        self.minmax, self.chroma = str(choice(MinMax, minmax, "minmax")), check_chroma(chroma)
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, runtime: Runtime) -> FeatureVvcCodec:
+        """``pipeline.qp``, ``levels``, ``minmax``, ``chroma`` with the ``vvc`` group's encoder."""
+        vvc = VvcEncoder.from_settings(cfg.vvc)
+        if not vvc.can_encode:
+            raise ConfigError(
+                "the feature anchor with vvc.backend=vtm needs vvc.vtm_encoder and vvc.vtm_cfg (no feature bitstreams are shipped)"
+            )
+        p = cfg.pipeline
+        return cls(vvc=vvc, qp=p.qp, levels=str(p.levels), minmax=p.minmax, chroma=str(p.chroma))
 
     def version(self) -> str:
         """The VVC encoder that makes the picture (part of the run key)."""

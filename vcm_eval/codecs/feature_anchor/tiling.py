@@ -41,11 +41,12 @@ import numpy as np
 import torch
 
 from vcm_eval.codecs.feature_anchor import kernels
+from vcm_eval.codecs.feature_anchor.config import MinMax
 from vcm_eval.codecs.minmax import level_range
 from vcm_eval.errors import CodecError
 from vcm_eval.vision.base import FeatureSet
 
-MINMAX_MODES = ("tensor", "level")
+MINMAX_MODES = tuple(MinMax.values())  # the stream flag's order
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ def minmax_ranges(features: FeatureSet, mode: str) -> dict[str, tuple[float, flo
         CodecError: for NaN/inf values or an unknown mode.
     """
     if mode not in MINMAX_MODES:
-        raise CodecError(f"minmax={mode!r} is unknown; use one of {MINMAX_MODES}")
+        raise CodecError(f"minmax={mode!r} is unknown; use one of {list(MINMAX_MODES)}")
     per_level = {n: level_range(n, np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)) for n, t in features.items()}
     if mode == "level":
         return per_level

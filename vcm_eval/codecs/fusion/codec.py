@@ -19,12 +19,15 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig
 
 from vcm_eval.codecs.base import FeatureCodec
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
+from vcm_eval.codecs.fusion import zoo
 from vcm_eval.codecs.fusion.model import CODED_LEVELS, HYPER_STRIDE, FusionCodecModel
 from vcm_eval.device import resolve_device
 from vcm_eval.errors import CodecError
+from vcm_eval.utils.components import Runtime
 from vcm_eval.vision.base import FeatureSet
 
 
@@ -67,6 +70,7 @@ class FusionFeatureCodec(FeatureCodec):
     codec_name = "fusion"  # the container tag
     name = "fusion_codec"
     rate_params = ("quality",)
+    reads = ("model",)  # the task model's name picks its zoo checkpoints
 
     def __init__(self, *, model: FusionCodecModel, device: str = "cpu", checkpoint: Path | None = None) -> None:
         self.checkpoint = checkpoint
@@ -75,6 +79,13 @@ class FusionFeatureCodec(FeatureCodec):
         self.device = resolve_device(device)
         self.model.g_a.to(self.device)
         self.model.g_s.to(self.device)
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, runtime: Runtime) -> FusionFeatureCodec:
+        """The rate point ``pipeline.quality`` (or ``pipeline.checkpoint``) trained for ``model.name``."""
+        path = zoo.resolve(cfg.pipeline.checkpoint, task_model=cfg.model.name, quality=cfg.pipeline.quality)
+        fusion, _ = zoo.load(path)  # the architecture the checkpoint names
+        return cls(model=fusion, device=runtime.device, checkpoint=path)
 
     def version(self) -> str:
         """The checkpoint's name and content hash (part of the run key: retrained weights never reuse records)."""

@@ -5,7 +5,27 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
+
+from vcm_eval.pipelines.config import PipelineConfig
+from vcm_eval.utils.choices import Choice, plain
+from vcm_eval.utils.components import NOT_A_PARAM
+from vcm_eval.vision.config import TrainingConfig
+
+
+class FusionEntropy(Choice):
+    """``gmm``: Cheng et al. 2020's Gaussian mixture; ``meanscale``: the first generation's Gaussian."""
+
+    meanscale = "meanscale"
+    gmm = "gmm"
+
+
+class DecoderLayout(Choice):
+    """``parallel``: L-MSFC's per-level branches; ``cascade``: the first generation's."""
+
+    parallel = "parallel"
+    cascade = "cascade"
 
 
 @dataclass
@@ -16,17 +36,18 @@ class FusionArchConfig:
     channels: int = 64
     latent_channels: int = 64
     hyper_channels: int = 48
-    entropy_model: str = "gmm"  # Cheng et al. 2020's mixture; "meanscale" was the first generation's
+    entropy_model: FusionEntropy = FusionEntropy.gmm  # Cheng et al. 2020's mixture; "meanscale" was the first generation's
     attention: bool = True
     latent_stride: int = 32  # P2 needs the latent resolution (docs/fusion_codec.md, level swap); 64 = first generation
-    decoder: str = "parallel"  # L-MSFC's per-level branches; "cascade" = first generation
+    decoder: DecoderLayout = DecoderLayout.parallel  # L-MSFC's per-level branches; "cascade" = first generation
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain values (choices as their text): what a checkpoint stores."""
+        return dict(plain(asdict(self)))
 
 
 @dataclass
-class FusionCodecPipelineConfig:
+class FusionCodecPipelineConfig(PipelineConfig):
     """``pipeline=fusion_codec``: evaluate the trained rate point ``quality`` (1 = lowest rate).
 
     ``checkpoint`` empty = the zoo file ``<task model name>_q<quality>.pt`` shipped in
@@ -35,8 +56,9 @@ class FusionCodecPipelineConfig:
     """
 
     name: str = "fusion_codec"
+    _target_: str = "vcm_eval.codecs.fusion.codec.FusionFeatureCodec"
     quality: int = 6
-    checkpoint: str = ""
+    checkpoint: str = field(default="", metadata=NOT_A_PARAM)
 
 
 @dataclass
@@ -66,3 +88,16 @@ class TrainFusionSettings:
     output: str = ""
     init_from: str = ""
     export_only: bool = False  # write ``output`` from the work dir's last.pt without training (a snapshot of a running point)
+
+
+@dataclass
+class TrainFusionConfig(TrainingConfig):
+    """conf/train_fusion.yaml: one rate point of the fusion codec (vcm_eval.codecs.fusion.train)."""
+
+    arch: FusionArchConfig = field(default_factory=FusionArchConfig)
+    train: TrainFusionSettings = field(default_factory=TrainFusionSettings)
+
+
+def register(cs: ConfigStore) -> None:
+    cs.store(group="pipeline", name="base_fusion_codec", node=FusionCodecPipelineConfig)
+    cs.store(name="base_train_fusion", node=TrainFusionConfig)

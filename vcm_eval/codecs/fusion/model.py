@@ -37,14 +37,14 @@ from compressai.layers import (
 from compressai.models import CompressionModel
 from torch import Tensor, nn
 
+from vcm_eval.codecs.fusion.config import DecoderLayout, FusionEntropy
 from vcm_eval.errors import CodecError, ConfigError
+from vcm_eval.utils.choices import choice
 from vcm_eval.vision.levels import parse_levels
 
 CODED_LEVELS = parse_levels("p2-p5")  # the levels this codec codes; P6 is max-pooled from P5' at the decoder
 P2_STRIDE = 4  # P2 is at stride 4 of the input image
 HYPER_STRIDE = 4  # z is 4x coarser than y (two stride-2 convolutions in h_a)
-ENTROPY_MODELS = ("meanscale", "gmm")
-DECODERS = ("cascade", "parallel")
 LATENT_STRIDES = (32, 64)
 
 
@@ -244,10 +244,8 @@ class FusionCodecModel(CompressionModel):
         decoder: str = "cascade",
     ) -> None:
         super().__init__()
-        if entropy_model not in ENTROPY_MODELS:
-            raise ConfigError(f"fusion entropy_model={entropy_model!r} is unknown; use one of {ENTROPY_MODELS}")
-        if decoder not in DECODERS:
-            raise ConfigError(f"fusion decoder={decoder!r} is unknown; use one of {DECODERS}")
+        entropy_model = str(choice(FusionEntropy, entropy_model, "arch.entropy_model"))
+        decoder = str(choice(DecoderLayout, decoder, "arch.decoder"))
         if latent_stride not in LATENT_STRIDES:
             raise ConfigError(f"fusion latent_stride={latent_stride} is not supported; use one of {LATENT_STRIDES}")
         if min(in_channels, channels, latent_channels, hyper_channels) <= 0:

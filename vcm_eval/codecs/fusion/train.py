@@ -33,8 +33,7 @@ from vcm_eval.codecs.fusion import zoo
 from vcm_eval.codecs.fusion.config import FusionArchConfig
 from vcm_eval.codecs.fusion.model import CODED_LEVELS, FusionCodecModel
 from vcm_eval.config import TrainFusionConfig
-from vcm_eval.data.datasets import synthetic_spec
-from vcm_eval.data.synthetic import folder_name, scene_for
+from vcm_eval.data.synthetic import folder_name, scene_for, synthetic_spec
 from vcm_eval.device import resolve_device
 from vcm_eval.errors import ConfigError
 from vcm_eval.resources import CONF_DIR

@@ -7,7 +7,7 @@ sizes, the encoder pads further to its CU grid itself and signals a conformance 
 decoder crops back to the original size it reads from the header. Every one of these bytes is in
 the rate.
 
-With the ``vtm`` backend and a folder of shipped bitstreams (``codec.shipped``), a picture whose
+With the ``vtm`` backend and a folder of shipped bitstreams (``vvc.shipped``), a picture whose
 stream was shipped for this QP, colour path and VTM setting is not encoded again: the shipped
 stream (md5 checked) is the bitstream, exactly as if VTM had just written it.
 """
@@ -15,6 +15,7 @@ stream (md5 checked) is the bitstream, exactly as if VTM had just written it.
 from __future__ import annotations
 
 import numpy as np
+from omegaconf import DictConfig
 
 from vcm_eval.codecs.base import ImageCodec
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
@@ -24,6 +25,7 @@ from vcm_eval.codecs.vvc.encoder import VvcEncoder, check_qp
 from vcm_eval.codecs.vvc.external import ffmpeg_capabilities
 from vcm_eval.codecs.vvc.shipped import ShippedBitstreams
 from vcm_eval.errors import CodecError, ConfigError
+from vcm_eval.utils.components import Runtime
 from vcm_eval.utils.digest import image_digest
 
 
@@ -41,6 +43,7 @@ class VvcImageCodec(ImageCodec):
     codec_name = "image_vvc"  # the container tag
     name = "image_anchor"
     rate_params = ("qp",)
+    reads = ("vvc",)
 
     def __init__(
         self, *, vvc: VvcEncoder, qp: int, colour: str = "mpeg", shipped: ShippedBitstreams | None = None, colour_ffmpeg: str = ""
@@ -53,7 +56,14 @@ class VvcImageCodec(ImageCodec):
         elif self.shipped is not None:
             self.encoder = self.shipped.only_encoder(colour)
         else:
-            raise ConfigError("codec.backend=vtm needs codec.vtm_encoder (and codec.vtm_cfg), or shipped bitstreams in codec.shipped")
+            raise ConfigError("vvc.backend=vtm needs vvc.vtm_encoder (and vvc.vtm_cfg), or shipped bitstreams in vvc.shipped")
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, runtime: Runtime) -> VvcImageCodec:
+        """``pipeline.qp`` with the ``vvc`` group's encoder, colour path and shipped VTM streams."""
+        shipped = ShippedBitstreams(cfg.vvc.shipped) if cfg.vvc.backend == "vtm" else None
+        vvc = VvcEncoder.from_settings(cfg.vvc)
+        return cls(vvc=vvc, qp=cfg.pipeline.qp, colour=cfg.vvc.colour, shipped=shipped, colour_ffmpeg=cfg.vvc.colour_ffmpeg)
 
     def version(self) -> str:
         """The encoder setting, colour path and the FFmpeg converting it (part of the run key)."""

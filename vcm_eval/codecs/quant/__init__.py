@@ -6,7 +6,15 @@ is the paper's 8-bit comparison point; both write one stream format (``stream``)
 reproduces the paper's data-size table.
 """
 
-from vcm_eval.codecs.quant.nsymbol import NormalizedQuantizer
-from vcm_eval.codecs.quant.uniform8 import Uniform8bitQuantizer
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vcm_eval.utils.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from vcm_eval.codecs.quant.nsymbol import NormalizedQuantizer
+    from vcm_eval.codecs.quant.uniform8 import Uniform8bitQuantizer
 
 __all__ = ["NormalizedQuantizer", "Uniform8bitQuantizer"]
+__getattr__ = lazy_exports(__name__, {"NormalizedQuantizer": "vcm_eval.codecs.quant.nsymbol", "Uniform8bitQuantizer": "vcm_eval.codecs.quant.uniform8"})

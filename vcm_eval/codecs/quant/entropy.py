@@ -50,9 +50,10 @@ import numpy as np
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter, varint_bytes
 from vcm_eval.codecs.quant import kernels as quant_kernels
 from vcm_eval.codecs.quant import rans
+from vcm_eval.codecs.quant.config import EntropyModel
 from vcm_eval.errors import CodecError
 
-MODELS = ("raw", "static", "causal")
+MODELS = tuple(EntropyModel.values())  # raw, static, causal
 MODE_IDS = {"raw": 0, "static": 1, "causal": 2}
 TOTAL = 1 << rans.PRECISION
 MAX_SYMBOLS = 16

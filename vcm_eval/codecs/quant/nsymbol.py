@@ -36,13 +36,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 
 from vcm_eval.codecs.base import FeatureCodec
 from vcm_eval.codecs.minmax import non_finite_error
 from vcm_eval.codecs.quant import kernels
+from vcm_eval.codecs.quant.config import CentroidScope, EntropyModel, SideDtype
 from vcm_eval.codecs.quant.entropy import (
     MAX_SYMBOLS,
-    MODELS,
     bits_per_symbol,
     channel_groups,
     decode_payload,
@@ -64,10 +65,12 @@ from vcm_eval.codecs.quant.stream import (
     write_passthrough,
 )
 from vcm_eval.errors import CodecError, ConfigError
+from vcm_eval.utils.choices import choice
+from vcm_eval.utils.components import Runtime
 from vcm_eval.vision.base import LEVELS, FeatureSet
 from vcm_eval.vision.levels import parse_levels
 
-CENTROID_SCOPES = ("channel", "level")
+CENTROID_SCOPES = tuple(CentroidScope.values())  # channel, level: the stream's ids
 
 
 # --- quantization rule -----------------------------------------------------------------------
@@ -201,19 +204,21 @@ class NormalizedQuantizer(FeatureCodec):
         threads: int = 1,
     ) -> None:
         check_params(n_symbols, z)
-        for key, value, valid in (
-            ("side_dtype", side_dtype, SIDE_DTYPES),
-            ("centroids", centroids, CENTROID_SCOPES),
-            ("entropy_model", entropy_model, MODELS),
-        ):
-            if value not in valid:
-                raise ConfigError(f"{key}={value!r} is unknown; valid: {list(valid)}")
+        side_dtype, centroids = str(choice(SideDtype, side_dtype, "side_dtype")), str(choice(CentroidScope, centroids, "centroids"))
+        entropy_model = str(choice(EntropyModel, entropy_model, "entropy_model"))
         if not 10 <= chunk_log2 <= 30:
             raise ConfigError(f"chunk_log2={chunk_log2} is out of range; use 10..30")
         self.n_symbols, self.z, self.levels = n_symbols, float(z), parse_levels(levels)
         self.side_dtype, self.centroids, self.entropy_model, self.chunk_log2 = side_dtype, centroids, entropy_model, chunk_log2
         self.threads = max(1, int(threads))
         self.bounds = thresholds(n_symbols, self.z)
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, runtime: Runtime) -> NormalizedQuantizer:
+        """The ``pipeline`` group's settings; ``runtime.threads`` channel groups at once (same bytes for any count)."""
+        p = cfg.pipeline
+        return cls(p.n_symbols, p.z, levels=p.levels, side_dtype=p.side_dtype, centroids=p.centroids,
+                   entropy_model=p.entropy_model, threads=runtime.threads)  # fmt: skip
 
     def version(self) -> str:
         return stream_format_version()

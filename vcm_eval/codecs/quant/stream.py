@@ -14,10 +14,11 @@ import numpy as np
 import torch
 
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
+from vcm_eval.codecs.quant.config import SideDtype
 from vcm_eval.errors import CodecError
 from vcm_eval.vision.base import LEVELS, FeatureSet
 
-SIDE_DTYPES = ("float16", "float32")
+SIDE_DTYPES = tuple(SideDtype.values())  # float16, float32: the stream's ids
 # Channel groups of at most 1 Mi values (and whole multiples of the coder's 16 lanes): the unit of
 # parallel work and of a rANS stream (stored in the stream). A Cityscapes-size level gets 16 (P2),
 # 8, 2, 1 and 1 groups.

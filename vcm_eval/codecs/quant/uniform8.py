@@ -13,10 +13,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 
 from vcm_eval.codecs.base import FeatureCodec
 from vcm_eval.codecs.minmax import combine_ranges, min_max
 from vcm_eval.codecs.quant import kernels
+from vcm_eval.codecs.quant.config import SideDtype
 from vcm_eval.codecs.quant.entropy import channel_groups, run_groups
 from vcm_eval.codecs.quant.sizes import Shapes, representation_bits
 from vcm_eval.codecs.quant.stream import (
@@ -31,7 +33,9 @@ from vcm_eval.codecs.quant.stream import (
     write_header,
     write_passthrough,
 )
-from vcm_eval.errors import CodecError, ConfigError
+from vcm_eval.errors import CodecError
+from vcm_eval.utils.choices import choice
+from vcm_eval.utils.components import Runtime
 from vcm_eval.vision.base import LEVELS, FeatureSet
 from vcm_eval.vision.levels import parse_levels
 
@@ -51,9 +55,13 @@ class Uniform8bitQuantizer(FeatureCodec):
     name = "quant8"
 
     def __init__(self, *, levels: str | tuple[str, ...] = LEVELS, side_dtype: str = "float32", threads: int = 1) -> None:
-        if side_dtype not in SIDE_DTYPES:
-            raise ConfigError(f"side_dtype={side_dtype!r} is unknown; valid: {list(SIDE_DTYPES)}")
+        side_dtype = str(choice(SideDtype, side_dtype, "side_dtype"))
         self.levels, self.side_dtype, self.threads = parse_levels(levels), side_dtype, max(1, int(threads))
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, runtime: Runtime) -> Uniform8bitQuantizer:
+        """The ``pipeline`` group's levels and side dtype; ``runtime.threads`` channel groups at once."""
+        return cls(levels=cfg.pipeline.levels, side_dtype=cfg.pipeline.side_dtype, threads=runtime.threads)
 
     def version(self) -> str:
         return stream_format_version()

@@ -5,6 +5,14 @@ scripts do (``vtm``); ``colour`` converts RGB to 4:2:0 the way the anchor script
 ``shipped`` reads the VTM bitstreams shipped in anchors/; ``headers`` reads the coded slice QP back.
 """
 
-from vcm_eval.codecs.vvc.encoder import VvcEncoder
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vcm_eval.utils.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from vcm_eval.codecs.vvc.encoder import VvcEncoder
 
 __all__ = ["VvcEncoder"]
+__getattr__ = lazy_exports(__name__, {"VvcEncoder": "vcm_eval.codecs.vvc.encoder"})

@@ -1,6 +1,6 @@
 """RGB <-> YUV 4:2:0 for the image anchor: MPEG's colour and padding path, or BT.709 limited range.
 
-``mpeg`` (default; ``codec.colour=mpeg``) is what MPEG's VCM reference-software anchor scripts do,
+``mpeg`` (default; ``vvc.colour=mpeg``) is what MPEG's VCM reference-software anchor scripts do,
 with the same FFmpeg arguments (only the PNG files are replaced by pipes of the same pixels):
 
 1. pad to even width and height with black on the right/bottom (``-vf pad=ceil(iw/2)*2:ceil(ih/2)*2``);
@@ -16,7 +16,7 @@ limited range (white RGB -> Y 235; measured, tests/test_anchors.py). Both read t
 as limited range, since ``-src_range 1`` before ``-i`` is not applied to the input (black Y=64 at
 10 bit -> RGB 0): MPEG's anchors carry that contrast stretch, and so does this path. To be
 sample-exact with MPEG's anchors, the ``mpeg`` path runs both steps with FFmpeg 4.2.2
-(``codec.colour_ffmpeg``; ``make`` installs it into the virtual environment from PyPI's
+(``vvc.colour_ffmpeg``; ``make`` installs it into the virtual environment from PyPI's
 imageio-ffmpeg 0.4.9 wheel).
 
 ``bt709_limited`` is vcm_eval's earlier path: edge-repeat padding, BT.709 limited range straight to
@@ -45,7 +45,7 @@ _BT709_SCALE = "accurate_rnd+full_chroma_int+full_chroma_inp+bicubic"
 
 def check_colour(colour: str) -> str:
     if colour not in COLOUR_PATHS:
-        raise ConfigError(f"codec.colour={colour!r} is unknown; use one of {COLOUR_PATHS}")
+        raise ConfigError(f"vvc.colour={colour!r} is unknown; use one of {COLOUR_PATHS}")
     return colour
 
 
@@ -53,14 +53,14 @@ def colour_ffmpeg(path: str, colour: str, default: str) -> str:
     """The FFmpeg that converts colours: ``path`` if set, FFmpeg 4.2.2 for ``mpeg``, else ``default``."""
     if path:
         if not Path(path).is_file():
-            raise ConfigError(f"codec.colour_ffmpeg={path!r} does not exist; point it at an FFmpeg binary or leave it empty")
+            raise ConfigError(f"vvc.colour_ffmpeg={path!r} does not exist; point it at an FFmpeg binary or leave it empty")
         return path
     if check_colour(colour) != "mpeg":
         return default
     if not MPEG_FFMPEG.is_file():
         raise ConfigError(
             f"the mpeg colour path runs FFmpeg 4.2.2 as MPEG's scripts did, and {MPEG_FFMPEG} is missing; "
-            "run `make venv` (it installs it), set codec.colour_ffmpeg, or use codec.colour=bt709_limited"
+            "run `make venv` (it installs it), set vvc.colour_ffmpeg, or use vvc.colour=bt709_limited"
         )
     return str(MPEG_FFMPEG)
 

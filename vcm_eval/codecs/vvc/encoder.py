@@ -10,9 +10,9 @@ a single picture is an intra slice, so every VVenC call sets ``IntraQPOffset=0``
 coded at ``qp`` carries slice QP ``qp`` (``vcm_eval.codecs.vvc.headers`` reads it back; tested).
 VTM's ``-q`` is the slice QP of an all-intra picture already.
 
-Backends (``codec.backend``):
+Backends (``vvc.backend``):
   * ``ffmpeg``     - libvvenc + FFmpeg's native vvc decoder in one FFmpeg binary (default: the one
-                     imageio-ffmpeg ships; ``codec.ffmpeg`` overrides it). libvvenc takes 10-bit
+                     imageio-ffmpeg ships; ``vvc.ffmpeg`` overrides it). libvvenc takes 10-bit
                      input only, so 8-bit samples are scaled by 4 first, exactly as VTM does
                      internally with ``InputBitDepth=8`` and ``InternalBitDepth=10``.
   * ``vvenc_apps`` - Fraunhofer's vvencapp / vvdecapp command-line tools.
@@ -31,17 +31,19 @@ import re
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from vcm_eval.codecs.feature_anchor.config import Chroma
+from vcm_eval.codecs.vvc.config import Backend, Preset
 from vcm_eval.codecs.vvc.external import QUIET, ffmpeg_binary, ffmpeg_capabilities, run_tool
 from vcm_eval.codecs.vvc.vtm import Vtm
 from vcm_eval.codecs.vvc.yuv import Yuv420
 from vcm_eval.errors import CodecError, ConfigError
+from vcm_eval.utils.choices import choice
+from vcm_eval.utils.construct import from_config
 
-PRESETS = ("faster", "fast", "medium", "slow", "slower")
-BACKENDS = ("ffmpeg", "vvenc_apps", "vtm")
-CHROMA_FORMATS = ("420", "400")
 QP_RANGE = (0, 63)
 CODED_QP_PARAMS = "IntraQPOffset=0"  # VVenC presets carry IntraQPOffset=-3: the coded QP would be qp-3
 
@@ -53,9 +55,8 @@ def check_qp(qp: int) -> int:
 
 
 def check_chroma(chroma: str) -> str:
-    if chroma not in CHROMA_FORMATS:
-        raise ConfigError(f"chroma format {chroma!r} is unknown; use one of {CHROMA_FORMATS}")
-    return chroma
+    """``420`` or ``400`` (a ``Chroma`` choice), else ``ConfigError`` naming the valid formats."""
+    return str(choice(Chroma, chroma, "chroma"))
 
 
 @functools.lru_cache(maxsize=8)
@@ -79,11 +80,11 @@ class VvcEncoder:
     """One-picture VVC intra encoder/decoder.
 
     Args:
-        backend: one of ``BACKENDS``.
+        backend: a ``Backend`` (``ffmpeg``, ``vvenc_apps``, ``vtm``).
         ffmpeg: FFmpeg binary ("" = imageio-ffmpeg's); also decodes VTM streams unless
             ``vtm_decoder`` is set, and converts colours.
         vvencapp, vvdecapp: the Fraunhofer tools (``vvenc_apps`` backend).
-        preset: VVenC preset, one of ``PRESETS`` (VVenC backends).
+        preset: VVenC preset, a ``Preset`` (VVenC backends).
         threads: encoder threads (VVenC backends).
         qpa: VVenC perceptual QP adaptation (off for machine vision).
         extra_params: extra ``key=value:key=value`` VVenC parameters.
@@ -106,12 +107,9 @@ class VvcEncoder:
         vtm_decoder: str = "",
         vtm_cfg: str = "",
     ) -> None:
-        if backend not in BACKENDS:
-            raise ConfigError(f"codec.backend={backend!r} is unknown; use one of {BACKENDS}")
-        if preset not in PRESETS:
-            raise ConfigError(f"codec.preset={preset!r} is unknown; use one of {PRESETS}")
+        backend, preset = choice(Backend, backend, "vvc.backend"), choice(Preset, preset, "vvc.preset")
         if threads < 1:
-            raise ConfigError(f"codec.threads={threads} must be >= 1")
+            raise ConfigError(f"vvc.threads={threads} must be >= 1")
         self.backend, self.preset, self.threads, self.qpa, self.extra_params = backend, preset, threads, qpa, extra_params
         self.ffmpeg = ffmpeg_binary(ffmpeg)
         self.vvencapp, self.vvdecapp = vvencapp, vvdecapp
@@ -122,12 +120,17 @@ class VvcEncoder:
         if (needs_enc and not has_enc) or (needs_dec and not has_dec):
             raise CodecError(
                 f"ffmpeg {self.ffmpeg} lacks {'the libvvenc encoder' if needs_enc and not has_enc else 'the vvc decoder'}; "
-                "use imageio-ffmpeg>=0.6 (leave codec.ffmpeg empty) or another codec.backend"
+                "use imageio-ffmpeg>=0.6 (leave vvc.ffmpeg empty) or another vvc.backend"
             )
+
+    @classmethod
+    def from_settings(cls, vvc: Any) -> VvcEncoder:
+        """The encoder the ``vvc`` config group describes (its fields are this constructor's parameters)."""
+        return from_config(cls, vvc, optional=("preset",))
 
     @property
     def can_encode(self) -> bool:
-        """False for a VTM backend without ``codec.vtm_encoder`` (it can only decode shipped streams)."""
+        """False for a VTM backend without ``vvc.vtm_encoder`` (it can only decode shipped streams)."""
         return self.vtm is None or self.vtm.can_encode
 
     def version(self) -> str:
@@ -136,7 +139,7 @@ class VvcEncoder:
             return self.vtm.version()
         if self.backend == "ffmpeg":
             return ffmpeg_capabilities(self.ffmpeg)[0] + " / libvvenc"
-        out = run_tool([self.vvencapp, "--version"], setting="codec.vvencapp").decode(errors="replace").strip().splitlines()
+        out = run_tool([self.vvencapp, "--version"], setting="vvc.vvencapp").decode(errors="replace").strip().splitlines()
         return out[0] if out else "vvencapp"
 
     def tool_versions(self) -> dict[str, str]:
@@ -170,14 +173,14 @@ class VvcEncoder:
                        "-c:v", "libvvenc", "-qp", str(qp), "-preset", self.preset, "-qpa", str(int(self.qpa)),
                        "-threads", str(self.threads), "-vvenc-params", self._vvenc_params(chroma),
                        "-frames:v", "1", "-f", "vvc", "-y", str(out)]  # fmt: skip
-                run_tool(cmd, stdin=frame.tobytes(), setting="codec.ffmpeg")
+                run_tool(cmd, stdin=frame.tobytes(), setting="vvc.ffmpeg")
             else:
                 raw = Path(tmp) / "in.yuv"
                 raw.write_bytes(frame.tobytes())
                 cmd = [self.vvencapp, "-i", str(raw), "-s", f"{width}x{height}", "-c", "yuv420_10", "--qp", str(qp),
                        "--preset", self.preset, "-t", str(self.threads), "--qpa", str(int(self.qpa)), "-f", "1",
                        "-o", str(out), "--additional", self._vvenc_params(chroma)]  # fmt: skip
-                run_tool(cmd, setting="codec.vvencapp")
+                run_tool(cmd, setting="vvc.vvencapp")
             return out.read_bytes()
 
     def decode(self, bitstream: bytes, height: int, width: int, *, chroma: str = "420") -> Yuv420:
@@ -193,7 +196,7 @@ class VvcEncoder:
             with tempfile.TemporaryDirectory(prefix="vcm_vvc_") as tmp:
                 src, out = Path(tmp) / "in.266", Path(tmp) / "out.yuv"
                 src.write_bytes(bitstream)
-                run_tool([self.vvdecapp, "-b", str(src), "-o", str(out), "-d", "10"], setting="codec.vvdecapp")
+                run_tool([self.vvdecapp, "-b", str(src), "-o", str(out), "-d", "10"], setting="vvc.vvdecapp")
                 data = out.read_bytes()
         else:
             data = ffmpeg_decode(self.ffmpeg, bitstream, chroma)
@@ -212,4 +215,4 @@ def ffmpeg_decode(ffmpeg: str, bitstream: bytes, chroma: str = "420") -> bytes:
         src.write_bytes(bitstream)
         cmd = [ffmpeg, *QUIET, "-err_detect", "explode", "-f", "vvc", "-i", str(src),
                "-f", "rawvideo", "-pix_fmt", "gray10le" if chroma == "400" else "yuv420p10le", "-frames:v", "1", "pipe:"]  # fmt: skip
-        return run_tool(cmd, setting="codec.ffmpeg")
+        return run_tool(cmd, setting="vvc.ffmpeg")

@@ -31,14 +31,14 @@ def ffmpeg_binary(path: str) -> str:
     if path:
         found = shutil.which(path) or (path if Path(path).is_file() else None)
         if not found:
-            raise CodecError(f"ffmpeg binary {path!r} not found; set codec.ffmpeg to an FFmpeg with libvvenc, or leave it empty")
+            raise CodecError(f"ffmpeg binary {path!r} not found; set vvc.ffmpeg to an FFmpeg with libvvenc, or leave it empty")
         return found
     try:
         import imageio_ffmpeg
 
         return str(imageio_ffmpeg.get_ffmpeg_exe())
     except (ImportError, RuntimeError) as exc:
-        raise CodecError(f"no FFmpeg found ({exc}); `pip install imageio-ffmpeg>=0.6` or set codec.ffmpeg") from exc
+        raise CodecError(f"no FFmpeg found ({exc}); `pip install imageio-ffmpeg>=0.6` or set vvc.ffmpeg") from exc
 
 
 @functools.lru_cache(maxsize=8)
@@ -49,7 +49,7 @@ def ffmpeg_capabilities(exe: str) -> tuple[str, bool, bool]:
         encoders = subprocess.run([exe, "-hide_banner", "-encoders"], capture_output=True, text=True, check=True).stdout
         decoders = subprocess.run([exe, "-hide_banner", "-decoders"], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError) as exc:
-        raise CodecError(f"cannot run ffmpeg {exe!r} ({exc}); set codec.ffmpeg to a working FFmpeg with libvvenc") from exc
+        raise CodecError(f"cannot run ffmpeg {exe!r} ({exc}); set vvc.ffmpeg to a working FFmpeg with libvvenc") from exc
     has_dec = any(line.split()[1:2] == ["vvc"] for line in decoders.splitlines() if len(line.split()) > 1)
     return version.splitlines()[0] if version else "ffmpeg (unknown version)", " libvvenc " in encoders, has_dec
 

@@ -68,7 +68,7 @@ class ShippedBitstreams:
         if len(found) != 1:
             raise ConfigError(
                 f"{self.folder} ships {len(found)} VTM encoder settings for colour path {colour!r} ({sorted(found)}); "
-                "set codec.vtm_encoder and codec.vtm_cfg to pick one (or point codec.shipped at another folder)"
+                "set vvc.vtm_encoder and vvc.vtm_cfg to pick one (or point vvc.shipped at another folder)"
             )
         return found.pop()
 

@@ -6,8 +6,8 @@ Image anchor (8-bit 4:2:0 input from the MPEG colour path)::
                      -wdt W -hgt H -f 1 -fr 30 --InternalBitDepth=10
 
 Feature frames (10-bit monochrome) add ``--InputBitDepth=10 --InputChromaFormat=400``. VTM is in
-no package registry: docs/anchors.md says how to build it; the user points ``codec.vtm_encoder``,
-``codec.vtm_decoder`` and ``codec.vtm_cfg`` at the result. Decoding uses ``DecoderAppStatic`` when
+no package registry: docs/anchors.md says how to build it; the user points ``vvc.vtm_encoder``,
+``vvc.vtm_decoder`` and ``vvc.vtm_cfg`` at the result. Decoding uses ``DecoderAppStatic`` when
 given, else FFmpeg's vvc decoder (bit-exact with VTM's reconstruction; tested where VTM is
 configured).
 """
@@ -40,10 +40,10 @@ def vtm_banner_version(encoder: str) -> str:
     try:
         proc = subprocess.run([encoder, "--help"], capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise CodecError(f"cannot run codec.vtm_encoder={encoder!r} ({exc}); point it at VTM's EncoderAppStatic") from exc
+        raise CodecError(f"cannot run vvc.vtm_encoder={encoder!r} ({exc}); point it at VTM's EncoderAppStatic") from exc
     found = re.search(r"VTM Encoder Version\s+(\S+)", proc.stdout + proc.stderr)
     if not found:
-        raise CodecError(f"codec.vtm_encoder={encoder!r} did not print a VTM encoder banner; point it at VTM's EncoderAppStatic")
+        raise CodecError(f"vvc.vtm_encoder={encoder!r} did not print a VTM encoder banner; point it at VTM's EncoderAppStatic")
     return f"VTM-{found.group(1)}"
 
 
@@ -57,15 +57,15 @@ class Vtm:
     """VTM's EncoderApp (and optionally DecoderApp) for one intra picture.
 
     ``encoder`` may be empty: the backend then only decodes (the image anchor's shipped
-    bitstreams); asking it to encode is a one-line error naming ``codec.vtm_encoder``.
+    bitstreams); asking it to encode is a one-line error naming ``vvc.vtm_encoder``.
     """
 
     def __init__(self, *, encoder: str = "", decoder: str = "", cfg: str = "") -> None:
-        self.encoder = _existing_file(encoder, "codec.vtm_encoder") if encoder else ""
-        self.decoder = _existing_file(decoder, "codec.vtm_decoder") if decoder else ""
-        self.cfg = _existing_file(cfg, "codec.vtm_cfg") if cfg else ""
+        self.encoder = _existing_file(encoder, "vvc.vtm_encoder") if encoder else ""
+        self.decoder = _existing_file(decoder, "vvc.vtm_decoder") if decoder else ""
+        self.cfg = _existing_file(cfg, "vvc.vtm_cfg") if cfg else ""
         if self.encoder and not self.cfg:
-            raise ConfigError("codec.vtm_encoder is set but codec.vtm_cfg is empty; point it at VTM's cfg/encoder_intra_vtm.cfg")
+            raise ConfigError("vvc.vtm_encoder is set but vvc.vtm_cfg is empty; point it at VTM's cfg/encoder_intra_vtm.cfg")
 
     @property
     def can_encode(self) -> bool:
@@ -91,13 +91,13 @@ class Vtm:
     def encode(self, frame: Yuv420, qp: int, *, chroma: str = "420") -> bytes:
         if not self.encoder:
             raise ConfigError(
-                f"no shipped VTM bitstream fits this picture at QP {qp} and codec.vtm_encoder is empty; "
-                "set codec.vtm_encoder and codec.vtm_cfg (docs/anchors.md) to encode it"
+                f"no shipped VTM bitstream fits this picture at QP {qp} and vvc.vtm_encoder is empty; "
+                "set vvc.vtm_encoder and vvc.vtm_cfg (docs/anchors.md) to encode it"
             )
         with tempfile.TemporaryDirectory(prefix="vcm_vtm_") as tmp:
             yuv, out = Path(tmp) / "in.yuv", Path(tmp) / "out.bin"
             yuv.write_bytes(np.ascontiguousarray(frame.y, dtype="<u2").tobytes() if chroma == "400" else frame.tobytes())
-            run_tool(self.command(yuv, out, frame, qp, chroma), setting="codec.vtm_encoder")
+            run_tool(self.command(yuv, out, frame, qp, chroma), setting="vvc.vtm_encoder")
             return out.read_bytes()
 
     def decode(self, bitstream: bytes) -> bytes:
@@ -105,5 +105,5 @@ class Vtm:
         with tempfile.TemporaryDirectory(prefix="vcm_vtm_") as tmp:
             src, out = Path(tmp) / "in.bin", Path(tmp) / "out.yuv"
             src.write_bytes(bitstream)
-            run_tool([self.decoder, "-b", str(src), "-o", str(out), "-d", "10"], setting="codec.vtm_decoder")
+            run_tool([self.decoder, "-b", str(src), "-o", str(out), "-d", "10"], setting="vvc.vtm_decoder")
             return out.read_bytes()

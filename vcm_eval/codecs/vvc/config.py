@@ -1,0 +1,69 @@
+"""Schema of the ``vvc`` config group: how VVC is run (``VvcEncoder``, ``Vtm``; docs/anchors.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hydra.core.config_store import ConfigStore
+
+from vcm_eval.utils.choices import Choice
+from vcm_eval.utils.components import NOT_IN_KEY
+
+
+class Backend(Choice):
+    """``ffmpeg``: VVenC in FFmpeg (+ its vvc decoder); ``vvenc_apps``: vvencapp/vvdecapp; ``vtm``: VTM."""
+
+    ffmpeg = "ffmpeg"
+    vvenc_apps = "vvenc_apps"
+    vtm = "vtm"
+
+
+class Preset(Choice):
+    """VVenC's presets, fastest first (docs/anchors.md measures each against VTM)."""
+
+    faster = "faster"
+    fast = "fast"
+    medium = "medium"
+    slow = "slow"
+    slower = "slower"
+
+
+class Colour(Choice):
+    """The image anchor's RGB -> YUV path: MPEG's anchor scripts, or BT.709 limited range."""
+
+    mpeg = "mpeg"
+    bt709_limited = "bt709_limited"
+
+
+@dataclass
+class VvcConfig:
+    """How VVC is run (``vcm_eval.codecs.vvc``; docs/anchors.md).
+
+    ``backend``: ``ffmpeg`` (VVenC in FFmpeg; ``ffmpeg`` empty = imageio-ffmpeg's binary),
+    ``vvenc_apps`` (vvencapp/vvdecapp) or ``vtm`` (VTM as MPEG's anchor scripts run it).
+    ``colour``: the image anchor's colour path; ``colour_ffmpeg`` the FFmpeg that converts it
+    ("" = FFmpeg 4.2.2 for ``mpeg``, as MPEG ran it). ``qpa`` (perceptual QP adaptation) is off:
+    the task network, not a human, looks at the result. ``shipped``: the folder of shipped VTM
+    image-anchor bitstreams that the ``vtm`` backend decodes instead of encoding (relative paths
+    also resolve against the project root). Paths of binaries and the encoder's thread count are
+    not in the run key: the codec's version (encoder build, VTM setting) is.
+    """
+
+    backend: Backend = Backend.ffmpeg
+    ffmpeg: str = ""
+    vvencapp: str = field(default="vvencapp", metadata=NOT_IN_KEY)
+    vvdecapp: str = field(default="vvdecapp", metadata=NOT_IN_KEY)
+    preset: Preset = Preset.medium  # docs/anchors.md: the encoder gap against VTM, and why medium
+    threads: int = field(default=1, metadata=NOT_IN_KEY)
+    qpa: bool = False
+    extra_params: str = ""
+    colour: Colour = Colour.mpeg
+    colour_ffmpeg: str = field(default="", metadata=NOT_IN_KEY)
+    vtm_encoder: str = field(default="", metadata=NOT_IN_KEY)
+    vtm_decoder: str = field(default="", metadata=NOT_IN_KEY)
+    vtm_cfg: str = field(default="", metadata=NOT_IN_KEY)
+    shipped: str = field(default="anchors/vtm_image_anchor", metadata=NOT_IN_KEY)
+
+
+def register(cs: ConfigStore) -> None:
+    cs.store(group="vvc", name="base_vvc", node=VvcConfig)

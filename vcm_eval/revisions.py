@@ -1,0 +1,35 @@
+"""Revisions of vcm_eval's own code behind every result: part of the feature cache key and the run key.
+
+A cached feature or a finished run is reused only while the code that produced it is unchanged.
+Each area below names the modules whose code decides its results; ``tests/test_revisions.py``
+holds a hash of each area's code (docstrings and comments left out) beside its revision, and
+fails when the code changes and the revision does not: bump the number here, record the new
+hash there, and old cache entries and run folders become misses instead of silently reused.
+
+Codecs are covered by their ``version()`` (stream format, encoder build, checkpoint hash) plus
+the area of their family's code.
+"""
+
+from __future__ import annotations
+
+# area -> (revision, modules relative to the package whose code it covers)
+CODE = {
+    "features": (1, ("vision/backbone.py", "vision/torchvision_rcnn.py", "vision/d2_compat.py", "vision/d2_weights.py",
+                     "vision/detectron2_rcnn.py", "vision/base.py", "data/base.py")),
+    "evaluators": (1, ("metrics/coco_eval.py", "metrics/cityscapes_eval.py", "metrics/oid_challenge.py",
+                       "metrics/evaluate.py", "metrics/rate.py", "metrics/evaluator.py")),
+    "image_anchor": (1, ("codecs/image_anchor/codec.py", "codecs/vvc/colour.py", "codecs/vvc/encoder.py",
+                         "codecs/vvc/yuv.py", "codecs/vvc/vtm.py", "codecs/bitstream.py")),
+    "feature_anchor": (1, ("codecs/feature_anchor/codec.py", "codecs/feature_anchor/tiling.py",
+                           "codecs/feature_anchor/kernels.py", "codecs/minmax.py", "codecs/vvc/encoder.py",
+                           "codecs/vvc/yuv.py", "codecs/bitstream.py")),
+    "quant": (1, ("codecs/quant/nsymbol.py", "codecs/quant/uniform8.py", "codecs/quant/stream.py",
+                  "codecs/quant/entropy.py", "codecs/quant/rans.py", "codecs/quant/kernels.py", "codecs/minmax.py",
+                  "codecs/bitstream.py")),
+    "fusion": (1, ("codecs/fusion/codec.py", "codecs/fusion/model.py", "codecs/bitstream.py")),
+}  # fmt: skip
+
+
+def revision(area: str) -> int:
+    """The code revision of ``area`` (a key of ``CODE``)."""
+    return CODE[area][0]
