@@ -4,6 +4,11 @@
 * ``UniformZlibCodec``: a feature codec, P2..P5 each quantized uniformly to ``bits`` bits between
   its min and max, then zlib; P6 is left to the task model (rebuilt from P5).
 
+A bitstream is untrusted input: both decoders refuse (``CodecError``) a stream that is truncated, has
+bytes left over or names sizes beyond ``max_pixels``, before decoding it (docs/architecture.md,
+"Threat model"). The feature codec writes vcm_eval's length-checked container
+(``vcm_eval.codecs.bitstream``); a JPEG file is its own.
+
 Run them (from any folder, with this one on PYTHONPATH):
 
     python -m vcm_eval pipeline=image_codec +pipeline.codec._target_=my_codecs.JpegCodec +pipeline.codec.quality=30
@@ -13,7 +18,7 @@ Run them (from any folder, with this one on PYTHONPATH):
 from __future__ import annotations
 
 import io
-import struct
+import math
 import zlib
 
 import numpy as np
@@ -21,7 +26,17 @@ import PIL
 import torch
 from PIL import Image
 
-from vcm_eval.codecs.base import FeatureCodec, ImageCodec
+from vcm_eval.codecs.base import (
+    MAX_DECODE_BYTES,
+    MAX_PIXELS,
+    FeatureCodec,
+    ImageCodec,
+    check_feature_header,
+    check_memory,
+    check_picture_size,
+)
+from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
+from vcm_eval.errors import CodecError
 from vcm_eval.vision.base import FeatureSet
 
 
@@ -42,15 +57,22 @@ class JpegCodec(ImageCodec):
         Image.fromarray(image).save(out, format="JPEG", quality=self.quality)
         return out.getvalue()  # the JPEG file holds its size: nothing else is needed
 
-    def decode(self, data: bytes) -> np.ndarray:
-        with Image.open(io.BytesIO(data)) as img:
-            return np.asarray(img.convert("RGB"))
+    def decode(self, data: bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+        if not (data.startswith(b"\xff\xd8") and data.endswith(b"\xff\xd9")):  # SOI ... EOI: the whole file
+            raise CodecError(f"corrupt {self.name} bitstream: not a whole JPEG file ({len(data)} bytes)")
+        try:
+            with Image.open(io.BytesIO(data), formats=["JPEG"]) as img:
+                check_picture_size(self.name, "image size", (img.height, img.width), max_pixels)  # before decoding
+                return np.asarray(img.convert("RGB"))
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            raise CodecError(f"corrupt {self.name} bitstream: Pillow cannot decode it ({exc})") from exc
 
 
 class UniformZlibCodec(FeatureCodec):
     name = "uniform_zlib"
     rate_params = ("bits",)
     levels = ("p2", "p3", "p4", "p5")
+    format = 2  # 1: a struct header and the shapes inside the zlib body (read before anything was checked)
 
     def __init__(self, bits: int = 8) -> None:
         if not 1 <= bits <= 8:
@@ -58,26 +80,50 @@ class UniformZlibCodec(FeatureCodec):
         self.bits = bits
 
     def version(self) -> str:
-        return f"uniform-zlib/1 zlib {zlib.ZLIB_VERSION}"
+        return f"uniform-zlib/{self.format} zlib {zlib.ZLIB_VERSION}"
 
     def encode(self, features: FeatureSet) -> bytes:
-        head = struct.pack("<4H", *features.image_size, *features.input_size)
+        w = BitstreamWriter("user", version=self.format)
+        for size in (*features.image_size, *features.input_size):
+            w.uint(size)
         body = b""
         for name in self.levels:
             x = features[name].numpy()
             lo, hi = float(x.min()), float(x.max())
             step = (hi - lo) / (2**self.bits - 1) or 1.0
-            codes = np.rint((x - lo) / step).astype(np.uint8)
-            body += struct.pack("<3Hff", *x.shape, lo, step) + codes.tobytes()
-        return head + zlib.compress(body, 9)  # every byte the decoder needs: sizes, shapes, ranges, codes
+            for size in x.shape:
+                w.uint(size)
+            w.floats(np.array([lo, step]))
+            body += np.rint((x - lo) / step).astype(np.uint8).tobytes()
+        w.blob(zlib.compress(body, 9))  # every byte the decoder needs: sizes, shapes, ranges, codes
+        return w.getvalue()
 
-    def decode(self, data: bytes) -> FeatureSet:
-        ih, iw, nh, nw = struct.unpack_from("<4H", data)
-        body, pos, levels = zlib.decompress(data[8:]), 0, {}
+    def decode(self, data: bytes, *, max_pixels: int = MAX_PIXELS, max_memory: int = MAX_DECODE_BYTES) -> FeatureSet:
+        with BitstreamReader(data, "user", name=self.name, version=self.format) as r:  # leaving it checks the end
+            image_size, input_size = (r.uint(), r.uint()), (r.uint(), r.uint())
+            shapes, ranges = {}, {}
+            for name in self.levels:
+                shapes[name] = (r.uint(), r.uint(), r.uint())
+                ranges[name] = r.floats(2)
+            packed = r.blob()
+        # the sizes agree and stay within the limits before anything is allocated from them
+        check_feature_header(self.name, image_size, input_size, shapes, max_pixels=max_pixels)
+        size = sum(math.prod(s) for s in shapes.values())
+        check_memory(self.name, 5 * size, max_memory)  # the codes and their float32 values
+        if not all(np.isfinite(v).all() for v in ranges.values()):
+            raise CodecError(f"corrupt {self.name} bitstream: a level range is not finite")
+        inflate = zlib.decompressobj()
+        try:  # at most the bytes the shapes hold (no zip bomb), then the end of the zlib stream (its checksum)
+            body = inflate.decompress(packed, size)
+            body += inflate.decompress(inflate.unconsumed_tail, 1)
+        except zlib.error as exc:
+            raise CodecError(f"corrupt {self.name} bitstream: {exc}") from exc
+        if len(body) != size or not inflate.eof or inflate.unused_data:
+            raise CodecError(f"corrupt {self.name} bitstream: the codes hold {len(body)} bytes (or more), not {size}")
+        levels, pos = {}, 0
         for name in self.levels:
-            c, h, w, lo, step = struct.unpack_from("<3Hff", body, pos)
-            pos += struct.calcsize("<3Hff")
+            (c, h, w), (lo, step) = shapes[name], ranges[name]
             codes = np.frombuffer(body, dtype=np.uint8, count=c * h * w, offset=pos).reshape(c, h, w)
             pos += c * h * w
             levels[name] = torch.from_numpy(codes * np.float32(step) + np.float32(lo))
-        return FeatureSet(levels=levels, image_size=(ih, iw), input_size=(nh, nw))
+        return FeatureSet(levels=levels, image_size=image_size, input_size=input_size)

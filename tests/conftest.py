@@ -6,6 +6,10 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from vcm_eval.determinism import pin_cpu_kernels
+
+pin_cpu_kernels()  # as every command does, before torch's first convolution (tests run the code in-process)
+
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir

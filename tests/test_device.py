@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_cfg, records_without_timings
+from conftest import compose_cfg
 
 from vcm_eval.device import resolve_device
-from vcm_eval.engine.run import run_single
+from vcm_eval.engine.run import run_key, run_single
 from vcm_eval.errors import ConfigError
 
 SMALL = [
@@ -18,13 +18,20 @@ SMALL = [
 ]  # fmt: skip
 
 
-def test_auto_and_cpu_give_identical_records_without_a_gpu(hydra_conf: None, tmp_path: Path) -> None:
+def test_auto_resolves_to_the_cpu_here_and_reuses_its_run(hydra_conf: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: auto means cuda here (test_fusion_bitstream_decodes_on_either_device covers it)")
-    for device in ("cpu", "auto"):
-        run_single(compose_cfg([*SMALL, f"device={device}", f"paths.results={tmp_path / device}", f"paths.data={tmp_path / 'data'}"]))
-    cpu, auto = records_without_timings(tmp_path / "cpu"), records_without_timings(tmp_path / "auto")
-    assert cpu and cpu == auto
+    paths = [f"paths.results={tmp_path / 'results'}", f"paths.data={tmp_path / 'data'}"]
+    cpu = run_single(compose_cfg([*SMALL, "device=cpu", *paths]))
+    auto = run_single(compose_cfg([*SMALL, "device=auto", *paths]))
+    assert auto["run_dir"] == cpu["run_dir"]  # the resolved device is what the key holds: one run, not two
+    assert "done already, skipped" in capsys.readouterr().out
+
+
+def test_the_device_kind_is_in_the_run_key(hydra_conf: None) -> None:
+    cfg = compose_cfg(SMALL)
+    keys = {device: run_key(cfg, {"model": "m", "device": device}) for device in ("cpu", "cuda")}
+    assert keys["cpu"] != keys["cuda"]  # GPU kernels differ in their last bits: never one another's records
 
 
 @pytest.mark.parametrize(("spec", "message"), [("gpu", "device='gpu' is unknown"), ("cuda:x", "is unknown")])

@@ -10,7 +10,7 @@ import torch
 from conftest import compose_cfg
 from hydra.errors import ConfigCompositionException
 
-from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
+from vcm_eval.codecs.bitstream import BitstreamReader
 from vcm_eval.codecs.feature_anchor.codec import FeatureVvcCodec
 from vcm_eval.codecs.feature_anchor.tiling import plan_layout
 from vcm_eval.codecs.vvc.encoder import VvcEncoder
@@ -135,11 +135,7 @@ def test_bad_input_raises(vvc: VvcEncoder) -> None:
         codec.encode(broken)
     with pytest.raises(CodecError, match=r"lack levels \['p6'\]"):
         FeatureVvcCodec(vvc=vvc, qp=32, levels="p2-p6").encode(feats.replace({k: v for k, v in feats.items() if k != "p6"}))
-    data = codec.encode(feats)
-    with pytest.raises(CodecError, match="truncated"):
-        codec.decode(data[: len(data) // 2])
-    with pytest.raises(CodecError, match="written by codec 'image_vvc'"):
-        codec.decode(BitstreamWriter("image_vvc").getvalue() + data[1:])
+    # truncated or foreign streams: tests/test_codec_contract.py and tests/test_fuzz.py
     with pytest.raises(ConfigError, match="levels='p3-p5' is unknown; use one of \\['p2-p5', 'p2-p6'\\]"):
         FeatureVvcCodec(vvc=vvc, qp=32, levels="p3-p5")
     with pytest.raises(ConfigError, match="minmax='channel' is unknown"):

@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "vcm_eval"
 # lowest first; a module may import its own layer and the ones before it
 LAYERS = (
-    ("utils", "errors", "resources", "device", "revisions"),
+    ("utils", "errors", "resources", "device", "revisions", "determinism"),
     ("data",),
     ("vision",),
     ("codecs",),

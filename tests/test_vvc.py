@@ -44,9 +44,7 @@ def test_image_codec_rate_is_file_size_and_falls_with_qp(vvc: VvcEncoder, image:
         assert stream[:3] == b"\x00\x00\x01" or stream[:4] == b"\x00\x00\x00\x01"
         assert len(data) - len(stream) <= 9  # tag + varints: height, width (2 bytes each), stream length (3)
         sizes.append(len(data))
-        decoded = VvcImageCodec(vvc=vvc, qp=qp).decode(data)
-        assert decoded.shape == image.shape and decoded.dtype == np.uint8
-    assert sizes[0] > 2 * sizes[1]
+    assert sizes[0] > 2 * sizes[1]  # the round trip itself: tests/test_codec_contract.py
 
 
 def test_smooth_image_rgb_psnr_above_40db_at_low_qp(vvc: VvcEncoder) -> None:
@@ -76,16 +74,11 @@ def test_qp_out_of_range(vvc: VvcEncoder, qp: int) -> None:
         VvcImageCodec(vvc=vvc, qp=qp)
 
 
-def test_missing_ffmpeg_and_corrupt_streams(vvc: VvcEncoder, image: np.ndarray) -> None:
+def test_missing_ffmpeg_and_odd_frames(vvc: VvcEncoder) -> None:
+    # corrupt image-anchor streams: tests/test_codec_contract.py and tests/test_fuzz.py
     with pytest.raises(CodecError, match="not found"):
         VvcEncoder(ffmpeg="/nonexistent/ffmpeg")
     with pytest.raises(CodecError, match="lacks"):
         VvcEncoder(ffmpeg="/bin/true")  # runs, but lists no libvvenc encoder
-    codec = VvcImageCodec(vvc=vvc, qp=32)
-    data = codec.encode(image)
-    with pytest.raises(CodecError):
-        codec.decode(data[: len(data) // 3])
-    with pytest.raises(CodecError, match="written by codec"):
-        codec.decode(bytes([0x51]) + data[1:])
     with pytest.raises(CodecError, match="even sizes"):
         vvc.encode(Yuv420(np.zeros((3, 4), np.uint16), np.zeros((1, 2), np.uint16), np.zeros((1, 2), np.uint16)), 32)

@@ -150,7 +150,7 @@ def anchor_curves(results: Path, out_dir: Path) -> list[Path]:
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=CURVE_COLUMNS, lineterminator="\n")
         writer.writeheader()
-        writer.writerows({k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+        writer.writerows({k: (float(f"{v:.6g}") if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
         path = out_dir / f"{dataset}_{pipeline}.csv"
         atomic_write(path, out.getvalue())
         written.append(path)

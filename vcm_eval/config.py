@@ -18,6 +18,7 @@ from hydra.core.config_store import ConfigStore
 import vcm_eval.codecs.feature_anchor.config as feature_anchor
 import vcm_eval.codecs.fusion.config as fusion
 import vcm_eval.codecs.image_anchor.config as image_anchor
+import vcm_eval.codecs.msfc.config as msfc
 import vcm_eval.codecs.quant.config as quant
 import vcm_eval.codecs.vvc.config as vvc
 import vcm_eval.data.config as data
@@ -38,7 +39,7 @@ from vcm_eval.report.config import ReportConfig, ReportJobConfig
 from vcm_eval.utils.config import PathsConfig
 from vcm_eval.vision.config import RcnnConfig, TrainingConfig, TrainTaskConfig, TrainTaskSettings
 
-OWNERS = (engine, pipelines, image_anchor, feature_anchor, quant, fusion, vvc, data, vision, report)
+OWNERS = (engine, pipelines, image_anchor, feature_anchor, quant, fusion, msfc, vvc, data, vision, report)
 
 __all__ = [
     "CacheConfig", "DatasetConfig", "EvalConfig", "FeatureAnchorConfig", "FusionArchConfig",

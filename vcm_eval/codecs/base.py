@@ -18,11 +18,13 @@ Besides the two methods a codec declares:
   checkpoint hash): part of the run key, so a changed codec never reuses old records;
 * ``report(original, data)``: per-image numbers recorded beside the rate (default: none);
 * ``tool_versions()``: external libraries behind ``version()``, for provenance.json (default: none);
+* ``rate_bytes(data)``: the bytes the rate counts (default: all of them);
 * ``reads``: the config groups besides ``pipeline`` a built-in codec's ``from_config(cfg, runtime)``
   reads (``("vvc",)``); it gets exactly those (``vcm_eval.utils.components.build``) and the run key
   hashes exactly those. A researcher's codec is built by Hydra from ``pipeline.codec`` instead.
 
-The rate is never the codec's to state: the pipeline counts ``8 * len(bytes)``.
+The rate is never the codec's to state: the pipeline counts ``8 * rate_bytes(bytes)``, which is
+``len(bytes)`` for every codec except MPEG's image anchor (the VVC bitstream alone, as MPEG counts it).
 
 ``decode`` reads untrusted bytes (docs/architecture.md, "Threat model: untrusted bitstreams"): a
 stream that is truncated, has bytes left over, or names sizes that disagree or exceed the limits
@@ -54,8 +56,10 @@ MAX_PIXELS = 64 * 2**20
 MAX_DECODE_BYTES = 4 * 2**30
 # Channels of a coded FPN level: 256 for every task network here; more is a corrupt header.
 MAX_CHANNELS = 4096
-# Pixels of rounding each side of a resize may have (floor or round-half-up: under 1; 2 leaves slack).
-RESIZE_SLACK = 2
+# How far the height's and the width's scale (input / image) may disagree: 2 pixels of rounding a side
+# (a resize floors or rounds: under 1) and 10% more, for inputs also cropped or padded a little (and
+# hand-built test pyramids); a header whose sizes were altered disagrees by far more.
+RESIZE_SLACK, RESIZE_TOLERANCE = 2, 1.1
 
 
 def check_picture_size(codec: str, what: str, size: tuple[int, int], max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
@@ -76,15 +80,17 @@ def check_picture_size(codec: str, what: str, size: tuple[int, int], max_pixels:
 
 
 def check_resized(codec: str, image_size: tuple[int, int], input_size: tuple[int, int]) -> None:
-    """The network input is the image resized by one scale factor (each side rounded, ``RESIZE_SLACK`` pixels).
+    """The network input is the image resized by one scale factor (``RESIZE_SLACK``, ``RESIZE_TOLERANCE``).
 
     Both task-network backends keep the aspect ratio (torchvision floors ``side * scale``, detectron2
-    rounds it), so the two scales ``input / image`` of the height and of the width must overlap
-    within the rounding; a header whose sizes disagree more is corrupt.
+    rounds it), so the two scales ``input / image`` of the height and of the width must agree up to
+    rounding; a header whose sizes disagree more is corrupt.
     """
     (ih, iw), (nh, nw) = image_size, input_size
-    # the intervals [(n - slack) / i, (n + slack) / i] of both sides intersect (cross-multiplied: integers)
-    if (nh - RESIZE_SLACK) * iw > (nw + RESIZE_SLACK) * ih or (nw - RESIZE_SLACK) * ih > (nh + RESIZE_SLACK) * iw:
+    # the scale intervals [(n - slack) / i, (n + slack) / i] of both sides meet, one widened by the tolerance
+    h_lo, h_hi = (nh - RESIZE_SLACK) / ih, (nh + RESIZE_SLACK) / ih
+    w_lo, w_hi = (nw - RESIZE_SLACK) / iw, (nw + RESIZE_SLACK) / iw
+    if h_lo > RESIZE_TOLERANCE * w_hi or w_lo > RESIZE_TOLERANCE * h_hi:
         raise CodecError(
             f"corrupt {codec} bitstream: input size {nh}x{nw} is not the image size {ih}x{iw} resized by one factor"
         )
@@ -197,6 +203,19 @@ class Codec(ABC):
     def tool_versions(self) -> dict[str, str]:
         """Versions of external libraries behind ``version()``, for provenance.json only (default: none)."""
         return {}
+
+    def curve_version(self) -> str:
+        """What stays the same along one rate-accuracy curve (the report's curve identity; default
+        ``version()``). A codec with one checkpoint per rate point names the family, not the file."""
+        return self.version()
+
+    def rate_bytes(self, data: bytes) -> int:
+        """The bytes the rate counts: all of them (the default, and every codec but one).
+
+        MPEG counts its image anchor's rate as the VVC bitstream alone; ``VvcImageCodec`` returns
+        that, and the pipeline records the rest of its container as ``header_bytes``.
+        """
+        return len(data)
 
 
 class ImageCodec(Codec):

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 # "user": any codec written outside vcm_eval (docs/your_codec.md); its format version is its own.
-CODEC_IDS = {"image_vvc": 1, "feature_vvc": 2, "quant": 3, "fusion": 4, "float": 5, "user": 15}
+CODEC_IDS = {"image_vvc": 1, "feature_vvc": 2, "quant": 3, "fusion": 4, "float": 5, "msfc": 6, "user": 15}
 VERSION = 1
 
 
@@ -209,7 +209,8 @@ class BitstreamReader:
     def floats(self, count: int, dtype: str = "float32") -> np.ndarray:
         """``count`` little-endian floats of ``dtype`` -> a new float32 array."""
         dt = np.dtype(dtype).newbyteorder("<")
-        return np.frombuffer(self._take(count * dt.itemsize), dtype=dt).astype(np.float32)
+        with np.errstate(invalid="ignore"):  # a signalling NaN of a corrupt stream: the decoder's to refuse
+            return np.frombuffer(self._take(count * dt.itemsize), dtype=dt).astype(np.float32)
 
     def blob(self) -> bytes:
         """Length-prefixed bytes (as ``BitstreamWriter.blob`` writes them)."""

@@ -26,18 +26,20 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from vcm_eval.data.datasets import EvalDataset, build_dataset
+from vcm_eval.determinism import cpu_identity
 from vcm_eval.device import resolve_device
 from vcm_eval.engine.provenance import provenance, resumed_history
 from vcm_eval.engine.store import RecordStore, recorded_ids, run_lock
 from vcm_eval.errors import ConfigError
 from vcm_eval.metrics.coco_eval import label_to_category, to_coco_results
 from vcm_eval.metrics.evaluate import evaluate_records
-from vcm_eval.pipelines.base import Pipeline
+from vcm_eval.pipelines.base import Pipeline, measure_pipeline
 from vcm_eval.pipelines.build import build_pipeline, is_user_codec, pipeline_params, pipeline_reads
 from vcm_eval.pipelines.cache import BitstreamStore
 from vcm_eval.revisions import revision
 from vcm_eval.utils.atomic import atomic_write, remove_stale_temps
 from vcm_eval.utils.components import Runtime, key_view
+from vcm_eval.vision.complexity import pooled_kmac_per_pixel
 from vcm_eval.vision.registry import build_task_model
 
 KEY_GROUPS = ("pipeline", "dataset", "model", "eval")  # and the groups the codec reads
@@ -165,6 +167,8 @@ def run_single(cfg: DictConfig, *, timings: dict[str, float] | None = None) -> d
     pipeline = build_pipeline(cfg, model, runtime)  # validates parameters before anything is written
     folder: dict[str, Any] = {"name": pipeline.name, "params": pipeline.params} if is_user_codec(cfg) else {}
     identity = {"model": model.fingerprint, "device": device.type, **pipeline.provenance()}
+    if device.type == "cpu":
+        identity.update(cpu_identity(cfg.threads))  # the CPU kernels' instruction set and threads move features
     run_dir = run_dir_for(cfg, identity, **folder)
     done = finished_row(run_dir, dataset.image_ids)
     if done is not None:  # a rerun of a sweep skips what is done
@@ -176,6 +180,7 @@ def run_single(cfg: DictConfig, *, timings: dict[str, float] | None = None) -> d
         atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         extra = {"model": model.fingerprint, "device": str(device), **pipeline.provenance(),
                  **(pipeline.codec.tool_versions() if pipeline.codec else {}), "command": sys.argv,
+                 "curve_version": pipeline.codec.curve_version() if pipeline.codec else "",
                  "records_at_start": len(store.records), "key": key_parts(cfg, identity)}  # fmt: skip
         extra["history"] = resumed_history(_read_json(run_dir / "provenance.json"))
         atomic_write(run_dir / "provenance.json", json.dumps(provenance(extra=extra), indent=2))
@@ -186,6 +191,7 @@ def run_single(cfg: DictConfig, *, timings: dict[str, float] | None = None) -> d
         wanted = set(dataset.image_ids)
         records = [r for i, r in store.records.items() if i in wanted]
         metrics = evaluate_records(dataset, records, cfg.eval)
+        metrics.update(run_complexity(pipeline, dataset, cfg.eval.complexity_images, bitstreams))
         knobs = {"rate_params": list(pipeline.codec.rate_params), "sweep_params": list(pipeline.codec.sweep_params)} if pipeline.codec else {}
         row = {"pipeline": pipeline.name, **pipeline.params, **metrics, **knobs, "run_dir": str(run_dir)}
         clock["evaluate"] = time.perf_counter()
@@ -195,6 +201,17 @@ def run_single(cfg: DictConfig, *, timings: dict[str, float] | None = None) -> d
         marks = list(clock.items())
         timings.update({name: t - marks[i][1] for i, (name, t) in enumerate(marks[1:])})
     return row
+
+
+def run_complexity(pipeline: Pipeline, dataset: EvalDataset, images: int, bitstreams: BitstreamStore | None) -> dict[str, float]:
+    """kMAC per pixel of each stage over the first ``images`` images (``kmac_per_pixel_<stage>``; none for 0).
+
+    A stage that is not a network (VVC, the quantizers) is left out rather than written as 0.
+    """
+    if images <= 0:
+        return {}
+    counted = [measure_pipeline(pipeline, dataset.load(entry), bitstreams=bitstreams) for entry in dataset.images[:images]]
+    return {f"kmac_per_pixel_{stage}": value for stage, value in pooled_kmac_per_pixel(counted).items() if value is not None}
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -21,8 +21,10 @@ class Evaluator(Choice):
 class EvalConfig:
     """Evaluators and their settings (part of the run key).
 
-    ``primary_metric``: the metric a one-line summary shows.
+    ``primary_metric``: the metric a one-line summary shows. ``complexity_images``: the first N
+    images on which each stage's MACs are counted (kMAC per pixel in metrics.json; 0 = not counted).
     """
 
     evaluators: list[Evaluator] = field(default_factory=lambda: [Evaluator.coco, Evaluator.cityscapes, Evaluator.oic])
     primary_metric: str = "segm_AP"
+    complexity_images: int = 1

@@ -4,6 +4,10 @@
 when all images have one size, as in Cityscapes and the synthetic default); ``bpp_mean`` = the
 mean of per-image bpp, reported beside it for datasets of mixed sizes (COCO).
 
+``header_bytes_per_image``: the container bytes a codec records beside its rate (the image anchor,
+whose rate is the VVC bitstream alone as MPEG counts it; the feature anchor, whose rate counts
+them too).
+
 ``feature_ratio_pct`` (feature pipelines): the learned-codec papers' measure, coded bits / the
 float32 bits of the uncompressed P2..P5 (``p2_p5_values`` the pipeline records per image), in %.
 """
@@ -28,6 +32,8 @@ def rate_summary(records: list[dict[str, Any]]) -> dict[str, float]:
         "bpp_mean": float(np.mean(bits / pixels)),
         "kbytes_per_image": float(bits.mean() / 8 / 1000),
     }
+    if all("header_bytes" in r for r in records):  # bytes a codec's container holds beside the counted rate
+        out["header_bytes_per_image"] = float(np.mean([r["header_bytes"] for r in records]))
     if all("p2_p5_values" in r for r in records):
         out["feature_ratio_pct"] = float(100.0 * bits.sum() / (32.0 * sum(r["p2_p5_values"] for r in records)))
     for key in ("encode_s", "decode_s", "task_s"):

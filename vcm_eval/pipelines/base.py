@@ -7,8 +7,15 @@
 
 Pipelines differ only in the codec they call (``vcm_eval.codecs.base``: its kind picks the shape,
 ``coding_pipeline``), built in or a user's. Rate is computed here, in one place, from the length of
-the bytes the codec returned: ``bits = 8 * len(bitstream)``; the codec's ``report`` adds its own
-per-image numbers and its ``version()`` goes into the run key.
+the bytes the codec returned: ``bits = 8 * codec.rate_bytes(bitstream)`` (every byte, except for
+MPEG's image anchor, whose rate is the VVC bitstream alone; the rest of its container is recorded
+as ``header_bytes``); the codec's ``report`` adds its own per-image numbers and its ``version()``
+goes into the run key.
+
+Every record also holds a sha256 of what the task network saw: ``features_sha256`` of the float32
+features a feature codec coded (or the uncompressed run used), ``decoded_sha256`` of an image
+codec's decoded pixels. Two machines, or two thread counts, compare their runs image by image with
+them (README: "The same numbers on another machine").
 
 Reuse (``vcm_eval.pipelines.cache``): feature pipelines take their features from a ``FeatureCache`` when one
 is given (extracted once per image for a whole sweep), and every coding pipeline given a
@@ -18,15 +25,19 @@ instead of encoding again. Both give the same records as a fresh run (timings as
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
+
 from vcm_eval.codecs.base import Codec, FeatureCodec, ImageCodec
 from vcm_eval.data.sample import Sample
 from vcm_eval.pipelines.cache import BitstreamStore, FeatureCache, StoredBitstream
-from vcm_eval.vision.base import Instances, TaskModel
+from vcm_eval.vision.base import FeatureSet, Instances, TaskModel
+from vcm_eval.vision.complexity import StageComplexity, measure_complexity
 
 
 @dataclass
@@ -59,6 +70,7 @@ class Pipeline(Protocol):
 
     name: str
     params: dict[str, Any]
+    model: TaskModel
 
     @property
     def codec(self) -> Codec | None: ...
@@ -87,6 +99,22 @@ def _stored_or_encoded(sample: Sample, bitstreams: BitstreamStore | None, encode
     return stored
 
 
+def features_digest(features: FeatureSet) -> str:
+    """sha256 of the levels' float32 bytes in level order, with their shapes (16 hex digits)."""
+    h = hashlib.sha256()
+    for name, level in features.items():
+        arr = np.ascontiguousarray(level.detach().cpu().numpy(), dtype=np.float32)
+        h.update(f"{name}{arr.shape}".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()[:16]
+
+
+def _rate(codec: Codec, data: bytes) -> tuple[int, dict[str, Any]]:
+    """(bits of the rate, the container bytes outside it when the codec counts less than all)."""
+    counted = codec.rate_bytes(data)
+    return 8 * counted, ({"header_bytes": len(data) - counted} if counted != len(data) else {})
+
+
 class UncompressedPipeline:
     """The full task network on the original image: the accuracy every codec is measured against."""
 
@@ -101,7 +129,8 @@ class UncompressedPipeline:
             feats = self.model.features(sample.image) if self.cache is None else self.cache.features(sample.image)
         with _Timer() as tp:
             inst = self.model.predict_from_features(feats)
-        return ImageResult(0, sample.height * sample.width, 0.0, 0.0, tf.seconds + tp.seconds, inst, features_s=tf.seconds)
+        extra = {"features_sha256": features_digest(feats)}
+        return ImageResult(0, sample.height * sample.width, 0.0, 0.0, tf.seconds + tp.seconds, inst, extra, features_s=tf.seconds)
 
     def provenance(self) -> dict[str, Any]:
         return {}
@@ -119,7 +148,9 @@ class ImageCodingPipeline:
             decoded = self.codec.decode(stored.data)
         with _Timer() as tt:
             inst = self.model.predict(decoded)
-        return ImageResult(8 * len(stored.data), sample.height * sample.width, stored.encode_s, td.seconds, tt.seconds, inst, stored.extra)
+        bits, header = _rate(self.codec, stored.data)
+        extra = {**stored.extra, **header, "decoded_sha256": hashlib.sha256(np.ascontiguousarray(decoded).tobytes()).hexdigest()[:16]}
+        return ImageResult(bits, sample.height * sample.width, stored.encode_s, td.seconds, tt.seconds, inst, extra)
 
     def _encode(self, sample: Sample) -> StoredBitstream:
         with _Timer() as te:
@@ -143,8 +174,10 @@ class FeatureCodingPipeline:
         with _Timer() as tp:
             inst = self.model.predict_from_features(decoded)
         task_s = stored.features_s + tp.seconds
+        bits, header = _rate(self.codec, stored.data)
         return ImageResult(
-            8 * len(stored.data), sample.height * sample.width, stored.encode_s, td.seconds, task_s, inst, stored.extra, features_s=stored.features_s
+            bits, sample.height * sample.width, stored.encode_s, td.seconds, task_s, inst, {**stored.extra, **header},
+            features_s=stored.features_s,
         )
 
     def _encode(self, sample: Sample) -> StoredBitstream:
@@ -153,7 +186,8 @@ class FeatureCodingPipeline:
         with _Timer() as te:
             data = self.codec.encode(feats)
         p2_p5_values = sum(feats[k].numel() for k in ("p2", "p3", "p4", "p5") if k in feats)  # for feature_ratio_pct
-        return StoredBitstream(data, te.seconds, tf.seconds, {**self.codec.report(feats, data), "p2_p5_values": p2_p5_values})
+        extra = {**self.codec.report(feats, data), "p2_p5_values": p2_p5_values, "features_sha256": features_digest(feats)}
+        return StoredBitstream(data, te.seconds, tf.seconds, extra)
 
     def provenance(self) -> dict[str, Any]:
         return {"codec_version": self.codec.version()}
@@ -166,3 +200,22 @@ def coding_pipeline(codec: Codec, *, model: TaskModel, name: str, params: dict[s
     if isinstance(codec, FeatureCodec):
         return FeatureCodingPipeline(model=model, codec=codec, name=name, params=params, cache=cache)
     raise TypeError(f"{type(codec).__name__} is neither an ImageCodec nor a FeatureCodec (vcm_eval.codecs.base)")
+
+
+def measure_pipeline(pipeline: Pipeline, sample: Sample, *, bitstreams: BitstreamStore | None = None) -> StageComplexity:
+    """MACs of each stage of ``pipeline`` on one image (FCM's complexity; ``vcm_eval.vision.complexity``).
+
+    The network after the split runs on what the decoder gives back (the proposal count, hence
+    its MACs, changes with coding): the decoded features of a feature codec, the decoded image of
+    an image codec, whose whole network then counts as the two parts on the decoded image. A
+    codec's encoder and decoder count where they are networks (``complexity_stages``).
+    """
+    codec, model = pipeline.codec, pipeline.model
+    if isinstance(codec, FeatureCodec):
+        stored = bitstreams.get(sample.image_id) if bitstreams is not None else None
+        data = stored.data if stored is not None else codec.encode(model.features(sample.image))
+        return measure_complexity(model, sample.image, codec=codec, decoded=codec.decode(data))
+    if isinstance(codec, ImageCodec):
+        stored = bitstreams.get(sample.image_id) if bitstreams is not None else None
+        return measure_complexity(model, codec.decode(stored.data if stored is not None else codec.encode(sample.image)))
+    return measure_complexity(model, sample.image)

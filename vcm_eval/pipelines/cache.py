@@ -2,13 +2,13 @@
 
 ``FeatureCache``: a sweep over QP, z or lambda codes the *same* features at every point, so the
 backbone runs once per image. Entries live under
-``<paths.cache>/features/<model fingerprint>/eval-<t<threads> | cuda<N>>-torch<version>/<image sha256>.npz``:
+``<paths.cache>/features/<model fingerprint>/eval-<t<threads>-<oneDNN ISA> | cuda<N>>-torch<version>/<image sha256>.npz``:
 
 * the key is the task model's fingerprint (architecture + weights hash), the image's pixels
   (sha256 of the uint8 array and its shape: a renamed or re-encoded file with the same pixels
   hits, an edited one misses), torch's version and its intra-op thread count (CPU convolutions
   give last-bit differences between 1 and 2 threads, so a cache shared across thread counts
-  would not be bit-identical to a fresh run);
+  would not be bit-identical to a fresh run), and oneDNN's instruction set (``vcm_eval.determinism``);
 * float32 tensors are stored exactly (``np.savez``, no compression, no pickle), so a hit gives
   the same bits as extracting again;
 * writes are atomic (temp file + fsync + rename) and a per-entry ``filelock`` makes parallel
@@ -80,7 +80,8 @@ class FeatureCache:
         self.model = model
         version = torch.__version__.split("+")[0]
         device = getattr(model, "device", torch.device("cpu"))
-        place = f"t{torch.get_num_threads()}" if device.type == "cpu" else str(device).replace(":", "")  # GPU results do not depend on CPU threads
+        isa = os.environ.get("DNNL_MAX_CPU_ISA", "native").lower()  # oneDNN's instruction set moves CPU features
+        place = f"t{torch.get_num_threads()}-{isa}" if device.type == "cpu" else str(device).replace(":", "")
         self.folder = Path(root).expanduser() / "features" / model.fingerprint / f"eval-{place}-torch{version}"
         self.max_bytes = int(max_gb * 1e9)
         self._bytes = _folder_bytes(self.folder)

@@ -26,11 +26,29 @@ class NonMonotone(Choice):
     error = "error"
 
 
+class ReportFormat(Choice):
+    """``default``: tables, BD values, figures; ``mpeg_cttc``: those and MPEG's CTTC CSV of every curve."""
+
+    default = "default"
+    mpeg_cttc = "mpeg_cttc"
+
+
+class CttcMode(Choice):
+    """Rate points per dataset MPEG's template expects: 6 for the VCM image sets, 4 for FCM sequences."""
+
+    vcm = "vcm"
+    fcm = "fcm"
+
+
 @dataclass
 class ReportConfig:
-    """``report=default``: tables, BD values and figures from finished runs (docs/reporting.md).
+    """``python -m vcm_eval.report``: tables, BD values and figures from finished runs (docs/reporting.md).
 
     ``runs``: a folder or glob, or a list of them, searched recursively for run folders.
+    ``format=mpeg_cttc`` also writes ``mpeg_cttc_<curve>.csv`` (``vcm_eval.report.mpeg_cttc``): the
+    accuracy is ``cttc_metric`` ("" = the first of ``metrics`` the runs have), the dataset column
+    ``cttc_dataset`` ("" = the runs' dataset name, e.g. ``mpeg-oiv6-detection`` for MPEG's sheet), and a
+    curve with more or fewer rate points than ``cttc_mode`` asks for is refused.
     ``anchor`` (+ ``anchor_params`` to pick one of its curves) is the BD reference. The parameters
     that move along a curve are the ones each run's codec declares (``Codec.rate_params``, kept in
     metrics.json); any other parameter starts a new curve.
@@ -50,6 +68,10 @@ class ReportConfig:
     plot: bool = True
     log_rate: bool = False
     formats: list[str] = field(default_factory=lambda: ["pdf", "png"])
+    format: ReportFormat = ReportFormat.default
+    cttc_metric: str = ""
+    cttc_dataset: str = ""
+    cttc_mode: CttcMode = CttcMode.vcm
 
 
 @dataclass

@@ -78,10 +78,14 @@ def _commits(provenance: Mapping[str, Any]) -> str:
     return "+".join(dict.fromkeys(commits))
 
 
-def _from_key(key: Mapping[str, Any]) -> dict[str, str]:
-    """The identity a run's recorded key holds: every entry of ``key.identity`` and every group its codec reads."""
+def _from_key(key: Mapping[str, Any], curve_version: str = "") -> dict[str, str]:
+    """The identity a run's recorded key holds: every entry of ``key.identity`` and every group its codec reads.
+
+    ``curve_version`` (``Codec.curve_version``, recorded beside the key) stands for the codec's
+    version when the codec names what stays the same along its curve (one checkpoint per quality).
+    """
     found = key["identity"]
-    out = {"codec_version": str(found.get("codec_version", ""))}
+    out = {"codec_version": curve_version or str(found.get("codec_version", ""))}
     for group, node in key.items():
         if group not in NOT_IDENTITY_GROUPS and isinstance(node, Mapping):
             name = "vvc" if group in VVC_GROUPS else str(group)
@@ -109,7 +113,7 @@ def run_identity(config: Mapping[str, Any], provenance: Mapping[str, Any], *, ha
     """
     key = provenance.get("key")
     if isinstance(key, Mapping) and isinstance(key.get("identity"), Mapping):
-        return _from_key(key)
+        return _from_key(key, str(provenance.get("curve_version", "")))
     version = str(provenance.get("codec_version", ""))
     out: dict[str, str] = {"codec_version": version}
     if uses_vvc(version, has_codec):

@@ -47,6 +47,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vcm_eval.errors import ConfigError
 from vcm_eval.utils.atomic import atomic_write
@@ -267,3 +268,32 @@ def write_mpeg_cttc(
     csv.writer(buf, lineterminator="\n").writerows(rows)  # QUOTE_MINIMAL, as pandas
     atomic_write(path, buf.getvalue())
     return path
+
+
+def write_cttc_files(runs: Any, out_dir: Path, *, metric: str, dataset: str = "", mode: str = "vcm") -> list[Path]:
+    """``mpeg_cttc_<curve>.csv`` for every coding curve of a report's runs table (``report.format=mpeg_cttc``).
+
+    Args:
+        runs: the report's runs table (pandas; columns ``curve``, ``dataset``, ``rate_param``, ``bpp``
+            and ``metric``).
+        out_dir: the report's folder.
+        metric: the accuracy column, in percent (``oic_AP50`` for MPEG's OpenImages condition).
+        dataset: the name written in the Dataset column ("" = each run's dataset name).
+        mode: ``vcm`` (6 rate points per dataset) or ``fcm`` (4).
+
+    Raises:
+        ConfigError: ``metric`` is not a column of the runs, or a curve has a missing or extra rate
+            point (nothing is written for it, nor for the curves after it).
+    """
+    if not metric or metric not in runs:
+        raise ConfigError(f"report.cttc_metric={metric!r} is not a metric of these runs; choose one of report.metrics")
+    coded = runs[runs["rate_param"].astype(str) != ""]
+    out = []
+    for curve, group in coded.groupby("curve", sort=True):
+        points = [
+            RatePoint(dataset or str(r["dataset"]), r[r["rate_param"]], float(r["bpp"]), float(r[metric]))
+            for r in group.to_dict("records")
+        ]
+        name = "".join(c if c.isalnum() or c in "._-" else "_" for c in str(curve))
+        out.append(write_mpeg_cttc(out_dir / f"mpeg_cttc_{name}.csv", points, rate_unit="bpp", mode=mode))
+    return out

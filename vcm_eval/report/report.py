@@ -33,6 +33,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from vcm_eval.errors import ConfigError, DataError
 from vcm_eval.metrics.bdrate import DEFAULT_MIN_OVERLAP, DEFAULT_SETTINGS, BdSettings
 from vcm_eval.report.identity import bind_rate_versions, identity_labels, run_identity, vvc_settings
+from vcm_eval.report.mpeg_cttc import write_cttc_files
 from vcm_eval.report.plots import FORMATS, comparison_figure, knob_sweep_plot, rate_accuracy_plot, z_sweep_with_paper
 from vcm_eval.report.quant_table import paper_table3, write_quant_table
 from vcm_eval.report.tables import (
@@ -247,6 +248,7 @@ def load_runs(run_dirs: Sequence[Path], *, anchor: str = "image_anchor") -> tupl
                     varying[row["pipeline"]].append(n)
     for (row, _), own, variant in zip(rows, knobs, variants):
         row["variant"] = variant
+        row["rate_param"] = own[0] if own else ""  # the knob along the curve (MPEG's CSV calls it qp)
         row["curve"] = curve_label(
             row["pipeline"], {n: row.get(n) for n in varying.get(row["pipeline"], [])}, own, variant
         )
@@ -429,6 +431,9 @@ def run_report(cfg: DictConfig) -> ReportResult:
     )
     metric = cfg.eval.primary_metric if "eval" in cfg else "segm_AP"
     result.files += write_quant_tables(runs, Path(rc.output), metric=metric)
+    if rc.format == "mpeg_cttc":
+        metric = rc.cttc_metric or next((m for m in rc.metrics if m in runs and runs[m].notna().any()), "")
+        result.files += write_cttc_files(runs, Path(rc.output), metric=metric, dataset=rc.cttc_dataset, mode=str(rc.cttc_mode))
     result.incomplete = incomplete
     return result
 

@@ -18,6 +18,7 @@ import sys
 import warnings
 from collections.abc import Callable
 
+from vcm_eval.determinism import pin_cpu_kernels
 from vcm_eval.errors import VcmEvalError, one_line
 
 DETECTRON2_MODEL = "vcm_eval.vision.detectron2_rcnn.Detectron2Rcnn"
@@ -131,6 +132,7 @@ def run_command(main: Callable[[], None]) -> None:
     from omegaconf.errors import OmegaConfBaseException
 
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)  # compressai
+    pin_cpu_kernels()  # before torch's first convolution: the same features on every AVX2 machine
     args, notes = modernize(sys.argv[1:])
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)

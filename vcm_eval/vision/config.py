@@ -8,7 +8,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from vcm_eval.data.config import SyntheticDatasetConfig
+from vcm_eval.data.config import DatasetConfig
 from vcm_eval.utils.choices import Choice, choices, plain
 from vcm_eval.utils.config import PathsConfig
 
@@ -137,14 +137,27 @@ class RcnnConfig:
         return {k: d[k] for k in (*keep, "box_head_type")}
 
 
+class Precision(Choice):
+    """Mixed precision of a training step: ``auto`` = fp16 autocast + GradScaler on CUDA, off on the CPU."""
+
+    auto = "auto"
+    off = "off"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
 @dataclass
 class TrainTaskSettings:
-    """Training of the embedded default task model (``python -m vcm_eval.vision.train``).
+    """Training of a task network (``python -m vcm_eval.vision.train``; the defaults made the embedded one).
 
-    AdamW with linear warm-up and cosine decay; every image is drawn from the synthetic train
-    split by index, so a resumed run sees exactly the batches an uninterrupted one would.
-    ``autocast_bf16`` runs forward/backward in bfloat16 on the CPU (1.4x faster here, but a
-    first attempt went NaN at iteration 235 and bf16 box coordinates lose pixels: off by default).
+    AdamW with linear warm-up and cosine decay. Sample ``k`` of the run is image ``order[k % n]`` of a
+    seeded permutation of the split's first ``train_size`` images (0 = all; the synthetic generator
+    needs a number), flipped by a draw seeded with ``(seed, k)``, so a resumed run sees exactly the
+    batches an uninterrupted one would. ``batch_size`` is the global batch: with several processes
+    (torchrun, SLURM) each takes its share. ``finetune`` starts from ``model.weights`` (a model-zoo
+    network fine-tuned on the configured dataset's train split) instead of random weights.
+    ``precision``: ``bf16`` on the CPU ran 1.4x faster here, but a first attempt went NaN at
+    iteration 235 and bf16 box coordinates lose pixels, so ``auto`` leaves the CPU in fp32.
     Non-finite losses or gradients skip the step (at most ``max_skipped`` times).
     """
 
@@ -158,8 +171,10 @@ class TrainTaskSettings:
     seed: int = 0
     train_size: int = 20000
     hflip: bool = True
-    autocast_bf16: bool = False
+    precision: Precision = Precision.auto
+    finetune: bool = False
     checkpoint_every: int = 25
+    log_every: int = 10
     workdir: str = "checkpoints/task_model"
     output: str = "vcm_eval/vision/zoo/synthetic_maskrcnn_slim.pt"
     loader_workers: int = 1
@@ -170,11 +185,12 @@ class TrainingConfig:
     """What every training command shares: the task model, its data, paths, threads, progress bar."""
 
     model: RcnnConfig = MISSING
-    dataset: SyntheticDatasetConfig = MISSING  # both trainers draw their images from the generator
+    dataset: DatasetConfig = MISSING  # any kind; its train split (dataset.split=train, train2017 for COCO)
     paths: PathsConfig = field(default_factory=PathsConfig)
     threads: int = 2
-    device: str = "auto"  # where training runs; checkpoints are saved on the CPU
+    device: str = "auto"  # where training runs (cuda:<LOCAL_RANK> under torchrun / SLURM); checkpoints saved on the CPU
     progress: bool = True
+    dist_timeout_min: float = 60.0  # how long a rank waits for the others (rank 0 building a feature cache)
 
 
 @dataclass

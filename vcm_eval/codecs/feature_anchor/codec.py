@@ -28,10 +28,17 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig
 
-from vcm_eval.codecs.base import FeatureCodec
+from vcm_eval.codecs.base import MAX_DECODE_BYTES, MAX_PIXELS, FeatureCodec, check_feature_header, check_memory
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
 from vcm_eval.codecs.feature_anchor.config import AnchorLevels, MinMax
-from vcm_eval.codecs.feature_anchor.tiling import MINMAX_MODES, Layout, codes_frame, frame_values, minmax_ranges, plan_layout
+from vcm_eval.codecs.feature_anchor.tiling import (
+    MINMAX_MODES,
+    Layout,
+    codes_frame,
+    frame_values,
+    minmax_ranges,
+    plan_layout,
+)
 from vcm_eval.codecs.vvc.encoder import VvcEncoder, check_chroma, check_qp
 from vcm_eval.codecs.vvc.yuv import Yuv420
 from vcm_eval.errors import CodecError, ConfigError
@@ -42,11 +49,17 @@ from vcm_eval.vision.levels import parse_levels
 
 BITS = 10
 FILL = 512  # frame samples that hold no feature: mid grey, the cheapest flat block to code
+# Bytes a decode allocates per frame sample: FFmpeg's 10-bit output (2 bytes luma, 1 more of chroma
+# for 4:2:0), held twice while the pipe is read and joined.
+FRAME_BYTES_PER_SAMPLE = 6
 
 
 def anchor_levels(levels: str) -> tuple[str, ...]:
     """The level names of ``levels`` (``p2-p5``: P6 is rebuilt at the decoder from decoded P5)."""
     return parse_levels(str(choice(AnchorLevels, levels.replace(" ", ""), "levels")))
+
+
+ANCHOR_LEVEL_SETS = tuple(anchor_levels(v) for v in AnchorLevels.values())  # what a stream may hold
 
 
 @dataclass(frozen=True)
@@ -78,7 +91,9 @@ class FeatureVvcCodec(FeatureCodec):
     rate_params = ("qp",)
     reads = ("vvc",)
 
-    def __init__(self, *, vvc: VvcEncoder, qp: int, levels: str = "p2-p5", minmax: str = "tensor", chroma: str = "400") -> None:
+    def __init__(
+        self, *, vvc: VvcEncoder, qp: int, levels: str = "p2-p5", minmax: str = "tensor", chroma: str = "400"
+    ) -> None:
         self.vvc, self.qp, self.levels = vvc, check_qp(qp), anchor_levels(levels)
         self.minmax, self.chroma = str(choice(MinMax, minmax, "minmax")), check_chroma(chroma)
 
@@ -88,7 +103,8 @@ class FeatureVvcCodec(FeatureCodec):
         vvc = VvcEncoder.from_settings(cfg.vvc)
         if not vvc.can_encode:
             raise ConfigError(
-                "the feature anchor with vvc.backend=vtm needs vvc.vtm_encoder and vvc.vtm_cfg (no feature bitstreams are shipped)"
+                "the feature anchor with vvc.backend=vtm needs vvc.vtm_encoder and vvc.vtm_cfg "
+                "(no feature bitstreams are shipped)"
             )
         p = cfg.pipeline
         return cls(vvc=vvc, qp=p.qp, levels=str(p.levels), minmax=p.minmax, chroma=str(p.chroma))
@@ -129,45 +145,89 @@ class FeatureVvcCodec(FeatureCodec):
         """
         missing = [lv for lv in self.levels if lv not in features]
         if missing:
-            raise CodecError(f"features lack levels {missing} that pipeline.levels codes; the task model must give {list(self.levels)}")
+            raise CodecError(
+                f"features lack levels {missing} that pipeline.levels codes; "
+                f"the task model must give {list(self.levels)}"
+            )
         coded = features.replace({lv: features[lv] for lv in self.levels})
         ranges = minmax_ranges(coded, self.minmax)
         frame, layout = codes_frame(coded, ranges, bits=BITS, fill=FILL)
         return coded, ranges, frame, layout
 
-    def decoded_frame(self, data: bytes) -> np.ndarray:
+    def decoded_frame(
+        self, data: bytes, *, max_pixels: int = MAX_PIXELS, max_memory: int = MAX_DECODE_BYTES
+    ) -> np.ndarray:
         """The decoded 10-bit frame of a bitstream (before un-tiling), e.g. for its PSNR."""
-        header, payload = self._parse(data)
+        header, payload = self._parse(data, max_pixels=max_pixels, max_memory=max_memory)
+        return self._frame(header, payload)
+
+    def _frame(self, header: _Header, payload: bytes) -> np.ndarray:
         layout = header.layout()
         return self.vvc.decode(payload, layout.height, layout.width, chroma=header.chroma).y
 
-    def _parse(self, data: bytes) -> tuple[_Header, bytes]:
-        r = BitstreamReader(data, self.codec_name)
-        if r.version != 1:
-            raise CodecError(f"feature_vvc bitstream version {r.version} is not supported (this decoder reads version 1)")
-        image_size, input_size = (r.uint(), r.uint()), (r.uint(), r.uint())
-        flags = r.uint()
-        if flags > 3:
-            raise CodecError(f"corrupt feature_vvc header: flags {flags} (only bits 0-1 are defined)")
-        shapes: dict[str, tuple[int, int, int]] = {}
-        for _ in range(r.uint()):
-            idx, c, h, w = r.uint(), r.uint(), r.uint(), r.uint()
-            if idx >= len(LEVELS) or LEVELS[idx] in shapes:
-                raise CodecError(f"corrupt feature_vvc header: level index {idx} is unknown or repeated")
-            shapes[LEVELS[idx]] = (c, h, w)
-        if not shapes:
-            raise CodecError("corrupt feature_vvc header: no levels")
-        minmax = MINMAX_MODES[flags & 1]
-        lohi = r.floats(2 * (len(shapes) if minmax == "level" else 1)).reshape(-1, 2)
-        ranges = {name: (float(lohi[i if minmax == "level" else 0, 0]), float(lohi[i if minmax == "level" else 0, 1])) for i, name in enumerate(shapes)}
-        payload = r.blob()
-        r.done()
-        return _Header(image_size, input_size, minmax, "400" if flags & 2 else "420", shapes, ranges), payload
+    def _parse(
+        self, data: bytes, *, max_pixels: int = MAX_PIXELS, max_memory: int = MAX_DECODE_BYTES
+    ) -> tuple[_Header, bytes]:
+        """The header, validated before anything is allocated from it, and the VVC payload.
 
-    def decode(self, data: bytes) -> FeatureSet:
-        """Bytes from ``encode`` -> float32 FeatureSet of the coded levels (+ image/input size)."""
-        header, _ = self._parse(data)
-        return frame_values(self.decoded_frame(data), header.layout(), header.ranges, bits=BITS)
+        Sizes within ``max_pixels`` and agreeing (the input a resize of the image, each level the
+        size a task network gives for it), a level set the anchor codes, finite ranges, and the
+        decode's memory (the frame FFmpeg returns, twice while it is read, and the float32 values)
+        within ``max_memory``.
+        """
+        with BitstreamReader(data, self.codec_name, name=self.name) as r:
+            if r.version != 1:
+                raise CodecError(
+                    f"feature_vvc bitstream version {r.version} is not supported (this decoder reads version 1)"
+                )
+            image_size, input_size = (r.uint(), r.uint()), (r.uint(), r.uint())
+            check_feature_header(self.name, image_size, input_size, max_pixels=max_pixels)
+            flags = r.uint()
+            if flags > 3:
+                raise CodecError(f"corrupt {self.name} bitstream: flags {flags} (only bits 0-1 are defined)")
+            count = r.uint()
+            if count > len(LEVELS):
+                raise CodecError(f"corrupt {self.name} bitstream: {count} levels (at most {len(LEVELS)})")
+            shapes: dict[str, tuple[int, int, int]] = {}
+            for _ in range(count):
+                idx, c, h, w = r.uint(), r.uint(), r.uint(), r.uint()
+                if idx >= len(LEVELS) or (shapes and LEVELS.index(list(shapes)[-1]) >= idx):
+                    raise CodecError(f"corrupt {self.name} bitstream: level index {idx} is unknown or out of order")
+                shapes[LEVELS[idx]] = (c, h, w)
+            if tuple(shapes) not in ANCHOR_LEVEL_SETS:
+                raise CodecError(
+                    f"corrupt {self.name} bitstream: levels {list(shapes)}; the anchor codes {ANCHOR_LEVEL_SETS}"
+                )
+            check_feature_header(self.name, image_size, input_size, shapes, max_pixels=max_pixels)
+            minmax = MINMAX_MODES[flags & 1]
+            lohi = r.floats(2 * (len(shapes) if minmax == "level" else 1)).reshape(-1, 2)
+            if not (np.isfinite(lohi).all() and (lohi[:, 0] <= lohi[:, 1]).all()):
+                raise CodecError(f"corrupt {self.name} bitstream: min-max ranges {lohi.tolist()}")
+            pairs = [lohi[i if minmax == "level" else 0] for i in range(len(shapes))]
+            ranges = {name: (float(lo), float(hi)) for name, (lo, hi) in zip(shapes, pairs)}
+            payload = r.blob()
+        header = _Header(image_size, input_size, minmax, "400" if flags & 2 else "420", shapes, ranges)
+        layout = header.layout()
+        values = sum(c * h * w for c, h, w in shapes.values())
+        need = FRAME_BYTES_PER_SAMPLE * layout.height * layout.width + 4 * values
+        check_memory(self.name, need, max_memory, what=f"a {layout.width}x{layout.height} frame")
+        return header, payload
+
+    def decode(self, data: bytes, *, max_pixels: int = MAX_PIXELS, max_memory: int = MAX_DECODE_BYTES) -> FeatureSet:
+        """Bytes from ``encode`` (untrusted) -> float32 FeatureSet of the coded levels (+ image/input size).
+
+        Args:
+            data: the bitstream.
+            max_pixels: the largest image or input size the header may name.
+            max_memory: the most this decode may allocate, estimated from the validated header.
+
+        Raises:
+            CodecError: the stream is truncated, has bytes left over, its header is inconsistent or
+                beyond the limits, or FFmpeg cannot decode the VVC payload into the frame it names.
+                (A payload altered into another valid picture decodes: VVC has no checksum here.)
+        """
+        header, payload = self._parse(data, max_pixels=max_pixels, max_memory=max_memory)
+        return frame_values(self._frame(header, payload), header.layout(), header.ranges, bits=BITS)
 
     def report(self, features: FeatureSet, data: bytes) -> dict[str, Any]:
         """Per-image numbers recorded beside the rate: header bytes and frame size in samples."""

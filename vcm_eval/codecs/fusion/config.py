@@ -11,7 +11,7 @@ from omegaconf import MISSING
 from vcm_eval.pipelines.config import PipelineConfig
 from vcm_eval.utils.choices import Choice, plain
 from vcm_eval.utils.components import NOT_A_PARAM
-from vcm_eval.vision.config import TrainingConfig
+from vcm_eval.vision.config import Precision, TrainingConfig
 
 
 class FusionEntropy(Choice):
@@ -61,18 +61,40 @@ class FusionCodecPipelineConfig(PipelineConfig):
     checkpoint: str = field(default="", metadata=NOT_A_PARAM)
 
 
+class FeatureSource(Choice):
+    """Where training features come from: ``cache`` (bounded, fp16 on disk) or ``online`` (task network, per batch)."""
+
+    cache = "cache"
+    online = "online"
+
+
+class LrSchedule(Choice):
+    """``step``: lr / 10 at ``lr_drop_at`` of the run; ``plateau``: L-MSFC's ReduceLROnPlateau on a held-out loss."""
+
+    step = "step"
+    plateau = "plateau"
+
+
 @dataclass
 class TrainFusionSettings:
     """Training of one rate point: loss = bpp + lmbda * (weighted mean level MSE + task_weight * RPN-output MSE).
 
     bpp is per pixel of the input image the crop came from (a P2 crop of c x c covers 4c x 4c
     image pixels). Adam on the transforms, a separate Adam on the entropy bottleneck quantiles
-    (CompressAI's aux loss). Features of ``train_images`` synthetic train images are extracted once
-    with the task model and cached (fp16) under ``paths.cache``.
+    (CompressAI's aux loss). Images: the first ``train_images`` of the dataset's train split (0 =
+    all); their features come from a bounded fp16 cache under ``paths.cache`` (``features=cache``,
+    at most ``cache_max_gb``) or from the task network per batch (``online``); the two give the same
+    batches (``vcm_eval.data.train_stream``). ``batch_size`` is the global batch (all processes).
+    ``crop`` is the P2 crop side (0 = whole images, one per process); ``p6_weight`` adds the MSE of
+    P6 = maxpool(P5) to the distortion as L-MSFC does (level weights 1 and p6_weight 1 = its 0.2 x
+    sum over P2..P6). ``schedule=plateau`` halves (``plateau_factor``) the lr after
+    ``plateau_patience`` validations without improvement on the last ``val_images`` images (held
+    out), every ``val_every`` iterations, and stops at ``min_lr``.
     """
 
     quality: int = MISSING
     lmbda: float = MISSING
+    lambdas: dict[str, float] = field(default_factory=dict)  # lambda per quality (q1: ...) a recipe's lmbda reads
     iterations: int = 3000
     batch_size: int = 8
     crop: int = 64
@@ -82,7 +104,21 @@ class TrainFusionSettings:
     level_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])  # P2..P5 in the distortion
     task_weight: float = 0.0  # weight of the task-aware term: MSE of the frozen RPN's outputs on decoded vs original levels
     train_images: int = 400
+    features: FeatureSource = FeatureSource.cache
+    cache_max_gb: float = 4.0
+    crops_per_image: int = 1
+    hflip: bool = False
+    p6_weight: float = 0.0
+    grad_clip: float = 1.0
+    schedule: LrSchedule = LrSchedule.step
+    val_images: int = 0
+    val_every: int = 0
+    plateau_factor: float = 0.5
+    plateau_patience: int = 9
+    min_lr: float = 0.0
+    precision: Precision = Precision.auto
     seed: int = 0
+    log_every: int = 10
     checkpoint_every: int = 50
     workdir: str = "checkpoints/fusion_q${train.quality}"
     output: str = ""

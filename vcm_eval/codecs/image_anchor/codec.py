@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from omegaconf import DictConfig
 
-from vcm_eval.codecs.base import ImageCodec
+from vcm_eval.codecs.base import MAX_DECODE_BYTES, MAX_PIXELS, ImageCodec, check_memory, check_picture_size
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
 from vcm_eval.codecs.vvc.colour import check_colour, pad_to_even, rgb_to_yuv420, yuv420_to_rgb
 from vcm_eval.codecs.vvc.colour import colour_ffmpeg as colour_ffmpeg_binary
@@ -27,6 +27,10 @@ from vcm_eval.codecs.vvc.shipped import ShippedBitstreams
 from vcm_eval.errors import CodecError, ConfigError
 from vcm_eval.utils.components import Runtime
 from vcm_eval.utils.digest import image_digest
+
+# Bytes a decode allocates per pixel: FFmpeg's 10-bit 4:2:0 picture (3), held twice while its pipe is
+# read and joined, the colour conversion's input and 8-bit RGB output (3 + 3, the output twice), the crop.
+BYTES_PER_PIXEL = 16
 
 
 class VvcImageCodec(ImageCodec):
@@ -46,7 +50,13 @@ class VvcImageCodec(ImageCodec):
     reads = ("vvc",)
 
     def __init__(
-        self, *, vvc: VvcEncoder, qp: int, colour: str = "mpeg", shipped: ShippedBitstreams | None = None, colour_ffmpeg: str = ""
+        self,
+        *,
+        vvc: VvcEncoder,
+        qp: int,
+        colour: str = "mpeg",
+        shipped: ShippedBitstreams | None = None,
+        colour_ffmpeg: str = "",
     ) -> None:
         self.vvc, self.qp, self.colour = vvc, check_qp(qp), check_colour(colour)
         self.colour_exe = colour_ffmpeg_binary(colour_ffmpeg, colour, vvc.ffmpeg)
@@ -56,14 +66,18 @@ class VvcImageCodec(ImageCodec):
         elif self.shipped is not None:
             self.encoder = self.shipped.only_encoder(colour)
         else:
-            raise ConfigError("vvc.backend=vtm needs vvc.vtm_encoder (and vvc.vtm_cfg), or shipped bitstreams in vvc.shipped")
+            raise ConfigError(
+                "vvc.backend=vtm needs vvc.vtm_encoder (and vvc.vtm_cfg), or shipped bitstreams in vvc.shipped"
+            )
 
     @classmethod
     def from_config(cls, cfg: DictConfig, runtime: Runtime) -> VvcImageCodec:
         """``pipeline.qp`` with the ``vvc`` group's encoder, colour path and shipped VTM streams."""
         shipped = ShippedBitstreams(cfg.vvc.shipped) if cfg.vvc.backend == "vtm" else None
         vvc = VvcEncoder.from_settings(cfg.vvc)
-        return cls(vvc=vvc, qp=cfg.pipeline.qp, colour=cfg.vvc.colour, shipped=shipped, colour_ffmpeg=cfg.vvc.colour_ffmpeg)
+        return cls(
+            vvc=vvc, qp=cfg.pipeline.qp, colour=cfg.vvc.colour, shipped=shipped, colour_ffmpeg=cfg.vvc.colour_ffmpeg
+        )
 
     def version(self) -> str:
         """The encoder setting, colour path and the FFmpeg converting it (part of the run key)."""
@@ -91,10 +105,29 @@ class VvcImageCodec(ImageCodec):
         writer.blob(self.vvc_stream(image))
         return writer.getvalue()
 
-    def decode(self, data: bytes) -> np.ndarray:
+    def rate_bytes(self, data: bytes) -> int:
+        """The VVC bitstream alone, as MPEG counts its anchor's rate (the container's sizes are not in it)."""
         reader = BitstreamReader(data, self.codec_name)
-        h, w = reader.uint(), reader.uint()
-        payload = reader.blob()
-        reader.done()
+        reader.uint(), reader.uint()
+        return len(reader.blob())
+
+    def decode(self, data: bytes, *, max_pixels: int = MAX_PIXELS, max_memory: int = MAX_DECODE_BYTES) -> np.ndarray:
+        """Bytes from ``encode`` (untrusted) -> uint8 RGB [H, W, 3] of the size in the header.
+
+        Args:
+            data: the bitstream.
+            max_pixels: the largest image the header may name.
+            max_memory: the most this decode may allocate (``BYTES_PER_PIXEL`` per pixel), estimated
+                from the validated header before FFmpeg runs.
+
+        Raises:
+            CodecError: the stream is truncated, has bytes left over, names a size beyond the limits,
+                or FFmpeg cannot decode the VVC payload into a picture of that size. (A payload altered
+                into another valid picture decodes: VVC streams carry no checksum here.)
+        """
+        with BitstreamReader(data, self.codec_name, name=self.name) as reader:
+            h, w = check_picture_size(self.name, "image size", (reader.uint(), reader.uint()), max_pixels)
+            payload = reader.blob()
+        check_memory(self.name, BYTES_PER_PIXEL * (h + 1) * (w + 1), max_memory, what=f"a {w}x{h} picture")
         frame = self.vvc.decode(payload, h + h % 2, w + w % 2)
         return yuv420_to_rgb(frame, self.colour_exe, self.colour)[:h, :w]

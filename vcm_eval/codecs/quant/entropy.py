@@ -57,6 +57,7 @@ MODELS = tuple(EntropyModel.values())  # raw, static, causal
 MODE_IDS = {"raw": 0, "static": 1, "causal": 2}
 TOTAL = 1 << rans.PRECISION
 MAX_SYMBOLS = 16
+CODEC = "quant"  # the codec these payloads belong to, in errors
 
 # Neighbour sets (bit k = NEIGHBOURS[k]). ``causal`` always uses left + up and adds up-left,
 # up-right or both when the estimate says they pay. A set is a candidate only while its table has
@@ -86,7 +87,7 @@ def varint_len(value: int) -> int:
 
 
 def channel_groups(shape: Sequence[int], chunk_log2: int) -> list[tuple[int, int]]:
-    """Channel ranges [c0, c1): the most whole channels in a multiple of 16 (the coder's lanes) with at most 2**chunk_log2 values.
+    """Channel ranges [c0, c1): most whole channels, a multiple of 16 (the coder's lanes), of <= 2**chunk_log2 values.
 
     At least 16 channels per group (more values than 2**chunk_log2 where 16 channels hold more),
     so every group fills the rANS coder's 16 lanes; a level's last group may be smaller.
@@ -104,7 +105,7 @@ def _pool(threads: int) -> ThreadPoolExecutor:
 
 
 def run_groups(work: Callable[[G], T], groups: Sequence[G], threads: int) -> list[T]:
-    """``work`` on every channel group, in ``threads`` threads (the compiled loops release the GIL); results in group order."""
+    """``work`` on every channel group in ``threads`` threads (the compiled loops release the GIL), results in order."""
     if threads <= 1 or len(groups) == 1:
         return [work(g) for g in groups]
     return list(_pool(threads).map(work, groups))
@@ -123,11 +124,13 @@ def unpack_fixed(data: bytes, count: int, n_symbols: int) -> np.ndarray:
     """Inverse of ``pack_fixed``: ``count`` uint8 symbols."""
     b = bits_per_symbol(n_symbols)
     if len(data) != math.ceil(count * b / 8):
-        raise CodecError(f"raw symbol payload has {len(data)} bytes, expected {math.ceil(count * b / 8)}; the bitstream is corrupt")
+        raise CodecError(
+            f"corrupt {CODEC} bitstream: raw symbol payload has {len(data)} bytes, expected {math.ceil(count * b / 8)}"
+        )
     out = np.empty(count, dtype=np.uint8)
     rans.unpack(np.frombuffer(data, dtype=np.uint8), b, out)
     if out.size and int(out.max()) >= n_symbols:
-        raise CodecError(f"decoded symbol outside 0..{n_symbols - 1}; the bitstream is corrupt")
+        raise CodecError(f"corrupt {CODEC} bitstream: decoded symbol outside 0..{n_symbols - 1}")
     return out
 
 
@@ -157,7 +160,7 @@ def candidate_sets(n_symbols: int) -> list[int]:
 
 
 def marginal_counts(counts: np.ndarray, counted: int, wanted: int, n_symbols: int) -> np.ndarray:
-    """Counts [contexts of ``counted``, n] summed over the neighbours ``wanted`` leaves out (wanted must be a subset)."""
+    """Counts [contexts of ``counted``, n] summed over the neighbours ``wanted`` leaves out (``wanted`` a subset)."""
     used = [k for k in range(len(NEIGHBOURS)) if counted >> k & 1]
     grid = counts.reshape((n_symbols + 1,) * len(used) + (n_symbols,))
     drop = tuple(axis for axis, k in enumerate(used) if not wanted >> k & 1)
@@ -176,7 +179,7 @@ class Tables:
 
     @classmethod
     def from_counts(cls, counts: np.ndarray) -> Tables:
-        """Every symbol that occurs gets at least 1; the largest frequency (the first of equals) absorbs the rounding."""
+        """Every symbol that occurs gets at least 1; the largest frequency (first of equals) absorbs the rounding."""
         counts = np.asarray(counts, dtype=np.int64)
         total = counts.sum(axis=1, keepdims=True)
         freq = np.where(counts > 0, np.maximum(counts * TOTAL // np.maximum(total, 1), 1), 0)
@@ -211,14 +214,18 @@ class Tables:
     def read(cls, r: BitstreamReader, contexts: int, n_symbols: int) -> Tables:
         masks = r.uints(contexts)
         if int(masks.max()) >= 1 << n_symbols:
-            raise CodecError(f"corrupt symbol table: mask {int(masks.max())} for {n_symbols} symbols; the bitstream is damaged")
+            raise CodecError(
+                f"corrupt {r.name} bitstream: symbol table mask {int(masks.max())} for {n_symbols} symbols"
+            )
         freq = np.zeros((contexts, n_symbols), dtype=np.int64)
         used = (masks[:, None] >> np.arange(n_symbols) & 1).astype(bool)
         listed = cls(used.astype(np.int64))._layout()[1]
         freq[listed] = r.uints(int(listed.sum()))
         sums = freq.sum(axis=1)
         if int(freq[listed].min(initial=1)) < 1 or int(sums.max()) >= TOTAL:
-            raise CodecError("corrupt symbol frequency table (a frequency of 0 or a sum over 2**16); the bitstream is damaged")
+            raise CodecError(
+                f"corrupt {r.name} bitstream: symbol frequency table with a frequency of 0 or a sum over 2**16"
+            )
         rows = np.flatnonzero(masks)
         last = n_symbols - 1 - np.argmax(used[rows, ::-1], axis=1)
         freq[rows, last] = TOTAL - sums[rows]
@@ -262,7 +269,13 @@ class CodedSymbols:
 
 
 def encode_symbols(
-    symbols: np.ndarray, n_symbols: int, *, model: str, chunk_log2: int, threads: int = 1, histogram: np.ndarray | None = None
+    symbols: np.ndarray,
+    n_symbols: int,
+    *,
+    model: str,
+    chunk_log2: int,
+    threads: int = 1,
+    histogram: np.ndarray | None = None,
 ) -> CodedSymbols:
     """Code a uint8 symbol map [C, H, W] (values < n_symbols) as one level's payload.
 
@@ -278,6 +291,7 @@ def encode_symbols(
     Returns:
         The payload (mode varint first): the smaller of ``raw`` and ``model``.
     """
+
     def raw() -> CodedSymbols:
         return CodedSymbols(_payload("raw", [pack_fixed(symbols, n_symbols)]), "raw")
 
@@ -307,7 +321,10 @@ def encode_symbols(
     encode = rans.encode_branchless if choice.code_bits >= BRANCHLESS_BITS * symbols.size else rans.encode
 
     def code(g: tuple[int, int]) -> bytes | None:
-        out = np.empty(math.ceil((g[1] - g[0]) * per_channel * bits / rans.WORD_BITS) + rans.STATE_WORDS * rans.LANES, dtype=np.uint16)
+        out = np.empty(
+            math.ceil((g[1] - g[0]) * per_channel * bits / rans.WORD_BITS) + rans.STATE_WORDS * rans.LANES,
+            dtype=np.uint16,
+        )
         used = encode(symbols, g[0], g[1], n_symbols, weights, start, freq, inv, out)
         return None if used == rans.OVERFLOW else out[:used].astype("<u2").tobytes()
 
@@ -348,31 +365,52 @@ def read_payload(r: BitstreamReader, shape: tuple[int, int, int], n_symbols: int
     mode = r.uint()
     names = {v: k for k, v in MODE_IDS.items()}
     if mode not in names:
-        raise CodecError(f"unknown symbol coding mode {mode}; the bitstream is corrupt or from a newer vcm_eval")
+        raise CodecError(
+            f"corrupt {r.name} bitstream: unknown symbol coding mode {mode} (or a stream from a newer vcm_eval)"
+        )
     if names[mode] == "raw":
         return LevelPayload("raw", raw=r.blob())
     neighbours = r.uint() if names[mode] == "causal" else 0
     if names[mode] == "causal" and neighbours not in candidate_sets(n_symbols):
-        raise CodecError(f"corrupt symbol payload: neighbour set {neighbours} for {n_symbols} symbols; the bitstream is damaged")
+        raise CodecError(
+            f"corrupt {r.name} bitstream: symbol payload with neighbour set {neighbours} for {n_symbols} symbols"
+        )
     tables = Tables.read(r, num_contexts(n_symbols, neighbours), n_symbols)
     streams = []
     for c0, c1 in channel_groups(shape, chunk_log2):
         blob = r.blob()
         if len(blob) % 2 or len(blob) < 2 * rans.STATE_WORDS * min(rans.LANES, c1 - c0):
-            raise CodecError(f"rANS stream of {len(blob)} bytes cannot hold its lanes' final states; the bitstream is corrupt")
+            raise CodecError(
+                f"corrupt {r.name} bitstream: a rANS stream of {len(blob)} bytes cannot hold its lanes' final states"
+            )
         streams.append(rans.stream_words(blob))
     return LevelPayload(names[mode], neighbours=neighbours, tables=tables, streams=streams)
 
 
-def decode_symbols(r: BitstreamReader, shape: tuple[int, int, int], n_symbols: int, *, chunk_log2: int, threads: int = 1) -> np.ndarray:
+def decode_symbols(
+    r: BitstreamReader, shape: tuple[int, int, int], n_symbols: int, *, chunk_log2: int, threads: int = 1
+) -> np.ndarray:
     """Read one level's payload (as written by ``encode_symbols``) -> uint8 symbols [C, H, W]."""
-    return decode_payload(read_payload(r, shape, n_symbols, chunk_log2=chunk_log2), shape, n_symbols, chunk_log2=chunk_log2, threads=threads)
+    return decode_payload(
+        read_payload(r, shape, n_symbols, chunk_log2=chunk_log2),
+        shape,
+        n_symbols,
+        chunk_log2=chunk_log2,
+        threads=threads,
+    )
 
 
 def decode_payload(
-    payload: LevelPayload, shape: tuple[int, int, int], n_symbols: int, *, chunk_log2: int, threads: int = 1, table: np.ndarray | None = None
+    payload: LevelPayload,
+    shape: tuple[int, int, int],
+    n_symbols: int,
+    *,
+    chunk_log2: int,
+    threads: int = 1,
+    table: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Decode a level's payload -> uint8 symbols [C, H, W], or with ``table`` (float32 [C, n]) the float32 values table[c, symbol].
+    """Decode a level's payload -> uint8 symbols [C, H, W], or with ``table`` (float32 [C, n]) the float32 values
+    table[c, symbol].
 
     The values are written by the decoding loop itself (one pass: no symbol map written and read
     again); ``raw`` payloads are unpacked, then looked up.
@@ -392,13 +430,28 @@ def decode_payload(
     none = np.empty((0, 0, 0), dtype=np.uint8)
     symbols = np.empty(shape, dtype=np.uint8) if table is None else none
     values = np.empty(shape, dtype=np.float32) if table is not None else np.empty((0, 0, 0), dtype=np.float32)
-    lookup = np.ascontiguousarray(table, dtype=np.float32) if table is not None else np.empty((0, n_symbols), dtype=np.float32)
+    lookup = (
+        np.ascontiguousarray(table, dtype=np.float32)
+        if table is not None
+        else np.empty((0, n_symbols), dtype=np.float32)
+    )
 
-    decode = rans.decode_branchless if rans.WORD_BITS * sum(len(w) for w in streams) >= BRANCHLESS_BITS * math.prod(shape) else rans.decode
+    decode = (
+        rans.decode_branchless
+        if rans.WORD_BITS * sum(len(w) for w in streams) >= BRANCHLESS_BITS * math.prod(shape)
+        else rans.decode
+    )
 
     def work(k: int) -> int:
-        return int(decode(streams[k], groups[k][0], groups[k][1], n_symbols, weights, start, freq, end, symbols, lookup, values))
+        return int(
+            decode(
+                streams[k], groups[k][0], groups[k][1], n_symbols, weights, start, freq, end, symbols, lookup, values
+            )
+        )
 
     if any(status == rans.CORRUPT for status in run_groups(work, range(len(groups)), threads)):
-        raise CodecError("rANS decoding failed (words missing or left over, an unused context, or a wrong final state); the bitstream is corrupt")
+        raise CodecError(
+            f"corrupt {CODEC} bitstream: rANS decoding failed (words missing or left over, an unused context, "
+            "or a wrong final state)"
+        )
     return symbols if table is None else values

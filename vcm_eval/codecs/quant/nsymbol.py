@@ -14,7 +14,8 @@ entropy-coded (``vcm_eval.codecs.quant.entropy``) into a real bitstream that hol
 needs, so the rate is 8 * len(bytes). ``vcm_eval.codecs.quant8.Uniform8bitQuantizer`` is the
 paper's 8-bit comparison point; ``vcm_eval.codecs.quant.sizes`` reproduces its data-size table.
 
-Stream layout (after the container's byte: codec ``quant``, format ``FORMAT_VERSION``; see ``vcm_eval.codecs.bitstream``)::
+Stream layout (after the container's byte: codec ``quant``, format ``FORMAT_VERSION``; see
+``vcm_eval.codecs.bitstream``)::
 
     varint method (0 n-symbol, 1 uniform 8-bit); varint image H, W, input H, W
     varint mask of coded levels, varint mask of float32 pass-through levels (bit i = LEVELS[i])
@@ -38,7 +39,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from vcm_eval.codecs.base import FeatureCodec
+from vcm_eval.codecs.base import MAX_DECODE_BYTES, MAX_PIXELS, FeatureCodec
+from vcm_eval.codecs.bitstream import BitstreamReader
 from vcm_eval.codecs.minmax import non_finite_error
 from vcm_eval.codecs.quant import kernels
 from vcm_eval.codecs.quant.config import CentroidScope, EntropyModel, SideDtype
@@ -55,6 +57,7 @@ from vcm_eval.codecs.quant.sizes import Shapes, representation_bits
 from vcm_eval.codecs.quant.stream import (
     DEFAULT_CHUNK_LOG2,
     SIDE_DTYPES,
+    check_decode_memory,
     level_array,
     pick_option,
     read_header,
@@ -71,6 +74,10 @@ from vcm_eval.vision.base import LEVELS, FeatureSet
 from vcm_eval.vision.levels import parse_levels
 
 CENTROID_SCOPES = tuple(CentroidScope.values())  # channel, level: the stream's ids
+CHUNK_LOG2_RANGE = (10, 30)  # channel groups of 1 Ki to 1 Gi values
+# What a decode allocates per coded value: 4 bytes of float32 output, 1 of symbols (when some
+# (channel, symbol) cell is empty and the symbols are decoded before the values), 1 of slack.
+DECODE_BYTES_PER_VALUE = 6
 
 
 # --- quantization rule -----------------------------------------------------------------------
@@ -145,7 +152,9 @@ def reconstruction_table(centroids: np.ndarray, mu: np.ndarray, sigma: np.ndarra
     return np.ascontiguousarray((rows * sigma[:, None] + mu[:, None]).astype(np.float32))
 
 
-def _cell_counts(symbols: np.ndarray, n_symbols: int, scope: str, groups: list[tuple[int, int]], threads: int) -> np.ndarray:
+def _cell_counts(
+    symbols: np.ndarray, n_symbols: int, scope: str, groups: list[tuple[int, int]], threads: int
+) -> np.ndarray:
     """How many values fell into each (channel, symbol) cell: [C, n], or [1, n] for level scope."""
     rows = symbols.shape[0] if scope == "channel" else 1
 
@@ -204,12 +213,22 @@ class NormalizedQuantizer(FeatureCodec):
         threads: int = 1,
     ) -> None:
         check_params(n_symbols, z)
-        side_dtype, centroids = str(choice(SideDtype, side_dtype, "side_dtype")), str(choice(CentroidScope, centroids, "centroids"))
+        side_dtype, centroids = (
+            str(choice(SideDtype, side_dtype, "side_dtype")),
+            str(choice(CentroidScope, centroids, "centroids")),
+        )
         entropy_model = str(choice(EntropyModel, entropy_model, "entropy_model"))
-        if not 10 <= chunk_log2 <= 30:
-            raise ConfigError(f"chunk_log2={chunk_log2} is out of range; use 10..30")
+        if not CHUNK_LOG2_RANGE[0] <= chunk_log2 <= CHUNK_LOG2_RANGE[1]:
+            raise ConfigError(
+                f"chunk_log2={chunk_log2} is out of range; use {CHUNK_LOG2_RANGE[0]}..{CHUNK_LOG2_RANGE[1]}"
+            )
         self.n_symbols, self.z, self.levels = n_symbols, float(z), parse_levels(levels)
-        self.side_dtype, self.centroids, self.entropy_model, self.chunk_log2 = side_dtype, centroids, entropy_model, chunk_log2
+        self.side_dtype, self.centroids, self.entropy_model, self.chunk_log2 = (
+            side_dtype,
+            centroids,
+            entropy_model,
+            chunk_log2,
+        )
         self.threads = max(1, int(threads))
         self.bounds = thresholds(n_symbols, self.z)
 
@@ -226,7 +245,9 @@ class NormalizedQuantizer(FeatureCodec):
     # the paper's rate
     def raw_bits(self, shapes: Shapes) -> int:
         """The paper's data size: ceil(log2 n) bits per value of the coded levels (no side info)."""
-        return representation_bits({k: v for k, v in shapes.items() if k in self.levels}, bits_per_symbol(self.n_symbols))
+        return representation_bits(
+            {k: v for k, v in shapes.items() if k in self.levels}, bits_per_symbol(self.n_symbols)
+        )
 
     # quantization without coding
     def quantize_level(self, name: str, x: torch.Tensor) -> QuantizedLevel:
@@ -264,7 +285,10 @@ class NormalizedQuantizer(FeatureCodec):
 
     def reconstruct(self, features: FeatureSet) -> FeatureSet:
         """What ``decode(encode(features))`` returns, computed without coding."""
-        out = {k: self._reconstruct(self.quantize_level(k, features[k])) if k in self.levels else features[k].float() for k in self._kept(features)}
+        out = {
+            k: self._reconstruct(self.quantize_level(k, features[k])) if k in self.levels else features[k].float()
+            for k in self._kept(features)
+        }
         return features.replace(out)
 
     def _coded(self, features: FeatureSet) -> list[str]:
@@ -282,14 +306,24 @@ class NormalizedQuantizer(FeatureCodec):
         """FeatureSet -> bytes (everything the decoder needs; see the module docstring)."""
         coded, kept = self._coded(features), self._kept(features)
         w = write_header("nsymbol", features, coded, [k for k in kept if k not in coded])
-        for v in (self.n_symbols, SIDE_DTYPES.index(self.side_dtype), CENTROID_SCOPES.index(self.centroids), self.chunk_log2):
+        for v in (
+            self.n_symbols,
+            SIDE_DTYPES.index(self.side_dtype),
+            CENTROID_SCOPES.index(self.centroids),
+            self.chunk_log2,
+        ):
             w.uint(v)
         for name in coded:
             q = self.quantize_level(name, features[name])
             w.floats(q.mu, self.side_dtype)
             w.floats(q.sigma, self.side_dtype)
             level_symbols = encode_symbols(
-                q.symbols, self.n_symbols, model=self.entropy_model, chunk_log2=self.chunk_log2, threads=self.threads, histogram=q.counts.sum(axis=0)
+                q.symbols,
+                self.n_symbols,
+                model=self.entropy_model,
+                chunk_log2=self.chunk_log2,
+                threads=self.threads,
+                histogram=q.counts.sum(axis=0),
             )
             w.raw(level_symbols.payload)
             w.uint(int((q.counts > 0).sum()))
@@ -300,8 +334,7 @@ class NormalizedQuantizer(FeatureCodec):
     def stream_stats(self, data: bytes) -> StreamStats:
         """Where the bytes of a stream went, read from its structure (no symbol is decoded)."""
         r, _, _, coded, passthrough, shapes = read_header(data, "nsymbol")
-        n = r.uint()
-        side_dtype, _, chunk_log2 = pick_option(SIDE_DTYPES, r.uint()), pick_option(CENTROID_SCOPES, r.uint()), r.uint()
+        n, side_dtype, _, chunk_log2 = self._read_settings(r)
         symbol_bytes, modes = 0, []
         for name in coded:
             r.floats(2 * shapes[name][0], side_dtype)
@@ -315,11 +348,27 @@ class NormalizedQuantizer(FeatureCodec):
         raw = representation_bits({k: shapes[k] for k in coded}, bits_per_symbol(n))
         return StreamStats(raw, 8 * symbol_bytes, 8 * (len(data) - symbol_bytes), values, ",".join(modes))
 
-    def decode(self, data: bytes) -> FeatureSet:
-        """Bytes from ``encode`` -> float32 FeatureSet (coded + pass-through levels)."""
-        coded, passthrough, image_size, input_size = self._read(data, values=True)
+    def decode(self, data: bytes, *, max_pixels: int = MAX_PIXELS, max_memory: int = MAX_DECODE_BYTES) -> FeatureSet:
+        """Bytes from ``encode`` (untrusted) -> float32 FeatureSet (coded + pass-through levels).
+
+        Args:
+            data: the bitstream.
+            max_pixels: the largest image or input size the header may name.
+            max_memory: the most this decode may allocate (``DECODE_BYTES_PER_VALUE`` per coded value, 4 per
+                pass-through value), estimated from the validated header before allocating.
+
+        Raises:
+            CodecError: the stream is truncated, has bytes left over, names sizes that disagree or exceed
+                the limits, holds side information that is not finite, or its rANS coder does not end in
+                its initial state with every word read.
+        """
+        coded, passthrough, image_size, input_size = self._read(
+            data, values=True, max_pixels=max_pixels, max_memory=max_memory
+        )
         levels = {k: torch.from_numpy(v) for k, v in coded.items()} | passthrough
-        return FeatureSet(levels={k: levels[k] for k in LEVELS if k in levels}, image_size=image_size, input_size=input_size)
+        return FeatureSet(
+            levels={k: levels[k] for k in LEVELS if k in levels}, image_size=image_size, input_size=input_size
+        )
 
     def _reconstruct(self, q: QuantizedLevel) -> torch.Tensor:
         return q.reconstruct(channel_groups(q.symbols.shape, self.chunk_log2), self.threads)
@@ -328,7 +377,33 @@ class NormalizedQuantizer(FeatureCodec):
         """The 0-based symbols [C, H, W] of each coded level, as the decoder reads them."""
         return self._read(data, values=False)[0]
 
-    def _read(self, data: bytes, *, values: bool) -> tuple[dict[str, np.ndarray], dict[str, torch.Tensor], tuple[int, int], tuple[int, int]]:
+    def _read_settings(self, r: BitstreamReader) -> tuple[int, str, str, int]:
+        """n_symbols, side dtype, centroid scope and chunk_log2 after the header, each checked against its range."""
+        n = r.uint()
+        if not 2 <= n <= MAX_SYMBOLS:
+            raise CodecError(f"corrupt {self.name} bitstream: n_symbols={n} (2..{MAX_SYMBOLS})")
+        side_dtype, scope = (
+            pick_option(SIDE_DTYPES, r.uint(), self.name),
+            pick_option(CENTROID_SCOPES, r.uint(), self.name),
+        )
+        chunk_log2 = r.uint()
+        if not CHUNK_LOG2_RANGE[0] <= chunk_log2 <= CHUNK_LOG2_RANGE[1]:
+            raise CodecError(
+                f"corrupt {self.name} bitstream: chunk_log2={chunk_log2} ({CHUNK_LOG2_RANGE[0]}..{CHUNK_LOG2_RANGE[1]})"
+            )
+        return n, side_dtype, scope, chunk_log2
+
+    def _side(self, r: BitstreamReader, count: int, side_dtype: str, what: str) -> np.ndarray:
+        """``count`` side-information values as float64, refused unless finite (the encoder only writes finite ones)."""
+        with np.errstate(invalid="ignore"):  # a signalling NaN in a corrupt stream: refused just below
+            out = r.floats(count, side_dtype).astype(np.float64)
+        if not np.isfinite(out).all():
+            raise CodecError(f"corrupt {self.name} bitstream: {what} holds NaN or inf")
+        return out
+
+    def _read(
+        self, data: bytes, *, values: bool, max_pixels: int = MAX_PIXELS, max_memory: int = MAX_DECODE_BYTES
+    ) -> tuple[dict[str, np.ndarray], dict[str, torch.Tensor], tuple[int, int], tuple[int, int]]:
         """Each coded level's float32 values (``values``) or uint8 symbols, the pass-through levels, the sizes.
 
         A level's payload is read before it is decoded, and the centroid count K follows it: when
@@ -338,19 +413,24 @@ class NormalizedQuantizer(FeatureCodec):
         cell counts and reconstruction together). Otherwise the symbols are decoded first, their
         cells counted (K checked against them) and looked up.
         """
-        r, image_size, input_size, coded, passthrough, shapes = read_header(data, "nsymbol")
-        n = r.uint()
-        if not 2 <= n <= MAX_SYMBOLS:
-            raise CodecError(f"corrupt quant stream: n_symbols={n}")
-        side_dtype, scope, chunk_log2 = pick_option(SIDE_DTYPES, r.uint()), pick_option(CENTROID_SCOPES, r.uint()), r.uint()
+        r, image_size, input_size, coded, passthrough, shapes = read_header(data, "nsymbol", max_pixels=max_pixels)
+        check_decode_memory(self.name, shapes, passthrough, DECODE_BYTES_PER_VALUE, max_memory)
+        n, side_dtype, scope, chunk_log2 = self._read_settings(r)
         out: dict[str, np.ndarray] = {}
         for name in coded:
             shape = shapes[name]
-            mu, sigma = r.floats(shape[0], side_dtype).astype(np.float64), r.floats(shape[0], side_dtype).astype(np.float64)
+            mu, sigma = (
+                self._side(r, shape[0], side_dtype, f"{name} mean"),
+                self._side(r, shape[0], side_dtype, f"{name} std"),
+            )
             payload = read_payload(r, shape, n, chunk_log2=chunk_log2)
             sent, rows = r.uint(), (shape[0] if scope == "channel" else 1)
+            if sent > rows * n:
+                raise CodecError(
+                    f"corrupt {self.name} bitstream: level {name} sends {sent} centroids of {rows * n} cells"
+                )
             if values and sent == rows * n:
-                centroids = r.floats(sent, side_dtype).astype(np.float64).reshape(rows, n)
+                centroids = self._side(r, sent, side_dtype, f"{name} centroids").reshape(rows, n)
                 table = reconstruction_table(centroids, mu, sigma)
                 out[name] = decode_payload(payload, shape, n, chunk_log2=chunk_log2, threads=self.threads, table=table)
                 continue
@@ -358,9 +438,12 @@ class NormalizedQuantizer(FeatureCodec):
             groups = channel_groups(shape, chunk_log2)
             counts = _cell_counts(symbols, n, scope, groups, self.threads)
             if sent != int((counts > 0).sum()):
-                raise CodecError(f"corrupt quant stream: level {name} sends {sent} centroids, its symbols fill {int((counts > 0).sum())} cells")
+                raise CodecError(
+                    f"corrupt {self.name} bitstream: level {name} sends {sent} centroids, "
+                    f"its symbols fill {int((counts > 0).sum())} cells"
+                )
             centroids = np.zeros(counts.shape)
-            centroids[counts > 0] = r.floats(sent, side_dtype)
+            centroids[counts > 0] = self._side(r, sent, side_dtype, f"{name} centroids")
             level = QuantizedLevel(symbols, mu, sigma, centroids, counts)
             out[name] = level.reconstruct(groups, self.threads).numpy() if values else symbols
         passthrough_levels = read_passthrough(r, passthrough, shapes)
@@ -370,4 +453,10 @@ class NormalizedQuantizer(FeatureCodec):
     def report(self, features: FeatureSet, data: bytes) -> dict[str, Any]:
         """Per-image numbers recorded beside the real rate: the paper's raw bits and the byte split."""
         stats = self.stream_stats(data)
-        return {"raw_bits": stats.raw_bits, "values": features.num_values(), "symbol_bits": stats.symbol_bits, "side_bits": stats.side_bits, "modes": stats.modes}
+        return {
+            "raw_bits": stats.raw_bits,
+            "values": features.num_values(),
+            "symbol_bits": stats.symbol_bits,
+            "side_bits": stats.side_bits,
+            "modes": stats.modes,
+        }

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import torch
 
+from vcm_eval.codecs.base import MAX_DECODE_BYTES, MAX_PIXELS, check_feature_header, check_memory
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
 from vcm_eval.codecs.quant.config import SideDtype
 from vcm_eval.errors import CodecError
@@ -31,6 +32,7 @@ FORMAT_VERSION = 3
 # z = (x - mu) * (1 / sigma).
 ENCODER_REVISION = 1
 METHODS = {"nsymbol": 0, "uniform8": 1}
+_NAMES = {"nsymbol": "quant", "uniform8": "quant8"}  # the codecs' names, in errors
 
 
 def level_array(name: str, x: torch.Tensor) -> np.ndarray:
@@ -50,7 +52,7 @@ def round_side(values: np.ndarray, dtype: str, what: str) -> np.ndarray:
 
 
 def stream_format_version() -> str:
-    """The quant streams' version (part of the run key): the stream format, the encoder's arithmetic, the compiler of its loops."""
+    """The quant streams' version (in the run key): the stream format, the encoder's arithmetic, its loops' compiler."""
     from importlib.metadata import version
 
     return f"vcm_eval.quant/{FORMAT_VERSION}.{ENCODER_REVISION} numba {version('numba')}"
@@ -60,13 +62,14 @@ def _mask(names: list[str]) -> int:
     return sum(1 << LEVELS.index(k) for k in names)
 
 
-def _unmask(mask: int) -> list[str]:
+def _unmask(mask: int, name: str) -> list[str]:
     if mask >= 1 << len(LEVELS):
-        raise CodecError(f"corrupt quant stream: level mask {mask}")
+        raise CodecError(f"corrupt {name} bitstream: level mask {mask}")
     return [k for i, k in enumerate(LEVELS) if mask >> i & 1]
 
 
 def write_header(method: str, features: FeatureSet, coded: list[str], passthrough: list[str]) -> BitstreamWriter:
+    """The container tag, method, sizes, level masks and shapes (any shapes: the decoder checks they agree)."""
     w = BitstreamWriter("quant", version=FORMAT_VERSION)
     w.uint(METHODS[method])
     for v in (*features.image_size, *features.input_size, _mask(coded), _mask(passthrough)):
@@ -78,19 +81,51 @@ def write_header(method: str, features: FeatureSet, coded: list[str], passthroug
 
 
 def read_header(
-    data: bytes, method: str
+    data: bytes, method: str, *, max_pixels: int = MAX_PIXELS
 ) -> tuple[BitstreamReader, tuple[int, int], tuple[int, int], list[str], list[str], dict[str, tuple[int, int, int]]]:
-    r = BitstreamReader(data, "quant")
+    """The reader (after the header), image and input sizes, coded and pass-through levels, their shapes.
+
+    Validated before anything is allocated from them (``vcm_eval.codecs.base.check_feature_header``):
+    the sizes within ``max_pixels``, the input a resize of the image, every level the size a task
+    network gives for that input.
+    """
+    name = _NAMES[method]
+    r = BitstreamReader(data, "quant", name=name)
     if r.version != FORMAT_VERSION:
-        raise CodecError(f"quant stream of format {r.version}, this vcm_eval reads format {FORMAT_VERSION}; re-encode it (the run key changed with the format)")
+        raise CodecError(
+            f"{name} stream of format {r.version}, this vcm_eval reads format {FORMAT_VERSION}; "
+            "re-encode it (the run key changed with the format)"
+        )
     found = r.uint()
     if found != METHODS[method]:
         names = {v: k for k, v in METHODS.items()}
-        raise CodecError(f"quant stream holds method {names.get(found, found)!r}, not {method!r}; decode it with the matching quantizer")
+        raise CodecError(
+            f"quant stream holds method {names.get(found, found)!r}, not {method!r}; "
+            "decode it with the matching quantizer"
+        )
     image_size, input_size = (r.uint(), r.uint()), (r.uint(), r.uint())
-    coded, passthrough = _unmask(r.uint()), _unmask(r.uint())
-    shapes = {name: (r.uint(), r.uint(), r.uint()) for name in coded + passthrough}
+    check_feature_header(name, image_size, input_size, max_pixels=max_pixels)
+    coded_mask, passthrough_mask = r.uint(), r.uint()
+    coded, passthrough = _unmask(coded_mask, name), _unmask(passthrough_mask, name)
+    if not coded or coded_mask & passthrough_mask:
+        raise CodecError(f"corrupt {name} bitstream: coded levels {coded}, pass-through levels {passthrough}")
+    shapes = {level: (r.uint(), r.uint(), r.uint()) for level in coded + passthrough}
+    check_feature_header(name, image_size, input_size, shapes, max_pixels=max_pixels)
     return r, image_size, input_size, coded, passthrough, shapes
+
+
+def check_decode_memory(
+    name: str,
+    shapes: dict[str, tuple[int, int, int]],
+    passthrough: list[str],
+    coded_bytes: int,
+    max_memory: int = MAX_DECODE_BYTES,
+) -> None:
+    """Refuse before allocating: ``coded_bytes`` per coded value, 4 per pass-through value (float32)."""
+    per_value = {level: 4 if level in passthrough else coded_bytes for level in shapes}
+    need = sum(per_value[level] * math.prod(shape) for level, shape in shapes.items())
+    values = sum(math.prod(shape) for shape in shapes.values())
+    check_memory(name, need, max_memory, what=f"{values} values")
 
 
 def write_passthrough(w: BitstreamWriter, features: FeatureSet, names: list[str]) -> None:
@@ -98,11 +133,14 @@ def write_passthrough(w: BitstreamWriter, features: FeatureSet, names: list[str]
         w.floats(features[name].detach().cpu().numpy().reshape(-1), "float32")
 
 
-def read_passthrough(r: BitstreamReader, names: list[str], shapes: dict[str, tuple[int, int, int]]) -> dict[str, torch.Tensor]:
-    return {name: torch.from_numpy(r.floats(math.prod(shapes[name]), "float32").reshape(shapes[name]).copy()) for name in names}
+def read_passthrough(
+    r: BitstreamReader, names: list[str], shapes: dict[str, tuple[int, int, int]]
+) -> dict[str, torch.Tensor]:
+    """The float32 levels sent as they are (``r.floats`` returns a new array: no second copy)."""
+    return {level: torch.from_numpy(r.floats(math.prod(shapes[level])).reshape(shapes[level])) for level in names}
 
 
-def pick_option(options: tuple[str, ...], index: int) -> str:
+def pick_option(options: tuple[str, ...], index: int, name: str = "quant") -> str:
     if index >= len(options):
-        raise CodecError(f"corrupt quant stream: option {index} of {list(options)}")
+        raise CodecError(f"corrupt {name} bitstream: option {index} of {list(options)}")
     return options[index]

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from vcm_eval.codecs.base import FeatureCodec
+from vcm_eval.codecs.base import MAX_DECODE_BYTES, MAX_PIXELS, FeatureCodec
 from vcm_eval.codecs.minmax import combine_ranges, min_max
 from vcm_eval.codecs.quant import kernels
 from vcm_eval.codecs.quant.config import SideDtype
@@ -24,6 +24,7 @@ from vcm_eval.codecs.quant.sizes import Shapes, representation_bits
 from vcm_eval.codecs.quant.stream import (
     DEFAULT_CHUNK_LOG2,
     SIDE_DTYPES,
+    check_decode_memory,
     level_array,
     pick_option,
     read_header,
@@ -54,7 +55,9 @@ class Uniform8bitQuantizer(FeatureCodec):
 
     name = "quant8"
 
-    def __init__(self, *, levels: str | tuple[str, ...] = LEVELS, side_dtype: str = "float32", threads: int = 1) -> None:
+    def __init__(
+        self, *, levels: str | tuple[str, ...] = LEVELS, side_dtype: str = "float32", threads: int = 1
+    ) -> None:
         side_dtype = str(choice(SideDtype, side_dtype, "side_dtype"))
         self.levels, self.side_dtype, self.threads = parse_levels(levels), side_dtype, max(1, int(threads))
 
@@ -90,9 +93,15 @@ class Uniform8bitQuantizer(FeatureCodec):
     def dequantize(self, codes: np.ndarray, lo: float, hi: float) -> torch.Tensor:
         """codes * step + min (float64, then float32), via a 256-entry table and one compiled pass."""
         scale = (hi - lo) / 255 if hi > lo else 0.0
-        table = np.ascontiguousarray(np.broadcast_to((np.arange(256) * scale + lo).astype(np.float32), (codes.shape[0], 256)))
+        table = np.ascontiguousarray(
+            np.broadcast_to((np.arange(256) * scale + lo).astype(np.float32), (codes.shape[0], 256))
+        )
         out = np.empty(codes.shape, dtype=np.float32)
-        run_groups(lambda g: kernels.lookup(codes, g[0], g[1], table, out), channel_groups(codes.shape, DEFAULT_CHUNK_LOG2), self.threads)
+        run_groups(
+            lambda g: kernels.lookup(codes, g[0], g[1], table, out),
+            channel_groups(codes.shape, DEFAULT_CHUNK_LOG2),
+            self.threads,
+        )
         return torch.from_numpy(out)
 
     def encode(self, features: FeatureSet) -> bytes:
@@ -106,19 +115,39 @@ class Uniform8bitQuantizer(FeatureCodec):
         write_passthrough(w, features, passthrough)
         return w.getvalue()
 
-    def decode(self, data: bytes) -> FeatureSet:
-        r, image_size, input_size, coded, passthrough, shapes = read_header(data, "uniform8")
-        side_dtype = pick_option(SIDE_DTYPES, r.uint())
+    def decode(self, data: bytes, *, max_pixels: int = MAX_PIXELS, max_memory: int = MAX_DECODE_BYTES) -> FeatureSet:
+        """Bytes from ``encode`` (untrusted) -> float32 FeatureSet of the coded and pass-through levels.
+
+        Args:
+            data: the bitstream.
+            max_pixels: the largest image or input size the header may name.
+            max_memory: the most this decode may allocate (1 byte of codes + 4 of output per coded value,
+                4 per pass-through value), estimated from the validated header before allocating.
+
+        Raises:
+            CodecError: the stream is truncated, has bytes left over, names sizes that disagree or exceed
+                the limits, or holds a min/max that is not finite.
+        """
+        r, image_size, input_size, coded, passthrough, shapes = read_header(data, "uniform8", max_pixels=max_pixels)
+        check_decode_memory(self.name, shapes, passthrough, 5, max_memory)
+        side_dtype = pick_option(SIDE_DTYPES, r.uint(), self.name)
         levels: dict[str, torch.Tensor] = {}
         for name in coded:
             lo, hi = (float(v) for v in r.floats(2, side_dtype))
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+                raise CodecError(f"corrupt {self.name} bitstream: level {name} has range [{lo}, {hi}]")
             raw = r.blob()
             if len(raw) != math.prod(shapes[name]):
-                raise CodecError(f"corrupt quant8 stream: level {name} has {len(raw)} bytes, expected {math.prod(shapes[name])}")
+                raise CodecError(
+                    f"corrupt {self.name} bitstream: level {name} has {len(raw)} bytes, "
+                    f"expected {math.prod(shapes[name])}"
+                )
             levels[name] = self.dequantize(np.frombuffer(raw, dtype=np.uint8).reshape(shapes[name]), lo, hi)
         levels.update(read_passthrough(r, passthrough, shapes))
         r.done()
-        return FeatureSet(levels={k: levels[k] for k in LEVELS if k in levels}, image_size=image_size, input_size=input_size)
+        return FeatureSet(
+            levels={k: levels[k] for k in LEVELS if k in levels}, image_size=image_size, input_size=input_size
+        )
 
     def report(self, features: FeatureSet, data: bytes) -> dict[str, Any]:
         return {"raw_bits": self.raw_bits(features.shapes()), "values": features.num_values()}

@@ -1,0 +1,193 @@
+"""Multi-frame VVC: a synthetic sequence coded with VVenC random access and low delay, read back from the
+stream's headers (picture count, intra period, intra QP), its rate, and decoded frames.
+
+The VTM tests run MPEG's random-access and low-delay cfgs when ``VCM_EVAL_VTM_ENCODER`` and
+``VCM_EVAL_VTM_CFG`` (the intra cfg; the others are taken from its folder) point at a VTM build, and
+skip otherwise (``slow``: VTM takes minutes).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+
+from vcm_eval.codecs.vvc.headers import stream_structure
+from vcm_eval.codecs.vvc.sequence import CodedSequence, VvcSequenceCodec, VvcSequenceConfig, access_units
+from vcm_eval.codecs.vvc.yuv import Yuv420
+from vcm_eval.data.video.base import VideoSequence
+from vcm_eval.data.video.config import SyntheticVideoConfig
+from vcm_eval.data.video.synthetic import synthetic_video_dataset
+from vcm_eval.errors import CodecError, ConfigError
+from vcm_eval.resources import CONF_DIR
+
+VTM_ENCODER, VTM_CFG, VTM_DECODER = (os.environ.get(f"VCM_EVAL_VTM_{k}", "") for k in ("ENCODER", "CFG", "DECODER"))
+needs_vtm = pytest.mark.skipif(
+    not (VTM_ENCODER and VTM_CFG), reason="no VTM configured (set VCM_EVAL_VTM_ENCODER and VCM_EVAL_VTM_CFG)"
+)
+QP = 27
+
+
+def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1023.0) -> float:
+    return float(10 * np.log10(peak**2 / np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)))
+
+
+@pytest.fixture(scope="module")
+def sequence(tmp_path_factory: pytest.TempPathFactory) -> VideoSequence:
+    """Synthetic sequence 1 (16 frames of 256x128 at 30 fps, panning camera, intra period 8)."""
+    return synthetic_video_dataset(
+        SyntheticVideoConfig(), data_dir=tmp_path_factory.mktemp("video"), progress=False
+    ).sequences[1]
+
+
+@pytest.fixture(scope="module")
+def codec() -> VvcSequenceCodec:
+    return VvcSequenceCodec(preset="faster")
+
+
+def _frames(seq: VideoSequence):
+    return (Yuv420(*planes) for planes in seq.yuv_frames())
+
+
+@pytest.fixture(scope="module", params=["random_access", "low_delay"])
+def coded(request: pytest.FixtureRequest, codec: VvcSequenceCodec, sequence: VideoSequence) -> CodedSequence:
+    return codec.encode(
+        _frames(sequence), fps=sequence.fps, qp=QP, structure=request.param, intra_period=sequence.intra_period
+    )
+
+
+def test_headers_give_picture_count_intra_period_and_intra_qp(coded: CodedSequence, codec: VvcSequenceCodec) -> None:
+    s = stream_structure(coded.data, codec.ffmpeg)
+    assert s.count == 16 == coded.frames == access_units(coded.data)
+    assert s.intra_pocs == [0, 8] and s.intra_period == 8
+    assert s.intra_qps == [QP, QP]  # the configured QP is the intra slices' coded QP
+    inter = [q for p in s.pictures if not p.is_intra for q in p.slice_qps]
+    assert min(inter) > QP and {t for p in s.pictures if not p.is_intra for t in p.slice_types} == {"B"}
+    assert sorted(p.poc for p in s.pictures) == list(range(16))
+    reordered = [p.poc for p in s.pictures] != list(range(16))
+    assert reordered == (coded.structure == "random_access")  # low delay codes in display order
+    assert s.pictures[0].is_irap and s.pictures[0].poc == 0
+
+
+def test_rate_is_counted_from_the_stream(coded: CodedSequence) -> None:
+    bits = 8 * len(coded.data)
+    assert coded.bits == bits and coded.seconds == pytest.approx(16 / 30)
+    assert coded.kbps == pytest.approx(bits / (16 / 30) / 1000)
+    assert coded.bpp() == pytest.approx(bits / (16 * 256 * 128))
+    assert coded.bpp(pixels_per_frame=100 * 100) == pytest.approx(bits / (16 * 100 * 100))
+    assert 10 < coded.kbps < 1000 and coded.encode_s > 0
+
+
+def test_decoded_frames_match_the_source(
+    coded: CodedSequence, codec: VvcSequenceCodec, sequence: VideoSequence
+) -> None:
+    count = 0
+    for source, decoded in zip(sequence.yuv_frames(), codec.decode(coded)):
+        assert decoded.size == (128, 256) and decoded.bit_depth == 10 and decoded.u.shape == (64, 128)
+        assert psnr(decoded.y, source[0].astype(np.uint16) << 2) > 32.0
+        assert psnr(decoded.u, source[1].astype(np.uint16) << 2) > 32.0
+        count += 1
+    assert count == 16
+
+
+def test_low_qp_costs_more_bits(codec: VvcSequenceCodec, sequence: VideoSequence) -> None:
+    frames = [Yuv420(*p) for p in sequence.yuv_frames()][:8]
+    low, high = (codec.encode(frames, fps=30, qp=q, structure="low_delay", intra_period=-1) for q in (22, 42))
+    assert low.bits > 3 * high.bits
+    assert stream_structure(high.data, codec.ffmpeg).intra_pocs == [0]  # -1: only the first picture is intra
+
+
+def test_monochrome_feature_frames(codec: VvcSequenceCodec) -> None:
+    yy, xx = np.mgrid[0:64, 0:96]
+    frames = [
+        Yuv420.from_luma((512 + 300 * np.sin(xx / 9.0 + k / 3) * np.cos(yy / 7.0)).astype(np.uint16)) for k in range(6)
+    ]
+    coded = codec.encode(frames, fps=25, qp=22, structure="random_access", intra_period=4, chroma="400")
+    assert stream_structure(coded.data, codec.ffmpeg).intra_pocs == [0, 4]
+    out = list(codec.decode(coded))
+    assert len(out) == 6 and all(int(f.u.max()) == int(f.u.min()) == 512 for f in out)
+    assert min(psnr(o.y, f.y) for o, f in zip(out, frames)) > 40.0
+
+
+def test_base_qp_keeps_the_structures_intra_offset(codec: VvcSequenceCodec, tmp_path: Path) -> None:
+    assert codec.base_qp(32, "random_access") == 35 and codec.base_qp(32, "low_delay") == 33
+    cfg = tmp_path / "encoder_randomaccess_vtm.cfg"
+    cfg.write_text("GOPSize                       : 32\nIntraQPOffset                 : -3\nLambdaFromQpEnable : 1\n")
+    app = tmp_path / "EncoderAppStatic"
+    app.write_text("")
+    vtm = VvcSequenceCodec(backend="vtm", vtm_encoder=str(app), vtm_cfg=str(cfg))
+    assert vtm.base_qp(34, "random_access") == 37  # MPEG's -q 37 random-access anchor codes its intra slices at 34
+    cmd = vtm.vtm_command(
+        tmp_path / "in.yuv",
+        tmp_path / "out.bin",
+        width=416,
+        height=240,
+        frames=97,
+        bit_depth=8,
+        base=37,
+        fps=50,
+        intra_period=64,
+        chroma="420",
+    )
+    assert (
+        cmd[:3] == [str(app), "-c", str(cfg)] and cmd[cmd.index("-q") + 1] == "37" and cmd[cmd.index("-f") + 1] == "97"
+    )
+    assert {
+        "--IntraPeriod=64",
+        "--DecodingRefreshType=1",
+        "--InputBitDepth=8",
+        "--InternalBitDepth=10",
+        "--Level=5.1",
+    } <= set(cmd)
+    assert cmd[cmd.index("-fr") + 1] == "50" and cmd[cmd.index("-ts") + 1] == "1"
+
+
+def test_bad_inputs_fail_with_the_fix(codec: VvcSequenceCodec) -> None:
+    frame = Yuv420.from_luma(np.full((64, 64), 512, np.uint16))
+    with pytest.raises(CodecError, match="no frame"):
+        codec.encode([], fps=30, qp=QP)
+    with pytest.raises(CodecError, match="one size and depth"):
+        codec.encode([frame, Yuv420.from_luma(np.full((32, 64), 512, np.uint16))], fps=30, qp=QP, intra_period=8)
+    with pytest.raises(CodecError, match="even sizes"):
+        codec.encode([Yuv420.from_luma(np.full((33, 64), 512, np.uint16))], fps=30, qp=QP)
+    with pytest.raises(ConfigError, match="intra period 0"):
+        codec.encode([frame], fps=30, qp=QP, intra_period=0)
+    with pytest.raises(ConfigError, match="vvc_sequence.structure='bidirectional' is unknown"):
+        codec.encode([frame], fps=30, qp=QP, structure="bidirectional")
+    with pytest.raises(ConfigError, match="outside 0..63"):
+        codec.encode([frame], fps=30, qp=64)
+    with pytest.raises(ConfigError, match="needs the encoder QP 64"):
+        codec.encode([frame], fps=30, qp=61)
+    with pytest.raises(ConfigError, match="single pictures only"):
+        VvcSequenceCodec(backend="vvenc_apps")
+
+
+def test_presets_compose() -> None:
+    ConfigStore.instance().store(group="vvc_sequence", name="base_vvc_sequence", node=VvcSequenceConfig)
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        assert compose(config_name="vvc_sequence/random_access").vvc_sequence.structure == "random_access"
+        low = compose(config_name="vvc_sequence/low_delay", overrides=["vvc_sequence.intra_period=32"]).vvc_sequence
+        assert (low.structure, low.intra_period) == ("low_delay", 32)
+        with pytest.raises(Exception, match="structure"):
+            compose(config_name="vvc_sequence/low_delay", overrides=["vvc_sequence.structure=hierarchical"])
+
+
+@pytest.mark.slow
+@needs_vtm
+@pytest.mark.parametrize(
+    "structure, cfg_name",
+    [("random_access", "encoder_randomaccess_vtm.cfg"), ("low_delay", "encoder_lowdelay_vtm.cfg")],
+)
+def test_vtm_sequence(structure: str, cfg_name: str, sequence: VideoSequence) -> None:
+    cfg = Path(VTM_CFG).with_name(cfg_name)
+    vtm = VvcSequenceCodec(backend="vtm", vtm_encoder=VTM_ENCODER, vtm_decoder=VTM_DECODER, vtm_cfg=str(cfg))
+    frames = [Yuv420(*p) for p in sequence.yuv_frames()][:9]
+    coded = vtm.encode(frames, fps=sequence.fps, qp=QP, structure=structure, intra_period=8)
+    s = stream_structure(coded.data, vtm.ffmpeg)
+    assert s.count == 9 and s.intra_pocs == [0, 8] and s.intra_qps == [QP, QP]
+    out = list(vtm.decode(coded))
+    assert len(out) == 9 and min(psnr(o.y, f.to_10bit().y) for o, f in zip(out, frames)) > 32.0

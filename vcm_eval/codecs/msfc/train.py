@@ -1,0 +1,185 @@
+"""Train the MSFC modules (MSFF + SSFC + MSFR) for one task model, on the shared training loop.
+
+    python -m vcm_eval.codecs.msfc.train          # conf/train_msfc.yaml: the shipped checkpoint's command
+
+A thin adapter on ``vcm_eval.utils.training.train_loop`` (DDP, exact resume from
+``<workdir>/last.pt``, the CSV loss log): it supplies the model, the loss and the batches.
+
+* Data: the fusion codec's (``vcm_eval.codecs.fusion.train``): P2..P5 of ``train.train_images``
+  synthetic train images, extracted once with the task model and cached in fp16, and aligned random
+  crops consistent across the levels (P2 c x c, P3 c/2 x c/2, ...). Batch ``it`` is a function of
+  the seed and the iteration only; under DDP each rank takes its share of it.
+* Loss: the weighted mean over P2..P5 of the level MSE between the reconstruction and the input
+  (+ ``task_weight`` x the MSE of the frozen RPN head's outputs, the fusion codec's task term).
+  There is no rate term: the code is coded by VVC, whose rate the QP sets at evaluation. MSFC
+  (Zhang et al., ICME 2021) trains its modules on the task network's features the same way, with
+  the quantizer outside the gradient.
+* ``train.noise`` > 0 perturbs the code by uniform noise of that many 10-bit min-max steps (a proxy
+  of the quantization and VVC error the decoder will see; docs/msfc.md measures it).
+
+The final fp16 weights go to the zoo file of the task model (``train.output`` overrides it), the
+loss log beside it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import OmegaConf
+from torch import Tensor, nn
+
+from vcm_eval import config as _config  # noqa: F401 - registers the schemas
+from vcm_eval.codecs.fusion.train import frozen_rpn_head, rpn_distortion
+from vcm_eval.codecs.msfc import zoo
+from vcm_eval.codecs.msfc.config import MsfcArchConfig, TrainMsfcConfig
+from vcm_eval.codecs.msfc.model import CODED_LEVELS, MsfcModel
+from vcm_eval.data.train_images import TrainImages, train_images
+from vcm_eval.data.train_stream import CropBatch, CropStream, FeatureCache, FeatureSource, OnlineFeatures, cache_folder
+from vcm_eval.errors import ConfigError, DataError, VcmEvalError
+from vcm_eval.resources import CONF_DIR
+from vcm_eval.utils.distributed import Dist, barrier, broadcast_object, distributed
+from vcm_eval.utils.training import LoopSettings, TrainParts, resolve_precision, train_loop
+from vcm_eval.vision.base import TaskModel
+from vcm_eval.vision.registry import build_task_model
+
+
+class MsfcObjective(nn.Module):
+    """``forward(levels) -> {"loss", "mse", "mse_p2".."mse_p5"[, "task"]}``: the training step's loss terms.
+
+    Args:
+        model: the MSFC modules being trained.
+        level_weights: weights of P2..P5 in the loss (``mse`` is logged unweighted, comparable across weightings).
+        noise: uniform noise on the code, in 10-bit min-max steps (0 = none).
+        rpn_head: the task network's frozen RPN head, for the task term (None = no task term).
+        task_weight: weight of the task term.
+    """
+
+    def __init__(
+        self,
+        model: MsfcModel,
+        *,
+        level_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+        noise: float = 0.0,
+        rpn_head: nn.Module | None = None,
+        task_weight: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if len(level_weights) != len(CODED_LEVELS) or min(level_weights) < 0 or sum(level_weights) <= 0:
+            raise ConfigError(f"train.level_weights={list(level_weights)} must be {len(CODED_LEVELS)} non-negative numbers (P2..P5), not all zero")
+        if noise < 0 or task_weight < 0:
+            raise ConfigError(f"train.noise={noise} and train.task_weight={task_weight} must be >= 0")
+        self.model, self.noise, self.rpn_head, self.task_weight = model, noise, rpn_head, task_weight
+        self.register_buffer("weights", torch.tensor(list(level_weights), dtype=torch.float32), persistent=False)
+
+    def forward(self, batch: CropBatch) -> dict[str, Tensor]:
+        levels = batch.levels
+        out = self.model(levels, noise=self.noise)
+        decoded: list[Tensor] = out["levels"]  # type: ignore[assignment]
+        if batch.valid is not None:  # a whole padded pyramid: only its valid region counts
+            h2, w2 = batch.valid
+            decoded = [d[..., : -(-h2 // 2**k), : -(-w2 // 2**k)] for k, d in enumerate(decoded)]
+            levels = [lv[..., : -(-h2 // 2**k), : -(-w2 // 2**k)] for k, lv in enumerate(levels)]
+        per_level = torch.stack([torch.mean((a.float() - b) ** 2) for a, b in zip(decoded, levels)])
+        loss = (self.weights * per_level).sum() / self.weights.sum()
+        terms = {"mse": per_level.mean(), **{f"mse_{name}": v for name, v in zip(CODED_LEVELS, per_level)}}
+        if self.rpn_head is not None and self.task_weight > 0:
+            task = rpn_distortion(self.rpn_head, decoded, levels)
+            loss = loss + self.task_weight * task
+            terms["task"] = task
+        return {"loss": loss, **terms}
+
+
+def feature_source(cfg: TrainMsfcConfig, images: TrainImages, task_model: TaskModel, ctx: Dist) -> FeatureSource:
+    """The training pyramids: online, or the bounded fp16 cache the fusion codec's training shares (rank 0 builds it)."""
+    if cfg.train.features == "online":
+        return OnlineFeatures(images, task_model.features, CODED_LEVELS)
+    folder = cache_folder(Path(cfg.paths.cache), task_model.fingerprint, images)
+    error = None
+    if ctx.main:
+        try:
+            FeatureCache.build(
+                folder, images, task_model.features, CODED_LEVELS, max_bytes=int(cfg.train.cache_max_gb * 2**30), progress=cfg.progress
+            )
+        except VcmEvalError as exc:
+            error = str(exc)
+    error = broadcast_object(error, ctx)  # also the barrier: the others open the cache rank 0 finished
+    if error:
+        raise DataError(error)
+    return FeatureCache(folder, CODED_LEVELS)
+
+
+def train(cfg: TrainMsfcConfig) -> Path:
+    """Train (or resume) and write the checkpoint and its loss log; returns the checkpoint's path."""
+    with distributed(cfg.device, timeout_min=cfg.dist_timeout_min) as ctx:
+        out = _train(cfg, ctx)
+        barrier(ctx)
+    return out
+
+
+def _train(cfg: TrainMsfcConfig, ctx: Dist) -> Path:
+    torch.set_num_threads(cfg.threads)
+    t = cfg.train
+    arch: MsfcArchConfig = OmegaConf.to_object(cfg.arch)  # type: ignore[assignment]
+    task_model = build_task_model(cfg.model, device=str(ctx.device))  # type: ignore[arg-type]
+    torch.manual_seed(t.seed)
+    model = zoo.build_model(arch).to(ctx.device)
+    images = train_images(cfg.dataset, count=t.train_images)
+    source = feature_source(cfg, images, task_model, ctx)
+    if ctx.main:
+        print(f"training on {len(images)} images of {images.describe()} ({t.features}), {ctx.world_size} process(es)")
+    # the crops' P2 offsets are multiples of 8 (P5 = P2 / 8); a crop must hold whole P5 cells
+    stream = CropStream(
+        source, n=len(images), seed=t.seed, batch=t.batch_size, crop=t.crop, crops_per_image=1, hflip=False, pad_multiple=8, ctx=ctx
+    )
+    rpn_head = frozen_rpn_head(task_model) if t.task_weight > 0 else None
+    objective = MsfcObjective(model, level_weights=list(t.level_weights), noise=t.noise, rpn_head=rpn_head, task_weight=t.task_weight)
+    optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[int(t.lr_drop_at * t.iterations)], gamma=0.1)
+    settings = LoopSettings(
+        iterations=t.iterations,
+        checkpoint_every=t.checkpoint_every,
+        log_every=t.log_every,
+        grad_clip=t.grad_clip,
+        precision=resolve_precision(str(t.precision), ctx.device),
+        desc="msfc",
+        progress=cfg.progress,
+    )
+    identity = {
+        "images": images.describe(), "seed": t.seed, "batch_size": t.batch_size, "crop": t.crop,
+        "task_model": task_model.fingerprint, "arch": arch.as_dict(),
+    }  # fmt: skip
+    workdir = Path(t.workdir)
+    parts = TrainParts(model=model, objective=objective, optimizer=optimizer, scheduler=scheduler)
+
+    def batches(start: int) -> Iterator[CropBatch]:
+        return stream(start, ctx.device)
+
+    result = train_loop(parts, batches, settings=settings, ctx=ctx, workdir=workdir, identity=identity, global_batch=t.batch_size)
+    out = Path(t.output) if t.output else zoo.zoo_path(cfg.model.name)
+    if ctx.main:
+        meta = {
+            "task_model": cfg.model.name,
+            "task_model_fingerprint": task_model.fingerprint,
+            "train": OmegaConf.to_container(cfg.train, resolve=True, enum_to_str=True),
+            "dataset": OmegaConf.to_container(cfg.dataset, resolve=True, enum_to_str=True),
+            "processes": ctx.world_size,
+            "iterations_done": result.iteration,
+        }
+        zoo.save(out, model.eval().cpu(), arch, meta=meta)
+        if (workdir / "log.csv").is_file():
+            shutil.copyfile(workdir / "log.csv", zoo.log_path(out))
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and its loss log {zoo.log_path(out)}")
+    return out
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train_msfc")
+def main(cfg: TrainMsfcConfig) -> None:
+    train(cfg)
+
+
+if __name__ == "__main__":
+    main()

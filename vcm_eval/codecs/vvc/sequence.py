@@ -1,0 +1,576 @@
+"""VVC coding of a whole sequence as one bitstream: MPEG's random-access and low-delay test conditions.
+
+``VvcSequenceCodec.encode`` takes the frames of a sequence one at a time (``Yuv420``: 8-bit source
+samples, or 10-bit frames; ``chroma="400"`` codes the luma only, as the feature anchors' tiled
+frames) and returns a ``CodedSequence``: the raw Annex-B stream (its length is the rate: kbps at the
+sequence's frame rate, bpp over all frames' pixels) and how it was made. ``decode`` streams the
+decoded 10-bit frames back in display order, one at a time.
+
+Backends (``vvc.backend``):
+  * ``ffmpeg`` - VVenC (libvvenc) in FFmpeg, fed through a pipe (it holds its look-ahead and GOP,
+    never the whole sequence), decoded by FFmpeg's native vvc decoder.
+  * ``vtm``    - VTM's EncoderApp with MPEG's ``encoder_randomaccess_vtm.cfg`` or
+    ``encoder_lowdelay_vtm.cfg`` (``vvc_sequence.vtm_cfg``) and the arguments of MPEG's FCM scripts
+    (CompressAI-Vision's VTM codec): ``-q``, ``-wdt``, ``-hgt``, ``-f``, ``-fr``, ``-ts 1``,
+    ``--IntraPeriod``, ``--DecodingRefreshType=1`` (0 for a single intra picture), ``--Level=5.1``,
+    ``--InputBitDepth``, ``--InternalBitDepth=10``, ``--InputChromaFormat``, ``--ConformanceWindowMode=1``.
+
+**The QP is the coded QP of the intra slices.** Both encoders lower intra slices by the
+configuration's ``IntraQPOffset`` (VTM's and VVenC's random access: -3; low delay: -1), so the
+encoder gets ``qp - IntraQPOffset`` (``base_qp``): its intra slices carry ``qp`` and every other
+slice keeps the configuration's own offsets relative to that base, exactly as MPEG's anchors
+(MPEG's ``-q 37`` random-access anchor is ``qp=34`` here, bit for bit with VTM). Inter slices then
+sit at ``qp - IntraQPOffset + QPOffset(layer) + model offset`` (measured in docs/video.md). VVenC
+runs with ``GOPQPA=0:BIM=0:STA=0``: no content-adaptive QP or slice-type changes, so slice QPs and
+intra positions follow the GOP table like VTM's (``headers.stream_structure`` reads them back;
+tested), and ``POC0IDR=1``: the first picture (POC 0) is the first intra picture, as in VTM.
+
+Random access (``structure=random_access``): VVenC ``DecodingRefreshType=1:GOPSize=32:IntraQPOffset=-3``
+(CRA every ``intra_period`` pictures, hierarchical B GOP of 32, as VTM's cfg). Low delay
+(``low_delay``): VVenC's low-delay keys (its ``cfg/experimental/lowdelay_*.cfg``)
+``PicReordering=0:GOPSize=8:DecodingRefreshType=0:IntraQPOffset=-1``; VVenC supports no CRA in low
+delay, so its periodic intra pictures are IDR pictures. That cfg also sets ``MCTFFutureReference=0``
+(the encoder's temporal pre-filter looks at past frames only); with it, FFmpeg's libvvenc 1.15.0-dev
+wrote an empty stream for a 16-frame synthetic sequence (measured), so it is left at its default: the
+stream is low delay all the same (no picture references a later one), only the pre-filter looks ahead.
+Every VVenC stream's access units are counted against the frames fed (libvvenc writes an access unit
+delimiter per picture), so an encoder that silently drops frames is an error, not a short stream.
+"""
+
+from __future__ import annotations
+
+import fractions
+import re
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vcm_eval.codecs.vvc.encoder import VvcEncoder, check_chroma, check_qp
+from vcm_eval.codecs.vvc.external import QUIET, run_tool
+from vcm_eval.codecs.vvc.yuv import Yuv420
+from vcm_eval.data.video.yuv_file import stream_frames
+from vcm_eval.errors import CodecError, ConfigError
+from vcm_eval.utils.choices import Choice, choice
+from vcm_eval.utils.components import NOT_IN_KEY
+
+SEQUENCE_PARAMS_VERSION = 1  # bump when the encoder arguments below change: it is part of the codec's version
+
+
+class Structure(Choice):
+    """MPEG's video coding structures: random access (hierarchical B, CRA) or low delay (no reordering)."""
+
+    random_access = "random_access"
+    low_delay = "low_delay"
+
+
+VVENC_FIXED = "GOPQPA=0:BIM=0:STA=0:POC0IDR=1"  # slice QPs and intra positions follow the GOP table, as in VTM
+VVENC_STRUCTURE = {
+    Structure.random_access: "DecodingRefreshType=1:GOPSize=32:IntraQPOffset=-3",
+    Structure.low_delay: "PicReordering=0:GOPSize=8:DecodingRefreshType=0:IntraQPOffset=-1",
+}
+VVENC_INTRA_QP_OFFSET = {Structure.random_access: -3, Structure.low_delay: -1}
+
+
+@dataclass
+class VvcSequenceConfig:
+    """Schema of a VVC sequence preset (conf/vvc_sequence/): how a sequence is coded; the ``vvc`` group is the encoder.
+
+    ``structure``: ``random_access`` or ``low_delay``. ``intra_period``: pictures between intra pictures
+    (0 = the sequence's test-condition period, ``VideoSequence.intra_period``; -1 = only the first
+    picture). ``vtm_cfg``: VTM's ``encoder_randomaccess_vtm.cfg`` / ``encoder_lowdelay_vtm.cfg`` when
+    ``vvc.backend=vtm`` (its name and md5 are in the codec's version, hence the run key).
+    """
+
+    structure: Structure = Structure.random_access
+    intra_period: int = 0
+    vtm_cfg: str = field(default="", metadata=NOT_IN_KEY)
+
+
+@dataclass(frozen=True)
+class CodedSequence:
+    """One sequence's VVC bitstream and how it was coded.
+
+    Attributes:
+        data: the raw Annex-B VVC stream, byte for byte what the decoder reads.
+        frames: pictures coded.
+        height, width: coded picture size in samples.
+        fps: frame rate the rate is counted at.
+        qp: the intra slices' coded QP.
+        structure: ``random_access`` or ``low_delay``.
+        intra_period: pictures between intra pictures (-1: only the first).
+        chroma: ``420`` or ``400``.
+        encode_s: wall-clock seconds of the encoder (input piping included).
+    """
+
+    data: bytes
+    frames: int
+    height: int
+    width: int
+    fps: float
+    qp: int
+    structure: str
+    intra_period: int
+    chroma: str
+    encode_s: float
+
+    @property
+    def bits(self) -> int:
+        """The rate's numerator: 8 x the stream's length."""
+        return 8 * len(self.data)
+
+    @property
+    def seconds(self) -> float:
+        """Duration at ``fps``."""
+        return self.frames / self.fps
+
+    @property
+    def kbps(self) -> float:
+        """kbit/s at the sequence's frame rate (1 kbit = 1000 bits), as MPEG's video test conditions report it."""
+        return self.bits / self.seconds / 1000.0
+
+    def bpp(self, pixels_per_frame: int | None = None) -> float:
+        """Bits per pixel over all frames: of ``pixels_per_frame`` (the original frame's, e.g. before padding or
+        tiling), else of the coded picture."""
+        return self.bits / (self.frames * (pixels_per_frame or self.height * self.width))
+
+
+def cfg_value(cfg: str, key: str) -> str | None:
+    """The value of ``key`` in a VTM cfg file (``Key : value # comment``), None when absent."""
+    for line in Path(cfg).read_text(errors="replace").splitlines():
+        found = re.match(rf"\s*{re.escape(key)}\s*:\s*(\S+)", line)
+        if found:
+            return found.group(1)
+    return None
+
+
+def access_units(data: bytes) -> int:
+    """Access unit delimiters (NAL unit type 20) in an Annex-B VVC stream: its picture count when every access
+    unit starts with one, as libvvenc writes them. (The NAL unit type is the top 5 bits of the header's second byte.)"""
+    return sum(1 for m in _START_CODE.finditer(data) if m.group(1)[1] >> 3 == 20)
+
+
+_START_CODE = re.compile(rb"\x00\x00\x01(..)", re.DOTALL)
+
+
+def _rate(fps: float) -> str:
+    """A frame rate as FFmpeg's rational (``30``, ``30000/1001``)."""
+    r = fractions.Fraction(fps).limit_denominator(1001)
+    return str(r.numerator) if r.denominator == 1 else f"{r.numerator}/{r.denominator}"
+
+
+class VvcSequenceCodec:
+    """Codes a sequence of frames as one VVC stream (random access or low delay) and decodes it back.
+
+    Args:
+        backend: ``ffmpeg`` (VVenC + FFmpeg's vvc decoder) or ``vtm``.
+        ffmpeg: FFmpeg binary ("" = imageio-ffmpeg's).
+        preset: VVenC preset (``ffmpeg`` backend).
+        threads: VVenC threads.
+        extra_params: more VVenC ``key=value:...`` parameters, applied last.
+        vtm_encoder, vtm_decoder: VTM's EncoderApp and DecoderApp ("" decoder = FFmpeg's, bit-exact).
+        vtm_cfg: MPEG's random-access or low-delay VTM cfg (``vtm`` backend).
+    """
+
+    def __init__(
+        self,
+        *,
+        backend: str = "ffmpeg",
+        ffmpeg: str = "",
+        preset: str = "faster",
+        threads: int = 1,
+        extra_params: str = "",
+        vtm_encoder: str = "",
+        vtm_decoder: str = "",
+        vtm_cfg: str = "",
+    ) -> None:
+        if str(backend) == "vvenc_apps":
+            raise ConfigError(
+                "vvc.backend=vvenc_apps codes single pictures only; code sequences with vvc.backend=ffmpeg or vtm"
+            )
+        if str(backend) == "vtm" and vtm_encoder and not vtm_cfg:
+            raise ConfigError(
+                "vvc.backend=vtm needs vvc_sequence.vtm_cfg=<VTM cfg/encoder_randomaccess_vtm.cfg "
+                "or encoder_lowdelay_vtm.cfg>"
+            )
+        self.single = VvcEncoder(
+            backend=backend,
+            ffmpeg=ffmpeg,
+            preset=preset,
+            threads=threads,
+            extra_params=extra_params,
+            vtm_encoder=vtm_encoder,
+            vtm_decoder=vtm_decoder,
+            vtm_cfg=vtm_cfg,
+        )
+        self.backend, self.ffmpeg, self.vtm = self.single.backend, self.single.ffmpeg, self.single.vtm
+        self.preset, self.threads, self.extra_params = self.single.preset, threads, extra_params
+
+    @classmethod
+    def from_settings(cls, vvc: Any, sequence: Any) -> VvcSequenceCodec:
+        """The codec the ``vvc`` group (encoder) and a ``vvc_sequence`` preset (its VTM cfg) describe."""
+        return cls(
+            backend=vvc.backend,
+            ffmpeg=vvc.ffmpeg,
+            preset=vvc.preset,
+            threads=vvc.threads,
+            extra_params=vvc.extra_params,
+            vtm_encoder=vvc.vtm_encoder,
+            vtm_decoder=vvc.vtm_decoder,
+            vtm_cfg=sequence.vtm_cfg,
+        )
+
+    def version(self) -> str:
+        """What makes the bitstreams: the encoder build (or VTM setting) and this module's argument revision."""
+        return f"{self.single.version()} / sequence args v{SEQUENCE_PARAMS_VERSION}"
+
+    def tool_versions(self) -> dict[str, str]:
+        return self.single.tool_versions()
+
+    def intra_qp_offset(self, structure: str) -> int:
+        """The ``IntraQPOffset`` the encoder applies to intra slices (VTM: its cfg's; VVenC: the one set here)."""
+        if self.vtm is not None:
+            value = cfg_value(self.vtm.cfg, "IntraQPOffset") if self.vtm.cfg else None
+            return int(value) if value is not None else 0
+        return VVENC_INTRA_QP_OFFSET[choice(Structure, structure, "vvc_sequence.structure")]
+
+    def base_qp(self, qp: int, structure: str) -> int:
+        """The encoder's QP argument that makes the intra slices' coded QP ``qp`` (``qp - IntraQPOffset``)."""
+        base = check_qp(qp) - self.intra_qp_offset(structure)
+        if not -1 <= base <= 63:
+            raise ConfigError(
+                f"QP {qp} needs the encoder QP {base}, outside -1..63; pick an intra QP nearer the middle"
+            )
+        return base
+
+    def encode(
+        self,
+        frames: Iterable[Yuv420],
+        *,
+        fps: float,
+        qp: int,
+        structure: str = "random_access",
+        intra_period: int = 32,
+        chroma: str = "420",
+    ) -> CodedSequence:
+        """Code ``frames`` (all of one even size and one bit depth) as one stream.
+
+        Args:
+            frames: the pictures in display order, consumed one at a time.
+            fps: frame rate (signalled, and what ``kbps`` counts at).
+            qp: the intra slices' coded QP (module docstring).
+            structure: ``random_access`` or ``low_delay``.
+            intra_period: pictures between intra pictures; -1 only the first (low delay and VTM).
+            chroma: ``420``, or ``400`` to code the luma only.
+
+        Raises:
+            ConfigError: a bad QP, structure, intra period or frame rate.
+            CodecError: no frame, mixed sizes or depths, an odd size, or the encoder failed.
+        """
+        structure = str(choice(Structure, structure, "vvc_sequence.structure"))
+        check_chroma(chroma)
+        if fps <= 0:
+            raise ConfigError(f"frame rate {fps} must be > 0")
+        if (
+            intra_period == 0
+            or intra_period < -1
+            or (intra_period == -1 and structure == "random_access" and self.vtm is None)
+        ):
+            raise ConfigError(
+                f"intra period {intra_period} is invalid for {structure}; use a period >= 1 "
+                "(-1: only the first picture, "
+                "low delay or VTM)"
+            )
+        if self.vtm is not None and not self.vtm.can_encode:
+            raise ConfigError(
+                "vvc.backend=vtm without vvc.vtm_encoder cannot encode; set vvc.vtm_encoder and vvc_sequence.vtm_cfg"
+            )
+        base = self.base_qp(qp, structure)
+        it = iter(frames)
+        first = next(it, None)
+        if first is None:
+            raise CodecError("no frame to encode; a sequence needs at least one frame")
+        height, width = first.size
+        if height % 2 or width % 2:
+            raise CodecError(f"4:2:0 frames need even sizes, got {width}x{height}; pad the frames first")
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="vcm_vvcseq_") as tmp:
+            out = Path(tmp) / "out.266"
+            frames_in = _checked(first, it)
+            if self.vtm is not None:
+                count = self._vtm_encode(frames_in, Path(tmp), out, first, base, fps, structure, intra_period, chroma)
+            else:
+                count = self._vvenc_encode(frames_in, out, first, base, fps, structure, intra_period, chroma)
+            data = out.read_bytes() if out.is_file() else b""
+        if not data:
+            raise CodecError(
+                f"the VVC encoder wrote an empty bitstream for {count} frames of {width}x{height} at QP {qp}"
+            )
+        return CodedSequence(
+            data, count, height, width, float(fps), qp, structure, intra_period, chroma, time.perf_counter() - start
+        )
+
+    def vvenc_params(self, structure: str, intra_period: int, chroma: str) -> str:
+        """The ``-vvenc-params`` of a sequence (module docstring); ``extra_params`` last, so they win."""
+        parts = [
+            VVENC_FIXED,
+            VVENC_STRUCTURE[Structure(structure)],
+            f"IntraPeriod={intra_period}",
+            "ChromaFormatIDC=400" if chroma == "400" else "",
+            self.extra_params,
+        ]
+        return ":".join(p for p in parts if p)
+
+    def _vvenc_encode(
+        self,
+        frames: Iterator[Yuv420],
+        out: Path,
+        first: Yuv420,
+        base: int,
+        fps: float,
+        structure: str,
+        intra_period: int,
+        chroma: str,
+    ) -> int:
+        height, width = first.size
+        cmd = [
+            self.ffmpeg,
+            *QUIET,
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "yuv420p10le",
+            "-s",
+            f"{width}x{height}",
+            "-framerate",
+            _rate(fps),
+            "-i",
+            "pipe:",
+            "-c:v",
+            "libvvenc",
+            "-qp",
+            str(base),
+            "-preset",
+            str(self.preset),
+            "-qpa",
+            "0",
+            "-threads",
+            str(self.threads),
+            "-vvenc-params",
+            self.vvenc_params(structure, intra_period, chroma),
+            "-f",
+            "vvc",
+            "-y",
+            str(out),
+        ]
+        count = _feed(cmd, (f.to_10bit().tobytes() for f in frames), setting="vvc.ffmpeg")
+        coded = access_units(out.read_bytes()) if out.is_file() else 0
+        if coded != count:
+            raise CodecError(
+                f"libvvenc wrote {coded} access units for {count} frames ({structure}, -vvenc-params "
+                f"{self.vvenc_params(structure, intra_period, chroma)}); change the parameters or the FFmpeg build"
+            )
+        return count
+
+    def vtm_command(
+        self,
+        yuv: Path,
+        out: Path,
+        *,
+        width: int,
+        height: int,
+        frames: int,
+        bit_depth: int,
+        base: int,
+        fps: float,
+        intra_period: int,
+        chroma: str,
+    ) -> list[str]:
+        """MPEG's FCM encoder command line for a sequence (the reconstruction goes beside the input)."""
+        if self.vtm is None:
+            raise ConfigError("vtm_command needs vvc.backend=vtm")
+        return [
+            self.vtm.encoder,
+            "-c",
+            self.vtm.cfg,
+            "-i",
+            str(yuv),
+            "-o",
+            str(yuv.with_name("rec.yuv")),
+            "-b",
+            str(out),
+            "-q",
+            str(base),
+            "-wdt",
+            str(width),
+            "-hgt",
+            str(height),
+            "-f",
+            str(frames),
+            "-fr",
+            str(round(fps)),
+            "-ts",
+            "1",
+            f"--IntraPeriod={intra_period}",
+            f"--DecodingRefreshType={1 if intra_period >= 1 else 0}",
+            "--Level=5.1",
+            f"--InputBitDepth={bit_depth}",
+            "--InternalBitDepth=10",
+            f"--InputChromaFormat={chroma}",
+            "--ConformanceWindowMode=1",
+        ]
+
+    def _vtm_encode(
+        self,
+        frames: Iterator[Yuv420],
+        tmp: Path,
+        out: Path,
+        first: Yuv420,
+        base: int,
+        fps: float,
+        structure: str,
+        intra_period: int,
+        chroma: str,
+    ) -> int:
+        yuv, count = tmp / "in.yuv", 0
+        with open(yuv, "wb") as f:
+            for frame in frames:  # written as they come: VTM reads a file
+                f.write(
+                    np.ascontiguousarray(frame.y, dtype="<u2" if frame.bit_depth == 10 else np.uint8).tobytes()
+                    if chroma == "400"
+                    else frame.tobytes()
+                )
+                count += 1
+        height, width = first.size
+        cmd = self.vtm_command(
+            yuv,
+            out,
+            width=width,
+            height=height,
+            frames=count,
+            bit_depth=first.bit_depth,
+            base=base,
+            fps=fps,
+            intra_period=intra_period,
+            chroma=chroma,
+        )
+        run_tool(cmd, setting="vvc.vtm_encoder")
+        return count
+
+    def decode(self, coded: CodedSequence) -> Iterator[Yuv420]:
+        """The decoded 10-bit frames in display order, one at a time (``400``: luma with neutral chroma).
+
+        Raises:
+            CodecError: the decoder fails or returns another number of frames than were coded.
+        """
+        with tempfile.TemporaryDirectory(prefix="vcm_vvcseq_") as tmp:
+            src = Path(tmp) / "in.266"
+            src.write_bytes(coded.data)
+            if self.vtm is not None and self.vtm.decoder:
+                rec = Path(tmp) / "out.yuv"
+                run_tool([self.vtm.decoder, "-b", str(src), "-o", str(rec), "-d", "10"], setting="vvc.vtm_decoder")
+                yield from _read_frames(rec, coded)
+                return
+            fmt = "gray10le" if coded.chroma == "400" else "yuv420p10le"
+            cmd = [
+                self.ffmpeg,
+                *QUIET,
+                "-f",
+                "vvc",
+                "-i",
+                str(src),
+                "-fps_mode",
+                "passthrough",
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                fmt,
+                "pipe:",
+            ]
+            n_y, n_c = coded.height * coded.width, (coded.height // 2) * (coded.width // 2)
+            size = 2 * n_y if coded.chroma == "400" else 2 * (n_y + 2 * n_c)
+            count = 0
+            for arr in stream_frames(
+                cmd, size, -1, (size // 2,), np.dtype("<u2"), what="the VVC stream", error=CodecError
+            ):
+                count += 1
+                if count > coded.frames:
+                    raise CodecError(f"the decoder returned more than the {coded.frames} coded frames")
+                yield _frame(arr, coded)
+            if count != coded.frames:
+                raise CodecError(f"the decoder returned {count} frames, {coded.frames} were coded")
+
+
+def _frame(samples: np.ndarray, coded: CodedSequence) -> Yuv420:
+    """One decoded frame from its 16-bit samples (``400``: luma only)."""
+    h, w = coded.height, coded.width
+    if coded.chroma == "400":
+        return Yuv420.from_luma(samples[: h * w].reshape(h, w))
+    n_y, n_c = h * w, (h // 2) * (w // 2)
+    return Yuv420(
+        samples[:n_y].reshape(h, w),
+        samples[n_y : n_y + n_c].reshape(h // 2, w // 2),
+        samples[n_y + n_c :].reshape(h // 2, w // 2),
+    )
+
+
+def _read_frames(path: Path, coded: CodedSequence) -> Iterator[Yuv420]:
+    """Frames of a 10-bit file DecoderApp wrote (4:0:0 streams may carry neutral chroma planes), one at a time."""
+    n_y, n_c = coded.height * coded.width, (coded.height // 2) * (coded.width // 2)
+    total = path.stat().st_size
+    size = next((s for s in (2 * n_y, 2 * (n_y + 2 * n_c)) if s * coded.frames == total), 0)
+    if not size:
+        raise CodecError(
+            f"DecoderApp wrote {total} bytes, not {coded.frames} 10-bit {coded.width}x{coded.height} frames"
+        )
+    with open(path, "rb") as f:
+        for _ in range(coded.frames):
+            yield _frame(np.frombuffer(f.read(size), dtype="<u2"), coded)
+
+
+def _checked(first: Yuv420, rest: Iterator[Yuv420]) -> Iterator[Yuv420]:
+    """``first`` then ``rest``, each checked to have ``first``'s size and bit depth."""
+    yield first
+    for k, frame in enumerate(rest, 1):
+        if frame.size != first.size or frame.bit_depth != first.bit_depth:
+            raise CodecError(
+                f"frame {k} is {frame.size[1]}x{frame.size[0]} {frame.bit_depth}-bit, frame 0 "
+                f"{first.size[1]}x{first.size[0]} {first.bit_depth}-bit; a sequence has one size and depth"
+            )
+        yield frame
+
+
+def _feed(cmd: list[str], chunks: Iterable[bytes], *, setting: str) -> int:
+    """Run ``cmd`` writing ``chunks`` (one frame each) to its stdin; returns the number written.
+
+    Raises:
+        CodecError: the program cannot start or fails (command, return code and end of stderr).
+    """
+    count = 0
+    with tempfile.TemporaryFile() as err:
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+        except OSError as exc:
+            raise CodecError(f"cannot start {cmd[0]!r} ({exc}); install it or fix its path in {setting}") from exc
+        try:
+            if proc.stdin is not None:
+                for chunk in chunks:
+                    proc.stdin.write(chunk)
+                    count += 1
+                proc.stdin.close()
+        except BrokenPipeError:
+            pass  # the encoder died: its stderr says why
+        finally:
+            if proc.poll() is None and (proc.stdin is None or not proc.stdin.closed):
+                proc.kill()
+            code = proc.wait()
+        if code != 0:
+            err.seek(0)
+            tail = " | ".join(err.read().decode(errors="replace").strip().splitlines()[-5:])
+            raise CodecError(f"{' '.join(cmd)} failed with code {code} after {count} frames: {tail}")
+    return count
