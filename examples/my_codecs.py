@@ -110,8 +110,9 @@ class UniformZlibCodec(FeatureCodec):
         check_feature_header(self.name, image_size, input_size, shapes, max_pixels=max_pixels)
         size = sum(math.prod(s) for s in shapes.values())
         check_memory(self.name, 5 * size, max_memory)  # the codes and their float32 values
-        if not all(np.isfinite(v).all() for v in ranges.values()):
-            raise CodecError(f"corrupt {self.name} bitstream: a level range is not finite")
+        with np.errstate(all="ignore"):  # NaN, inf, or a largest value (lo + 255 step) beyond float32
+            if not all(np.isfinite(lo + np.float32(255) * step) for lo, step in ranges.values()):
+                raise CodecError(f"corrupt {self.name} bitstream: a level range is not finite")
         inflate = zlib.decompressobj()
         try:  # at most the bytes the shapes hold (no zip bomb), then the end of the zlib stream (its checksum)
             body = inflate.decompress(packed, size)

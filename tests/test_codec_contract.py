@@ -29,7 +29,7 @@ from hydra import initialize_config_dir
 
 from vcm_eval.codecs.base import FeatureCodec, ImageCodec
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
-from vcm_eval.errors import CodecError
+from vcm_eval.errors import CheckpointError, CodecError
 from vcm_eval.pipelines.build import build_codec
 from vcm_eval.resources import CONF_DIR
 from vcm_eval.vision.base import FeatureSet
@@ -66,9 +66,16 @@ PIPELINES = registered_pipelines()
 
 
 def build(pipeline: str) -> ImageCodec | FeatureCodec:
-    """The codec ``python -m vcm_eval pipeline=<pipeline>`` (+ ``SETTINGS``) would run."""
+    """The codec ``python -m vcm_eval pipeline=<pipeline>`` (+ ``SETTINGS``) would run.
+
+    A codec whose trained weights are not in the repository yet (a new family in progress) is
+    skipped, with the reason; it is checked from the day its checkpoint is there.
+    """
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        codec = build_codec(compose_cfg(overrides(pipeline)))
+        try:
+            codec = build_codec(compose_cfg(overrides(pipeline)))
+        except CheckpointError as exc:
+            pytest.skip(f"pipeline={pipeline} cannot be built here: {exc}")
     assert isinstance(codec, (ImageCodec, FeatureCodec)), pipeline
     return codec
 
@@ -100,7 +107,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_every_pipeline_but_uncompressed_is_checked() -> None:
     built_in = {"image_anchor", "feature_anchor", "quant", "quant8", "fusion_codec"}
-    assert set(PIPELINES) >= built_in | {"image_codec", "feature_codec"}
+    assert set(PIPELINES) >= built_in | {"image_codec", "feature_codec"}  # and any added since
     assert "uncompressed" not in PIPELINES
 
 

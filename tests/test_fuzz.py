@@ -10,7 +10,10 @@ derivation (``derandomize=True``: the same examples on every run):
   at any offset.
 
 Every mutation either decodes to the right type or raises ``CodecError`` (any other exception fails),
-within ``TIME_LIMIT_S`` and within twice the memory of decoding the good stream. Memory is the
+within ``TIME_LIMIT_S`` and within twice the memory of decoding the good stream. Time is CPU time,
+this process's and its children's (FFmpeg): the two cores are shared, and wall time on a loaded
+machine says little about the decoder (Hypothesis' wall-clock deadline, ``HANG_LIMIT_S``, still
+catches a decoder that waits forever). Memory is the
 process's resident set (``VmHWM``, reset before each decode through ``/proc/self/clear_refs``): it
 counts torch's and numba's native allocations, which ``tracemalloc`` does not see, and it is what
 the OOM killer acts on; FFmpeg's own memory (a child process, the VVC codecs) is not in it. The
@@ -28,7 +31,6 @@ ends: docs/architecture.md quotes the slow run's.
 from __future__ import annotations
 
 import os
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -47,7 +49,8 @@ from vcm_eval.codecs.fusion.codec import FORMAT_VERSION
 from vcm_eval.errors import CodecError
 from vcm_eval.vision.base import FeatureSet
 
-TIME_LIMIT_S = 10.0
+TIME_LIMIT_S = 10.0  # CPU seconds a decode may take
+HANG_LIMIT_S = 120.0  # wall seconds (Hypothesis' deadline)
 MEMORY_FACTOR = 2.0
 MEMORY_FLOOR_MB = 32.0
 EXAMPLES = 4  # per codec and mutation kind in the default run
@@ -76,9 +79,16 @@ def _can_reset_peak() -> bool:
 MEASURE_MEMORY = _can_reset_peak()  # Linux >= 4.0
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its children that have ended (FFmpeg, waited for by the decoder)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 @dataclass
 class Decoded:
-    """One decode: its result or CodecError, seconds, the process's peak resident MiB and the decode's increment."""
+    """One decode: its result or CodecError, CPU seconds (with FFmpeg's), the process's peak resident MiB and the
+    decode's own increment."""
 
     value: object | None
     error: CodecError | None
@@ -92,12 +102,12 @@ def decode_measured(codec: ImageCodec | FeatureCodec, data: bytes) -> Decoded:
     if MEASURE_MEMORY:
         CLEAR_REFS.write_text("5")  # VmHWM := VmRSS
     before = _status_mb("VmRSS") if MEASURE_MEMORY else 0.0
-    start = time.perf_counter()
+    start = _cpu_seconds()
     try:
         value, error = codec.decode(data), None
     except CodecError as exc:
         value, error = None, exc
-    seconds = time.perf_counter() - start
+    seconds = _cpu_seconds() - start
     peak = _status_mb("VmHWM") if MEASURE_MEMORY else 0.0
     return Decoded(value, error, seconds, peak, max(0.0, peak - before))
 
@@ -125,6 +135,9 @@ class Target:
     good: Decoded
     tallies: dict[str, Tally] = field(default_factory=lambda: defaultdict(Tally))
 
+    def __repr__(self) -> str:  # Hypothesis prints the arguments of a failing example: not the stream
+        return f"Target({self.pipeline}, {len(self.data)} bytes)"
+
     def check(self, kind: str, data: bytes, *, must_fail: bool = False) -> Decoded:
         """Decode a mutation: the right type or CodecError, in time, in memory; tallied under ``kind``."""
         d = decode_measured(self.codec, data)
@@ -133,7 +146,7 @@ class Target:
         if d.error is None:
             assert not must_fail, f"{where}: decoded instead of raising CodecError"
             assert isinstance(d.value, np.ndarray if isinstance(self.codec, ImageCodec) else FeatureSet), where
-        assert d.seconds <= TIME_LIMIT_S, f"{where}: {d.seconds:.1f} s"
+        assert d.seconds <= TIME_LIMIT_S, f"{where}: {d.seconds:.1f} CPU s"
         if MEASURE_MEMORY:
             good = self.good
             assert d.peak_mb <= MEMORY_FACTOR * good.peak_mb, f"{where}: {d.peak_mb:.0f} MiB, good {good.peak_mb:.0f}"
@@ -142,12 +155,29 @@ class Target:
         return d
 
 
+class Targets(dict[str, Target]):
+    """The codecs by pipeline; one that cannot be built here (its checkpoint is not shipped yet) skips its tests."""
+
+    unavailable: dict[str, str]
+
+    def __repr__(self) -> str:
+        return f"Targets({sorted(self)}, unavailable {sorted(self.unavailable)})"
+
+    def __missing__(self, pipeline: str) -> Target:
+        pytest.skip(self.unavailable.get(pipeline, f"no codec for pipeline={pipeline}"))
+
+
 @pytest.fixture(scope="module")
-def targets(val_image: np.ndarray) -> Iterator[dict[str, Target]]:
+def targets(val_image: np.ndarray) -> Iterator[Targets]:
     features = default_features(val_image)
-    out = {}
+    out = Targets()
+    out.unavailable = {}
     for pipeline in PIPELINES:
-        codec = build(pipeline)
+        try:
+            codec = build(pipeline)
+        except pytest.skip.Exception as exc:
+            out.unavailable[pipeline] = str(exc)
+            continue
         data = codec.encode(val_image) if isinstance(codec, ImageCodec) else codec.encode(features)
         decode_measured(codec, data)  # once to warm up (lazy imports, compiled loops, FFmpeg's capabilities)
         runs = [decode_measured(codec, data) for _ in range(2)]
@@ -162,7 +192,7 @@ def targets(val_image: np.ndarray) -> Iterator[dict[str, Target]]:
 def report_table(targets: dict[str, Target]) -> str:
     """Markdown: per codec and mutation kind, decoded vs CodecError, the slowest decode, the largest increment."""
     lines = [
-        "| codec | stream bytes | good decode s / MiB | mutation | decoded | CodecError | max s | max MiB |",
+        "| codec | stream bytes | good decode CPU s / MiB | mutation | decoded | CodecError | max CPU s | max MiB |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for t in targets.values():
@@ -176,12 +206,12 @@ def report_table(targets: dict[str, Target]) -> str:
 
 
 def fuzz(examples: int) -> settings:
-    """Hypothesis settings: a fixed derivation of the examples, no example database, ``TIME_LIMIT_S`` each."""
+    """Hypothesis settings: a fixed derivation of the examples, no example database, ``HANG_LIMIT_S`` each."""
     return settings(
         max_examples=examples,
         derandomize=True,
         database=None,
-        deadline=timedelta(seconds=TIME_LIMIT_S),
+        deadline=timedelta(seconds=HANG_LIMIT_S),
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
 
@@ -214,7 +244,7 @@ KINDS = ("truncation", "bit flip", "header bit flip", "64 garbage bytes appended
 @fuzz(EXAMPLES)
 @given(data=st.data())
 def test_mutated_streams_decode_or_raise_codec_error(
-    pipeline: str, kind: str, targets: dict[str, Target], data: st.DataObject
+    pipeline: str, kind: str, targets: Targets, data: st.DataObject
 ) -> None:
     mutate(targets[pipeline], data, kind)
 
@@ -225,14 +255,14 @@ def test_mutated_streams_decode_or_raise_codec_error(
 @fuzz(SLOW_EXAMPLES)
 @given(data=st.data())
 def test_many_mutated_streams_decode_or_raise_codec_error(
-    pipeline: str, kind: str, targets: dict[str, Target], data: st.DataObject
+    pipeline: str, kind: str, targets: Targets, data: st.DataObject
 ) -> None:
     mutate(targets[pipeline], data, kind)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("pipeline", PIPELINES)
-def test_every_truncation_raises_codec_error(pipeline: str, targets: dict[str, Target]) -> None:
+def test_every_truncation_raises_codec_error(pipeline: str, targets: Targets) -> None:
     t = targets[pipeline]
     n = len(t.data)
     spread = np.linspace(0, n - 1, 2000).astype(int).tolist()
@@ -244,7 +274,7 @@ def test_every_truncation_raises_codec_error(pipeline: str, targets: dict[str, T
 # --- the user's case (issue 30) and the limits ---------------------------------------------------
 
 
-def test_the_fusion_codec_refuses_64_garbage_bytes_fast(targets: dict[str, Target]) -> None:
+def test_the_fusion_codec_refuses_64_garbage_bytes_fast(targets: Targets) -> None:
     """Issue 30: a fusion stream with 64 garbage bytes ran 146 s and grew to 24 GB; now a fast CodecError.
 
     Format 1 read P2's size from the header without relating it to the input size and took the y
@@ -255,7 +285,7 @@ def test_the_fusion_codec_refuses_64_garbage_bytes_fast(targets: dict[str, Targe
     t = targets["fusion_codec"]
     garbage = np.random.default_rng(146).bytes(64)
     n = len(t.data)
-    for pos in range(0, n - 63, 16):
+    for pos in sorted({*range(10), *range(10, n - 63, 128), n - 64}):  # every header byte, then along the strings
         d = t.check("64 garbage bytes (issue 30)", t.data[:pos] + garbage + t.data[pos + 64 :], must_fail=True)
         assert d.seconds < 2.0
     assert t.check("64 garbage bytes (issue 30)", t.data + garbage, must_fail=True).seconds < 2.0
@@ -283,7 +313,7 @@ def test_the_fusion_codec_refuses_64_garbage_bytes_fast(targets: dict[str, Targe
 
 
 @pytest.mark.parametrize("pipeline", [p for p in PIPELINES if p not in USER_CODECS])
-def test_limits_are_keyword_arguments_and_refuse_with_the_reason(pipeline: str, targets: dict[str, Target]) -> None:
+def test_limits_are_keyword_arguments_and_refuse_with_the_reason(pipeline: str, targets: Targets) -> None:
     """Every built-in decoder takes ``max_pixels`` and ``max_memory``; above either it refuses, naming the limit."""
     t = targets[pipeline]
     decode = t.codec.decode

@@ -20,7 +20,7 @@ LAYERS = (
     ("metrics",),
     ("report",),
     ("engine",),
-    ("anchors", "suite", "__main__"),
+    ("anchors", "video_anchors", "suite", "__main__"),
 )
 
 

@@ -9,15 +9,15 @@ skip otherwise (``slow``: VTM takes minutes).
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra.core.config_store import ConfigStore
 
 from vcm_eval.codecs.vvc.headers import stream_structure
-from vcm_eval.codecs.vvc.sequence import CodedSequence, VvcSequenceCodec, VvcSequenceConfig, access_units
+from vcm_eval.codecs.vvc.sequence import CodedSequence, SequenceJob, VvcSequenceCodec, access_units
 from vcm_eval.codecs.vvc.yuv import Yuv420
 from vcm_eval.data.video.base import VideoSequence
 from vcm_eval.data.video.config import SyntheticVideoConfig
@@ -121,18 +121,10 @@ def test_base_qp_keeps_the_structures_intra_offset(codec: VvcSequenceCodec, tmp_
     app.write_text("")
     vtm = VvcSequenceCodec(backend="vtm", vtm_encoder=str(app), vtm_cfg=str(cfg))
     assert vtm.base_qp(34, "random_access") == 37  # MPEG's -q 37 random-access anchor codes its intra slices at 34
-    cmd = vtm.vtm_command(
-        tmp_path / "in.yuv",
-        tmp_path / "out.bin",
-        width=416,
-        height=240,
-        frames=97,
-        bit_depth=8,
-        base=37,
-        fps=50,
-        intra_period=64,
-        chroma="420",
+    job = SequenceJob(
+        416, 240, bit_depth=8, fps=50, base_qp=37, structure="random_access", intra_period=64, chroma="420"
     )
+    cmd = vtm.vtm_command(tmp_path / "in.yuv", tmp_path / "out.bin", 97, job)
     assert (
         cmd[:3] == [str(app), "-c", str(cfg)] and cmd[cmd.index("-q") + 1] == "37" and cmd[cmd.index("-f") + 1] == "97"
     )
@@ -144,6 +136,42 @@ def test_base_qp_keeps_the_structures_intra_offset(codec: VvcSequenceCodec, tmp_
         "--Level=5.1",
     } <= set(cmd)
     assert cmd[cmd.index("-fr") + 1] == "50" and cmd[cmd.index("-ts") + 1] == "1"
+
+
+STAND_IN = """#!{python}
+# Stands in for VTM's EncoderApp: checks the input file against the arguments, then codes it with FFmpeg's libvvenc.
+import subprocess, sys
+args = sys.argv[1:]
+opt = {{a: b for a, b in zip(args, args[1:]) if a.startswith("-") and not a.startswith("--")}}
+long = dict(a[2:].split("=", 1) for a in args if a.startswith("--"))
+w, h, n, depth = int(opt["-wdt"]), int(opt["-hgt"]), int(opt["-f"]), int(long["InputBitDepth"])
+mono = long["InputChromaFormat"] == "400"
+per = w * h * (1 if mono else 1.5) * (2 if depth == 10 else 1)
+data = open(opt["-i"], "rb").read()
+assert len(data) == n * per, (len(data), n, per)
+fmt = ("gray" if mono else "yuv420p") + ("10le" if depth == 10 else "")
+subprocess.run(["{ffmpeg}", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", fmt, "-s", f"{{w}}x{{h}}",
+                "-i", opt["-i"],
+                "-pix_fmt", "yuv420p10le", "-c:v", "libvvenc", "-qp", opt["-q"], "-preset", "faster",
+                "-vvenc-params", f"IntraPeriod={{long['IntraPeriod']}}" + (":ChromaFormatIDC=400" if mono else ""),
+                "-f", "vvc", "-y", opt["-b"]], check=True)
+"""
+
+
+@pytest.mark.parametrize("chroma", ["420", "400"])
+def test_vtm_backend_plumbing(chroma: str, codec: VvcSequenceCodec, sequence: VideoSequence, tmp_path: Path) -> None:
+    """The VTM path end to end with a stand-in EncoderApp: the input file it reads, the stream it writes, decoding."""
+    app = tmp_path / "EncoderAppStatic"
+    app.write_text(STAND_IN.format(python=sys.executable, ffmpeg=codec.ffmpeg))
+    app.chmod(0o755)
+    cfg = tmp_path / "encoder_lowdelay_vtm.cfg"
+    cfg.write_text("IntraPeriod : -1\nIntraQPOffset : -1\n")
+    vtm = VvcSequenceCodec(backend="vtm", vtm_encoder=str(app), vtm_cfg=str(cfg))
+    frames = [Yuv420(*p) for p in sequence.yuv_frames()][:5]
+    coded = vtm.encode(frames, fps=30, qp=QP, structure="low_delay", intra_period=4, chroma=chroma)
+    assert coded.frames == 5 and access_units(coded.data) == 5
+    out = list(vtm.decode(coded))
+    assert len(out) == 5 and psnr(out[2].y, frames[2].to_10bit().y) > 30.0
 
 
 def test_bad_inputs_fail_with_the_fix(codec: VvcSequenceCodec) -> None:
@@ -167,7 +195,6 @@ def test_bad_inputs_fail_with_the_fix(codec: VvcSequenceCodec) -> None:
 
 
 def test_presets_compose() -> None:
-    ConfigStore.instance().store(group="vvc_sequence", name="base_vvc_sequence", node=VvcSequenceConfig)
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         assert compose(config_name="vvc_sequence/random_access").vvc_sequence.structure == "random_access"
         low = compose(config_name="vvc_sequence/low_delay", overrides=["vvc_sequence.intra_period=32"]).vvc_sequence

@@ -22,6 +22,7 @@ import vcm_eval.codecs.msfc.config as msfc
 import vcm_eval.codecs.quant.config as quant
 import vcm_eval.codecs.vvc.config as vvc
 import vcm_eval.data.config as data
+import vcm_eval.data.video.config as video_data
 import vcm_eval.engine.config as engine
 import vcm_eval.pipelines.config as pipelines
 import vcm_eval.report.config as report
@@ -39,7 +40,7 @@ from vcm_eval.report.config import ReportConfig, ReportJobConfig
 from vcm_eval.utils.config import PathsConfig
 from vcm_eval.vision.config import RcnnConfig, TrainingConfig, TrainTaskConfig, TrainTaskSettings
 
-OWNERS = (engine, pipelines, image_anchor, feature_anchor, quant, fusion, msfc, vvc, data, vision, report)
+OWNERS = (engine, pipelines, image_anchor, feature_anchor, quant, fusion, msfc, vvc, data, video_data, vision, report)
 
 __all__ = [
     "CacheConfig", "DatasetConfig", "EvalConfig", "FeatureAnchorConfig", "FusionArchConfig",

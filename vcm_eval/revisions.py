@@ -27,6 +27,9 @@ CODE = {
                   "codecs/quant/entropy.py", "codecs/quant/rans.py", "codecs/quant/kernels.py", "codecs/minmax.py",
                   "codecs/bitstream.py")),
     "fusion": (1, ("codecs/fusion/codec.py", "codecs/fusion/model.py", "codecs/bitstream.py")),
+    "msfc": (1, ("codecs/msfc/codec.py", "codecs/msfc/model.py", "codecs/feature_anchor/tiling.py",
+                 "codecs/feature_anchor/kernels.py", "codecs/minmax.py", "codecs/vvc/encoder.py", "codecs/vvc/yuv.py",
+                 "codecs/bitstream.py")),
 }  # fmt: skip
 
 

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 # "user": any codec written outside vcm_eval (docs/your_codec.md); its format version is its own.
-CODEC_IDS = {"image_vvc": 1, "feature_vvc": 2, "quant": 3, "fusion": 4, "float": 5, "msfc": 6, "user": 15}
+CODEC_IDS = {"image_vvc": 1, "feature_vvc": 2, "quant": 3, "fusion": 4, "float": 5, "msfc": 6,
+             "feature_vvc_video": 7, "user": 15}  # fmt: skip
 VERSION = 1
 
 

@@ -8,9 +8,9 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from vcm_eval.codecs.vvc.config import VvcConfig
+from vcm_eval.codecs.vvc.config import VvcConfig, VvcSequenceConfig
 from vcm_eval.data.config import DatasetConfig
-from vcm_eval.metrics.config import EvalConfig
+from vcm_eval.metrics.config import EvalConfig, TrackerConfig
 from vcm_eval.utils.config import PathsConfig
 from vcm_eval.vision.config import RcnnConfig
 
@@ -43,7 +43,9 @@ class RunConfig:
     dataset: DatasetConfig = MISSING
     model: RcnnConfig = MISSING
     vvc: VvcConfig = MISSING
+    vvc_sequence: VvcSequenceConfig = field(default_factory=VvcSequenceConfig)  # video runs (docs/video.md)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)  # video runs with tracks (docs/video.md)
     paths: PathsConfig = field(default_factory=PathsConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     threads: int = 2

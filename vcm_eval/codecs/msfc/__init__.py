@@ -16,4 +16,6 @@ if TYPE_CHECKING:
     from vcm_eval.codecs.msfc.model import MsfcModel
 
 __all__ = ["MsfcFeatureCodec", "MsfcModel"]
-__getattr__ = lazy_exports(__name__, {"MsfcFeatureCodec": "vcm_eval.codecs.msfc.codec", "MsfcModel": "vcm_eval.codecs.msfc.model"})
+__getattr__ = lazy_exports(
+    __name__, {"MsfcFeatureCodec": "vcm_eval.codecs.msfc.codec", "MsfcModel": "vcm_eval.codecs.msfc.model"}
+)

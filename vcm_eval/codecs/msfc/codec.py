@@ -78,13 +78,16 @@ def float16_range(lo: float, hi: float) -> tuple[float, float]:
     Raises:
         CodecError: the range does not fit float16 (the code is tanh-bounded, so only a broken model gets here).
     """
+    largest = float(np.finfo(np.float16).max)
+    if not -largest < lo <= hi < largest:  # outwards rounding needs room beyond each end
+        raise CodecError(
+            f"the MSFC code's range [{lo}, {hi}] does not fit float16; the checkpoint is broken, retrain it"
+        )
     lo16, hi16 = np.float16(lo), np.float16(hi)
     if lo16 > lo:
         lo16 = np.nextafter(lo16, np.float16(-np.inf))
     if hi16 < hi:
         hi16 = np.nextafter(hi16, np.float16(np.inf))
-    if not (np.isfinite(lo16) and np.isfinite(hi16)):
-        raise CodecError(f"the MSFC code's range [{lo}, {hi}] does not fit float16; the checkpoint is broken, retrain it")
     return float(lo16), float(hi16)
 
 
@@ -105,7 +108,9 @@ class MsfcFeatureCodec(FeatureCodec):
     rate_params = ("qp",)
     reads = ("vvc", "model")  # the VVC encoder; the task model's name picks the zoo checkpoint
 
-    def __init__(self, *, model: MsfcModel, vvc: VvcEncoder, qp: int, device: str = "cpu", checkpoint: Path | None = None) -> None:
+    def __init__(
+        self, *, model: MsfcModel, vvc: VvcEncoder, qp: int, device: str = "cpu", checkpoint: Path | None = None
+    ) -> None:
         self.model, self.vvc, self.qp, self.checkpoint = model.eval(), vvc, check_qp(qp), checkpoint
         self.device = resolve_device(device)
         self.model.to(self.device)
@@ -113,10 +118,13 @@ class MsfcFeatureCodec(FeatureCodec):
 
     @classmethod
     def from_config(cls, cfg: DictConfig, runtime: Runtime) -> MsfcFeatureCodec:
-        """``pipeline.qp`` (and ``pipeline.checkpoint``) with the ``vvc`` group's encoder and ``model.name``'s modules."""
+        """``pipeline.qp`` (and ``checkpoint``) with the ``vvc`` group's encoder and ``model.name``'s modules."""
         vvc = VvcEncoder.from_settings(cfg.vvc)
         if not vvc.can_encode:
-            raise ConfigError("pipeline=msfc with vvc.backend=vtm needs vvc.vtm_encoder and vvc.vtm_cfg (no MSFC bitstreams are shipped)")
+            raise ConfigError(
+                "pipeline=msfc with vvc.backend=vtm needs vvc.vtm_encoder and vvc.vtm_cfg "
+                "(no MSFC bitstreams are shipped)"
+            )
         path = zoo.resolve(cfg.pipeline.checkpoint, task_model=cfg.model.name)
         model, _ = zoo.load(path)
         return cls(model=model, vvc=vvc, qp=cfg.pipeline.qp, device=runtime.device, checkpoint=path)
@@ -126,7 +134,8 @@ class MsfcFeatureCodec(FeatureCodec):
         if self.checkpoint is None:
             weights = "model in memory (no checkpoint file)"
         else:
-            weights = f"checkpoint {self.checkpoint.name} sha256:{hashlib.sha256(self.checkpoint.read_bytes()).hexdigest()[:16]}"
+            digest = hashlib.sha256(self.checkpoint.read_bytes()).hexdigest()[:16]
+            weights = f"checkpoint {self.checkpoint.name} sha256:{digest}"
         return f"msfc format {FORMAT_VERSION}, {weights}, {self.vvc.version()}"
 
     def curve_version(self) -> str:
@@ -143,7 +152,11 @@ class MsfcFeatureCodec(FeatureCodec):
         if missing:
             raise CodecError(f"MSFC codes {list(CODED_LEVELS)}; the features lack {missing}")
         check_feature_header(
-            self.name, features.image_size, features.input_size, {k: features.shapes()[k] for k in CODED_LEVELS}, channels=self.channels
+            self.name,
+            features.image_size,
+            features.input_size,
+            {k: features.shapes()[k] for k in CODED_LEVELS},
+            channels=self.channels,
         )
         p2 = tuple(features["p2"].shape[-2:])
         nh, nw = features.input_size
@@ -191,7 +204,7 @@ class MsfcFeatureCodec(FeatureCodec):
         return w.getvalue()
 
     def _parse(self, data: bytes, *, max_pixels: int, max_memory: int) -> tuple[_Header, bytes]:
-        """The header, validated (sizes, the code's shape, the range, the memory a decode needs), and the VVC payload."""
+        """The header, validated (sizes, the code's shape, the range, a decode's memory), and the VVC payload."""
         with BitstreamReader(data, self.codec_name, name=self.name, version=FORMAT_VERSION) as r:
             image_size = (r.uint(), r.uint())
             form = r.uint()
@@ -202,10 +215,16 @@ class MsfcFeatureCodec(FeatureCodec):
             code_shape = (r.uint(), r.uint(), r.uint())
             lo, hi = (float(v) for v in r.floats(2, dtype="float16"))
             payload = r.blob()
-        p2 = (math.ceil(input_size[0] / 4) + (form >> 1 & P2_SLACK), math.ceil(input_size[1] / 4) + (form >> 4 & P2_SLACK))
+        p2 = (
+            math.ceil(input_size[0] / 4) + (form >> 1 & P2_SLACK),
+            math.ceil(input_size[1] / 4) + (form >> 4 & P2_SLACK),
+        )
         want = (self.code_channels, *self.model.code_size(p2))
         if code_shape != want:
-            raise CodecError(f"corrupt {self.name} bitstream: a code of {code_shape}; this checkpoint makes {want} for P2 {p2[0]}x{p2[1]}")
+            raise CodecError(
+                f"corrupt {self.name} bitstream: a code of {code_shape}; "
+                f"this checkpoint makes {want} for P2 {p2[0]}x{p2[1]}"
+            )
         if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
             raise CodecError(f"corrupt {self.name} bitstream: min-max range [{lo}, {hi}]")
         header = _Header(image_size, input_size, p2, code_shape, lo, hi)
@@ -237,16 +256,26 @@ class MsfcFeatureCodec(FeatureCodec):
             levels = [lv[0].float().cpu() for lv in self.model.reconstruct(code[None].to(self.device), header.p2)]
         if not all(bool(torch.isfinite(lv).all()) for lv in levels):
             raise CodecError(f"corrupt {self.name} bitstream: the reconstructed levels hold NaN or inf")
-        return FeatureSet(levels=dict(zip(CODED_LEVELS, levels)), image_size=header.image_size, input_size=header.input_size)
+        return FeatureSet(
+            levels=dict(zip(CODED_LEVELS, levels)), image_size=header.image_size, input_size=header.input_size
+        )
 
     def report(self, features: FeatureSet, data: bytes) -> dict[str, Any]:
         """Per-image numbers beside the rate (all of these bytes are in it): container and VVC bytes, frame size."""
         header, payload = self._parse(data, max_pixels=MAX_PIXELS, max_memory=MAX_DECODE_BYTES)
         layout = header.layout()
-        return {"container_bytes": len(data) - len(payload), "vvc_bytes": len(payload), "frame_height": layout.height, "frame_width": layout.width}
+        return {
+            "container_bytes": len(data) - len(payload),
+            "vvc_bytes": len(payload),
+            "frame_height": layout.height,
+            "frame_width": layout.width,
+        }
 
     def complexity_stages(self, features: FeatureSet) -> dict[str, Callable[[], object]]:
-        """The encoder's and the decoder's networks for the kMAC count (``vcm_eval.vision.complexity``); VVC is not counted."""
+        """The encoder's and the decoder's networks, for the kMAC count (``vcm_eval.vision.complexity``).
+
+        VVC is not a network and is not counted (as the feature anchor's is not).
+        """
         levels, p2 = self._levels(features)
         with torch.no_grad():
             code = self.model.fuse(levels)

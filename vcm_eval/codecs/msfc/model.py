@@ -22,6 +22,7 @@ inside each module are this implementation's (docs/msfc.md says which parts the 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -46,10 +47,11 @@ def _act() -> nn.Module:
     return nn.LeakyReLU(inplace=True)
 
 
-def _resize_to(x: Tensor, size: tuple[int, int]) -> Tensor:
+def _resize_to(x: Tensor, size: Sequence[int]) -> Tensor:
     """Nearest 2x-style upsampling to ``size`` (the finer level), cropped where the coarser level was rounded up."""
     h, w = size
-    up = F.interpolate(x, size=(2 * x.shape[-2], 2 * x.shape[-1]), mode="nearest") if x.shape[-2] < h else x
+    grow = x.shape[-2] < h or x.shape[-1] < w
+    up = F.interpolate(x, size=(2 * x.shape[-2], 2 * x.shape[-1]), mode="nearest") if grow else x
     return up[..., :h, :w]
 
 
@@ -59,7 +61,9 @@ class SqueezeExcite(nn.Module):
     def __init__(self, channels: int, reduction: int = 4) -> None:
         super().__init__()
         hidden = max(8, channels // reduction)
-        self.fc = nn.Sequential(conv1x1(channels, hidden), nn.ReLU(inplace=True), conv1x1(hidden, channels), nn.Sigmoid())
+        self.fc = nn.Sequential(
+            conv1x1(channels, hidden), nn.ReLU(inplace=True), conv1x1(hidden, channels), nn.Sigmoid()
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return x * self.fc(x.mean(dim=(-2, -1), keepdim=True))
@@ -133,10 +137,14 @@ class Msfr(nn.Module):
     def __init__(self, *, out_channels: int, channels: int, code_channels: int, target: int) -> None:
         super().__init__()
         self.target = target
-        self.expand = nn.Sequential(conv3x3(code_channels, channels), _act(), ResidualBlock(channels, channels))  # SSFC decoder
+        self.expand = nn.Sequential(
+            conv3x3(code_channels, channels), _act(), ResidualBlock(channels, channels)
+        )  # SSFC decoder
         self.finer = nn.ModuleList([UpLevel(channels) for _ in range(target)])
         coarser = len(CODED_LEVELS) - 1 - target
-        self.coarser = nn.ModuleList([nn.Sequential(conv3x3(channels, channels, stride=2), _act()) for _ in range(coarser)])
+        self.coarser = nn.ModuleList(
+            [nn.Sequential(conv3x3(channels, channels, stride=2), _act()) for _ in range(coarser)]
+        )
         self.heads = nn.ModuleList([conv1x1(channels, out_channels) for _ in CODED_LEVELS])
 
     def forward(self, code: Tensor, sizes: list[tuple[int, int]]) -> list[Tensor]:
@@ -161,13 +169,21 @@ class MsfcModel(nn.Module):
     """
 
     def __init__(
-        self, *, in_channels: int = 256, channels: int = 64, code_channels: int = 64, scale: str = "p5", msff: str = "bottom_up"
+        self,
+        *,
+        in_channels: int = 256,
+        channels: int = 64,
+        code_channels: int = 64,
+        scale: str = "p5",
+        msff: str = "bottom_up",
     ) -> None:
         super().__init__()
         scale = str(choice(FusedScale, scale, "arch.scale"))
         msff = str(choice(MsffLayout, msff, "arch.msff"))
         if min(in_channels, channels, code_channels) <= 0:
-            raise ConfigError(f"MSFC widths must be positive, got in {in_channels}, channels {channels}, code {code_channels}")
+            raise ConfigError(
+                f"MSFC widths must be positive, got in {in_channels}, channels {channels}, code {code_channels}"
+            )
         self.target = CODED_LEVELS.index(scale)
         self.in_channels, self.code_channels = in_channels, code_channels
         fusion = BottomUpMsff if msff == "bottom_up" else DirectMsff

@@ -26,6 +26,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import hydra
 import torch
@@ -69,11 +70,14 @@ class MsfcObjective(nn.Module):
     ) -> None:
         super().__init__()
         if len(level_weights) != len(CODED_LEVELS) or min(level_weights) < 0 or sum(level_weights) <= 0:
-            raise ConfigError(f"train.level_weights={list(level_weights)} must be {len(CODED_LEVELS)} non-negative numbers (P2..P5), not all zero")
+            raise ConfigError(
+                f"train.level_weights={list(level_weights)} must be {len(CODED_LEVELS)} non-negative numbers "
+                "(P2..P5), not all zero"
+            )
         if noise < 0 or task_weight < 0:
             raise ConfigError(f"train.noise={noise} and train.task_weight={task_weight} must be >= 0")
         self.model, self.noise, self.rpn_head, self.task_weight = model, noise, rpn_head, task_weight
-        self.register_buffer("weights", torch.tensor(list(level_weights), dtype=torch.float32), persistent=False)
+        self.level_weights = [float(w) for w in level_weights]
 
     def forward(self, batch: CropBatch) -> dict[str, Tensor]:
         levels = batch.levels
@@ -84,7 +88,8 @@ class MsfcObjective(nn.Module):
             decoded = [d[..., : -(-h2 // 2**k), : -(-w2 // 2**k)] for k, d in enumerate(decoded)]
             levels = [lv[..., : -(-h2 // 2**k), : -(-w2 // 2**k)] for k, lv in enumerate(levels)]
         per_level = torch.stack([torch.mean((a.float() - b) ** 2) for a, b in zip(decoded, levels)])
-        loss = (self.weights * per_level).sum() / self.weights.sum()
+        weights = torch.tensor(self.level_weights, dtype=per_level.dtype, device=per_level.device)
+        loss = (weights * per_level).sum() / weights.sum()
         terms = {"mse": per_level.mean(), **{f"mse_{name}": v for name, v in zip(CODED_LEVELS, per_level)}}
         if self.rpn_head is not None and self.task_weight > 0:
             task = rpn_distortion(self.rpn_head, decoded, levels)
@@ -93,8 +98,21 @@ class MsfcObjective(nn.Module):
         return {"loss": loss, **terms}
 
 
+class StepDrop(torch.optim.lr_scheduler.MultiStepLR):
+    """lr x 0.1 from ``train.lr_drop_at`` of the run on; the milestone comes from the config, not the saved state.
+
+    So a run resumed with a larger ``train.iterations`` follows the longer schedule, and ends with
+    the weights a run of that length from the start would have (its first iterations are the same).
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        milestones = self.milestones
+        super().load_state_dict(state_dict)
+        self.milestones = milestones
+
+
 def feature_source(cfg: TrainMsfcConfig, images: TrainImages, task_model: TaskModel, ctx: Dist) -> FeatureSource:
-    """The training pyramids: online, or the bounded fp16 cache the fusion codec's training shares (rank 0 builds it)."""
+    """The training pyramids: online, or the fp16 cache the fusion codec's training shares (rank 0 builds it)."""
     if cfg.train.features == "online":
         return OnlineFeatures(images, task_model.features, CODED_LEVELS)
     folder = cache_folder(Path(cfg.paths.cache), task_model.fingerprint, images)
@@ -102,7 +120,12 @@ def feature_source(cfg: TrainMsfcConfig, images: TrainImages, task_model: TaskMo
     if ctx.main:
         try:
             FeatureCache.build(
-                folder, images, task_model.features, CODED_LEVELS, max_bytes=int(cfg.train.cache_max_gb * 2**30), progress=cfg.progress
+                folder,
+                images,
+                task_model.features,
+                CODED_LEVELS,
+                max_bytes=int(cfg.train.cache_max_gb * 2**30),
+                progress=cfg.progress,
             )
         except VcmEvalError as exc:
             error = str(exc)
@@ -133,12 +156,22 @@ def _train(cfg: TrainMsfcConfig, ctx: Dist) -> Path:
         print(f"training on {len(images)} images of {images.describe()} ({t.features}), {ctx.world_size} process(es)")
     # the crops' P2 offsets are multiples of 8 (P5 = P2 / 8); a crop must hold whole P5 cells
     stream = CropStream(
-        source, n=len(images), seed=t.seed, batch=t.batch_size, crop=t.crop, crops_per_image=1, hflip=False, pad_multiple=8, ctx=ctx
+        source,
+        n=len(images),
+        seed=t.seed,
+        batch=t.batch_size,
+        crop=t.crop,
+        crops_per_image=1,
+        hflip=False,
+        pad_multiple=8,
+        ctx=ctx,
     )
     rpn_head = frozen_rpn_head(task_model) if t.task_weight > 0 else None
-    objective = MsfcObjective(model, level_weights=list(t.level_weights), noise=t.noise, rpn_head=rpn_head, task_weight=t.task_weight)
+    objective = MsfcObjective(
+        model, level_weights=list(t.level_weights), noise=t.noise, rpn_head=rpn_head, task_weight=t.task_weight
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[int(t.lr_drop_at * t.iterations)], gamma=0.1)
+    scheduler = StepDrop(optimizer, milestones=[int(t.lr_drop_at * t.iterations)], gamma=0.1)
     settings = LoopSettings(
         iterations=t.iterations,
         checkpoint_every=t.checkpoint_every,
@@ -158,7 +191,9 @@ def _train(cfg: TrainMsfcConfig, ctx: Dist) -> Path:
     def batches(start: int) -> Iterator[CropBatch]:
         return stream(start, ctx.device)
 
-    result = train_loop(parts, batches, settings=settings, ctx=ctx, workdir=workdir, identity=identity, global_batch=t.batch_size)
+    result = train_loop(
+        parts, batches, settings=settings, ctx=ctx, workdir=workdir, identity=identity, global_batch=t.batch_size
+    )
     out = Path(t.output) if t.output else zoo.zoo_path(cfg.model.name)
     if ctx.main:
         meta = {

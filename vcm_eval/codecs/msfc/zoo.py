@@ -66,16 +66,25 @@ def load(path: Path) -> tuple[MsfcModel, dict[str, Any]]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"cannot read MSFC checkpoint {path}: {load_failure(exc)}; retrain it or fix pipeline.checkpoint") from exc
+        raise CheckpointError(
+            f"cannot read MSFC checkpoint {path}: {load_failure(exc)}; retrain it or fix pipeline.checkpoint"
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a vcm_eval MSFC checkpoint (format {FORMAT}); set pipeline.checkpoint to one")
+        raise CheckpointError(
+            f"{path} is not a vcm_eval MSFC checkpoint (format {FORMAT}); set pipeline.checkpoint to one"
+        )
     try:
         model = build_model(MsfcArchConfig(**payload["architecture"]))
     except (TypeError, ConfigError) as exc:
-        raise CheckpointError(f"MSFC checkpoint {path} names an architecture this vcm_eval cannot build ({exc}); update vcm_eval or retrain it") from exc
+        raise CheckpointError(
+            f"MSFC checkpoint {path} names an architecture this vcm_eval cannot build ({exc}); "
+            "update vcm_eval or retrain it"
+        ) from exc
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()}
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise CheckpointError(f"MSFC checkpoint {path} does not fit its architecture ({str(exc)[:200]}); retrain it") from exc
+        raise CheckpointError(
+            f"MSFC checkpoint {path} does not fit its architecture ({str(exc)[:200]}); retrain it"
+        ) from exc
     return model.eval(), dict(payload.get("meta", {}))

@@ -65,5 +65,28 @@ class VvcConfig:
     shipped: str = field(default="anchors/vtm_image_anchor", metadata=NOT_IN_KEY)
 
 
+class Structure(Choice):
+    """MPEG's video coding structures: random access (hierarchical B, CRA) or low delay (no reordering)."""
+
+    random_access = "random_access"
+    low_delay = "low_delay"
+
+
+@dataclass
+class VvcSequenceConfig:
+    """Schema of a VVC sequence preset (conf/vvc_sequence/): how a sequence is coded; the ``vvc`` group is the encoder.
+
+    ``structure``: ``random_access`` or ``low_delay``. ``intra_period``: pictures between intra pictures
+    (0 = the sequence's test-condition period, ``VideoSequence.intra_period``; -1 = only the first
+    picture). ``vtm_cfg``: VTM's ``encoder_randomaccess_vtm.cfg`` / ``encoder_lowdelay_vtm.cfg`` when
+    ``vvc.backend=vtm`` (its name and md5 are in the codec's version, hence the run key).
+    """
+
+    structure: Structure = Structure.random_access
+    intra_period: int = 0
+    vtm_cfg: str = field(default="", metadata=NOT_IN_KEY)
+
+
 def register(cs: ConfigStore) -> None:
     cs.store(group="vvc", name="base_vvc", node=VvcConfig)
+    cs.store(group="vvc_sequence", name="base_vvc_sequence", node=VvcSequenceConfig)

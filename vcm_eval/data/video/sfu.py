@@ -59,7 +59,18 @@ _FRAME_FILE = re.compile(r"_(\d+)\.txt$")
 
 @dataclass(frozen=True)
 class SfuEntry:
-    """One row of a sequence list (see ``sfu_hw_objects.csv`` for the columns' sources)."""
+    """One row of a sequence list (``sfu_hw_objects.csv`` names the columns' sources).
+
+    Attributes:
+        sequence: MPEG's name (``BasketballPass_416x240_50``), the ``VideoSequence.name``.
+        name: the short name (``BasketballPass``).
+        jctvc_class: the JCT-VC class, the ``Class<X>`` folder (``A``..``D``).
+        seq_class: the class results are reported over (``AB``, ``C``, ``D``).
+        width, height, fps: picture size and frame rate.
+        frames: frames in MPEG's clip; frame_skip: the clip's first frame in the JCT-VC sequence.
+        intra_period: the test conditions' intra period; qps: their QPs (MPEG's ``-q``).
+        yuv_prefix: how the raw file's name starts; annotation_dirs: names its annotation folder may have.
+    """
 
     sequence: str
     name: str

@@ -1,0 +1,231 @@
+"""The shipped VTM video-anchor streams (anchors/vtm_video_anchor) and ``python -m vcm_eval.video_anchors``.
+
+The shipped streams are checked as they are, without VTM: md5, the frames of the sequence they
+claim (content sha256 of today's synthetic video), picture count, intra period and intra QP from
+their headers, and decoding with FFmpeg's vvc decoder. ``VvcSequenceCodec`` with the ``vtm``
+backend and no encoder codes those sequences from them. The make command runs a stand-in for VTM's
+EncoderApp (VTM's command line, a real low-delay stream from VVenC through the project's FFmpeg):
+what is tested is the command itself, its resume after a crash and the header checks that keep a
+wrong stream out.
+"""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose
+
+from vcm_eval.codecs.vvc.external import ffmpeg_binary
+from vcm_eval.codecs.vvc.headers import stream_structure
+from vcm_eval.codecs.vvc.sequence import CodedSequence, VvcSequenceCodec
+from vcm_eval.codecs.vvc.shipped_sequences import ShippedSequence, ShippedSequences, sequence_digest
+from vcm_eval.codecs.vvc.yuv import Yuv420
+from vcm_eval.data.video.base import VideoDataset
+from vcm_eval.data.video.config import SyntheticVideoConfig
+from vcm_eval.data.video.synthetic import synthetic_video_dataset
+from vcm_eval.errors import CodecError, ConfigError
+from vcm_eval.video_anchors import content_digest, make_video_anchors, read_manifest
+
+SHIPPED = "anchors/vtm_video_anchor"
+
+
+@pytest.fixture(scope="module")
+def shipped() -> ShippedSequences:
+    found = ShippedSequences(SHIPPED)
+    if not len(found):
+        pytest.fail(f"{SHIPPED}/manifest.csv is missing or empty: the shipped VTM video anchor is part of the repository")
+    return found
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> VideoDataset:
+    """The synthetic video with its default settings (``dataset=synthetic_video``): what the streams were made from."""
+    return synthetic_video_dataset(SyntheticVideoConfig(), data_dir=tmp_path_factory.mktemp("video"), progress=False)
+
+
+def _coded(entry: ShippedSequence, data: bytes) -> CodedSequence:
+    return CodedSequence(data, entry.frames, entry.height, entry.width, entry.fps, entry.qp, entry.structure,
+                         entry.intra_period, entry.chroma, 0.0)  # fmt: skip
+
+
+def test_the_shipped_set_is_every_sequence_at_four_qps(shipped: ShippedSequences, video: VideoDataset) -> None:
+    digests = {seq.name: content_digest(seq) for seq in video.sequences}
+    qps = sorted({e.qp for e in shipped.entries})
+    assert len(qps) == 4
+    assert sorted((e.qp, e.sequence) for e in shipped.entries) == sorted((q, s) for q in qps for s in digests)
+    for e in shipped.entries:
+        seq = video[e.sequence]
+        assert e.content_sha256 == digests[e.sequence], f"{e.path} was made from other frames than today's {e.sequence}"
+        assert (e.frames, e.width, e.height, e.fps) == (seq.frame_count, seq.width, seq.height, seq.fps)
+        assert (e.structure, e.intra_period, e.chroma) == ("low_delay", seq.intra_period, "420")
+        assert e.encoder.startswith("VTM-") and " encoder_lowdelay_vtm.cfg md5:" in e.encoder
+        assert e.path.relative_to(shipped.folder).as_posix() == f"qp{e.qp}/{e.sequence}.266"
+    assert shipped.only_encoder("low_delay") == shipped.entries[0].encoder
+    assert sum(e.path.stat().st_size for e in shipped.entries) < 500_000  # small enough to live in git
+
+
+def test_every_shipped_stream_is_what_its_manifest_says(shipped: ShippedSequences) -> None:
+    ffmpeg = ffmpeg_binary("")
+    decoder = VvcSequenceCodec()  # FFmpeg's vvc decoder
+    for e in shipped.entries:
+        data = shipped.read(e)  # md5
+        s = stream_structure(data, ffmpeg)
+        assert s.count == e.frames, e.path
+        assert s.intra_pocs == list(range(0, e.frames, e.intra_period)) and s.intra_period == e.intra_period, e.path
+        assert set(s.intra_qps) == {e.qp}, e.path
+        assert all(q > e.qp for p in s.pictures if not p.is_intra for q in p.slice_qps), e.path  # inter slices above
+        pocs = [p.poc for p in s.pictures]
+        assert pocs == sorted(pocs) == list(range(e.frames)), e.path  # low delay: decoding order is display order
+        frames = list(decoder.decode(_coded(e, data)))
+        assert len(frames) == e.frames and all(f.size == (e.height, e.width) and f.bit_depth == 10 for f in frames)
+
+
+def test_rates_fall_with_the_qp(shipped: ShippedSequences) -> None:
+    for name in {e.sequence for e in shipped.entries}:
+        sizes = [e.path.stat().st_size for e in sorted(shipped.entries, key=lambda e: e.qp) if e.sequence == name]
+        assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == len(sizes), name
+
+
+def test_vvc_sequence_codec_without_vtm_codes_from_the_shipped_streams(
+    shipped: ShippedSequences, video: VideoDataset, tmp_path: Path
+) -> None:
+    entry = shipped.entries[0]
+    seq = video[entry.sequence]
+    codec = VvcSequenceCodec(backend="vtm", shipped=shipped)  # no encoder: VTM is not installed
+    assert codec.version() == f"{entry.encoder} / sequence args v1"
+    frames = [Yuv420(*p) for p in seq.yuv_frames()]
+    assert sequence_digest(frames) == sequence_digest(seq.yuv_frames()) == entry.content_sha256
+    coded = codec.encode(iter(frames), fps=seq.fps, qp=entry.qp, structure="low_delay", intra_period=seq.intra_period)
+    assert coded.data == entry.path.read_bytes()
+    assert (coded.frames, coded.qp, coded.height, coded.width) == (entry.frames, entry.qp, seq.height, seq.width)
+    assert len(list(codec.decode(coded))) == entry.frames
+    with pytest.raises(ConfigError, match="no shipped VTM stream fits these 16 frames at QP 63.*vvc.vtm_encoder"):
+        codec.encode(iter(frames), fps=seq.fps, qp=63, structure="low_delay", intra_period=seq.intra_period)
+    with pytest.raises(ConfigError, match="no shipped VTM stream fits"):  # another intra period is another stream
+        codec.encode(iter(frames), fps=seq.fps, qp=entry.qp, structure="low_delay", intra_period=4)
+    with pytest.raises(ConfigError, match="ships 0 VTM encoder settings for random_access streams"):
+        codec.encode(iter(frames), fps=seq.fps, qp=entry.qp, structure="random_access", intra_period=8)
+    with pytest.raises(ConfigError, match="cannot encode; set vvc.vtm_encoder"):  # nothing shipped at all
+        VvcSequenceCodec(backend="vtm", shipped=ShippedSequences(str(tmp_path))).encode(iter(frames), fps=30, qp=32)
+
+
+def test_a_corrupted_copy_is_refused(shipped: ShippedSequences, video: VideoDataset, tmp_path: Path) -> None:
+    shutil.copytree(shipped.folder, tmp_path / "copy")
+    copy = ShippedSequences(str(tmp_path / "copy"))
+    entry = copy.entries[-1]
+    assert copy.get(entry.content_sha256, entry.qp, "low_delay", entry.encoder) == entry
+    data = entry.path.read_bytes()
+    entry.path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(CodecError, match=rf"^shipped sequence stream {entry.path} fails its md5 check .* restore it from git$"):
+        copy.read(entry)
+    seq = video[entry.sequence]
+    codec = VvcSequenceCodec(backend="vtm", shipped=copy)
+    with pytest.raises(CodecError, match="fails its md5 check"):
+        codec.encode((Yuv420(*p) for p in seq.yuv_frames()), fps=seq.fps, qp=entry.qp, structure="low_delay",
+                     intra_period=seq.intra_period)  # fmt: skip
+    entry.path.unlink()
+    with pytest.raises(CodecError, match="cannot be read .*restore it from git"):
+        copy.read(entry)
+
+
+# --- python -m vcm_eval.video_anchors, with a stand-in for VTM's EncoderApp ----------------------------------------
+
+STANDIN = '''#!{python}
+"""Stand-in for VTM's EncoderApp: VTM's sequence command line, a real low-delay VVC stream from VVenC (FFmpeg)."""
+import os, subprocess, sys
+args = sys.argv[1:]
+if "--help" in args:
+    print("VTM Encoder Version 99.0 [stand-in]")
+    sys.exit(0)
+calls = os.environ["STANDIN_CALLS"]
+with open(calls, "a") as f:
+    f.write("x")
+if len(open(calls).read()) == int(os.environ.get("STANDIN_FAIL_AT", "0")):
+    sys.exit("stand-in: simulated crash")
+opt = {{a: b for a, b in zip(args, args[1:]) if a.startswith("-") and not a.startswith("--")}}
+long = dict(a[2:].split("=", 1) for a in args if a.startswith("--"))
+offset = -1 + int(os.environ.get("STANDIN_QP_OFFSET", "0"))  # the LD cfg's IntraQPOffset
+params = ("PicReordering=0:GOPSize=8:DecodingRefreshType=0:GOPQPA=0:BIM=0:STA=0:POC0IDR=1:"
+          f"IntraQPOffset={{offset}}:IntraPeriod={{long['IntraPeriod']}}")
+subprocess.run([{ffmpeg!r}, "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "yuv420p",
+                "-s", f"{{opt['-wdt']}}x{{opt['-hgt']}}", "-r", opt["-fr"], "-i", opt["-i"],
+                "-pix_fmt", "yuv420p10le", "-c:v", "libvvenc", "-qp", opt["-q"], "-qpa", "0", "-preset", "faster",
+                "-vvenc-params", params, "-f", "vvc", "-y", opt["-b"]], check=True)
+'''
+
+
+@pytest.fixture
+def vtm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The stand-in encoder beside a low-delay cfg; ``STANDIN_CALLS`` counts its encodes."""
+    exe = tmp_path / "EncoderAppStatic"
+    exe.write_text(STANDIN.format(python=sys.executable, ffmpeg=ffmpeg_binary("")))
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    (tmp_path / "encoder_lowdelay_vtm.cfg").write_text("IntraPeriod : -1\nIntraQPOffset : -1\n")
+    monkeypatch.setenv("STANDIN_CALLS", str(tmp_path / "calls"))
+    return exe
+
+
+def _cfg(tmp_path: Path, vtm: Path, qps: str = "[32,42]", *more: str) -> object:
+    overrides = [f"vvc.vtm_encoder={vtm}", f"vvc_sequence.vtm_cfg={vtm.parent / 'encoder_lowdelay_vtm.cfg'}",
+                 "dataset.sequence_count=2", "dataset.frames=9", f"paths.data={tmp_path / 'data'}", f"qps={qps}",
+                 f"output={tmp_path / 'shipped'}", "workers=1", *more]  # fmt: skip
+    return compose(config_name="make_video_anchors", overrides=overrides)
+
+
+def _calls(tmp_path: Path) -> int:
+    path = tmp_path / "calls"
+    return len(path.read_text()) if path.exists() else 0
+
+
+def test_a_crashed_run_resumes_where_it_stopped(
+    hydra_conf: None, tmp_path: Path, vtm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STANDIN_FAIL_AT", "3")  # the third encode dies, as a killed VTM would
+    with pytest.raises(CodecError, match="simulated crash"):
+        make_video_anchors(_cfg(tmp_path, vtm))  # type: ignore[arg-type]
+    manifest = tmp_path / "shipped" / "manifest.csv"
+    assert len(read_manifest(manifest)) == 3  # every stream but the crashed one is kept
+    monkeypatch.delenv("STANDIN_FAIL_AT")
+    make_video_anchors(_cfg(tmp_path, vtm))  # type: ignore[arg-type]
+    assert _calls(tmp_path) == 4 + 1  # the rerun encoded only the missing stream
+    shipped = ShippedSequences(str(tmp_path / "shipped"))
+    assert sorted((e.qp, e.sequence) for e in shipped.entries) == [
+        (32, "SynthStreet0_256x128_30"), (32, "SynthStreet1_256x128_30"),
+        (42, "SynthStreet0_256x128_30"), (42, "SynthStreet1_256x128_30"),
+    ]  # fmt: skip
+    for e in shipped.entries:
+        s = stream_structure(shipped.read(e), ffmpeg_binary(""))
+        assert (s.count, s.intra_pocs, set(s.intra_qps)) == (9, [0, 8], {e.qp})
+        assert (e.frames, e.intra_period, e.structure) == (9, 8, "low_delay")
+        assert e.encoder.startswith("VTM-99.0 encoder_lowdelay_vtm.cfg md5:")
+    make_video_anchors(_cfg(tmp_path, vtm))  # type: ignore[arg-type]
+    assert _calls(tmp_path) == 5  # complete: nothing encoded again
+    assert len(read_manifest(manifest)) == 4
+
+
+def test_a_stream_with_other_intra_qps_is_never_shipped(
+    hydra_conf: None, tmp_path: Path, vtm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STANDIN_QP_OFFSET", "-2")  # a cfg with another IntraQPOffset than the one read
+    with pytest.raises(CodecError, match=r"intra slices at QP \[30\], not 32: check vvc_sequence.vtm_cfg"):
+        make_video_anchors(_cfg(tmp_path, vtm, "[32]"))  # type: ignore[arg-type]
+    assert read_manifest(tmp_path / "shipped" / "manifest.csv") == []
+    assert not (tmp_path / "shipped" / "qp32").exists()
+
+
+def test_another_setting_is_not_written_over_the_shipped_one(hydra_conf: None, tmp_path: Path, vtm: Path) -> None:
+    make_video_anchors(_cfg(tmp_path, vtm, "[42]", "dataset.sequence_count=1"))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="write this setting to another folder"):
+        make_video_anchors(_cfg(tmp_path, vtm, "[42]", "dataset.sequence_count=1", "vvc_sequence.intra_period=4"))  # type: ignore[arg-type]
+
+
+def test_make_video_anchors_needs_qps_and_a_vtm_encoder(hydra_conf: None, tmp_path: Path, vtm: Path) -> None:
+    with pytest.raises(ConfigError, match="qps is empty"):
+        make_video_anchors(_cfg(tmp_path, vtm, "[]"))  # type: ignore[arg-type]
+    cfg = compose(config_name="make_video_anchors", overrides=["qps=[32]"])
+    with pytest.raises(ConfigError, match="make_video_anchors runs VTM: set vvc=vtm, vvc.vtm_encoder"):
+        make_video_anchors(cfg)  # type: ignore[arg-type]
