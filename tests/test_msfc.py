@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import compose_cfg
+from omegaconf import OmegaConf
 
 from vcm_eval.codecs.bitstream import CODEC_IDS, BitstreamReader, BitstreamWriter
 from vcm_eval.codecs.msfc import zoo
@@ -42,7 +43,7 @@ def pyramid(p2: tuple[int, int], *, batch: int = 1, seed: int = 0) -> list[torch
 @pytest.fixture(scope="module")
 def features(val_image: np.ndarray) -> FeatureSet:
     """The default task model's P2..P6 of the synthetic val image 0."""
-    return build_task_model(RcnnConfig()).features(val_image)
+    return build_task_model(OmegaConf.structured(RcnnConfig())).features(val_image)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,7 @@ def shipped() -> MsfcModel:
 @pytest.mark.parametrize(
     ("scale", "msff"), [("p5", "bottom_up"), ("p4", "bottom_up"), ("p5", "direct"), ("p4", "direct")]
 )
-@pytest.mark.parametrize("p2", [(64, 128), (17, 23)])
+@pytest.mark.parametrize("p2", [(32, 48), (17, 23)])
 def test_modules_rebuild_p2_to_p5_of_the_input_sizes(scale: str, msff: str, p2: tuple[int, int]) -> None:
     model = MsfcModel(channels=16, code_channels=8, scale=scale, msff=msff).eval()
     levels = pyramid(p2, batch=2)
@@ -111,7 +112,7 @@ def test_round_trip_with_a_real_vvc_stream(shipped: MsfcModel, features: Feature
     assert codec.report(features, data) == {
         "container_bytes": len(data) - len(payload), "vvc_bytes": len(payload), "frame_height": 64, "frame_width": 128,
     }  # fmt: skip
-    assert len(data) - len(payload) == 16  # tag, sizes, form, code shape, float16 range, payload length (2 bytes)
+    assert len(data) - len(payload) == 15  # tag 1, sizes 2 + 2, form 1, code shape 3, float16 range 4, length 2
     decoded = codec.decode(data)
     assert list(decoded) == ["p2", "p3", "p4", "p5"]
     assert (decoded.image_size, decoded.input_size) == (features.image_size, features.input_size)
@@ -124,16 +125,17 @@ def test_round_trip_with_a_real_vvc_stream(shipped: MsfcModel, features: Feature
     assert "sha256:" in codec.version() and DEFAULT.name in codec.version()
 
 
+@pytest.mark.slow
 def test_rate_falls_and_error_grows_with_qp(shipped: MsfcModel, features: FeatureSet, fast_vvc: VvcEncoder) -> None:
     sizes, errors = [], []
-    for qp in (22, 37, 47):
+    for qp in (22, 47):
         codec = MsfcFeatureCodec(model=shipped, vvc=fast_vvc, qp=qp)
         data = codec.encode(features)
         out = codec.decode(data)
         sizes.append(len(data))
         errors.append(float(((out["p2"] - features["p2"]) ** 2).mean()))
-    assert sizes[0] > sizes[1] > sizes[2]
-    assert errors[0] < errors[2]
+    assert sizes[0] > 4 * sizes[1]  # measured on 3 images: 0.265 and 0.049 bpp
+    assert errors[0] < errors[1]
 
 
 def test_truncated_extended_or_inconsistent_streams_raise(
@@ -214,6 +216,7 @@ def test_objective_weights_levels_and_counts_only_the_valid_region() -> None:
         MsfcObjective(model, level_weights=[1.0, 1.0])
 
 
+@pytest.mark.slow  # 15-40 s: dataset, task model, 2 images coded, evaluated, complexity counted
 def test_a_run_of_two_images_gives_records_and_metrics(hydra_conf: None, tmp_path: Path) -> None:
     """``python -m vcm_eval pipeline=msfc pipeline.qp=37`` on 2 synthetic val images."""
     cfg = compose_cfg([

@@ -27,6 +27,7 @@ RECORDED = {
     "feature_anchor": (1, "336456a15d92852c"),
     "quant": (1, "275a520fbaeb9bc4"),
     "fusion": (1, "a8c7a748efe74ef8"),
+    "msfc": (1, "a961d95fd96ae630"),
 }
 
 

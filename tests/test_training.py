@@ -257,8 +257,8 @@ def test_fusion_training_on_a_coco_folder_with_the_r50_preset_in_bounded_memory(
         "model=coco_mask_rcnn_r50_fpn", "model.weights=null", "model.image_std=[1000,1000,1000]",
         "model.min_size=128", "model.max_size=256",
         *TINY_CODEC, "train.quality=1", "train.lmbda=1", "train.iterations=20", "train.train_images=0",
-        "train.features=online", "train.batch_size=2", "train.crop=32", "train.log_every=5", "threads=1",
-        "progress=false", f"train.workdir={work}", f"train.output={work / 'final.pt'}",
+        "train.features=online", "train.batch_size=2", "train.crops_per_image=2", "train.crop=32", "train.log_every=5",
+        "threads=1", "progress=false", f"train.workdir={work}", f"train.output={work / 'final.pt'}",
     ]  # fmt: skip
     done, peak = _peak_rss_mib(cmd, {**os.environ, "VCM_EVAL_CACHE": str(own_cache)})
     assert done.returncode == 0, done.stderr[-3000:]

@@ -21,7 +21,15 @@ from vcm_eval.utils.cli import guarded, run_command
 def run(cfg: DictConfig) -> dict[str, object]:
     """One run of ``cfg.pipeline`` over ``cfg.dataset``; prints and returns its summary row."""
     from vcm_eval.engine.run import run_single
+    from vcm_eval.engine.video import is_video
 
+    if is_video(cfg):  # a video dataset: every sequence through the pipeline (docs/video.md)
+        from vcm_eval.engine.video import run_video
+        from vcm_eval.report.video import video_text
+
+        result = run_video(cfg)
+        print(video_text([result]))
+        return result
     row = run_single(cfg)
     print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})
     return row

@@ -30,6 +30,8 @@ CODE = {
     "msfc": (1, ("codecs/msfc/codec.py", "codecs/msfc/model.py", "codecs/feature_anchor/tiling.py",
                  "codecs/feature_anchor/kernels.py", "codecs/minmax.py", "codecs/vvc/encoder.py", "codecs/vvc/yuv.py",
                  "codecs/bitstream.py")),
+    "video": (1, ("pipelines/video.py", "codecs/feature_anchor/sequence.py", "metrics/video.py",
+                  "metrics/tracking.py", "engine/video.py")),
 }  # fmt: skip
 
 

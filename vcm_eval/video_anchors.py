@@ -11,7 +11,9 @@ frames, fps, VTM setting, size, md5, encode seconds).
 Why each check: a shipped stream replaces VTM in every later run, so it must be what the manifest
 says. Before a stream is kept, its headers are read back (``headers.stream_structure``): it must hold
 every frame of the sequence, its intra pictures must sit at POC 0, P, 2P, ... (P = the intra period),
-their slices must carry the QP asked for, and a low-delay stream must not reorder pictures.
+their slices must carry the QP asked for, and a low-delay stream must not reorder pictures. Then it
+must decode: FFmpeg's vvc decoder must return every frame, and VTM's DecoderApp (``vvc.vtm_decoder``,
+when set) the same frames (``check_decodes`` says which VTM streams fail this).
 
 Rerunning resumes: streams already in the manifest (same frames, QP, structure, intra period and VTM
 setting) are skipped, and the manifest is rewritten atomically after every stream, so a kill loses at
@@ -111,6 +113,26 @@ def check_stream(structure: StreamStructure, coded: CodedSequence, name: str) ->
         raise CodecError(f"{where} reorders pictures (POCs {pocs} in decoding order): not low delay")
 
 
+def check_decodes(coded: CodedSequence, name: str, ffmpeg: VvcSequenceCodec, vtm: VvcSequenceCodec) -> None:
+    """Refuse a stream that FFmpeg's vvc decoder (what CI decodes with) cannot decode whole, or, when
+    ``vvc.vtm_decoder`` is set, that VTM's DecoderApp decodes to other frames.
+
+    Why: headers can be right while the stream is not conforming. VTM-23.13's low-delay cfg with a CRA
+    every intra period writes such streams (trailing pictures keep reference-list entries before the
+    CRA; DecoderApp stops with ``checkCRA: Invalid state``, FFmpeg drops every picture after the error).
+
+    Raises:
+        CodecError: a decoder fails, returns another number of frames, or the two decoders disagree.
+    """
+    where = f"VTM's stream of {name} at QP {coded.qp} ({coded.structure}, intra period {coded.intra_period})"
+    try:
+        frames = [f.tobytes() for f in ffmpeg.decode(coded)]
+        if vtm.vtm is not None and vtm.vtm.decoder and [f.tobytes() for f in vtm.decode(coded)] != frames:
+            raise CodecError("VTM's DecoderApp and FFmpeg decode it to different frames")
+    except CodecError as exc:
+        raise CodecError(f"{where} does not decode ({exc}): not shipped; docs/anchors.md") from exc
+
+
 def _video(cfg: MakeVideoAnchorsConfig) -> VideoDataset:
     builder = locate(cfg.dataset._target_, "dataset._target_")
     video = builder(cfg.dataset, data_dir=Path(cfg.paths.data), progress=False)
@@ -128,12 +150,13 @@ def make_video_anchors(cfg: MakeVideoAnchorsConfig) -> Path:
         CodecError: VTM fails or writes a stream its headers show to be other than asked (not kept).
     """
     if not cfg.qps:
-        raise ConfigError("qps is empty; list the intra QPs to ship, e.g. 'qps=[27,32,37,42]'")
+        raise ConfigError("qps is empty; list the intra QPs to ship, e.g. 'qps=[32,37,42,47]'")
     if str(cfg.vvc.backend) != "vtm" or not cfg.vvc.vtm_encoder or not cfg.vvc_sequence.vtm_cfg:
         raise ConfigError("make_video_anchors runs VTM: set vvc=vtm, vvc.vtm_encoder=<EncoderApp> and "
                           "vvc_sequence.vtm_cfg=<VTM cfg/encoder_lowdelay_vtm.cfg> (docs/anchors.md)")  # fmt: skip
     codec = VvcSequenceCodec(backend="vtm", ffmpeg=cfg.vvc.ffmpeg, vtm_encoder=cfg.vvc.vtm_encoder,
                              vtm_decoder=cfg.vvc.vtm_decoder, vtm_cfg=cfg.vvc_sequence.vtm_cfg)  # fmt: skip
+    decoder = VvcSequenceCodec(ffmpeg=cfg.vvc.ffmpeg)  # FFmpeg's vvc decoder, as CI decodes the shipped streams
     encoder = codec.single.version()
     structure = str(cfg.vvc_sequence.structure)
     video = _video(cfg)
@@ -161,6 +184,7 @@ def make_video_anchors(cfg: MakeVideoAnchorsConfig) -> Path:
         if hashed.hexdigest() != digest:
             raise CodecError(f"sequence {seq.name} read back other frames than before; is its folder being rewritten?")
         check_stream(stream_structure(coded.data, codec.ffmpeg), coded, seq.name)
+        check_decodes(coded, seq.name, decoder, codec)
         rel = Path(f"qp{qp}") / f"{seq.name}.266"
         row: dict[str, Any] = {
             "sequence": seq.name, "content_sha256": digest, "qp": qp, "structure": structure,

@@ -48,6 +48,12 @@ def is_suite_override(override: str) -> bool:
 
 def run_suite(cfg: DictConfig, *, base_overrides: list[str]) -> pd.DataFrame:
     """Run every entry of ``cfg.suite.runs``; write and return the summary table."""
+    from vcm_eval.engine.video import is_video
+
+    if is_video(cfg):  # a video dataset (suite=video): sequences, kbps, per-class results (docs/video.md)
+        from vcm_eval.engine.video_suite import run_video_suite
+
+        return run_video_suite(cfg, base_overrides=base_overrides)
     if not cfg.suite.runs:
         raise ConfigError("suite.runs is empty; list override strings such as 'pipeline=image_anchor pipeline.qp=32'")
     base = list(cfg.suite.overrides) + [o for o in base_overrides if not is_suite_override(o)]

@@ -23,6 +23,7 @@ IDF1 are motmetrics' own (``mm.metrics.create().compute``), in percent here (MPE
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -63,7 +64,8 @@ def tracked_categories(names: Sequence[str], categories: Mapping[str, int]) -> s
     """
     unknown = sorted(set(names) - set(categories))
     if unknown:
-        raise ConfigError(f"tracker.categories={unknown} are not categories of the dataset; valid: {sorted(categories)}")
+        raise ConfigError(f"tracker.categories={unknown} are not categories of the dataset; valid: "
+                          f"{sorted(categories)}")  # fmt: skip
     return {categories[n] for n in names} if names else set(categories.values())
 
 
@@ -90,13 +92,14 @@ def track(frames: Sequence[Sequence[Mapping[str, Any]]], settings: Any, categori
             x, y, w, h = (float(v) for v in d["bbox"])
             points = np.array([[x, y], [x + w, y + h]], dtype=np.float64)
             given.append(Detection(points, scores=np.full(2, float(d["score"])), label=int(d["category_id"]),
-                                   data=float(d["score"])))  # fmt: skip
+                                   data=(float(d["score"]), float(d["category_id"]))))  # fmt: skip
         updated = {id(d) for d in given}
         for obj in tracker.update(detections=given):
             if obj.id is None or id(obj.last_detection) not in updated:
                 continue  # initializing, or coasting on its prediction in this frame
             (x0, y0), (x1, y1) = obj.estimate
-            rows.append([k + 1, obj.id, x0, y0, x1 - x0, y1 - y0, obj.last_detection.data, obj.label])
+            score, category = obj.last_detection.data
+            rows.append([k + 1, obj.id, x0, y0, x1 - x0, y1 - y0, score, category])
     return np.array(sorted(rows), dtype=np.float64).reshape(-1, len(TRACK_COLUMNS))
 
 
@@ -113,8 +116,12 @@ def mot_accumulator(truth: MotTruth, tracks: np.ndarray, frames: int, *, match_i
 def mot_scores(accumulators: Sequence[mm.MOTAccumulator], names: Sequence[str]) -> dict[str, dict[str, float]]:
     """Per name, and ``OVERALL`` (the events of all pooled, as motmetrics' ``generate_overall``), the scores
     ``NAMES`` (MOTA and IDF1 in percent, the counts as counts)."""
-    table = mm.metrics.create().compute_many(list(accumulators), metrics=list(METRICS), names=list(names),
-                                             generate_overall=True)  # fmt: skip
+    logging.disable(logging.INFO)  # motmetrics times its steps on the root logger (Hydra prints INFO)
+    try:
+        table = mm.metrics.create().compute_many(list(accumulators), metrics=list(METRICS), names=list(names),
+                                                 generate_overall=True)  # fmt: skip
+    finally:
+        logging.disable(logging.NOTSET)
     out: dict[str, dict[str, float]] = {}
     for name, row in table.iterrows():
         out[str(name)] = {NAMES[m]: float(row[m]) * (100.0 if m in ("mota", "idf1") else 1.0) for m in METRICS}

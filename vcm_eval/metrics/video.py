@@ -30,8 +30,10 @@ from typing import Any
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-RATE_KEYS = ("bits", "frames", "seconds", "pixels")  # what a class's rates add up from
-AVERAGED = ("kbps", "bpp")  # rates, recomputed from the sums; every other numeric value is length-weighted
+SUMMED = ("bits", "frames", "seconds")  # what a class's rates add up from
+# the accuracy columns a class averages (length-weighted); counts of tracking events add up
+METRICS = ("bbox_AP", "bbox_AP50", "MOTA", "IDF1")
+COUNTS = ("IDSW", "FP", "FN", "GT")
 
 
 def kbps(bits: float, frames: int, fps: float) -> float:
@@ -105,19 +107,23 @@ def length_weighted(values: Sequence[float], seconds: Sequence[float]) -> float:
     return sum(v * s for v, s in pairs) / total if total > 0 else math.nan
 
 
-def class_row(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+def class_row(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str] = METRICS) -> dict[str, float]:
     """One class from its sequences' result rows (``sequence_rates`` + metrics): the FCM template's rule.
 
-    Rates from sums (kbps = sum of bits / sum of seconds / 1000, which is the seconds-weighted average of the
-    sequences' kbps; bpp = sum of bits / sum of frame pixels); every other number the seconds-weighted
-    average of the sequences' values. ``sequences`` counts them.
+    Rates from sums (kbps = the sum of bits / the sum of seconds / 1000, which is the seconds-weighted average
+    of the sequences' kbps; bpp = the sum of bits / the sum of frames x pixels); each of ``metrics`` the
+    seconds-weighted average of the sequences' values (``length_weighted``); tracking event counts summed.
+    ``sequences`` counts the sequences.
     """
     seconds = [float(r["seconds"]) for r in rows]
-    sums = {k: sum(float(r[k]) for r in rows) for k in RATE_KEYS}
-    out: dict[str, float] = {**sums, "sequences": float(len(rows))}
-    out["kbps"] = sums["bits"] / sums["seconds"] / 1000.0
-    out["bpp"] = sums["bits"] / sum(float(r["frames"]) * float(r["pixels"]) for r in rows)
-    numeric = {k for r in rows for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    for key in sorted(numeric - set(RATE_KEYS) - set(AVERAGED) - {"sequences"}):
-        out[key] = length_weighted([float(r.get(key, math.nan)) for r in rows], seconds)
+    out: dict[str, float] = {k: sum(float(r[k]) for r in rows) for k in SUMMED}
+    out["sequences"] = float(len(rows))
+    out["kbps"] = out["bits"] / out["seconds"] / 1000.0
+    out["bpp"] = out["bits"] / sum(float(r["frames"]) * float(r["pixels"]) for r in rows)
+    for key in metrics:
+        if any(key in r for r in rows):
+            out[key] = length_weighted([float(r.get(key, math.nan)) for r in rows], seconds)
+    for key in COUNTS:
+        if all(key in r for r in rows):
+            out[key] = sum(float(r[key]) for r in rows)
     return out

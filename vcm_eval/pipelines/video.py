@@ -51,7 +51,7 @@ from vcm_eval.utils.atomic import write_atomic
 from vcm_eval.utils.components import Runtime, locate
 from vcm_eval.vision.base import FeatureSet, Instances, TaskModel
 
-SEQUENCE_READS = ("vvc", "vvc_sequence")
+SEQUENCE_READS: tuple[str, ...] = ("vvc", "vvc_sequence")
 OnFrame = Callable[[int, ImageResult], None]
 
 
@@ -92,7 +92,7 @@ class VideoPipeline(Protocol):
 
 
 def keep_stream(folder: Path, data: bytes, meta: dict[str, Any]) -> None:
-    """``folder/stream.json`` (sha256, length, ``meta``), then ``folder/stream.bin``: its presence means both are whole."""
+    """``folder/stream.json`` (sha256, length, ``meta``), then ``folder/stream.bin``: if it exists, both are whole."""
     info = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), **meta}
     write_atomic(folder / "stream.json", lambda f: f.write(json.dumps(info).encode()))
     write_atomic(folder / "stream.bin", lambda f: f.write(data))
@@ -153,8 +153,8 @@ def _period(configured: int, seq: VideoSequence) -> int:
 class SequenceImagePipeline:
     """The image anchor for video (module docstring)."""
 
-    reads = SEQUENCE_READS
-    rate_params = ("qp",)
+    reads: tuple[str, ...] = SEQUENCE_READS
+    rate_params: tuple[str, ...] = ("qp",)
     sweep_params: tuple[str, ...] = ()
 
     def __init__(self, *, model: TaskModel, codec: VvcSequenceCodec, qp: int, structure: str, intra_period: int = 0,
@@ -218,7 +218,7 @@ class SequenceImagePipeline:
             def jobs() -> Iterator[Callable[[], ImageResult] | None]:
                 clock = time.perf_counter()
                 for k, frame in enumerate(self.codec.decode(coded)):
-                    decode_s, clock = time.perf_counter() - clock, time.perf_counter()
+                    decode_s = time.perf_counter() - clock  # the decoder's time to this frame
                     yield None if k in done else self._job(seq, k, frame, pixels, per_frame_encode, decode_s)
                     clock = time.perf_counter()
 
@@ -243,8 +243,8 @@ class SequenceImagePipeline:
 class SequenceFeaturePipeline:
     """The feature anchor for video (module docstring)."""
 
-    reads = SEQUENCE_READS
-    rate_params = ("qp",)
+    reads: tuple[str, ...] = SEQUENCE_READS
+    rate_params: tuple[str, ...] = ("qp",)
     sweep_params: tuple[str, ...] = ()
 
     def __init__(self, *, model: TaskModel, codec: FeatureSequenceCodec, intra_period: int = 0,
@@ -277,17 +277,19 @@ class SequenceFeaturePipeline:
         frame and run the rest of the network on the frames not ``done``."""
         kept = kept_stream(folder)
         if kept is None:
-            timing, digests = {"features_s": 0.0}, []
+            timing, digests = {"features_s": 0.0}, list[str]()
             coded = self.codec.encode(self._features(seq, timing, digests), fps=seq.fps,
                                       intra_period=_period(self.intra_period, seq))  # fmt: skip
-            meta = {"frames": coded.frames, "stream_bytes": coded.stream_bytes, "frame_height": coded.frame_height,
-                    "frame_width": coded.frame_width, "encode_s": coded.encode_s - timing["features_s"],
-                    "features_s": timing["features_s"], "features_sha256": digests}  # fmt: skip
+            meta: dict[str, Any] = {
+                "frames": coded.frames, "stream_bytes": coded.stream_bytes, "frame_height": coded.frame_height,
+                "frame_width": coded.frame_width, "encode_s": coded.encode_s - timing["features_s"],
+                "features_s": timing["features_s"], "features_sha256": digests,
+            }  # fmt: skip
             keep_stream(folder, coded.data, meta)
             data = coded.data
         else:
             data, meta = kept
-        frames = int(meta["frames"])
+        frames = int(str(meta["frames"]))
         encode_s, features_s = float(meta["encode_s"]) / frames, float(meta["features_s"]) / frames
         pixels = seq.width * seq.height
         digests = list(meta.get("features_sha256", []))

@@ -34,9 +34,9 @@ list of rate points, without pandas::
 align with FCM cttc") the script inserted an empty ``y_psnr`` column after ``end_accuracy``; the
 current FCM template has none. ``y_psnr=True`` writes that older layout for an older template.
 
-Not reproduced: the class-wise rows the script appends for SFU / TVD / HiEVE / PandaSet (a class's
-accuracy is computed on the pooled detections of its sequences, which needs the per-image results);
-pass such rows as rate points of their own dataset (``CLASS-AB``...) when they are known.
+Class-wise rows (the script appends them for SFU / TVD / HiEVE / PandaSet): passed as rate points of their
+own dataset (``CLASS-AB``...); ``vcm_eval.report.video`` writes video runs' files with them (the FCM
+template's length-weighted class values; the script pools a class's detections instead, docs/video.md).
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ class RatePoint:
             ``Traffic_2560x1600_30``).
         qp: the rate parameter (QP, or a learned codec's quality index).
         rate: bits per pixel for images, kbps for video (``rate_unit`` of ``mpeg_cttc_rows``).
-        accuracy: end accuracy in percent, 0-100 (mAP x 100, MOTA x 100: not a fraction).
+        accuracy: end accuracy in percent, at most 100 (mAP x 100, MOTA x 100: not a fraction; MOTA may be
+            negative).
         times: seconds per stage, keys ``TIME_COLUMNS``; either every point has them or none.
     """
 
@@ -101,9 +102,10 @@ def _check_point(p: RatePoint) -> None:
         raise ConfigError(f"{p.dataset}: qp={p.qp!r} is not a finite number; give the point's rate parameter")
     if not (math.isfinite(p.rate) and p.rate >= 0):
         raise ConfigError(f"{p.dataset} qp {p.qp}: rate={p.rate!r} must be a finite number >= 0 (bpp or kbps)")
-    if not (math.isfinite(p.accuracy) and 0 <= p.accuracy <= 100):
+    if not (math.isfinite(p.accuracy) and p.accuracy <= 100):  # MOTA (percent too) may be negative
         raise ConfigError(
-            f"{p.dataset} qp {p.qp}: accuracy={p.accuracy!r} must be in percent, 0-100 (multiply a fraction by 100)"
+            f"{p.dataset} qp {p.qp}: accuracy={p.accuracy!r} must be in percent, 0-100 (multiply a fraction by 100; "
+            "MOTA may also be negative)"
         )
 
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from vcm_eval.codecs.base import MAX_DECODE_BYTES, MAX_PIXELS, check_feature_header, check_memory
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
+from vcm_eval.codecs.feature_anchor import tiling
 from vcm_eval.codecs.feature_anchor.codec import (
     ANCHOR_LEVEL_SETS,
     BITS,
@@ -42,7 +43,6 @@ from vcm_eval.codecs.feature_anchor.codec import (
 )
 from vcm_eval.codecs.feature_anchor.config import MinMax
 from vcm_eval.codecs.feature_anchor.tiling import MINMAX_MODES, Layout, codes_frame, frame_values, minmax_ranges
-from vcm_eval.codecs.feature_anchor.tiling import plan_layout
 from vcm_eval.codecs.vvc.encoder import check_chroma, check_qp
 from vcm_eval.codecs.vvc.sequence import CodedSequence, VvcSequenceCodec
 from vcm_eval.codecs.vvc.yuv import Yuv420
@@ -89,7 +89,7 @@ class _Header:
     shapes: dict[str, tuple[int, int, int]]
 
     def layout(self) -> Layout:
-        return plan_layout(self.shapes, image_size=self.image_size, input_size=self.input_size)
+        return tiling.plan_layout(self.shapes, image_size=self.image_size, input_size=self.input_size)
 
 
 class FeatureSequenceCodec:
@@ -178,7 +178,8 @@ class FeatureSequenceCodec:
         w.blob(coded_video.data)
         data = w.getvalue()
         seconds = time.perf_counter() - start
-        return CodedFeatureSequence(data, coded_video.frames, len(coded_video.data), layout.height, layout.width, seconds)
+        return CodedFeatureSequence(data, coded_video.frames, len(coded_video.data), layout.height, layout.width,
+                                    seconds)  # fmt: skip
 
     def _parse(self, data: bytes, *, max_pixels: int, max_memory: int) -> tuple[_Header, np.ndarray, bytes]:
         """The header (validated before anything is allocated from it), the ranges [N, 1 or L, 2], the VVC stream."""

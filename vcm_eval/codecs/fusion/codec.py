@@ -50,6 +50,10 @@ P2_SLACK = 7  # P2 = ceil(input / 4) + 0..7: the task network pads its input to 
 # the decoder's work is bounded: CompressAI's mixture decoder builds a CDF of 2 |y|max + 3 entries per
 # latent value (a garbage 16-bit |y|max asked for 24 GB and minutes).
 LATENT_LIMIT = 255
+# |z| the decoder re-encodes: float32 holds every integer up to 2**24 (so a symbol survives the trip
+# through z_hat exactly), and CompressAI's coder overflows its int32 escape code far beyond it (its
+# encoder then loops forever: a corrupt z string decoded into such a value did). Trained z stay within 7.
+EXACT_SYMBOL_LIMIT = 2**23
 # Zero bytes appended to a string before CompressAI's rANS decoder reads it, per byte and per symbol:
 # the decoder does not check the end of its input, and a corrupt string makes it read on (at most a
 # 32-bit word per symbol, plus the bypass code's 4-bit groups, fewer than 16 per byte of the string).
@@ -242,6 +246,9 @@ class FusionFeatureCodec(FeatureCodec):
         hyper, y_codec = codecs["hyper"], codecs["y"]
         bottleneck = hyper.entropy_bottleneck
         z_hat = bottleneck.decompress([_padded(z_string, self.hyper_channels * z_shape[0] * z_shape[1])], z_shape)
+        peak = float(z_hat.abs().max())
+        if not peak <= EXACT_SYMBOL_LIMIT:  # NaN too
+            raise CodecError(f"corrupt {self.name} bitstream: decoded hyper-latent magnitude {peak:g}")
         if bottleneck.compress(z_hat) != [z_string]:
             raise self._not_canonical("z")
         params = hyper.h_s(z_hat)

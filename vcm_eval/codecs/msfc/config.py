@@ -58,7 +58,7 @@ class MsfcConfig(PipelineConfig):
 
     name: str = "msfc"
     _target_: str = "vcm_eval.codecs.msfc.codec.MsfcFeatureCodec"
-    qp: int = 32
+    qp: int = 37
     checkpoint: str = field(default="", metadata=NOT_A_PARAM)
 
 
@@ -92,6 +92,7 @@ class TrainMsfcSettings:
     log_every: int = 10
     workdir: str = "checkpoints/msfc"
     output: str = ""  # "" = the zoo file of the task model
+    init_from: str = ""  # start from these modules (a path or zoo:<file>) instead of random weights
 
 
 @dataclass

@@ -186,6 +186,13 @@ class MsfcModel(nn.Module):
             )
         self.target = CODED_LEVELS.index(scale)
         self.in_channels, self.code_channels = in_channels, code_channels
+        self.arch = {
+            "in_channels": in_channels,
+            "channels": channels,
+            "code_channels": code_channels,
+            "scale": scale,
+            "msff": msff,
+        }
         fusion = BottomUpMsff if msff == "bottom_up" else DirectMsff
         self.msff = fusion(in_channels=in_channels, channels=channels, target=self.target)
         self.compress = nn.Sequential(conv3x3(channels, code_channels), nn.Tanh())  # SSFC encoder: bounded for min-max

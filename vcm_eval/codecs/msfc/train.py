@@ -40,7 +40,7 @@ from vcm_eval.codecs.msfc.config import MsfcArchConfig, TrainMsfcConfig
 from vcm_eval.codecs.msfc.model import CODED_LEVELS, MsfcModel
 from vcm_eval.data.train_images import TrainImages, train_images
 from vcm_eval.data.train_stream import CropBatch, CropStream, FeatureCache, FeatureSource, OnlineFeatures, cache_folder
-from vcm_eval.errors import ConfigError, DataError, VcmEvalError
+from vcm_eval.errors import CheckpointError, ConfigError, DataError, VcmEvalError
 from vcm_eval.resources import CONF_DIR
 from vcm_eval.utils.distributed import Dist, barrier, broadcast_object, distributed
 from vcm_eval.utils.training import LoopSettings, TrainParts, resolve_precision, train_loop
@@ -149,7 +149,16 @@ def _train(cfg: TrainMsfcConfig, ctx: Dist) -> Path:
     arch: MsfcArchConfig = OmegaConf.to_object(cfg.arch)  # type: ignore[assignment]
     task_model = build_task_model(cfg.model, device=str(ctx.device))  # type: ignore[arg-type]
     torch.manual_seed(t.seed)
-    model = zoo.build_model(arch).to(ctx.device)
+    model = zoo.build_model(arch)
+    if t.init_from:  # a fine-tuning start (a resumed run then loads last.pt over it)
+        init, _ = zoo.load(zoo.resolve(t.init_from, task_model=cfg.model.name))
+        if init.arch != arch.as_dict():
+            raise CheckpointError(
+                f"train.init_from={t.init_from} holds the architecture {init.arch}, not arch={arch.as_dict()}; "
+                "set arch to the checkpoint's or start from random weights"
+            )
+        model.load_state_dict(init.state_dict())
+    model.to(ctx.device)
     images = train_images(cfg.dataset, count=t.train_images)
     source = feature_source(cfg, images, task_model, ctx)
     if ctx.main:

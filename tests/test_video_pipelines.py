@@ -1,0 +1,139 @@
+"""Video runs end to end on the synthetic video (2 sequences x 4 frames, a small network input): the image anchor
+(one VVC stream per sequence) and the 8-bit point (frame by frame); the kept streams, their headers, the rate
+from the bytes, resuming a killed sequence, the run key, and the report's tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from omegaconf import DictConfig
+
+from conftest import compose_cfg
+from vcm_eval.codecs.vvc.headers import stream_structure
+from vcm_eval.codecs.vvc.sequence import VvcSequenceCodec, access_units
+from vcm_eval.engine.video import is_video, run_video, video_key_parts
+from vcm_eval.pipelines.video import kept_stream, video_reads
+from vcm_eval.report.video import load_video_runs, scope_table
+
+SEQUENCES = "dataset.sequences=[SynthStreet0_256x128_30,SynthStreet1_256x128_30]"
+QP = 32
+
+
+def _overrides(tmp: Path, *extra: str) -> list[str]:
+    return ["dataset=synthetic_video", "dataset.limit=4", SEQUENCES, "model.min_size=128", "model.max_size=256",
+            "vvc.preset=faster", "vvc_sequence.intra_period=2", f"paths.results={tmp / 'results'}",
+            f"paths.data={tmp / 'data'}", "progress=false", "workers=1", *extra]  # fmt: skip
+
+
+RUNS = {"image_anchor": ["pipeline=image_anchor", f"pipeline.qp={QP}"], "quant8": ["pipeline=quant8"]}
+
+
+def _run(tmp: Path, name: str) -> dict:
+    from hydra import initialize_config_dir
+
+    from vcm_eval.resources import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return run_video(compose_cfg(_overrides(tmp, *RUNS[name])))
+
+
+@pytest.fixture(scope="module")
+def tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("video_runs")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp: Path) -> dict[str, dict]:
+    """The image anchor at QP 32 (low delay, intra period 2) and the 8-bit point, each over both sequences."""
+    return {name: _run(tmp, name) for name in RUNS}
+
+
+def _seq_dirs(result: dict) -> list[Path]:
+    return sorted((Path(result["run_dir"]) / "sequences").iterdir())
+
+
+def test_kept_stream_holds_every_frame_with_its_intra_period_and_qp(runs: dict[str, dict]) -> None:
+    codec = VvcSequenceCodec()
+    for folder in _seq_dirs(runs["image_anchor"]):
+        kept = kept_stream(folder)
+        assert kept is not None
+        data, meta = kept
+        s = stream_structure(data, codec.ffmpeg)
+        assert s.count == access_units(data) == meta["frames"] == 4  # every frame of the (limited) sequence
+        assert s.intra_pocs == [0, 2] and s.intra_period == 2  # vvc_sequence.intra_period, read from the headers
+        assert s.intra_qps == [QP, QP]  # the configured QP is the intra slices' coded QP
+        assert [p.poc for p in s.pictures] == [0, 1, 2, 3]  # low delay: no reordering
+
+
+def test_rates_are_counted_from_the_bytes(runs: dict[str, dict]) -> None:
+    for row, folder in zip(runs["image_anchor"]["sequences"], _seq_dirs(runs["image_anchor"]), strict=True):
+        bits = 8 * (folder / "stream.bin").stat().st_size  # the image anchor: the VVC stream alone, as MPEG counts
+        assert row["bits"] == bits and row["frames"] == 4 and row["fps"] == 30
+        assert row["kbps"] == pytest.approx(bits / (4 / 30) / 1000)
+        assert row["bpp"] == pytest.approx(bits / (4 * 256 * 128))
+    for row, folder in zip(runs["quant8"]["sequences"], _seq_dirs(runs["quant8"]), strict=True):
+        kept = sorted((folder / "bitstreams").glob("*.bin"))
+        assert len(kept) == 4
+        bits = 8 * sum(p.stat().st_size for p in kept)  # every byte of every frame's stream
+        assert row["bits"] == bits == sum(json.loads(line)["bits"] for line in (folder / "frames.jsonl").open())
+        assert row["kbps"] == pytest.approx(bits / (4 / 30) / 1000)
+
+
+def test_results_per_sequence_and_class(runs: dict[str, dict]) -> None:
+    result = runs["image_anchor"]
+    assert [r["sequence"] for r in result["sequences"]] == ["SynthStreet0_256x128_30", "SynthStreet1_256x128_30"]
+    assert [c["seq_class"] for c in result["classes"]] == ["A", "B"] and result["all"]["sequences"] == 2
+    for row in result["sequences"]:
+        assert 0 <= row["bbox_AP"] <= 100 and row["MOTA"] <= 100 and row["GT"] > 0  # the synthetic video has tracks
+        assert (Path(result["run_dir"]) / "sequences" / row["sequence"] / "tracks.txt").is_file()
+    a = result["classes"][0]
+    assert a["kbps"] == pytest.approx(result["sequences"][0]["kbps"])  # one sequence: its own values
+    both = result["all"]
+    assert both["kbps"] == pytest.approx(sum(r["bits"] for r in result["sequences"]) / (8 / 30) / 1000)
+    frame = load_video_runs([Path(r["run_dir"]) for r in (runs["image_anchor"], runs["quant8"])])
+    table = scope_table(frame, "class")
+    assert list(table.columns[:5]) == ["curve", "point", "class", "sequences", "kbps"]
+    assert set(table["curve"]) == {"image_anchor", "quant8"}
+
+
+def test_a_killed_sequence_resumes_from_its_kept_stream_and_records(runs: dict[str, dict], tmp: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    before = runs["image_anchor"]
+    run_dir = Path(before["run_dir"])
+    folder = _seq_dirs(before)[1]
+    lines = (folder / "frames.jsonl").read_text().splitlines(keepends=True)
+    (run_dir / "video.json").unlink()
+    (folder / "sequence.json").unlink()
+    (folder / "frames.jsonl").write_text("".join(lines[:2]) + lines[2][:20])  # killed while writing frame 3's line
+
+    def no_encoding(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a resumed sequence must decode its kept stream, not encode again")
+
+    monkeypatch.setattr(VvcSequenceCodec, "encode", no_encoding)
+    after = _run(tmp, "image_anchor")
+    assert after["run_dir"] == before["run_dir"]
+    resumed = (folder / "frames.jsonl").read_text().splitlines(keepends=True)
+    assert resumed[:2] == lines[:2] and len(resumed) == 4  # the recorded frames are kept as they were
+    strip = ("encode_s", "decode_s", "task_s", "features_s")
+    for old, new in zip(lines, resumed[:2] + sorted(resumed[2:], key=lambda t: json.loads(t)["image_id"]), strict=True):
+        assert {k: v for k, v in json.loads(old).items() if k not in strip} == \
+            {k: v for k, v in json.loads(new).items() if k not in strip}  # fmt: skip
+    untimed = [[{k: v for k, v in r.items() if not k.endswith("_s")} for r in x["sequences"]] for x in (before, after)]
+    assert untimed[0] == untimed[1] and after["classes"] == before["classes"] and after["all"] == before["all"]
+
+
+def test_the_run_key_covers_vvc_sequence_only_where_the_codec_reads_it(hydra_conf: None, tmp_path: Path) -> None:
+    def parts(*extra: str) -> dict:
+        cfg: DictConfig = compose_cfg(_overrides(tmp_path, *extra))
+        assert is_video(cfg)
+        return video_key_parts(cfg, video_reads(cfg), {})
+
+    low, random = parts("pipeline=image_anchor"), parts("pipeline=image_anchor", "vvc_sequence=random_access")
+    assert low["vvc_sequence"]["structure"] == "low_delay" and low != random
+    assert parts("pipeline=feature_anchor") != parts("pipeline=feature_anchor", "vvc_sequence.intra_period=4")
+    assert "vvc_sequence" not in parts("pipeline=quant8")  # a frame codec never reads it: no new folder
+    assert parts("pipeline=quant8") == parts("pipeline=quant8", "vvc_sequence=random_access")
+    assert parts("pipeline=quant8") != parts("pipeline=quant8", "tracker.max_age=3")  # MOTA depends on the tracker
+    assert not is_video(compose_cfg(["pipeline=quant8"]))
