@@ -28,6 +28,7 @@ RECORDED = {
     "quant": (1, "275a520fbaeb9bc4"),
     "fusion": (1, "a8c7a748efe74ef8"),
     "msfc": (1, "a961d95fd96ae630"),
+    "video": (1, "bf7503097193629a"),
 }
 
 

@@ -48,6 +48,8 @@ SHOWN = ("bbox_AP", "bbox_AP50", "MOTA", "IDF1")
 NAMES = {"bbox_AP": "mAP", "bbox_AP50": "AP50", "MOTA": "MOTA", "IDF1": "IDF1", "bbox_AP_pooled": "mAP pooled",
          "MOTA_pooled": "MOTA pooled"}  # fmt: skip
 KINDS = ("sequence", "class", "all")
+# video.json keys that are not the pipeline's parameters
+_NOT_PARAMS = {"pipeline", "rate_params", "sweep_params", "dataset", "model", "run_dir", "sequences", "classes", "all"}
 
 
 def find_video_runs(runs: str | Sequence[str]) -> list[Path]:
@@ -156,8 +158,6 @@ def video_frame(runs: Sequence[VideoRun]) -> pd.DataFrame:
         frame["rate_value"] = pd.Series([r["rate_value"] for r in rows], dtype=object)
     return frame
 
-
-_NOT_PARAMS = {"pipeline", "rate_params", "sweep_params", "dataset", "model", "run_dir", "sequences", "classes", "all"}
 
 
 def load_video_runs(run_dirs: Sequence[Path]) -> pd.DataFrame:

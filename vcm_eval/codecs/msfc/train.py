@@ -5,15 +5,17 @@
 A thin adapter on ``vcm_eval.utils.training.train_loop`` (DDP, exact resume from
 ``<workdir>/last.pt``, the CSV loss log): it supplies the model, the loss and the batches.
 
-* Data: the fusion codec's (``vcm_eval.codecs.fusion.train``): P2..P5 of ``train.train_images``
-  synthetic train images, extracted once with the task model and cached in fp16, and aligned random
+* Data: the fusion codec's (``vcm_eval.data.train_stream``): P2..P5 of the first
+  ``train.train_images`` images of the dataset's train split, from the fp16 cache both trainers
+  share (built once by rank 0) or computed per batch (``train.features=online``), and aligned random
   crops consistent across the levels (P2 c x c, P3 c/2 x c/2, ...). Batch ``it`` is a function of
   the seed and the iteration only; under DDP each rank takes its share of it.
 * Loss: the weighted mean over P2..P5 of the level MSE between the reconstruction and the input
   (+ ``task_weight`` x the MSE of the frozen RPN head's outputs, the fusion codec's task term).
-  There is no rate term: the code is coded by VVC, whose rate the QP sets at evaluation. MSFC
-  (Zhang et al., ICME 2021) trains its modules on the task network's features the same way, with
-  the quantizer outside the gradient.
+  There is no rate term: the modules have no entropy model; VVC codes the code at the QP chosen at
+  evaluation, so one module set serves every rate point. (MSFC, Zhang et al., ICME 2021, trains
+  its modules with the quantizer outside the gradient too, as recalled; not verified.)
+* ``train.init_from`` starts from a checkpoint of the same architecture (fine-tuning).
 * ``train.noise`` > 0 perturbs the code by uniform noise of that many 10-bit min-max steps (a proxy
   of the quantization and VVC error the decoder will see; docs/msfc.md measures it).
 
