@@ -23,11 +23,11 @@ PACKAGE = Path(__file__).resolve().parent.parent / "vcm_eval"
 RECORDED = {
     "features": (1, "5175cfe89430b603"),
     "evaluators": (1, "2a86b2afe3b5ab2f"),
-    "image_anchor": (1, "d14ce890e14e4e85"),
-    "feature_anchor": (1, "336456a15d92852c"),
-    "quant": (1, "275a520fbaeb9bc4"),
-    "fusion": (1, "a8c7a748efe74ef8"),
-    "msfc": (1, "a961d95fd96ae630"),
+    "image_anchor": (2, "4b4c6ce2ed90675a"),
+    "feature_anchor": (2, "0b8240de2f5a7949"),
+    "quant": (2, "5ae93d8b8501c48f"),
+    "fusion": (2, "fa2149367f3d8579"),
+    "msfc": (1, "b22ca02cded9b844"),
     "video": (1, "bf7503097193629a"),
 }
 

@@ -85,7 +85,8 @@ def test_tracker_keeps_identities_through_a_missed_detection() -> None:
     assert 4 not in set(people[:, 0].astype(int))  # a coasting track is not reported
     assert not (rows[:, 2] > 250).any()  # the detection under score_threshold is never tracked
     assert len(track(frames, settings, {3})[:, 7]) == 6  # categories: cars only
-    with pytest.raises(ConfigError, match=r"tracker.categories=\['truck'\] are not categories.*valid: \['car', 'person'\]"):
+    refused = r"tracker.categories=\['truck'\] are not categories.*valid: \['car', 'person'\]"
+    with pytest.raises(ConfigError, match=refused):
         tracked_categories(["truck"], {"person": 1, "car": 3})
 
 
@@ -116,7 +117,8 @@ def test_pooled_ap_is_pycocotools_on_the_concatenated_sequences() -> None:
         ev.accumulate()
         ev.summarize()
     pooled = pooled_detection([(a, da), (b, db)])
-    assert pooled["bbox_AP"] == pytest.approx(100 * ev.stats[0]) and pooled["bbox_AP50"] == pytest.approx(100 * ev.stats[1])
+    assert pooled["bbox_AP"] == pytest.approx(100 * ev.stats[0])
+    assert pooled["bbox_AP50"] == pytest.approx(100 * ev.stats[1])
     alone = [detection_ap(a, da, [0, 1])["bbox_AP"], detection_ap(b, db, [0, 1, 2])["bbox_AP"]]
     assert pooled["bbox_AP"] not in alone
     assert math.isnan(detection_ap(_coco(2, []), da, [0, 1])["bbox_AP"])  # nothing to score

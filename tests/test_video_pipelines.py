@@ -1,6 +1,6 @@
 """Video runs end to end on the synthetic video (2 sequences x 4 frames, a small network input): the image anchor
-(one VVC stream per sequence) and the 8-bit point (frame by frame); the kept streams, their headers, the rate
-from the bytes, resuming a killed sequence, the run key, and the report's tables."""
+and the feature anchor (one VVC stream per sequence) and the 8-bit point (frame by frame); the kept streams,
+their headers, the rate from the bytes, resuming a killed sequence, the run key, and the report's tables."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import compose_cfg
 from omegaconf import DictConfig
 
-from conftest import compose_cfg
 from vcm_eval.codecs.vvc.headers import stream_structure
 from vcm_eval.codecs.vvc.sequence import VvcSequenceCodec, access_units
 from vcm_eval.engine.video import is_video, run_video, video_key_parts
@@ -27,7 +27,8 @@ def _overrides(tmp: Path, *extra: str) -> list[str]:
             f"paths.data={tmp / 'data'}", "progress=false", "workers=1", *extra]  # fmt: skip
 
 
-RUNS = {"image_anchor": ["pipeline=image_anchor", f"pipeline.qp={QP}"], "quant8": ["pipeline=quant8"]}
+RUNS = {"image_anchor": ["pipeline=image_anchor", f"pipeline.qp={QP}"], "quant8": ["pipeline=quant8"],
+        "feature_anchor": ["pipeline=feature_anchor", "pipeline.qp=27"]}
 
 
 def _run(tmp: Path, name: str) -> dict:
@@ -46,7 +47,7 @@ def tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(tmp: Path) -> dict[str, dict]:
-    """The image anchor at QP 32 (low delay, intra period 2) and the 8-bit point, each over both sequences."""
+    """The image anchor at QP 32 (low delay, intra period 2), the 8-bit point and the feature anchor at QP 27."""
     return {name: _run(tmp, name) for name in RUNS}
 
 
@@ -73,6 +74,10 @@ def test_rates_are_counted_from_the_bytes(runs: dict[str, dict]) -> None:
         assert row["bits"] == bits and row["frames"] == 4 and row["fps"] == 30
         assert row["kbps"] == pytest.approx(bits / (4 / 30) / 1000)
         assert row["bpp"] == pytest.approx(bits / (4 * 256 * 128))
+    for row, folder in zip(runs["feature_anchor"]["sequences"], _seq_dirs(runs["feature_anchor"]), strict=True):
+        data, meta = kept_stream(folder) or (b"", {})
+        assert row["bits"] == 8 * len(data) and meta["frames"] == 4  # every byte: header, ranges, VVC stream
+        assert row["side_bytes"] == len(data) - meta["stream_bytes"] > 4 * 8  # 4 frames' (lo, hi) at least
     for row, folder in zip(runs["quant8"]["sequences"], _seq_dirs(runs["quant8"]), strict=True):
         kept = sorted((folder / "bitstreams").glob("*.bin"))
         assert len(kept) == 4
@@ -95,11 +100,12 @@ def test_results_per_sequence_and_class(runs: dict[str, dict]) -> None:
     frame = load_video_runs([Path(r["run_dir"]) for r in (runs["image_anchor"], runs["quant8"])])
     table = scope_table(frame, "class")
     assert list(table.columns[:5]) == ["curve", "point", "class", "sequences", "kbps"]
-    assert set(table["curve"]) == {"image_anchor", "quant8"}
+    assert set(table["curve"]) == {"image_anchor", "quant8"} and len(table) == 4  # 2 runs x classes A and B
 
 
-def test_a_killed_sequence_resumes_from_its_kept_stream_and_records(runs: dict[str, dict], tmp: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_a_killed_sequence_resumes_from_its_kept_stream_and_records(
+    runs: dict[str, dict], tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     before = runs["image_anchor"]
     run_dir = Path(before["run_dir"])
     folder = _seq_dirs(before)[1]

@@ -188,6 +188,7 @@ class Codec(ABC):
 
     kind: ClassVar[str]
     reads: ClassVar[tuple[str, ...]] = ()
+    revision_area: ClassVar[str] = ""  # built-in codecs: their area in vcm_eval.revisions (in the run key)
     name: str = ""
     rate_params: tuple[str, ...] = ()
     sweep_params: tuple[str, ...] = ()

@@ -35,6 +35,7 @@ import numpy as np
 
 from vcm_eval.codecs.base import Codec, FeatureCodec, ImageCodec
 from vcm_eval.data.sample import Sample
+from vcm_eval.revisions import revision
 from vcm_eval.pipelines.cache import BitstreamStore, FeatureCache, StoredBitstream
 from vcm_eval.vision.base import FeatureSet, Instances, TaskModel
 from vcm_eval.vision.complexity import StageComplexity, measure_complexity
@@ -109,6 +110,12 @@ def features_digest(features: FeatureSet) -> str:
     return h.hexdigest()[:16]
 
 
+def codec_identity(codec: Codec) -> dict[str, Any]:
+    """What identifies a codec's bytes beyond its config: its version, and for a built-in codec its code revision."""
+    area = codec.revision_area
+    return {"codec_version": codec.version(), **({"codec_code": revision(area)} if area else {})}
+
+
 def _rate(codec: Codec, data: bytes) -> tuple[int, dict[str, Any]]:
     """(bits of the rate, the container bytes outside it when the codec counts less than all)."""
     counted = codec.rate_bytes(data)
@@ -158,7 +165,7 @@ class ImageCodingPipeline:
         return StoredBitstream(data, te.seconds, extra=dict(self.codec.report(sample.image, data)))
 
     def provenance(self) -> dict[str, Any]:
-        return {"codec_version": self.codec.version()}
+        return codec_identity(self.codec)
 
 
 class FeatureCodingPipeline:
@@ -190,7 +197,7 @@ class FeatureCodingPipeline:
         return StoredBitstream(data, te.seconds, tf.seconds, extra)
 
     def provenance(self) -> dict[str, Any]:
-        return {"codec_version": self.codec.version()}
+        return codec_identity(self.codec)
 
 
 def coding_pipeline(codec: Codec, *, model: TaskModel, name: str, params: dict[str, Any], cache: FeatureCache | None = None) -> Pipeline:

@@ -88,6 +88,7 @@ class FeatureVvcCodec(FeatureCodec):
 
     codec_name = "feature_vvc"  # the container tag
     name = "feature_anchor"
+    revision_area = "feature_anchor"  # its code's revision is in the run key (vcm_eval.revisions)
     rate_params = ("qp",)
     reads = ("vvc",)
 

@@ -112,6 +112,7 @@ class FusionFeatureCodec(FeatureCodec):
 
     codec_name = "fusion"  # the container tag
     name = "fusion_codec"
+    revision_area = "fusion"  # its code's revision is in the run key (vcm_eval.revisions)
     rate_params = ("quality",)
     reads = ("model",)  # the task model's name picks its zoo checkpoints
 

@@ -46,6 +46,7 @@ class VvcImageCodec(ImageCodec):
 
     codec_name = "image_vvc"  # the container tag
     name = "image_anchor"
+    revision_area = "image_anchor"  # its code's revision is in the run key (vcm_eval.revisions)
     rate_params = ("qp",)
     reads = ("vvc",)
 

@@ -105,6 +105,7 @@ class MsfcFeatureCodec(FeatureCodec):
 
     codec_name = "msfc"  # the container tag
     name = "msfc"
+    revision_area = "msfc"  # its code's revision is in the run key (vcm_eval.revisions)
     rate_params = ("qp",)
     reads = ("vvc", "model")  # the VVC encoder; the task model's name picks the zoo checkpoint
 

@@ -197,6 +197,7 @@ class NormalizedQuantizer(FeatureCodec):
     """
 
     name = "quant"
+    revision_area = "quant"  # its code's revision is in the run key (vcm_eval.revisions)
     rate_params = ("z",)
     sweep_params = ("z",)  # the paper plots mAP against z, one line per n
 

@@ -54,6 +54,7 @@ class Uniform8bitQuantizer(FeatureCodec):
     """
 
     name = "quant8"
+    revision_area = "quant"  # its code's revision is in the run key (vcm_eval.revisions)
 
     def __init__(
         self, *, levels: str | tuple[str, ...] = LEVELS, side_dtype: str = "float32", threads: int = 1
