@@ -73,7 +73,9 @@ def feature_psnr(run_dir: Path, dataset: EvalDataset, cfg: DictConfig) -> float:
     for entry in dataset.images:
         sample = dataset.load(entry)
         frame = codec.frame(model.features(sample.image))[2].view(np.uint16)
-        values.append(psnr(codec.decoded_frame((run_dir / "bitstreams" / f"{sample.image_id}.bin").read_bytes()), frame))
+        values.append(
+            psnr(codec.decoded_frame((run_dir / "bitstreams" / f"{sample.image_id}.bin").read_bytes()), frame)
+        )
     return float(np.mean(values))
 
 
@@ -90,7 +92,9 @@ def timed_image_encodes(dataset: EvalDataset, vvc: VvcEncoder, qp: int, images: 
 
 
 def recorded_encodes(run_dir: Path) -> float:
-    return float(np.median([json.loads(line)["encode_s"] for line in (run_dir / "records.jsonl").read_text().splitlines()]))
+    return float(
+        np.median([json.loads(line)["encode_s"] for line in (run_dir / "records.jsonl").read_text().splitlines()])
+    )
 
 
 def gap_table(points: dict[str, list[dict[str, float]]]) -> list[dict[str, Any]]:
@@ -98,13 +102,24 @@ def gap_table(points: dict[str, list[dict[str, float]]]) -> list[dict[str, Any]]
     vtm = points["VTM"]
     table = []
     for name, pts in points.items():
-        row: dict[str, Any] = {"encoder": name, "encode s/image": round(float(np.mean([p["encode_s"] for p in pts])), 3)}
+        row: dict[str, Any] = {
+            "encoder": name,
+            "encode s/image": round(float(np.mean([p["encode_s"] for p in pts])), 3),
+        }
         for label, key in METRICS.items():
             if name == "VTM":
                 row[f"BD-rate {label} (%)"] = "0 (reference)"
                 continue
-            res = bd_compare([p["bpp"] for p in vtm], [p[key] for p in vtm], [p["bpp"] for p in pts], [p[key] for p in pts], min_overlap=0.0)
-            row[f"BD-rate {label} (%)"] = f"{res.bd_rate:+.1f}" if np.isfinite(res.bd_rate) else f"n/a ({'; '.join(res.notes)})"
+            res = bd_compare(
+                [p["bpp"] for p in vtm],
+                [p[key] for p in vtm],
+                [p["bpp"] for p in pts],
+                [p[key] for p in pts],
+                min_overlap=0.0,
+            )
+            row[f"BD-rate {label} (%)"] = (
+                f"{res.bd_rate:+.1f}" if np.isfinite(res.bd_rate) else f"n/a ({'; '.join(res.notes)})"
+            )
         table.append(row)
     return table
 
@@ -121,7 +136,18 @@ def measure(
     points: dict[str, list[dict[str, float]]] = {}
     for name, overrides in setups.items():
         for qp in qps:
-            cfg = compose("config", [f"pipeline={pipeline}", f"pipeline.qp={qp}", f"dataset.limit={images}", f"paths.results={results}", "progress=false", "device=cpu", *overrides])
+            cfg = compose(
+                "config",
+                [
+                    f"pipeline={pipeline}",
+                    f"pipeline.qp={qp}",
+                    f"dataset.limit={images}",
+                    f"paths.results={results}",
+                    "progress=false",
+                    "device=cpu",
+                    *overrides,
+                ],
+            )
             row = run_single(cfg)
             dataset = build_dataset(cfg.dataset, data_dir=Path(cfg.paths.data), progress=False)
             run_dir = Path(row["run_dir"])
@@ -138,34 +164,71 @@ def main() -> None:
     parser.add_argument("--qps", default="37,42,47,52,57")
     parser.add_argument("--presets", default="faster,fast,medium,slow,slower")
     parser.add_argument("--results", default=str(ROOT / "results" / "encoder_gap"))
-    parser.add_argument("--vtm-encoder", default="", help="VTM EncoderApp: times VTM image encodes and runs the feature-anchor comparison")
+    parser.add_argument(
+        "--vtm-encoder",
+        default="",
+        help="VTM EncoderApp: times VTM image encodes and runs the feature-anchor comparison",
+    )
     parser.add_argument("--vtm-cfg", default="")
-    parser.add_argument("--time-images", type=int, default=5, help="images per preset and QP timed one at a time (run on a quiet machine)")
-    parser.add_argument("--feature-images", type=int, default=0, help="> 0: also compare on the feature anchor (needs --vtm-encoder)")
+    parser.add_argument(
+        "--time-images",
+        type=int,
+        default=5,
+        help="images per preset and QP timed one at a time (run on a quiet machine)",
+    )
+    parser.add_argument(
+        "--feature-images", type=int, default=0, help="> 0: also compare on the feature anchor (needs --vtm-encoder)"
+    )
     parser.add_argument("--skip-images", action="store_true", help="only the feature-anchor comparison")
     parser.add_argument("--feature-qps", default="27,32,37")
     args = parser.parse_args()
     presets = args.presets.split(",")
-    manifest = {(r["file_name"], int(r["qp"])): float(r["encode_s"]) for r in csv.DictReader((ANCHORS_DIR / "vtm_image_anchor" / "manifest.csv").open())}
+    manifest = {
+        (r["file_name"], int(r["qp"])): float(r["encode_s"])
+        for r in csv.DictReader((ANCHORS_DIR / "vtm_image_anchor" / "manifest.csv").open())
+    }
     vtm_args = [f"vvc.vtm_encoder={args.vtm_encoder}", f"vvc.vtm_cfg={args.vtm_cfg}"]
 
     def image_seconds(name: str, run_dir: Path, dataset: EvalDataset, qp: int) -> float:
         if name != "VTM":
             return timed_image_encodes(dataset, VvcEncoder(preset=name), qp, args.time_images)
         if args.vtm_encoder:
-            return timed_image_encodes(dataset, VvcEncoder(backend="vtm", vtm_encoder=args.vtm_encoder, vtm_cfg=args.vtm_cfg), qp, args.time_images)
+            return timed_image_encodes(
+                dataset,
+                VvcEncoder(backend="vtm", vtm_encoder=args.vtm_encoder, vtm_cfg=args.vtm_cfg),
+                qp,
+                args.time_images,
+            )
         return float(np.median([manifest[(e["file_name"], qp)] for e in dataset.images[: args.time_images]]))
 
     out: dict[str, Any] = {}
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         if not args.skip_images:
             setups = {p: [f"vvc.preset={p}"] for p in presets} | {"VTM": ["vvc=vtm"]}
-            points = measure("image_anchor", setups, [int(q) for q in args.qps.split(",")], args.images, args.results, image_psnr, image_seconds)
+            points = measure(
+                "image_anchor",
+                setups,
+                [int(q) for q in args.qps.split(",")],
+                args.images,
+                args.results,
+                image_psnr,
+                image_seconds,
+            )
             out["image_anchor"] = {"images": args.images, "points": points, "table": gap_table(points)}
         if args.vtm_encoder and args.feature_images > 0:
-            setups = {p: [f"vvc.preset={p}", "workers=1"] for p in presets} | {"VTM": ["vvc=vtm", *vtm_args, "workers=1"]}
+            setups = {p: [f"vvc.preset={p}", "workers=1"] for p in presets} | {
+                "VTM": ["vvc=vtm", *vtm_args, "workers=1"]
+            }
             fqps = [int(q) for q in args.feature_qps.split(",")]
-            points = measure("feature_anchor", setups, fqps, args.feature_images, args.results, feature_psnr, lambda n, d, ds, q: recorded_encodes(d))
+            points = measure(
+                "feature_anchor",
+                setups,
+                fqps,
+                args.feature_images,
+                args.results,
+                feature_psnr,
+                lambda n, d, ds, q: recorded_encodes(d),
+            )
             out["feature_anchor"] = {"images": args.feature_images, "points": points, "table": gap_table(points)}
     bench = ROOT / "results" / "benchmarks"
     bench.mkdir(parents=True, exist_ok=True)

@@ -113,7 +113,9 @@ def worker(path: Path, qp: int, levels: str, minmax: str, chroma: str) -> dict[s
 
     baseline_mb = _hwm_mb()  # Python + torch + vcm_eval imported, before any data
     saved = torch.load(path, weights_only=True)
-    feats = FeatureSet(levels=saved["levels"], image_size=tuple(saved["image_size"]), input_size=tuple(saved["input_size"]))
+    feats = FeatureSet(
+        levels=saved["levels"], image_size=tuple(saved["image_size"]), input_size=tuple(saved["input_size"])
+    )
     del saved
     codec = FeatureVvcCodec(vvc=VvcEncoder(threads=1), qp=qp, levels=levels, minmax=minmax, chroma=chroma)
     me, kids = resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN
@@ -123,7 +125,9 @@ def worker(path: Path, qp: int, levels: str, minmax: str, chroma: str) -> dict[s
         c1, w1 = _cpu(me) + _cpu(kids), time.perf_counter()
         decoded = codec.decode(data)
         c2, w2 = _cpu(me) + _cpu(kids), time.perf_counter()
-    mse = float(sum(float((decoded[k] - feats[k]).pow(2).sum()) for k in decoded) / sum(decoded[k].numel() for k in decoded))
+    mse = float(
+        sum(float((decoded[k] - feats[k]).pow(2).sum()) for k in decoded) / sum(decoded[k].numel() for k in decoded)
+    )
     report = codec.report(feats, data)
     worker_mb, child_mb = _hwm_mb(), children.peak_mb
     h, w = feats.image_size
@@ -146,7 +150,9 @@ def main() -> None:
     ap.add_argument("--chroma", default="400")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--out", default=str(ROOT / "results" / "benchmarks"))
-    ap.add_argument("--worker", nargs=5, metavar=("FEATURES", "QP", "SPLIT", "MINMAX", "CHROMA"), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--worker", nargs=5, metavar=("FEATURES", "QP", "SPLIT", "MINMAX", "CHROMA"), help=argparse.SUPPRESS
+    )
     args = ap.parse_args()
     if args.worker:
         path, qp, levels, minmax, chroma = args.worker
@@ -161,7 +167,16 @@ def main() -> None:
             for qp in map(int, args.qps.split(",")):
                 for levels in args.levels.split(","):
                     for rep in range(args.repeats):
-                        cmd = [sys.executable, __file__, "--worker", str(feats), str(qp), levels, args.minmax, args.chroma]
+                        cmd = [
+                            sys.executable,
+                            __file__,
+                            "--worker",
+                            str(feats),
+                            str(qp),
+                            levels,
+                            args.minmax,
+                            args.chroma,
+                        ]
                         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
                         row = {"case": case, "repeat": rep, **json.loads(out.strip().splitlines()[-1])}
                         rows.append(row)

@@ -142,14 +142,19 @@ def build_codec(name: str, threads: int) -> tuple[Any, Any]:
     if name == "feature_anchor":
         from vcm_eval.codecs.feature_anchor import tiling
         from vcm_eval.codecs.feature_anchor.codec import BITS, FeatureVvcCodec
-        levels = {"levels": "p2-p5"} if _accepts(FeatureVvcCodec, "levels") else {"split": "p2-p5"}  # older checkouts: split
+
+        levels = (
+            {"levels": "p2-p5"} if _accepts(FeatureVvcCodec, "levels") else {"split": "p2-p5"}
+        )  # older checkouts: split
         codec = FeatureVvcCodec(vvc=None, qp=32, **levels)  # type: ignore[arg-type]  # VVC is never called here
 
         def encode(features: Any) -> Any:
             _, ranges, frame, layout = codec.frame(features)
             return frame, ranges, layout
 
-        def decode(coded: Any) -> Any:  # what FeatureVvcCodec.decode does after VVC (older checkouts: untile + dequantize)
+        def decode(
+            coded: Any,
+        ) -> Any:  # what FeatureVvcCodec.decode does after VVC (older checkouts: untile + dequantize)
             frame, ranges, layout = coded
             return tiling.frame_values(frame, layout, ranges, bits=BITS)
 
@@ -165,15 +170,23 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     arrays = dict(np.load(args.pyramid))
     values = sum(a.size for a in arrays.values())
-    features = FeatureSet(levels={k: torch.from_numpy(v) for k, v in arrays.items()}, image_size=(HEIGHT, WIDTH), input_size=(HEIGHT, WIDTH))
+    features = FeatureSet(
+        levels={k: torch.from_numpy(v) for k, v in arrays.items()},
+        image_size=(HEIGHT, WIDTH),
+        input_size=(HEIGHT, WIDTH),
+    )
     encode, decode = build_codec(args.codec, args.threads)
     t0 = time.perf_counter()
     decode(encode(features.replace({k: v[:2] for k, v in features.items()})))  # compile (or load) the loops once
     first = time.perf_counter() - t0
-    touched = {k: a.copy() for k, a in arrays.items()}  # the destination of the bandwidth-only pass, faulted in before the baseline
+    touched = {
+        k: a.copy() for k, a in arrays.items()
+    }  # the destination of the bandwidth-only pass, faulted in before the baseline
     _reset_peak()
     baseline = _status_mb("VmRSS")
-    for _ in range(2):  # warm; the peak of two rounds (the thread pool's allocator arenas settle), before any copy below
+    for _ in range(
+        2
+    ):  # warm; the peak of two rounds (the thread pool's allocator arenas settle), before any copy below
         decode(encode(features))
     peak = _status_mb("VmHWM") - baseline
     enc, dec, size = [], [], 0
@@ -191,7 +204,9 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         del data, out
         copies.append(memory_pass(arrays))
         touched_copies.append(_touched_pass(arrays, touched))
-        ratios.append((t2 - t0) / min(copies[-2], copies[-1]))  # the faster neighbour: a pass slowed by a spike cannot flatter the ratio
+        ratios.append(
+            (t2 - t0) / min(copies[-2], copies[-1])
+        )  # the faster neighbour: a pass slowed by a spike cannot flatter the ratio
     coded_values = values if args.codec != "feature_anchor" else values - arrays["p6"].size
     return {
         "codec": args.codec,
@@ -220,16 +235,23 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for res in results:
-        impl = res.get("label") or ("format 1 (before)" if res["implementation"] != "this checkout" else "this checkout")
+        impl = res.get("label") or (
+            "format 1 (before)" if res["implementation"] != "this checkout" else "this checkout"
+        )
         for r in res["codecs"]:
             bpv = "-" if r["bits_per_value"] is None else f"{r['bits_per_value']:.4f}"
-            median = f"{r['x_memory_pass_median']:.1f}" if "x_memory_pass_median" in r else "-"  # older result files: best only
-            touched = f"{r['x_touched_pass']:.1f} ({1000 * r['touched_pass_s']:.0f} ms)" if "x_touched_pass" in r else "-"
+            median = (
+                f"{r['x_memory_pass_median']:.1f}" if "x_memory_pass_median" in r else "-"
+            )  # older result files: best only
+            touched = (
+                f"{r['x_touched_pass']:.1f} ({1000 * r['touched_pass_s']:.0f} ms)" if "x_touched_pass" in r else "-"
+            )
             lines.append(
                 f"| {res['source']} | {impl} | {r['codec']} | {bpv} | {r['encode_s']:.3f} | {r['decode_s']:.3f} | {r['encode_decode_s']:.3f} | "
                 f"{r['x_memory_pass']:.1f} / {median} ({1000 * r['memory_pass_s']:.0f} ms) | {touched} | {r['mvalues_per_s']:.1f} | {r['peak_above_baseline_mb']:.0f} | {r['first_s']:.2f} |"
             )
     return "\n".join(lines)
+
 
 def ranges_table(results: list[dict[str, Any]]) -> str:
     """Several runs of the same rows: per (source, implementation, codec) the range over the runs (Markdown)."""
@@ -264,11 +286,22 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--codecs", default=",".join(CODECS))
-    ap.add_argument("--pythonpath", default="", help="import vcm_eval from this checkout instead (compare implementations)")
-    ap.add_argument("--label", default="", help="the implementation column of the table (default: this checkout, or the --pythonpath)")
+    ap.add_argument(
+        "--pythonpath", default="", help="import vcm_eval from this checkout instead (compare implementations)"
+    )
+    ap.add_argument(
+        "--label",
+        default="",
+        help="the implementation column of the table (default: this checkout, or the --pythonpath)",
+    )
     ap.add_argument("--out", default=str(ROOT / "results" / "benchmarks" / "feature_codecs.json"))
     ap.add_argument("--table", nargs="*", default=None, help="print the Markdown table of these result files and exit")
-    ap.add_argument("--ranges", nargs="*", default=None, help="print the range over these result files (runs of the same rows) and exit")
+    ap.add_argument(
+        "--ranges",
+        nargs="*",
+        default=None,
+        help="print the range over these result files (runs of the same rows) and exit",
+    )
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--codec", default="", help=argparse.SUPPRESS)
     ap.add_argument("--pyramid", default="", help=argparse.SUPPRESS)
@@ -295,7 +328,15 @@ def main() -> None:
         pyramid = Path(tmp) / "pyramid.npz"
         np.savez(pyramid, **(smooth_pyramid() if args.source == "smooth" else network_pyramid()))
         for name in [c for c in args.codecs.split(",") if c]:
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--codec", name, "--pyramid", str(pyramid)]
+            cmd = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--worker",
+                "--codec",
+                name,
+                "--pyramid",
+                str(pyramid),
+            ]
             cmd += ["--threads", str(args.threads), "--repeats", str(args.repeats)]
             proc = subprocess.run(cmd, check=False, cwd=tmp, env=env, capture_output=True, text=True)
             if proc.returncode:

@@ -76,7 +76,11 @@ def network_worker(args: argparse.Namespace) -> dict[str, Any]:
         cfg = compose(config_name="config", overrides=[f"model={args.model}", f"model.weights={weights}", *args.set])
     t0, c0 = time.perf_counter(), _cpu()
     model = build_task_model(cfg.model)
-    out: dict[str, Any] = {"build_s": time.perf_counter() - t0, "build_cpu_s": _cpu() - c0, "rss_after_build_mb": _rss_mb()}
+    out: dict[str, Any] = {
+        "build_s": time.perf_counter() - t0,
+        "build_cpu_s": _cpu() - c0,
+        "rss_after_build_mb": _rss_mb(),
+    }
     runs = []
     for _ in range(args.repeats):
         t0, c0 = time.perf_counter(), _cpu()
@@ -85,7 +89,13 @@ def network_worker(args: argparse.Namespace) -> dict[str, Any]:
         inst = model.predict_from_features(feats)
         t2, c2 = time.perf_counter(), _cpu()
         runs.append(
-            {"features_s": t1 - t0, "features_cpu_s": c1 - c0, "predict_s": t2 - t1, "predict_cpu_s": c2 - c1, "detections": len(inst)}
+            {
+                "features_s": t1 - t0,
+                "features_cpu_s": c1 - c0,
+                "predict_s": t2 - t1,
+                "predict_cpu_s": c2 - c1,
+                "detections": len(inst),
+            }
         )
     out.update(
         {
@@ -115,12 +125,22 @@ def write_one_image_cityscapes(root: Path, image_path: str) -> None:
     (root / "leftImg8bit/val/synthtown").mkdir(parents=True)
     (root / "gtFine/val/synthtown").mkdir(parents=True)
     Image.fromarray(image).save(root / f"leftImg8bit/val/synthtown/{stem}_leftImg8bit.png")
-    Image.fromarray(instance_id_map(scene).astype(np.uint16)).save(root / f"gtFine/val/synthtown/{stem}_gtFine_instanceIds.png")
+    Image.fromarray(instance_id_map(scene).astype(np.uint16)).save(
+        root / f"gtFine/val/synthtown/{stem}_gtFine_instanceIds.png"
+    )
     Image.fromarray(scene.label_ids).save(root / f"gtFine/val/synthtown/{stem}_gtFine_labelIds.png")
 
 
 def worker_cmd(args: argparse.Namespace, json_out: Path) -> list[str]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--json-out", str(json_out), "--model", args.model]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        "--json-out",
+        str(json_out),
+        "--model",
+        args.model,
+    ]
     cmd += ["--threads", str(args.threads), "--repeats", str(args.repeats), "--set", *args.set]
     if args.weights:
         cmd += ["--weights", args.weights]
@@ -145,12 +165,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="cityscapes_mask_rcnn_r50_fpn")
     ap.add_argument("--weights", default="", help="detectron2/torchvision/vcm_eval checkpoint; empty = random init")
-    ap.add_argument("--image", default="", help="a 2048x1024 image (e.g. a Cityscapes leftImg8bit PNG); empty = synthetic")
+    ap.add_argument(
+        "--image", default="", help="a 2048x1024 image (e.g. a Cityscapes leftImg8bit PNG); empty = synthetic"
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--set", nargs="*", default=[], help="extra config overrides, e.g. model.box_score_thresh=0 (100 detections)")
-    ap.add_argument("--pipeline-set", nargs="*", default=[], help="overrides for the pipeline runs only, e.g. pipeline.checkpoint=zoo:<file>")
-    ap.add_argument("--pipelines", default="", help="comma list run end to end through the CLI, e.g. uncompressed,image_anchor,quant")
+    ap.add_argument(
+        "--set", nargs="*", default=[], help="extra config overrides, e.g. model.box_score_thresh=0 (100 detections)"
+    )
+    ap.add_argument(
+        "--pipeline-set",
+        nargs="*",
+        default=[],
+        help="overrides for the pipeline runs only, e.g. pipeline.checkpoint=zoo:<file>",
+    )
+    ap.add_argument(
+        "--pipelines",
+        default="",
+        help="comma list run end to end through the CLI, e.g. uncompressed,image_anchor,quant",
+    )
     ap.add_argument("--out", default=str(ROOT / "results" / "benchmarks" / "fullsize.json"))
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--json-out", default="", help=argparse.SUPPRESS)
@@ -186,14 +219,35 @@ def main() -> None:
             write_one_image_cityscapes(root, args.image)
             result["pipelines"] = {}
             for name in pipelines:
-                cmd = [sys.executable, "-m", "vcm_eval", f"pipeline={name}", "dataset=cityscapes", f"dataset.root={root}"]
-                cmd += [f"model={args.model}", f"model.weights={args.weights or 'null'}", f"threads={args.threads}", "workers=1"]
-                cmd += [f"paths.results={tmp}/results", f"paths.data={tmp}/data", f"paths.cache={tmp}/cache", "progress=false", *args.set, *args.pipeline_set]
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "vcm_eval",
+                    f"pipeline={name}",
+                    "dataset=cityscapes",
+                    f"dataset.root={root}",
+                ]
+                cmd += [
+                    f"model={args.model}",
+                    f"model.weights={args.weights or 'null'}",
+                    f"threads={args.threads}",
+                    "workers=1",
+                ]
+                cmd += [
+                    f"paths.results={tmp}/results",
+                    f"paths.data={tmp}/data",
+                    f"paths.cache={tmp}/cache",
+                    "progress=false",
+                    *args.set,
+                    *args.pipeline_set,
+                ]
                 result["pipelines"][name] = measure(cmd, env)
                 metrics = sorted(Path(tmp, "results").rglob("metrics.json"), key=lambda p: p.stat().st_mtime)
                 if metrics:
                     row = json.loads(metrics[-1].read_text())
-                    result["pipelines"][name]["metrics"] = {k: row[k] for k in ("bpp", "encode_s", "decode_s", "task_s") if k in row}
+                    result["pipelines"][name]["metrics"] = {
+                        k: row[k] for k in ("bpp", "encode_s", "decode_s", "task_s") if k in row
+                    }
                 print(name, json.dumps(result["pipelines"][name]))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -217,7 +217,9 @@ def measure(overrides: list[str], case: str, images: int, workers: int, warm: bo
         ]  # fmt: skip
         mem = PeakMemory()
         try:
-            bare_rows, bare_cpu = bare_pass(compose_cfg([*base, f"paths.results={tmp}/bare", "cache.features=false"]), mem)
+            bare_rows, bare_cpu = bare_pass(
+                compose_cfg([*base, f"paths.results={tmp}/bare", "cache.features=false"]), mem
+            )
             passes = {"bare": (bare_rows, {}, bare_cpu)}
             passes["framework"] = framework_pass(compose_cfg([*base, f"paths.results={tmp}/cold"]), mem)
             if warm:
@@ -296,9 +298,14 @@ def markdown_table(paths: list[Path]) -> str:
         name = path.stem.replace("pipeline_", "")
         for run in data["runs"]:
             s, rows = run["summary"], run["per_image"]["framework"]
-            mean = {k: float(np.mean([r[k] for r in rows])) for k in ("features_s", "encode_s", "decode_s", "network_s", "overhead_s")}
+            mean = {
+                k: float(np.mean([r[k] for r in rows]))
+                for k in ("features_s", "encode_s", "decode_s", "network_s", "overhead_s")
+            }
             fw, warm = s["framework"], s.get("framework_warm")
-            warm_feat = float(np.mean([r["features_s"] for r in run["per_image"]["framework_warm"]])) if warm else float("nan")
+            warm_feat = (
+                float(np.mean([r["features_s"] for r in run["per_image"]["framework_warm"]])) if warm else float("nan")
+            )
             cells = [
                 name, run["case"], run["images"], run["workers"], *(f"{mean[k]:.2f}" for k in ("features_s", "encode_s", "decode_s", "network_s")),
                 f"{mean['overhead_s']:.3f}", f"{fw['loop_ratio_to_own_stages']:.3f}", f"{fw['ratio_to_own_stages']:.3f}",
@@ -310,15 +317,23 @@ def markdown_table(paths: list[Path]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="Other arguments are Hydra overrides (pipeline=... first).")
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], epilog="Other arguments are Hydra overrides (pipeline=... first)."
+    )
     ap.add_argument("--case", default="synthetic", help=f"comma list of {sorted(CASES)}")
     ap.add_argument("--images", default="4", help="images per case (comma list matching --case, e.g. 4,2)")
-    ap.add_argument("--workers", default="1", help="comma list: images in flight (vcm_eval's workers); 1,2 measures the speed-up")
-    ap.add_argument("--warm", action="store_true", help="also run with a filled feature cache (later points of a sweep)")
+    ap.add_argument(
+        "--workers", default="1", help="comma list: images in flight (vcm_eval's workers); 1,2 measures the speed-up"
+    )
+    ap.add_argument(
+        "--warm", action="store_true", help="also run with a filled feature cache (later points of a sweep)"
+    )
     ap.add_argument("--data", default=str(ROOT / "data"), help="paths.data (synthetic images are generated there once)")
     ap.add_argument("--out", default=str(ROOT / "results" / "benchmarks"))
     ap.add_argument("--name", default="", help="output file stem (default pipeline_<pipeline>)")
-    ap.add_argument("--table", nargs="+", metavar="JSON", help="print the Markdown summary of these result files and exit")
+    ap.add_argument(
+        "--table", nargs="+", metavar="JSON", help="print the Markdown summary of these result files and exit"
+    )
     args, overrides = ap.parse_known_args()
     if args.table:
         print(markdown_table([Path(p) for p in args.table]))

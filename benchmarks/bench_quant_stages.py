@@ -60,7 +60,9 @@ def _timed(fn: Callable[..., Any], name: str, cpu: dict[str, float]) -> Callable
     return call
 
 
-def measure(model: str, features: Any, arrays: dict[str, np.ndarray], threads: int, repeats: int, cpu: dict[str, float]) -> dict[str, Any]:
+def measure(
+    model: str, features: Any, arrays: dict[str, np.ndarray], threads: int, repeats: int, cpu: dict[str, float]
+) -> dict[str, Any]:
     from vcm_eval.codecs.quant.nsymbol import NormalizedQuantizer
 
     codec = NormalizedQuantizer(4, 1.5, entropy_model=model, threads=threads)
@@ -106,7 +108,11 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     arrays = smooth_pyramid() if args.source == "smooth" else network_pyramid()
-    features = FeatureSet(levels={k: torch.from_numpy(v) for k, v in arrays.items()}, image_size=(HEIGHT, WIDTH), input_size=(HEIGHT, WIDTH))
+    features = FeatureSet(
+        levels={k: torch.from_numpy(v) for k, v in arrays.items()},
+        image_size=(HEIGHT, WIDTH),
+        input_size=(HEIGHT, WIDTH),
+    )
     cpu: dict[str, float] = collections.defaultdict(float)
     instrument(cpu)
     rows = [measure(m, features, arrays, args.threads, args.repeats, cpu) for m in args.models.split(",") if m]

@@ -40,8 +40,13 @@ def compare(a: Path, b: Path) -> str:
         return f"different images ({len(ra)} vs {len(rb)})"
     bits = sum(ra[i]["bits"] != rb[i]["bits"] for i in ra)
     dets = sum(ra[i]["detections"] != rb[i]["detections"] for i in ra)
-    others = sorted({k for i in ra for k in set(ra[i]) & set(rb[i]) if k not in ("bits", "detections") and ra[i][k] != rb[i][k]})
-    parts = [f"bits differ on {bits} images" if bits else "same bits", f"detections differ on {dets} images" if dets else "same detections"]
+    others = sorted(
+        {k for i in ra for k in set(ra[i]) & set(rb[i]) if k not in ("bits", "detections") and ra[i][k] != rb[i][k]}
+    )
+    parts = [
+        f"bits differ on {bits} images" if bits else "same bits",
+        f"detections differ on {dets} images" if dets else "same detections",
+    ]
     return ", ".join(parts) + (f", other fields differ: {others}" if others else "")
 
 

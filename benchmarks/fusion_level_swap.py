@@ -35,7 +35,15 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", [f"dataset.limit={args.images}", "pipeline=fusion_codec", f"pipeline.quality={args.quality}", *args.overrides])
+        cfg = compose(
+            "config",
+            [
+                f"dataset.limit={args.images}",
+                "pipeline=fusion_codec",
+                f"pipeline.quality={args.quality}",
+                *args.overrides,
+            ],
+        )
     torch.set_num_threads(cfg.threads)
     dataset = build_dataset(cfg.dataset, data_dir=Path(cfg.paths.data), progress=False)
     model = build_task_model(cfg.model)
@@ -57,8 +65,15 @@ def main() -> None:
             else:
                 swapped = variant.split()[0]
                 levels = {**feats.levels, swapped: decoded[swapped]}
-            detections[variant] += to_coco_results(sample.image_id, model.predict_from_features(feats.replace(levels)), label_map)
-    result = {"checkpoint": str(path), "images": len(dataset), "AP": {}, "relative_mse": {lv: sum(v) / len(v) for lv, v in rel_mse.items()}}
+            detections[variant] += to_coco_results(
+                sample.image_id, model.predict_from_features(feats.replace(levels)), label_map
+            )
+    result = {
+        "checkpoint": str(path),
+        "images": len(dataset),
+        "AP": {},
+        "relative_mse": {lv: sum(v) / len(v) for lv, v in rel_mse.items()},
+    }
     for variant in VARIANTS:
         evaluator = CocoEvaluator(dataset.coco_json, dataset.image_ids)
         evaluator.process([{}], [{"detections": detections[variant]}])

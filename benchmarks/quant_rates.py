@@ -58,7 +58,10 @@ def worker(images: int, repeats: int) -> dict[str, dict]:
                 codec.decode(data)
                 enc.append(t1 - t0)
                 dec.append(time.perf_counter() - t1)
-        times[f"n{n} z{z} {em}"] = {"encode_ms": 1e3 * statistics.median(enc), "decode_ms": 1e3 * statistics.median(dec)}
+        times[f"n{n} z{z} {em}"] = {
+            "encode_ms": 1e3 * statistics.median(enc),
+            "decode_ms": 1e3 * statistics.median(dec),
+        }
     return {"bytes": sizes, "ms_per_image": times}
 
 
@@ -77,13 +80,25 @@ def main() -> None:
     if args.compare:
         before, after = (json.loads(Path(f).read_text())["bytes"] for f in args.compare)
         ms = [json.loads(Path(f).read_text()).get("ms_per_image", {}) for f in args.compare]
-        print("| setting | before (bytes) | after (bytes) | change | encode / decode ms before | after |\n|---|---|---|---|---|---|")
+        print(
+            "| setting | before (bytes) | after (bytes) | change | encode / decode ms before | after |\n|---|---|---|---|---|---|"
+        )
         for k in before:
             t = [f"{m[k]['encode_ms']:.1f} / {m[k]['decode_ms']:.1f}" if k in m else "-" for m in ms]
-            print(f"| {k} | {before[k]:,} | {after[k]:,} | {100 * (after[k] / before[k] - 1):+.3f}% | {t[0]} | {t[1]} |")
+            print(
+                f"| {k} | {before[k]:,} | {after[k]:,} | {100 * (after[k] / before[k] - 1):+.3f}% | {t[0]} | {t[1]} |"
+            )
         return
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (args.pythonpath, str(ROOT)) if p)}
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--images", str(args.images), "--repeats", str(args.repeats)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        "--images",
+        str(args.images),
+        "--repeats",
+        str(args.repeats),
+    ]
     proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode:
         raise SystemExit(proc.stderr[-3000:])

@@ -42,5 +42,9 @@ def dequantize(codes: FeatureSet, ranges: dict[str, tuple[float, float]], *, bit
     out = {}
     for name, q in codes.items():
         lo, hi = ranges[name]
-        out[name] = q.to(torch.float32, copy=True).mul_((hi - lo) / peak).add_(lo) if hi > lo else torch.full(q.shape, lo, dtype=torch.float32)
+        out[name] = (
+            q.to(torch.float32, copy=True).mul_((hi - lo) / peak).add_(lo)
+            if hi > lo
+            else torch.full(q.shape, lo, dtype=torch.float32)
+        )
     return codes.replace(out)

@@ -31,7 +31,9 @@ from vcm_eval.utils.digest import image_digest
 from vcm_eval.vision.base import FeatureSet
 
 VTM_ENCODER, VTM_CFG, VTM_DECODER = (os.environ.get(f"VCM_EVAL_VTM_{k}", "") for k in ("ENCODER", "CFG", "DECODER"))
-needs_vtm = pytest.mark.skipif(not (VTM_ENCODER and VTM_CFG), reason="no VTM configured (set VCM_EVAL_VTM_ENCODER and VCM_EVAL_VTM_CFG)")
+needs_vtm = pytest.mark.skipif(
+    not (VTM_ENCODER and VTM_CFG), reason="no VTM configured (set VCM_EVAL_VTM_ENCODER and VCM_EVAL_VTM_CFG)"
+)
 LEGACY = str(MPEG_FFMPEG)
 
 
@@ -50,8 +52,28 @@ def payload(data: bytes) -> bytes:
 def mpeg_script_yuv(png: Path, tmp: Path) -> bytes:
     """MPEG's anchor script: pad filter to even sizes, then RGB -> 8-bit 4:2:0 (their exact arguments)."""
     padded, yuv = tmp / "pad.png", tmp / "in.yuv"
-    subprocess.run([LEGACY, "-y", "-loglevel", "error", "-i", str(png), "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", str(padded)], check=True)
-    subprocess.run([LEGACY, "-y", "-loglevel", "error", "-i", str(padded), "-f", "rawvideo", "-pix_fmt", "yuv420p", "-dst_range", "1", str(yuv)], check=True)
+    subprocess.run(
+        [LEGACY, "-y", "-loglevel", "error", "-i", str(png), "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", str(padded)],
+        check=True,
+    )
+    subprocess.run(
+        [
+            LEGACY,
+            "-y",
+            "-loglevel",
+            "error",
+            "-i",
+            str(padded),
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "yuv420p",
+            "-dst_range",
+            "1",
+            str(yuv),
+        ],
+        check=True,
+    )
     return yuv.read_bytes()
 
 
@@ -111,7 +133,10 @@ def test_vvenc_preset_offset_would_lower_the_qp(vvc: VvcEncoder, image: np.ndarr
 
 def test_feature_anchor_codes_the_configured_qp(vvc: VvcEncoder) -> None:
     rng = np.random.default_rng(0)
-    levels = {f"p{i}": torch.from_numpy(rng.normal(size=(8, 32 >> (i - 2), 64 >> (i - 2))).astype(np.float32)) for i in range(2, 6)}
+    levels = {
+        f"p{i}": torch.from_numpy(rng.normal(size=(8, 32 >> (i - 2), 64 >> (i - 2))).astype(np.float32))
+        for i in range(2, 6)
+    }
     feats = FeatureSet(levels, image_size=(128, 256), input_size=(128, 256))
     data = FeatureVvcCodec(vvc=vvc, qp=32).encode(feats)
     r = BitstreamReader(data, "feature_vvc")
@@ -126,7 +151,9 @@ def test_feature_anchor_codes_the_configured_qp(vvc: VvcEncoder) -> None:
 def shipped_copy(tmp_path: Path) -> Path:
     src = resolve_folder("anchors/vtm_image_anchor")
     if not (src / "manifest.csv").is_file():
-        pytest.fail("anchors/vtm_image_anchor/manifest.csv is missing: the shipped VTM anchor is part of the repository")
+        pytest.fail(
+            "anchors/vtm_image_anchor/manifest.csv is missing: the shipped VTM anchor is part of the repository"
+        )
     dst = tmp_path / "shipped"
     shutil.copytree(src, dst)
     return dst

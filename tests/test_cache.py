@@ -51,14 +51,20 @@ def image() -> np.ndarray:
 
 
 def same_features(a: FeatureSet, b: FeatureSet) -> bool:
-    return list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a) and (a.image_size, a.input_size) == (b.image_size, b.input_size)
+    return (
+        list(a) == list(b)
+        and all(torch.equal(a[k], b[k]) for k in a)
+        and (a.image_size, a.input_size) == (b.image_size, b.input_size)
+    )
 
 
 def same_instances(a: Instances, b: Instances) -> bool:
     return all(np.array_equal(getattr(a, f), getattr(b, f)) for f in ("boxes", "scores", "labels", "masks"))
 
 
-def test_cached_features_are_bit_identical_and_extracted_once(tmp_path: Path, model: TorchvisionRcnn, image: np.ndarray) -> None:
+def test_cached_features_are_bit_identical_and_extracted_once(
+    tmp_path: Path, model: TorchvisionRcnn, image: np.ndarray
+) -> None:
     fresh = model.features(image)
     cache = FeatureCache(root=tmp_path, model=model, max_gb=1)
     cold, warm = cache.features(image), cache.features(image)
@@ -130,7 +136,9 @@ print(cache.misses, cache.hits, float(feats["p2"].double().sum()), flush=True)
 def test_parallel_processes_extract_once(tmp_path: Path) -> None:
     code = PARALLEL.format(tiny=TINY)
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         for _ in range(2)
     ]
     try:
@@ -154,7 +162,12 @@ def test_bitstream_store_round_trip_and_corruption(tmp_path: Path) -> None:
     assert store.get(7) is None and not (tmp_path / "bitstreams").exists()
     store.put(7, StoredBitstream(b"\x31abc", 0.25, 0.5, {"raw_bits": 12}))
     got = store.get(7)
-    assert got is not None and (got.data, got.encode_s, got.features_s, got.extra) == (b"\x31abc", 0.25, 0.5, {"raw_bits": 12})
+    assert got is not None and (got.data, got.encode_s, got.features_s, got.extra) == (
+        b"\x31abc",
+        0.25,
+        0.5,
+        {"raw_bits": 12},
+    )
     assert (tmp_path / "bitstreams" / "7.bin").read_bytes() == b"\x31abc"
     (tmp_path / "bitstreams" / "7.bin").write_bytes(b"\x31ab")  # truncated
     with pytest.raises(CodecError, match=r"7\.bin is corrupt .*delete it"):
@@ -167,7 +180,9 @@ def test_bitstream_store_round_trip_and_corruption(tmp_path: Path) -> None:
     assert not list((tmp_path / "bitstreams").glob("*.tmp"))
 
 
-def test_pipelines_with_cache_and_store_match_fresh_ones(tmp_path: Path, model: TorchvisionRcnn, image: np.ndarray) -> None:
+def test_pipelines_with_cache_and_store_match_fresh_ones(
+    tmp_path: Path, model: TorchvisionRcnn, image: np.ndarray
+) -> None:
     sample = Sample(image_id=5, image=image, path=Path("x.png"))
     codec = NormalizedQuantizer(4, 1.0)
     plain = FeatureCodingPipeline(model=model, codec=codec, name="quant", params={})
@@ -180,7 +195,9 @@ def test_pipelines_with_cache_and_store_match_fresh_ones(tmp_path: Path, model: 
     second = cached.process(sample, bitstreams=store)  # decodes the stored bitstream
     assert store.reused == 1
     for r in (first, second):
-        assert (r.bits, r.pixels, r.extra) == (ref.bits, ref.pixels, ref.extra) and same_instances(r.instances, ref.instances)
+        assert (r.bits, r.pixels, r.extra) == (ref.bits, ref.pixels, ref.extra) and same_instances(
+            r.instances, ref.instances
+        )
     assert second.encode_s == first.encode_s and second.features_s == first.features_s
     assert ref.extra["symbol_bits"] > 0  # the codec's own report survives the round trip through the store
     unc = UncompressedPipeline(model=model, cache=FeatureCache(root=tmp_path, model=model, max_gb=1))
@@ -197,10 +214,20 @@ def records(run_dir: Path) -> dict[int, dict]:
 
 def test_sweep_shares_features_and_a_rerun_decodes_kept_bitstreams(tmp_path: Path, hydra_conf: None) -> None:
     common = [*SMALL_RUN, "pipeline=quant", f"paths.data={tmp_path / 'data'}", f"paths.cache={tmp_path / 'cache'}"]
-    rows = {z: run_single(compose_cfg([*common, f"pipeline.z={z}", f"paths.results={tmp_path / 'on'}"])) for z in (1.0, 2.0)}
+    rows = {
+        z: run_single(compose_cfg([*common, f"pipeline.z={z}", f"paths.results={tmp_path / 'on'}"])) for z in (1.0, 2.0)
+    }
     assert len(list((tmp_path / "cache").rglob("*.npz"))) == 2  # two images, features shared by both z
     off = run_single(
-        compose_cfg([*common, "pipeline.z=2.0", f"paths.results={tmp_path / 'off'}", "cache.features=false", "cache.bitstreams=false"])
+        compose_cfg(
+            [
+                *common,
+                "pipeline.z=2.0",
+                f"paths.results={tmp_path / 'off'}",
+                "cache.features=false",
+                "cache.bitstreams=false",
+            ]
+        )
     )
     on_dir, off_dir = Path(rows[2.0]["run_dir"]), Path(off["run_dir"])
     assert records(on_dir) == records(off_dir) and not (off_dir / "bitstreams").exists()

@@ -155,7 +155,9 @@ def d2_state() -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory: pytest.TempPathFactory, cs_cfg: RcnnConfig, d2_state: dict[str, np.ndarray]) -> TorchvisionRcnn:
+def converted(
+    tmp_path_factory: pytest.TempPathFactory, cs_cfg: RcnnConfig, d2_state: dict[str, np.ndarray]
+) -> TorchvisionRcnn:
     path = write_pkl(tmp_path_factory.mktemp("d2") / "model_final.pkl", d2_state)
     return TorchvisionRcnn(replace(cs_cfg, weights=str(path)))
 
@@ -166,7 +168,9 @@ def test_mapping_covers_every_key_both_ways(cs_cfg: RcnnConfig, d2_state: dict[s
     assert conv.unmapped == [] and conv.missing == [] and conv.shape_errors == []
     assert len(d2_state) == 307 and len(conv.state_dict) == len(d2_state)  # a bijection
     assert set(conv.state_dict) == {k for k in target if not k.endswith("num_batches_tracked")}
-    box_only = {k: v for k, v in target.items() if not k.startswith(("roi_heads.mask_head.", "roi_heads.mask_predictor."))}
+    box_only = {
+        k: v for k, v in target.items() if not k.startswith(("roi_heads.mask_head.", "roi_heads.mask_predictor."))
+    }
     left = unmapped_keys(d2_state, box_only)
     assert len(left) == 12 and all(k.startswith("roi_heads.mask_head.") for k in left)
     assert "not in the configured model" in left[0]
@@ -175,7 +179,9 @@ def test_mapping_covers_every_key_both_ways(cs_cfg: RcnnConfig, d2_state: dict[s
 def test_loaded_tensors_follow_torchvision_layout(converted: TorchvisionRcnn, d2_state: dict[str, np.ndarray]) -> None:
     sd = converted.model.state_dict()
     cls_w = d2_state["roi_heads.box_predictor.cls_score.weight"]
-    np.testing.assert_array_equal(sd["roi_heads.box_predictor.cls_score.weight"][0].numpy(), cls_w[-1])  # background first
+    np.testing.assert_array_equal(
+        sd["roi_heads.box_predictor.cls_score.weight"][0].numpy(), cls_w[-1]
+    )  # background first
     np.testing.assert_array_equal(sd["roi_heads.box_predictor.cls_score.weight"][1:].numpy(), cls_w[:-1])
     box_b = sd["roi_heads.box_predictor.bbox_pred.bias"].numpy()
     assert box_b.shape == (36,) and not box_b[:4].any()
@@ -183,16 +189,22 @@ def test_loaded_tensors_follow_torchvision_layout(converted: TorchvisionRcnn, d2
     mask_w = sd["roi_heads.mask_predictor.mask_fcn_logits.weight"].numpy()
     assert mask_w.shape == (9, 256, 1, 1) and not mask_w[0].any()
     np.testing.assert_array_equal(
-        sd["backbone.body.layer3.5.bn2.running_var"].numpy(), d2_state["backbone.bottom_up.res4.5.conv2.norm.running_var"]
+        sd["backbone.body.layer3.5.bn2.running_var"].numpy(),
+        d2_state["backbone.bottom_up.res4.5.conv2.norm.running_var"],
     )
-    np.testing.assert_array_equal(sd["backbone.fpn.inner_blocks.3.0.weight"].numpy(), d2_state["backbone.fpn_lateral5.weight"])
+    np.testing.assert_array_equal(
+        sd["backbone.fpn.inner_blocks.3.0.weight"].numpy(), d2_state["backbone.fpn_lateral5.weight"]
+    )
     body = converted.model.backbone.body
     assert body.layer2[0].conv1.stride == (2, 2) and body.layer2[0].conv2.stride == (1, 1)  # MSRA: stride in the 1x1
 
 
 def _frozen_bn(x: torch.Tensor, s: dict[str, torch.Tensor], p: str) -> torch.Tensor:
     scale = s[f"{p}.norm.weight"] / torch.sqrt(s[f"{p}.norm.running_var"] + 1e-5)
-    return x * scale[None, :, None, None] + (s[f"{p}.norm.bias"] - s[f"{p}.norm.running_mean"] * scale)[None, :, None, None]
+    return (
+        x * scale[None, :, None, None]
+        + (s[f"{p}.norm.bias"] - s[f"{p}.norm.running_mean"] * scale)[None, :, None, None]
+    )
 
 
 def reference_d2_backbone(
@@ -226,7 +238,9 @@ def reference_d2_backbone(
     return out
 
 
-def test_msra_resnet_fpn_matches_reference(converted: TorchvisionRcnn, cs_cfg: RcnnConfig, d2_state: dict[str, np.ndarray]) -> None:
+def test_msra_resnet_fpn_matches_reference(
+    converted: TorchvisionRcnn, cs_cfg: RcnnConfig, d2_state: dict[str, np.ndarray]
+) -> None:
     image = np.random.default_rng(3).integers(0, 256, (128, 256, 3), dtype=np.uint8)
     feats = converted.features(image)
     assert feats.input_size == (128, 256)
@@ -239,14 +253,20 @@ def test_msra_resnet_fpn_matches_reference(converted: TorchvisionRcnn, cs_cfg: R
         scale = float(ref[lv].abs().max())
         assert float((feats[lv] - ref[lv][0]).abs().max()) < 1e-4 * scale, lv
     # the MSRA layout matters: the same weights with torchvision's stride-in-3x3 compute something else
-    v15 = build_fpn_backbone(arch="resnet50", fpn_channels=256, widths=[], blocks=[], stem_width=0, stride_in_1x1=False, norm="frozen_bn")
-    v15.load_state_dict({k[len("backbone.") :]: v for k, v in converted.model.state_dict().items() if k.startswith("backbone.")})
+    v15 = build_fpn_backbone(
+        arch="resnet50", fpn_channels=256, widths=[], blocks=[], stem_width=0, stride_in_1x1=False, norm="frozen_bn"
+    )
+    v15.load_state_dict(
+        {k[len("backbone.") :]: v for k, v in converted.model.state_dict().items() if k.startswith("backbone.")}
+    )
     with torch.no_grad():
         p2 = v15(x)["0"][0]
     assert float((p2 - ref["p2"][0]).abs().max()) > 1e-2 * float(ref["p2"].abs().max())
 
 
-def _decode(deltas: torch.Tensor, boxes: torch.Tensor, weights: tuple[float, ...] = (10.0, 10.0, 5.0, 5.0)) -> torch.Tensor:
+def _decode(
+    deltas: torch.Tensor, boxes: torch.Tensor, weights: tuple[float, ...] = (10.0, 10.0, 5.0, 5.0)
+) -> torch.Tensor:
     """detectron2 Box2BoxTransform.apply_deltas (per box and class)."""
     w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     cx, cy = boxes[:, 0] + 0.5 * w, boxes[:, 1] + 0.5 * h
@@ -259,17 +279,23 @@ def _decode(deltas: torch.Tensor, boxes: torch.Tensor, weights: tuple[float, ...
     return torch.stack([pcx - 0.5 * pw, pcy - 0.5 * ph, pcx + 0.5 * pw, pcy + 0.5 * ph], dim=-1)
 
 
-def test_box_predictor_background_last_layout_matches_reference(converted: TorchvisionRcnn, d2_state: dict[str, np.ndarray]) -> None:
+def test_box_predictor_background_last_layout_matches_reference(
+    converted: TorchvisionRcnn, d2_state: dict[str, np.ndarray]
+) -> None:
     """detectron2's FastRCNNOutputLayers inference (softmax with background LAST, class-specific
     regression of 4K rows, clip, score > 0.05, per-class NMS 0.5, top 100) vs torchvision's
     RoIHeads with the converted predictor."""
     g = torch.Generator().manual_seed(0)
     n, (img_h, img_w) = 300, (128, 256)
     xy = torch.rand((n, 2), generator=g) * torch.tensor([200.0, 90.0])
-    proposals = torch.cat([xy, xy + 8 + torch.rand((n, 2), generator=g) * 40], dim=1).clamp(max=torch.tensor([img_w, img_h] * 2) - 1)
+    proposals = torch.cat([xy, xy + 8 + torch.rand((n, 2), generator=g) * 40], dim=1).clamp(
+        max=torch.tensor([img_w, img_h] * 2) - 1
+    )
     x = torch.relu(torch.randn((n, 1024), generator=g))
     s = {k: torch.from_numpy(v) for k, v in d2_state.items()}
-    scores = F.softmax(x @ s["roi_heads.box_predictor.cls_score.weight"].T + s["roi_heads.box_predictor.cls_score.bias"], dim=-1)[:, :-1]
+    scores = F.softmax(
+        x @ s["roi_heads.box_predictor.cls_score.weight"].T + s["roi_heads.box_predictor.cls_score.bias"], dim=-1
+    )[:, :-1]
     deltas = x @ s["roi_heads.box_predictor.bbox_pred.weight"].T + s["roi_heads.box_predictor.bbox_pred.bias"]
     boxes = _decode(deltas, proposals)
     boxes[..., 0::2] = boxes[..., 0::2].clamp(0, img_w)
@@ -285,7 +311,9 @@ def test_box_predictor_background_last_layout_matches_reference(converted: Torch
     assert len(keep) > 20
     np.testing.assert_allclose(tv_boxes[0].numpy(), b[keep].numpy(), atol=1e-3)
     np.testing.assert_allclose(tv_scores[0].numpy(), sc[keep].numpy(), rtol=1e-5)
-    np.testing.assert_array_equal(tv_labels[0].numpy(), idx[keep, 1].numpy() + 1)  # d2 class c = torchvision label c + 1
+    np.testing.assert_array_equal(
+        tv_labels[0].numpy(), idx[keep, 1].numpy() + 1
+    )  # d2 class c = torchvision label c + 1
 
 
 def test_mask_head_matches_reference(converted: TorchvisionRcnn, d2_state: dict[str, np.ndarray]) -> None:
@@ -295,8 +323,14 @@ def test_mask_head_matches_reference(converted: TorchvisionRcnn, d2_state: dict[
     s = {k: torch.from_numpy(v) for k, v in d2_state.items()}
     y = x
     for i in range(1, 5):
-        y = F.relu(F.conv2d(y, s[f"roi_heads.mask_head.mask_fcn{i}.weight"], s[f"roi_heads.mask_head.mask_fcn{i}.bias"], padding=1))
-    y = F.relu(F.conv_transpose2d(y, s["roi_heads.mask_head.deconv.weight"], s["roi_heads.mask_head.deconv.bias"], stride=2))
+        y = F.relu(
+            F.conv2d(
+                y, s[f"roi_heads.mask_head.mask_fcn{i}.weight"], s[f"roi_heads.mask_head.mask_fcn{i}.bias"], padding=1
+            )
+        )
+    y = F.relu(
+        F.conv_transpose2d(y, s["roi_heads.mask_head.deconv.weight"], s["roi_heads.mask_head.deconv.bias"], stride=2)
+    )
     logits = F.conv2d(y, s["roi_heads.mask_head.predictor.weight"], s["roi_heads.mask_head.predictor.bias"])
     ref = logits[torch.arange(5), labels - 1].sigmoid()
     heads = converted.model.roi_heads
@@ -311,7 +345,9 @@ def test_4conv1fc_box_head_maps_and_matches_reference() -> None:
     head = FastRCNNConvFCHead((256, 7, 7), [256] * 4, [1024])
     target = {f"roi_heads.box_head.{k}": v for k, v in head.state_dict().items()}
     shapes: Shapes = [
-        (f"roi_heads.box_head.conv{i}.{p}", (256, 256, 3, 3) if p == "weight" else (256,)) for i in range(1, 5) for p in ("weight", "bias")
+        (f"roi_heads.box_head.conv{i}.{p}", (256, 256, 3, 3) if p == "weight" else (256,))
+        for i in range(1, 5)
+        for p in ("weight", "bias")
     ]
     shapes += [("roi_heads.box_head.fc1.weight", (1024, 256 * 49)), ("roi_heads.box_head.fc1.bias", (1024,))]
     d2 = random_d2_state(shapes, seed=6)
@@ -322,7 +358,9 @@ def test_4conv1fc_box_head_maps_and_matches_reference() -> None:
     s = {k: torch.from_numpy(v) for k, v in d2.items()}
     y = x
     for i in range(1, 5):
-        y = F.relu(F.conv2d(y, s[f"roi_heads.box_head.conv{i}.weight"], s[f"roi_heads.box_head.conv{i}.bias"], padding=1))
+        y = F.relu(
+            F.conv2d(y, s[f"roi_heads.box_head.conv{i}.weight"], s[f"roi_heads.box_head.conv{i}.bias"], padding=1)
+        )
     ref = F.relu(F.linear(y.flatten(1), s["roi_heads.box_head.fc1.weight"], s["roi_heads.box_head.fc1.bias"]))
     with torch.no_grad():
         torch.testing.assert_close(head(x), ref, rtol=1e-4, atol=1e-4)
@@ -347,9 +385,13 @@ def test_aligned_pooler_is_roialignv2_with_fpn_level_rule() -> None:
     assert levels.tolist() == [0, 0, 1, 3, 2]
     for i, lvl in enumerate(levels.tolist()):
         roi = torch.cat([torch.zeros(1), boxes[i]])[None]
-        ref = roi_align(feats[str(lvl)], roi, (7, 7), spatial_scale=1.0 / 2 ** (lvl + 2), sampling_ratio=0, aligned=True)
+        ref = roi_align(
+            feats[str(lvl)], roi, (7, 7), spatial_scale=1.0 / 2 ** (lvl + 2), sampling_ratio=0, aligned=True
+        )
         torch.testing.assert_close(got[i], ref[0])
-        unaligned = roi_align(feats[str(lvl)], roi, (7, 7), spatial_scale=1.0 / 2 ** (lvl + 2), sampling_ratio=0, aligned=False)
+        unaligned = roi_align(
+            feats[str(lvl)], roi, (7, 7), spatial_scale=1.0 / 2 ** (lvl + 2), sampling_ratio=0, aligned=False
+        )
         assert not torch.allclose(got[i], unaligned[0])
 
 
@@ -404,7 +446,8 @@ def test_unmapped_and_mismatched_checkpoints_fail_with_the_keys(
     extra = {**d2_state, "roi_heads.keypoint_head.conv_fcn1.weight": np.zeros((512, 256, 3, 3), np.float32)}
     path = write_pkl(tmp_path / "extra.pkl", extra)
     with pytest.raises(
-        CheckpointError, match=r"ignore_unmapped_weights=true to skip them\): \['roi_heads\.keypoint_head\.conv_fcn1\.weight"
+        CheckpointError,
+        match=r"ignore_unmapped_weights=true to skip them\): \['roi_heads\.keypoint_head\.conv_fcn1\.weight",
     ):
         load_weights(path, cs_cfg, target)
     state = load_weights(path, replace(cs_cfg, ignore_unmapped_weights=True), target)
@@ -434,7 +477,9 @@ def test_pth_and_torchvision_state_dicts_load(
     torch.save(target, tv)
     from_tv = load_weights(tv, cs_cfg, target)  # auto: torchvision key names
     torch.testing.assert_close(from_tv["rpn.head.conv.0.0.weight"], target["rpn.head.conv.0.0.weight"], rtol=0, atol=0)
-    box_only = {k: v for k, v in target.items() if not k.startswith(("roi_heads.mask_head.", "roi_heads.mask_predictor."))}
+    box_only = {
+        k: v for k, v in target.items() if not k.startswith(("roi_heads.mask_head.", "roi_heads.mask_predictor."))
+    }
     with pytest.raises(CheckpointError, match="roi_heads.mask_head.0.0.weight"):
         load_weights(tv, replace(cs_cfg, with_masks=False), box_only)
 
@@ -460,7 +505,9 @@ def test_detectron2_backend_without_detectron2_says_how_to_get_it() -> None:
     from vcm_eval.vision.registry import build_task_model
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["model=cityscapes_mask_rcnn_r50_fpn", f"model._target_={DETECTRON2}"])
+        cfg = compose(
+            config_name="config", overrides=["model=cityscapes_mask_rcnn_r50_fpn", f"model._target_={DETECTRON2}"]
+        )
     with pytest.raises(ConfigError, match="needs detectron2.*leave model._target_ at its default"):
         build_task_model(cfg.model)
 
@@ -489,7 +536,12 @@ def test_both_backends_give_the_same_detections(tmp_path: Path, d2_state: dict[s
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
             cfg = compose(
                 config_name="config",
-                overrides=["model=cityscapes_mask_rcnn_r50_fpn", f"model.weights={path}", f"model._target_={BACKENDS[backend]}", *SMALL],
+                overrides=[
+                    "model=cityscapes_mask_rcnn_r50_fpn",
+                    f"model.weights={path}",
+                    f"model._target_={BACKENDS[backend]}",
+                    *SMALL,
+                ],
             )
         model = build_task_model(cfg.model)
         feats = model.features(image)
@@ -506,13 +558,24 @@ def test_both_backends_give_the_same_detections(tmp_path: Path, d2_state: dict[s
 
 
 def test_buffers_detectron2_skips_are_accepted_and_reported(
-    tmp_path: Path, cs_cfg: RcnnConfig, converted: TorchvisionRcnn, d2_state: dict[str, np.ndarray], caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    cs_cfg: RcnnConfig,
+    converted: TorchvisionRcnn,
+    d2_state: dict[str, np.ndarray],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     target = converted.model.state_dict()
     cells = {f"proposal_generator.anchor_generator.cell_anchors.{i}": np.zeros((3, 4), np.float32) for i in range(5)}
-    older = {**d2_state, **cells, "pixel_mean": np.array([103.53, 116.28, 123.675], np.float32), "pixel_std": np.ones(3, np.float32)}
+    older = {
+        **d2_state,
+        **cells,
+        "pixel_mean": np.array([103.53, 116.28, 123.675], np.float32),
+        "pixel_std": np.ones(3, np.float32),
+    }
     with caplog.at_level("INFO", logger="vcm_eval.vision.d2_weights"):
-        state = load_weights(write_pkl(tmp_path / "older.pkl", older), cs_cfg, target)  # no ignore_unmapped_weights needed
+        state = load_weights(
+            write_pkl(tmp_path / "older.pkl", older), cs_cfg, target
+        )  # no ignore_unmapped_weights needed
     assert set(state) == set(target)
     assert "skipped 5 buffers" in caplog.text and "cell_anchors.4" in caplog.text
     for k, v in target.items():

@@ -29,7 +29,12 @@ H, W = 96, 192
 # city, sequence, frame; instances: (instanceIds value, y0, y1, x0, x1)
 CITY_IMAGES: list[tuple[str, int, int, list[tuple[int, int, int, int, int]]]] = [
     ("frankfurt", 0, 294, [(26000, 40, 80, 10, 60), (26001, 50, 90, 120, 170), (24000, 10, 60, 70, 90)]),
-    ("frankfurt", 1, 19, [(24000, 30, 80, 20, 40), (33000, 50, 90, 60, 110), (29000, 5, 30, 150, 185), (24, 5, 25, 100, 140)]),
+    (
+        "frankfurt",
+        1,
+        19,
+        [(24000, 30, 80, 20, 40), (33000, 50, 90, 60, 110), (29000, 5, 30, 150, 185), (24, 5, 25, 100, 140)],
+    ),
     ("lindau", 0, 19, [(28000, 20, 80, 30, 130), (25000, 30, 70, 140, 160)]),
 ]
 
@@ -65,7 +70,13 @@ def _gt_records(coco_json: Path, drop_every: int = 0) -> list[dict[str, Any]]:
     records = []
     for im in coco["images"]:
         dets = [
-            {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0, "segmentation": a["segmentation"]}
+            {
+                "image_id": a["image_id"],
+                "category_id": a["category_id"],
+                "bbox": a["bbox"],
+                "score": 1.0,
+                "segmentation": a["segmentation"],
+            }
             for a in coco["annotations"]
             if a["image_id"] == im["id"] and not a["iscrowd"]
         ]
@@ -73,7 +84,15 @@ def _gt_records(coco_json: Path, drop_every: int = 0) -> list[dict[str, Any]]:
             dets = dets[::drop_every]
         pixels = im["height"] * im["width"]
         records.append(
-            {"image_id": im["id"], "bits": 8, "pixels": pixels, "encode_s": 0.0, "decode_s": 0.0, "task_s": 0.0, "detections": dets}
+            {
+                "image_id": im["id"],
+                "bits": 8,
+                "pixels": pixels,
+                "encode_s": 0.0,
+                "decode_s": 0.0,
+                "task_s": 0.0,
+                "detections": dets,
+            }
         )
     return records
 
@@ -144,7 +163,10 @@ def write_coco(root: Path, split: str = "val2017") -> Path:
     (root / split).mkdir(parents=True)
     (root / "annotations").mkdir()
     rng = np.random.default_rng(1)
-    cats = [{"id": 1, "name": "person", "supercategory": "person"}, {"id": 3, "name": "car", "supercategory": "vehicle"}]
+    cats = [
+        {"id": 1, "name": "person", "supercategory": "person"},
+        {"id": 3, "name": "car", "supercategory": "vehicle"},
+    ]
     boxes = {
         139: [(1, 10, 10, 60, 90), (3, 80, 40, 150, 100)],
         285: [(3, 5, 20, 100, 70)],
@@ -197,8 +219,26 @@ def _polygon_gt_as_rle_records(coco_json: Path) -> list[dict[str, Any]]:
                 continue
             rle = mask_utils.merge(mask_utils.frPyObjects(a["segmentation"], im["height"], im["width"]))
             rle["counts"] = rle["counts"].decode("ascii")
-            dets.append({"image_id": im["id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0, "segmentation": rle})
-        records.append({"image_id": im["id"], "bits": 0, "pixels": 1, "encode_s": 0.0, "decode_s": 0.0, "task_s": 0.0, "detections": dets})
+            dets.append(
+                {
+                    "image_id": im["id"],
+                    "category_id": a["category_id"],
+                    "bbox": a["bbox"],
+                    "score": 1.0,
+                    "segmentation": rle,
+                }
+            )
+        records.append(
+            {
+                "image_id": im["id"],
+                "bits": 0,
+                "pixels": 1,
+                "encode_s": 0.0,
+                "decode_s": 0.0,
+                "task_s": 0.0,
+                "detections": dets,
+            }
+        )
     return records
 
 
@@ -228,18 +268,24 @@ def test_coco_wrong_root_names_the_layout(tmp_path: Path) -> None:
 
 
 def test_presets_compose_with_user_paths(hydra_conf: None, cs_root: Path, tmp_path: Path) -> None:
-    cfg = compose_cfg(["dataset=cityscapes", f"dataset.root={cs_root}", "model=cityscapes_mask_rcnn_r50_fpn", "model.weights=/w.pkl"])
+    cfg = compose_cfg(
+        ["dataset=cityscapes", f"dataset.root={cs_root}", "model=cityscapes_mask_rcnn_r50_fpn", "model.weights=/w.pkl"]
+    )
     assert cfg.dataset.kind == "cityscapes" and cfg.model.min_size == 1024 and cfg.model.max_size == 2048
     assert list(cfg.model.class_names) == [c["name"] for c in instance_categories()]
     assert cfg.model.image_mean == [103.53, 116.28, 123.675] and cfg.model.input_format == "BGR"
     ds = build_dataset(cfg.dataset, data_dir=tmp_path, progress=False)
     assert len(ds) == 3
-    coco = compose_cfg(["dataset=coco", "dataset.root=/data/coco", "model=coco_faster_rcnn_r50_fpn", "model.weights=/w.pkl"])
+    coco = compose_cfg(
+        ["dataset=coco", "dataset.root=/data/coco", "model=coco_faster_rcnn_r50_fpn", "model.weights=/w.pkl"]
+    )
     assert coco.dataset.split == "val2017" and coco.model.min_size == 800 and coco.model.max_size == 1333
     assert len(coco.model.class_names) == 80 and coco.model.with_masks is False
 
 
-@pytest.mark.parametrize(("kind", "foreign"), [("synthetic", "annotations=x.json"), ("coco", "seed=1"), ("cityscapes", "images=/x")])
+@pytest.mark.parametrize(
+    ("kind", "foreign"), [("synthetic", "annotations=x.json"), ("coco", "seed=1"), ("cityscapes", "images=/x")]
+)
 def test_each_dataset_kind_refuses_another_kinds_field(hydra_conf: None, kind: str, foreign: str) -> None:
     """One schema per kind: a field of another kind fails at composition, it is not silently ignored."""
     from hydra.errors import ConfigCompositionException

@@ -18,7 +18,9 @@ SMALL = [
 ]  # fmt: skip
 
 
-def test_auto_resolves_to_the_cpu_here_and_reuses_its_run(hydra_conf: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_auto_resolves_to_the_cpu_here_and_reuses_its_run(
+    hydra_conf: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: auto means cuda here (test_fusion_bitstream_decodes_on_either_device covers it)")
     paths = [f"paths.results={tmp_path / 'results'}", f"paths.data={tmp_path / 'data'}"]

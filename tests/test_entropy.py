@@ -30,7 +30,9 @@ from vcm_eval.errors import CodecError
 from vcm_eval.vision.base import FeatureSet
 
 
-def _round_trip(symbols: np.ndarray, n: int, model: str, chunk_log2: int = 12, threads: int = 1) -> tuple[np.ndarray, str, int]:
+def _round_trip(
+    symbols: np.ndarray, n: int, model: str, chunk_log2: int = 12, threads: int = 1
+) -> tuple[np.ndarray, str, int]:
     coded = encode_symbols(symbols, n, model=model, chunk_log2=chunk_log2, threads=threads)
     w = BitstreamWriter("quant")
     w.raw(coded.payload)
@@ -87,7 +89,9 @@ def test_edge_shapes_round_trip(shape: tuple[int, int, int], model: str) -> None
     coded = encode_symbols(symbols, 4, model=model, chunk_log2=10)
     w = BitstreamWriter("quant")
     w.raw(coded.payload)
-    np.testing.assert_array_equal(decode_symbols(BitstreamReader(w.getvalue(), "quant"), shape, 4, chunk_log2=10), symbols)
+    np.testing.assert_array_equal(
+        decode_symbols(BitstreamReader(w.getvalue(), "quant"), shape, 4, chunk_log2=10), symbols
+    )
 
 
 def test_encoder_quotients_are_exact_at_the_extremes() -> None:
@@ -95,7 +99,15 @@ def test_encoder_quotients_are_exact_at_the_extremes() -> None:
     freq = np.array([1, 2, 3, 5, 7, 255, 4097, 40961, 65521, 65535, 65536], dtype=np.int64)
     _, _, _, inv = rans.flat_tables(np.zeros_like(freq), freq)
     for f, i in zip(freq, inv):
-        q = np.unique(np.concatenate([np.arange(1, 1000), (1 << 32) - np.arange(1, 1000), np.random.default_rng(int(f)).integers(1, 1 << 32, 10_000)]))
+        q = np.unique(
+            np.concatenate(
+                [
+                    np.arange(1, 1000),
+                    (1 << 32) - np.arange(1, 1000),
+                    np.random.default_rng(int(f)).integers(1, 1 << 32, 10_000),
+                ]
+            )
+        )
         for x in (q * f, q * f + f - 1, np.minimum(q * f + f // 2, (f << 32) - 1)):
             np.testing.assert_array_equal((x.astype(np.float64) * i).astype(np.int64), x // f)
 
@@ -130,6 +142,7 @@ def test_context_counts_match_a_numpy_count(room: int) -> None:
 
 def test_counts_of_fewer_neighbours_are_marginals_of_the_richer_ones() -> None:
     symbols = _smooth_symbols(4, (5, 20, 30))
+
     def counts(neighbours: int) -> np.ndarray:
         out = np.zeros(num_contexts(4, neighbours) * 4, dtype=np.int64)
         rans.context_counts(symbols, 0, 5, 4, context_weights(neighbours, 4), out)
@@ -215,9 +228,15 @@ def test_compiled_symbol_rule_equals_the_readable_one_at_the_boundaries(t: float
 
 def test_quantizers_give_the_same_bytes_for_any_thread_count() -> None:
     gen = torch.Generator().manual_seed(0)
-    levels = {k: torch.randn(24, h, w, generator=gen).cumsum(1).cumsum(2) for k, h, w in (("p2", 40, 56), ("p3", 20, 28), ("p4", 10, 14), ("p5", 5, 7), ("p6", 3, 4))}
+    levels = {
+        k: torch.randn(24, h, w, generator=gen).cumsum(1).cumsum(2)
+        for k, h, w in (("p2", 40, 56), ("p3", 20, 28), ("p4", 10, 14), ("p5", 5, 7), ("p6", 3, 4))
+    }
     f = FeatureSet(levels=levels, image_size=(160, 224), input_size=(160, 224))
-    for codec in (lambda th: NormalizedQuantizer(4, 1.0, centroids="level", chunk_log2=11, threads=th), lambda th: Uniform8bitQuantizer(threads=th)):
+    for codec in (
+        lambda th: NormalizedQuantizer(4, 1.0, centroids="level", chunk_log2=11, threads=th),
+        lambda th: Uniform8bitQuantizer(threads=th),
+    ):
         one, two = codec(1), codec(2)
         data = one.encode(f)
         assert two.encode(f) == data
@@ -226,7 +245,15 @@ def test_quantizers_give_the_same_bytes_for_any_thread_count() -> None:
 
 
 def test_old_format_streams_are_refused_with_the_reason() -> None:
-    data = bytearray(Uniform8bitQuantizer().encode(FeatureSet(levels={k: torch.ones(2, 3, 3) for k in ("p2", "p3", "p4", "p5", "p6")}, image_size=(8, 8), input_size=(8, 8))))
+    data = bytearray(
+        Uniform8bitQuantizer().encode(
+            FeatureSet(
+                levels={k: torch.ones(2, 3, 3) for k in ("p2", "p3", "p4", "p5", "p6")},
+                image_size=(8, 8),
+                input_size=(8, 8),
+            )
+        )
+    )
     data[0] = (data[0] & 0xF0) | 1  # format 1: the anti-diagonal CompressAI coder
     with pytest.raises(CodecError, match="format 1.*re-encode"):
         NormalizedQuantizer(4, 1.0).decode(bytes(data))
@@ -247,5 +274,20 @@ def test_branch_free_renormalization_writes_and_reads_the_same_words(neighbours:
     np.testing.assert_array_equal(words[0], words[1])
     for decode in (rans.decode, rans.decode_branchless):
         back = np.zeros_like(symbols)
-        assert decode(words[0], 0, 20, 4, weights, start, freq, end, back, np.empty((0, 4), np.float32), np.empty((0, 0, 0), np.float32)) == 0
+        assert (
+            decode(
+                words[0],
+                0,
+                20,
+                4,
+                weights,
+                start,
+                freq,
+                end,
+                back,
+                np.empty((0, 4), np.float32),
+                np.empty((0, 0, 0), np.float32),
+            )
+            == 0
+        )
         np.testing.assert_array_equal(back, symbols)

@@ -15,7 +15,13 @@ from vcm_eval.metrics.coco_eval import CocoEvaluator
 def _gt_as_results(root: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     coco = json.loads((root / "annotations" / "instances_val.json").read_text())
     res = [
-        {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0, "segmentation": a["segmentation"]}
+        {
+            "image_id": a["image_id"],
+            "category_id": a["category_id"],
+            "bbox": a["bbox"],
+            "score": 1.0,
+            "segmentation": a["segmentation"],
+        }
         for a in coco["annotations"]
     ]
     return coco, res
@@ -24,7 +30,10 @@ def _gt_as_results(root: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 def _cityscapes(root: Path, coco: dict[str, Any], results: list[dict[str, Any]]) -> float:
     ev = CityscapesEvaluator(root / "gtFine" / "val", {c["id"]: c["cityscapes_id"] for c in coco["categories"]})
     for im in coco["images"]:
-        ev.process([{"image_id": im["id"], "file_name": root / im["file_name"]}], [{"detections": [r for r in results if r["image_id"] == im["id"]]}])
+        ev.process(
+            [{"image_id": im["id"], "file_name": root / im["file_name"]}],
+            [{"detections": [r for r in results if r["image_id"] == im["id"]]}],
+        )
     return ev.evaluate()["cityscapes"]["AP"]
 
 

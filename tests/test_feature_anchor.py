@@ -27,14 +27,18 @@ from vcm_eval.vision.torchvision_rcnn import RcnnConfig, resolve_weights
 ZOO = resolve_weights(RcnnConfig().weights or "")
 
 
-def smooth_pyramid(channels: int = 16, height: int = 16, width: int = 24, *, image_size: tuple[int, int] = (64, 96)) -> FeatureSet:
+def smooth_pyramid(
+    channels: int = 16, height: int = 16, width: int = 24, *, image_size: tuple[int, int] = (64, 96)
+) -> FeatureSet:
     """Small FPN-like levels p2..p6 (halving, rounding up): smooth maps plus a little noise."""
     g = torch.Generator().manual_seed(1)
     levels, h, w = {}, height, width
     for name in LEVELS:
         yy, xx = torch.meshgrid(torch.linspace(0, 3, h), torch.linspace(0, 3, w), indexing="ij")
         phase = torch.rand(channels, 1, 1, generator=g) * 6
-        levels[name] = torch.sin(xx + phase) * torch.cos(yy - phase) * 2 + 0.05 * torch.randn(channels, h, w, generator=g)
+        levels[name] = torch.sin(xx + phase) * torch.cos(yy - phase) * 2 + 0.05 * torch.randn(
+            channels, h, w, generator=g
+        )
         h, w = -(-h // 2), -(-w // 2)
     return FeatureSet(levels=levels, image_size=image_size, input_size=(4 * height, 4 * width))
 
@@ -104,7 +108,9 @@ def test_monochrome_and_420_streams_both_decode(vvc: VvcEncoder) -> None:
         outs[chroma] = codec.decode(data)
         payload = data[codec.report(feats, data)["header_bytes"] :]
         # the decoder reads the format from the header; decoding the 4:0:0 stream as luma-only frames must fit exactly
-        layout = plan_layout({k: feats.shapes()[k] for k in ("p2", "p3", "p4", "p5")}, image_size=(64, 96), input_size=(64, 96))
+        layout = plan_layout(
+            {k: feats.shapes()[k] for k in ("p2", "p3", "p4", "p5")}, image_size=(64, 96), input_size=(64, 96)
+        )
         picture = vvc.decode(payload, layout.height, layout.width, chroma=chroma)
         assert picture.y.shape == (layout.height, layout.width)
     for name in outs["400"]:
@@ -134,7 +140,9 @@ def test_bad_input_raises(vvc: VvcEncoder) -> None:
     with pytest.raises(CodecError, match="level p3 has 1 NaN/inf"):
         codec.encode(broken)
     with pytest.raises(CodecError, match=r"lack levels \['p6'\]"):
-        FeatureVvcCodec(vvc=vvc, qp=32, levels="p2-p6").encode(feats.replace({k: v for k, v in feats.items() if k != "p6"}))
+        FeatureVvcCodec(vvc=vvc, qp=32, levels="p2-p6").encode(
+            feats.replace({k: v for k, v in feats.items() if k != "p6"})
+        )
     # truncated or foreign streams: tests/test_codec_contract.py and tests/test_fuzz.py
     with pytest.raises(ConfigError, match="levels='p3-p5' is unknown; use one of \\['p2-p5', 'p2-p6'\\]"):
         FeatureVvcCodec(vvc=vvc, qp=32, levels="p3-p5")
@@ -181,7 +189,12 @@ def test_low_qp_map_within_one_point_of_uncompressed(hydra_conf: None, tmp_path:
     """
     from vcm_eval.engine.run import run_single
 
-    common = [f"dataset.root={tmp_path / 'synthetic'}", "dataset.size=12", f"paths.results={tmp_path / 'results'}", "progress=false"]
+    common = [
+        f"dataset.root={tmp_path / 'synthetic'}",
+        "dataset.size=12",
+        f"paths.results={tmp_path / 'results'}",
+        "progress=false",
+    ]
     ref = run_single(compose_cfg(["pipeline=uncompressed", *common]))
     coded = run_single(compose_cfg(["pipeline=feature_anchor", "pipeline.qp=12", "pipeline.levels=p2-p5", *common]))
     assert ref["segm_AP"] > 10.0  # the trained model detects something, so the comparison means something

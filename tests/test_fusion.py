@@ -42,7 +42,9 @@ def _loud(features: FeatureSet, gain: float = 40.0) -> FeatureSet:
 
 
 @pytest.mark.parametrize("size", [(256, 512), (203, 333), (100, 70)])
-def test_round_trip_equals_the_models_own_forward(task_model: TorchvisionRcnn, codec: FusionFeatureCodec, size: tuple[int, int]) -> None:
+def test_round_trip_equals_the_models_own_forward(
+    task_model: TorchvisionRcnn, codec: FusionFeatureCodec, size: tuple[int, int]
+) -> None:
     image = scene_for(SyntheticSpec(), "val", 2).image[: size[0], : size[1]]
     feats = _loud(task_model.features(image))
     data = codec.encode(feats)
@@ -96,10 +98,14 @@ def test_checkpoints_load_weights_only_with_their_own_architecture(tmp_path: Pat
     assert meta["lmbda"] == 1.0
     x = [torch.randn(1, 256, 64 // 2**k, 64 // 2**k) for k in range(4)]
     with torch.inference_mode():
-        np.testing.assert_allclose(model(x)["levels"][0].numpy(), copy.deepcopy(codec.model).half().float()(x)["levels"][0].numpy(), atol=1e-5)
+        np.testing.assert_allclose(
+            model(x)["levels"][0].numpy(), copy.deepcopy(codec.model).half().float()(x)["levels"][0].numpy(), atol=1e-5
+        )
     with pytest.raises(CheckpointError, match="latent_channels: wanted 32 vs checkpoint 64"):
         zoo.load(path, FusionArchConfig(latent_channels=32))  # training from it with another architecture
-    other = FusionArchConfig(channels=16, latent_channels=24, hyper_channels=16, latent_stride=32, decoder="parallel", entropy_model="gmm")
+    other = FusionArchConfig(
+        channels=16, latent_channels=24, hyper_channels=16, latent_stride=32, decoder="parallel", entropy_model="gmm"
+    )
     zoo.save(tmp_path / "other.pt", zoo.build_model(other), other, meta={})
     built, _ = zoo.load(tmp_path / "other.pt")  # evaluation: the architecture the file names
     assert type(built.g_s).__name__ == "ParallelFusionDecoder" and built.latent_stride_in_p2 == 8
@@ -158,6 +164,8 @@ def test_training_loss_weights_levels_and_counts_real_likelihood_bits() -> None:
     for bad in ([1.0, 1.0], [1.0, -1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]):
         with pytest.raises(ConfigError, match="level_weights"):
             rate_distortion(model, levels, 2.0, bad)
+
+
 def test_task_aware_loss_measures_the_error_through_the_frozen_rpn(task_model: TorchvisionRcnn) -> None:
     """rpn_distortion: zero for a perfect reconstruction, added with task_weight, gradients reach only the codec."""
     from vcm_eval.codecs.fusion.train import frozen_rpn_head, rate_distortion, rpn_distortion
@@ -174,5 +182,3 @@ def test_task_aware_loss_measures_the_error_through_the_frozen_rpn(task_model: T
     aware["loss"].backward()
     assert all(p.grad is None for p in head.parameters())  # the task network stays frozen
     assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in model.g_s.parameters())
-
-

@@ -34,7 +34,9 @@ def _layer(module: str) -> int:
     for i, names in enumerate(LAYERS):
         if top in names:
             return i
-    raise AssertionError(f"{module} belongs to no layer of tests/test_layering.py; add its package to LAYERS (and docs/architecture.md)")
+    raise AssertionError(
+        f"{module} belongs to no layer of tests/test_layering.py; add its package to LAYERS (and docs/architecture.md)"
+    )
 
 
 def _module_name(path: Path) -> str:
@@ -65,9 +67,13 @@ def test_no_module_imports_a_higher_layer(path: Path) -> None:
         if target == "vcm_eval" or _is_schema(target):
             continue
         if _is_schema(source):
-            assert _layer(target) == 0, f"{source} is a config schema and imports {target}: schemas import only schemas and utils"
+            assert _layer(target) == 0, (
+                f"{source} is a config schema and imports {target}: schemas import only schemas and utils"
+            )
         else:
-            assert _layer(target) <= _layer(source), f"{source} (layer {_layer(source)}) imports {target} (layer {_layer(target)})"
+            assert _layer(target) <= _layer(source), (
+                f"{source} (layer {_layer(source)}) imports {target} (layer {_layer(target)})"
+            )
 
 
 @pytest.mark.parametrize("module", ["vcm_eval.config", "vcm_eval.data.datasets", "vcm_eval.report.report"])

@@ -116,7 +116,9 @@ def test_a_shipped_stream_that_fails_its_md5_is_refused(
         shipped.read(stream)
 
 
-def test_make_anchors_needs_qps_and_a_vtm_encoder(hydra_conf: None, tmp_path: Path, synth_root: Path, vtm: Path) -> None:
+def test_make_anchors_needs_qps_and_a_vtm_encoder(
+    hydra_conf: None, tmp_path: Path, synth_root: Path, vtm: Path
+) -> None:
     with pytest.raises(ConfigError, match="qps is empty"):
         make_anchors(_cfg(tmp_path, vtm, synth_root, "[]"))  # type: ignore[arg-type]
     cfg = compose(config_name="make_anchors", overrides=[f"dataset.root={synth_root}", "qps=[47]"])

@@ -103,8 +103,13 @@ def test_difficult_boxes(
 ) -> None:
     # per_image_evaluation_test.py: SingleClassTpFpWithDifficultBoxesTest
     s, w = match_class(
-        DIFFICULT_DETS, DIFFICULT_SCORES, DIFFICULT_GT, np.zeros(2, bool), group_of_weight=0.0,
-        gt_difficult=np.array(difficult), det_masks=DETS_MASKS if masks else None,
+        DIFFICULT_DETS,
+        DIFFICULT_SCORES,
+        DIFFICULT_GT,
+        np.zeros(2, bool),
+        group_of_weight=0.0,
+        gt_difficult=np.array(difficult),
+        det_masks=DETS_MASKS if masks else None,
         gt_masks=DIFFICULT_GT_MASKS if masks else None,
     )
     np.testing.assert_array_equal(s, _f(*scores))
@@ -141,8 +146,13 @@ def test_group_of_boxes(
 ) -> None:
     # per_image_evaluation_test.py: SingleClassTpFpWithGroupOfBoxesTest and ...TestWeighted
     s, w = match_class(
-        GROUP_DETS, GROUP_SCORES, GROUP_GT, np.array(group_of), group_of_weight=weight,
-        det_masks=DETS_MASKS if masks else None, gt_masks=GROUP_GT_MASKS if masks else None,
+        GROUP_DETS,
+        GROUP_SCORES,
+        GROUP_GT,
+        np.array(group_of),
+        group_of_weight=weight,
+        det_masks=DETS_MASKS if masks else None,
+        gt_masks=GROUP_GT_MASKS if masks else None,
     )
     np.testing.assert_array_equal(s, _f(*scores))
     np.testing.assert_array_equal(w, _f(*labels))
@@ -164,8 +174,13 @@ def test_no_difficult_boxes(
 ) -> None:
     # per_image_evaluation_test.py: SingleClassTpFpNoDifficultBoxesTest
     s, w = match_class(
-        DIFFICULT_DETS, DIFFICULT_SCORES, np.array(gt, dtype=float), np.zeros(len(gt), bool), group_of_weight=0.0,
-        det_masks=DETS_MASKS if gt_mask else None, gt_masks=[_rle(m) for m in gt_mask] if gt_mask else None,
+        DIFFICULT_DETS,
+        DIFFICULT_SCORES,
+        np.array(gt, dtype=float),
+        np.zeros(len(gt), bool),
+        group_of_weight=0.0,
+        det_masks=DETS_MASKS if gt_mask else None,
+        gt_masks=[_rle(m) for m in gt_mask] if gt_mask else None,
         iou_threshold=threshold,
     )
     np.testing.assert_array_equal(s, _f(0.8, 0.6, 0.5))
@@ -192,8 +207,13 @@ def test_boxes_without_masks(
     # per_image_evaluation_test.py: SingleClassTpFpEmptyMaskAndBoxesTest (the second box has an empty mask)
     det_boxes = np.array([[0, 0, 2, 3], [0, 0, 2, 2]] if dets[1] is MASK_B else [[0, 0, 2, 3]] * 2, dtype=float)
     s, w = match_class(
-        det_boxes, _f(0.6, 0.8), np.array(gt, dtype=float), np.zeros(2, bool), group_of_weight=0.0,
-        det_masks=[_rle(m) for m in dets], gt_masks=[_rle(MASK_A), _rle(ZERO)],
+        det_boxes,
+        _f(0.6, 0.8),
+        np.array(gt, dtype=float),
+        np.zeros(2, bool),
+        group_of_weight=0.0,
+        det_masks=[_rle(m) for m in dets],
+        gt_masks=[_rle(MASK_A), _rle(ZERO)],
     )
     np.testing.assert_array_equal(s, _f(*scores))
     np.testing.assert_array_equal(w, _f(*labels))
@@ -202,12 +222,22 @@ def test_boxes_without_masks(
 def test_taken_box_leaves_a_false_positive_and_ties_sort_as_the_reference() -> None:
     # per_image_evaluation.py, compute_match_iou: a detection whose best box is taken stays a false positive even
     # when a free box overlaps it at IoU 0.875 (no fall-back to the second best)
-    s, w = match_class(_f(0, 0, 10, 10, 0, 0, 10, 10.5).reshape(2, 4), _f(0.9, 0.8),
-                       _f(0, 0, 10, 10, 0, 0, 10, 12).reshape(2, 4), np.zeros(2, bool), group_of_weight=1.0)
+    s, w = match_class(
+        _f(0, 0, 10, 10, 0, 0, 10, 10.5).reshape(2, 4),
+        _f(0.9, 0.8),
+        _f(0, 0, 10, 10, 0, 0, 10, 12).reshape(2, 4),
+        np.zeros(2, bool),
+        group_of_weight=1.0,
+    )
     np.testing.assert_array_equal(w, _f(1, 0))
     # np_box_list_ops.sort_by_field: np.argsort(scores)[::-1], so of two equal scores the later detection is first
-    s, w = match_class(_f(0, 0, 10, 10, 50, 50, 60, 60).reshape(2, 4), _f(0.5, 0.5),
-                       _f(0, 0, 10, 10).reshape(1, 4), np.zeros(1, bool), group_of_weight=1.0)
+    s, w = match_class(
+        _f(0, 0, 10, 10, 50, 50, 60, 60).reshape(2, 4),
+        _f(0.5, 0.5),
+        _f(0, 0, 10, 10).reshape(1, 4),
+        np.zeros(1, bool),
+        group_of_weight=1.0,
+    )
     np.testing.assert_array_equal(w, _f(0, 1))
     pr = precision_recall(s, w, 1)  # metrics.py ranks with the same argsort: the true positive comes first again
     assert pr is not None and average_precision(*pr) == 1.0
@@ -240,18 +270,36 @@ def _xyxy(yx: list[list[float]]) -> np.ndarray:
     return np.array(yx, dtype=float).reshape(-1, 4)[:, [1, 0, 3, 2]]
 
 
-def _image(boxes: list[list[float]], labels: list[str], group_of: list[bool], verified: dict[str, bool],
-           size: tuple[int, int] = (1000, 1000), masks: list[dict[str, Any]] | None = None) -> OidImageTruth:
-    return OidImageTruth(boxes=_xyxy(boxes), labels=labels, group_of=np.array(group_of, dtype=bool),
-                         verified=verified, height=size[0], width=size[1], masks=masks)
+def _image(
+    boxes: list[list[float]],
+    labels: list[str],
+    group_of: list[bool],
+    verified: dict[str, bool],
+    size: tuple[int, int] = (1000, 1000),
+    masks: list[dict[str, Any]] | None = None,
+) -> OidImageTruth:
+    return OidImageTruth(
+        boxes=_xyxy(boxes),
+        labels=labels,
+        group_of=np.array(group_of, dtype=bool),
+        verified=verified,
+        height=size[0],
+        width=size[1],
+        masks=masks,
+    )
 
 
-def _dets(image_id: int, boxes: list[list[float]], classes: list[int], scores: list[float],
-          masks: list[Any] | None = None) -> list[dict[str, Any]]:
+def _dets(
+    image_id: int, boxes: list[list[float]], classes: list[int], scores: list[float], masks: list[Any] | None = None
+) -> list[dict[str, Any]]:
     out = []
     for k, (y0, x0, y1, x1) in enumerate(boxes):
-        d: dict[str, Any] = {"image_id": image_id, "category_id": classes[k], "bbox": [x0, y0, x1 - x0, y1 - y0],
-                             "score": scores[k]}
+        d: dict[str, Any] = {
+            "image_id": image_id,
+            "category_id": classes[k],
+            "bbox": [x0, y0, x1 - x0, y1 - y0],
+            "score": scores[k],
+        }
         if masks is not None:
             d["segmentation"] = _rle(masks[k])
         out.append(d)
@@ -269,10 +317,18 @@ def _detection_case(ancestors: dict[str, tuple[str, ...]] | None = None) -> tupl
     truth = OidTruthSet(
         label_map=OidLabelMap(mids=(CAT, DOG, ELEPHANT), names=("cat", "dog", "elephant")),
         images={
-            1: _image([[0, 0, 1, 1], [0, 0, 2, 2], [0, 0, 3, 3]], [CAT, ELEPHANT, CAT], [False, False, True],
-                      {CAT: True, DOG: False, ELEPHANT: True}),
-            2: _image([[10, 10, 11, 11], [500, 500, 510, 510], [10, 10, 12, 12]], [CAT, CAT, ELEPHANT],
-                      [False, False, True], {}),
+            1: _image(
+                [[0, 0, 1, 1], [0, 0, 2, 2], [0, 0, 3, 3]],
+                [CAT, ELEPHANT, CAT],
+                [False, False, True],
+                {CAT: True, DOG: False, ELEPHANT: True},
+            ),
+            2: _image(
+                [[10, 10, 11, 11], [500, 500, 510, 510], [10, 10, 12, 12]],
+                [CAT, CAT, ELEPHANT],
+                [False, False, True],
+                {},
+            ),
             3: _image([[0, 0, 1, 1]], [DOG], [False], {}),
         },
         category_to_mid={1: CAT, 2: DOG, 3: ELEPHANT},
@@ -280,8 +336,12 @@ def _detection_case(ancestors: dict[str, tuple[str, ...]] | None = None) -> tupl
     )
     dets = {
         1: _dets(1, [[10, 10, 11, 11], [100, 100, 120, 120]], [2, 2], [0.7, 0.8]),
-        2: _dets(2, [[10, 10, 11, 11], [100, 100, 120, 120], [100, 100, 220, 220], [10, 10, 11, 11]],
-                 [1, 1, 2, 3], [0.7, 0.8, 0.5, 0.9]),
+        2: _dets(
+            2,
+            [[10, 10, 11, 11], [100, 100, 120, 120], [100, 100, 220, 220], [10, 10, 11, 11]],
+            [1, 1, 2, 3],
+            [0.7, 0.8, 0.5, 0.9],
+        ),
         3: _dets(3, [[0, 0, 1, 1]], [2], [0.5]),
     }
     return truth, dets
@@ -294,8 +354,11 @@ def test_challenge_detection_values() -> None:
     ev = OidChallengeEvaluator(truth=truth, task="bbox", group_of_weight=0.5)
     out = _run(ev, dets)
     assert set(out) == {"oic"} and set(out["oic"]) == {"AP50"}
-    assert ev.per_class_ap == {DOG: pytest.approx(100 / 3, abs=1e-12), ELEPHANT: pytest.approx(100 / 3, abs=1e-12),
-                               CAT: pytest.approx(100 * 0.5 / 3.5, abs=1e-12)}
+    assert ev.per_class_ap == {
+        DOG: pytest.approx(100 / 3, abs=1e-12),
+        ELEPHANT: pytest.approx(100 / 3, abs=1e-12),
+        CAT: pytest.approx(100 * 0.5 / 3.5, abs=1e-12),
+    }
     assert out["oic"]["AP50"] == pytest.approx(100 * (1 / 3 + 1 / 3 + 1 / 7) / 3, abs=1e-12)
     assert out["oic"]["AP50"] == pytest.approx(26.9841269, abs=1e-6)  # the reference's published 0.269841269
 
@@ -306,15 +369,26 @@ def _segm_case() -> tuple[OidTruthSet, dict[int, Any]]:
     truth = OidTruthSet(
         label_map=OidLabelMap(mids=(CAT, DOG), names=("cat", "dog")),
         images={
-            1: _image([[0, 0, 1, 1], [0, 0, 2, 2], [0, 0, 3, 3]], [CAT, DOG, CAT], [False, False, True],
-                      {CAT: True, DOG: True, ELEPHANT: True}, size=(3, 4), masks=[_rle(one), _rle(ZERO), _rle(ZERO)]),
+            1: _image(
+                [[0, 0, 1, 1], [0, 0, 2, 2], [0, 0, 3, 3]],
+                [CAT, DOG, CAT],
+                [False, False, True],
+                {CAT: True, DOG: True, ELEPHANT: True},
+                size=(3, 4),
+                masks=[_rle(one), _rle(ZERO), _rle(ZERO)],
+            ),
             3: _image([[0, 0, 1, 1]], [DOG], [False], {}, size=(3, 4), masks=[_rle(one)]),
         },
         category_to_mid={1: CAT, 2: DOG},
     )
     dets = {
-        1: _dets(1, [[0, 0, 2, 2], [2, 2, 3, 3]], [2, 1], [0.7, 0.8],
-                 masks=[[[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0]], ZERO]),
+        1: _dets(
+            1,
+            [[0, 0, 2, 2], [2, 2, 3, 3]],
+            [2, 1],
+            [0.7, 0.8],
+            masks=[[[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0]], ZERO],
+        ),
         3: _dets(3, [[0, 0, 1, 1]], [2], [0.5], masks=[one]),
     }
     return truth, dets
@@ -353,8 +427,10 @@ def test_verified_negative_is_false_positive_unverified_is_ignored() -> None:
     dets = {1: _dets(1, [[0, 0, 10, 10]], [2], [0.5]), 2: _dets(2, [[0, 0, 10, 10]], [2], [0.9])}
 
     def dog_ap(verified_on_2: dict[str, bool]) -> float:
-        images = {1: _image([[0, 0, 10, 10]], [DOG], [False], {DOG: True}),
-                  2: _image([[50, 50, 60, 60]], [CAT], [False], verified_on_2)}
+        images = {
+            1: _image([[0, 0, 10, 10]], [DOG], [False], {DOG: True}),
+            2: _image([[50, 50, 60, 60]], [CAT], [False], verified_on_2),
+        }
         ev = OidChallengeEvaluator(truth=OidTruthSet(label_map, images, {1: CAT, 2: DOG}), task="bbox")
         _run(ev, dets)
         return ev.per_class_ap[DOG]

@@ -79,7 +79,9 @@ def test_feature_codecs_count_every_byte(rows: dict[str, dict]) -> None:
         assert "header_bytes" not in rec and len(rec["features_sha256"]) == 16
 
 
-def test_the_report_writes_mpeg_cttc_and_refuses_a_missing_point(rows: dict[str, dict], tmp_path: Path, hydra_conf: None) -> None:
+def test_the_report_writes_mpeg_cttc_and_refuses_a_missing_point(
+    rows: dict[str, dict], tmp_path: Path, hydra_conf: None
+) -> None:
     from vcm_eval.report.report import run_report
 
     results = Path(rows["uncompressed"]["run_dir"]).parents[3]

@@ -67,13 +67,24 @@ def tiny(seed: int = 0, shapes: dict[str, tuple[int, int, int]] | None = None, s
 
 def test_cityscapes_sizes_match_the_paper() -> None:
     shapes = fpn_shapes(*CITYSCAPES)
-    assert shapes == {"p2": (256, 256, 512), "p3": (256, 128, 256), "p4": (256, 64, 128), "p5": (256, 32, 64), "p6": (256, 16, 32)}
+    assert shapes == {
+        "p2": (256, 256, 512),
+        "p3": (256, 128, 256),
+        "p4": (256, 64, 128),
+        "p5": (256, 32, 64),
+        "p6": (256, 16, 32),
+    }
     n = num_values(shapes)
     assert n == 44_695_552
     img = image_bits(*CITYSCAPES)
     assert kbytes(img) == 6144
-    assert kbytes(representation_bits(shapes, 32)) == 174_592 and truncate2(representation_bits(shapes, 32) / img) == 28.41
-    assert kbytes(Uniform8bitQuantizer().raw_bits(shapes)) == 43_648 and truncate2(Uniform8bitQuantizer().raw_bits(shapes) / img) == 7.10
+    assert (
+        kbytes(representation_bits(shapes, 32)) == 174_592 and truncate2(representation_bits(shapes, 32) / img) == 28.41
+    )
+    assert (
+        kbytes(Uniform8bitQuantizer().raw_bits(shapes)) == 43_648
+        and truncate2(Uniform8bitQuantizer().raw_bits(shapes) / img) == 7.10
+    )
     two_bit = NormalizedQuantizer(4, 1.5).raw_bits(shapes)
     assert kbytes(two_bit) == 10_912 and truncate2(two_bit / img) == 1.77
     assert NormalizedQuantizer(3, 1.0).raw_bits(shapes) == two_bit  # ceil(log2 3) = 2 bits
@@ -114,7 +125,21 @@ def test_anchor_table3_rows_and_ratios() -> None:
 @pytest.mark.parametrize("t", [0.5, 1.0, 1.5, 2.0])
 def test_four_symbol_boundaries(t: float) -> None:
     below, above = np.nextafter(-t, -np.inf), np.nextafter(-t, np.inf)
-    values = np.array([-1e9, below, -t, above, np.nextafter(0.0, -1.0), -0.0, 0.0, np.nextafter(t, 0), t, np.nextafter(t, np.inf), 1e9])
+    values = np.array(
+        [
+            -1e9,
+            below,
+            -t,
+            above,
+            np.nextafter(0.0, -1.0),
+            -0.0,
+            0.0,
+            np.nextafter(t, 0),
+            t,
+            np.nextafter(t, np.inf),
+            1e9,
+        ]
+    )
     paper = np.array([1, 1, 2, 2, 2, 3, 3, 3, 3, 4, 4])  # the paper's symbols 1..4
     np.testing.assert_array_equal(assign_symbols(values, thresholds(4, t)), paper - 1)
 
@@ -185,9 +210,13 @@ def test_coded_size_is_bounded_by_raw_plus_side_info(feats: FeatureSet) -> None:
         data = q.encode(feats)
         stats = q.stream_stats(data)
         assert 8 * len(data) == stats.symbol_bits + stats.side_bits
-        framing = sum(8 * (1 + varint_len(math.ceil(math.prod(s) * bits_per_symbol(n) / 8))) for s in feats.shapes().values())
+        framing = sum(
+            8 * (1 + varint_len(math.ceil(math.prod(s) * bits_per_symbol(n) / 8))) for s in feats.shapes().values()
+        )
         assert stats.symbol_bits <= stats.raw_bits + framing
-        side_bound = 8 * (64 + sum(2 * s[0] * 2 + s[0] * n * 2 for s in feats.shapes().values()))  # header, mu, sigma, centroids
+        side_bound = 8 * (
+            64 + sum(2 * s[0] * 2 + s[0] * n * 2 for s in feats.shapes().values())
+        )  # header, mu, sigma, centroids
         assert stats.side_bits <= side_bound
         assert stats.symbol_bits < 0.75 * stats.raw_bits  # the context model does compress these features
 
@@ -268,11 +297,16 @@ def test_bad_parameters_are_config_errors(n: int, z: float, kwargs: dict, match:
         NormalizedQuantizer(n, z, **kwargs)
 
 
-@pytest.mark.parametrize("n, z, centroids", [(4, 1.5, "channel"), (3, 0.5, "level"), (2, 1.0, "channel"), (6, 2.0, "channel")])
+@pytest.mark.parametrize(
+    "n, z, centroids", [(4, 1.5, "channel"), (3, 0.5, "level"), (2, 1.0, "channel"), (6, 2.0, "channel")]
+)
 def test_quantized_level_equals_the_methods_formulas_in_numpy(n: int, z: float, centroids: str) -> None:
     # channels far from 0 with a small spread (the one-sweep variance must not cancel) and a constant one
     gen = np.random.default_rng(n)
-    x = (gen.standard_normal((6, 17, 23)) * np.array([1.0, 0.01, 3.0, 1e-3, 1.0, 0.0])[:, None, None] + np.array([0.0, 5.0, -2.0, 300.0, 1.0, 7.0])[:, None, None])
+    x = (
+        gen.standard_normal((6, 17, 23)) * np.array([1.0, 0.01, 3.0, 1e-3, 1.0, 0.0])[:, None, None]
+        + np.array([0.0, 5.0, -2.0, 300.0, 1.0, 7.0])[:, None, None]
+    )
     x[1, 0, 0] = 50.0  # the shift of the one-sweep variance is the first value: here an outlier
     x = x.astype(np.float32)
     q = NormalizedQuantizer(n, z, side_dtype="float32", centroids=centroids).quantize_level("p2", torch.from_numpy(x))
@@ -280,7 +314,11 @@ def test_quantized_level_equals_the_methods_formulas_in_numpy(n: int, z: float, 
     mu, sigma = values.mean(axis=(1, 2)), values.std(axis=(1, 2))
     np.testing.assert_allclose(q.mu, mu.astype(np.float32), rtol=1e-6, atol=0)
     np.testing.assert_allclose(q.sigma, sigma.astype(np.float32), rtol=1e-5, atol=0)
-    normalized = np.where(q.sigma[:, None, None] > 0, (values - q.mu[:, None, None]) / np.where(q.sigma > 0, q.sigma, 1)[:, None, None], 0.0)
+    normalized = np.where(
+        q.sigma[:, None, None] > 0,
+        (values - q.mu[:, None, None]) / np.where(q.sigma > 0, q.sigma, 1)[:, None, None],
+        0.0,
+    )
     symbols = assign_symbols(normalized, thresholds(n, z))
     np.testing.assert_array_equal(q.symbols, symbols)
     rows = np.arange(6)[:, None, None] if centroids == "channel" else np.zeros((6, 1, 1), dtype=int)
@@ -370,7 +408,10 @@ def test_quant_table_has_the_paper_layout(tmp_path: Path) -> None:
             [{"pixels": px, "raw_bits": 2 * values, "values": values}],
         ),
         _fake_run(
-            tmp_path, "q8", {"pipeline": "quant8", "segm_AP": 39.0, "bpp": 16.1}, [{"pixels": px, "raw_bits": 8 * values, "values": values}]
+            tmp_path,
+            "q8",
+            {"pipeline": "quant8", "segm_AP": 39.0, "bpp": 16.1},
+            [{"pixels": px, "raw_bits": 8 * values, "values": values}],
         ),
         {"pipeline": "uncompressed", "segm_AP": 40.0, "bpp": float("nan")},
         {"pipeline": "image_anchor", "qp": 32, "segm_AP": 35.0, "bpp": 0.5},
@@ -416,11 +457,18 @@ def test_cli_sweep_end_to_end(tmp_path: Path, hydra_conf: None) -> None:
     # the report command writes the same table beside its others (no second CLI)
     from vcm_eval.report.report import run_report
 
-    report_overrides = [f"report.runs={tmp_path}/res", f"report.output={tmp_path}/report", "report.plot=false", "report.anchor=quant8"]
+    report_overrides = [
+        f"report.runs={tmp_path}/res",
+        f"report.output={tmp_path}/report",
+        "report.plot=false",
+        "report.anchor=quant8",
+    ]
     result = run_report(compose(config_name="report", overrides=report_overrides))
     written = pd.read_csv(tmp_path / "report" / "quant_table.csv")
     assert tmp_path / "report" / "quant_table.md" in result.files
-    expected = pd.read_csv(io.StringIO(quant_table(rows, metric="segm_AP").to_csv(index=False)))  # through CSV like the file
+    expected = pd.read_csv(
+        io.StringIO(quant_table(rows, metric="segm_AP").to_csv(index=False))
+    )  # through CSV like the file
     pd.testing.assert_frame_equal(written, expected)
 
 
@@ -462,5 +510,7 @@ def test_static_model_from_the_quantizers_own_counts_is_the_counted_one(feats: F
     for k in LEVELS:
         level = q.quantize_level(k, feats[k])
         counted = encode_symbols(level.symbols, 4, model="static", chunk_log2=q.chunk_log2)
-        given = encode_symbols(level.symbols, 4, model="static", chunk_log2=q.chunk_log2, histogram=level.counts.sum(axis=0))
+        given = encode_symbols(
+            level.symbols, 4, model="static", chunk_log2=q.chunk_log2, histogram=level.counts.sum(axis=0)
+        )
         assert given.payload == counted.payload and counted.mode == "static"

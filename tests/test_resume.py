@@ -28,11 +28,36 @@ SWEEP = [
     "model.rpn_pre_nms_top_n_test=200", "model.rpn_post_nms_top_n_test=100", "model.detections_per_img=20",
     f"dataset.size={IMAGES}", "dataset.height=128", "dataset.width=256", "workers=1", "threads=1", "progress=false",
 ]  # fmt: skip
-COMPARED = ["pipeline", "curve", "qp", "bpp", "bpp_mean", "kbytes_per_image", "bbox_AP", "bbox_AP50", "segm_AP", "segm_AP50", "cityscapes_AP", "cityscapes_AP50", "images", "records", "setup"]
+COMPARED = [
+    "pipeline",
+    "curve",
+    "qp",
+    "bpp",
+    "bpp_mean",
+    "kbytes_per_image",
+    "bbox_AP",
+    "bbox_AP50",
+    "segm_AP",
+    "segm_AP50",
+    "cityscapes_AP",
+    "cityscapes_AP50",
+    "images",
+    "records",
+    "setup",
+]
 
 
 def sweep_cmd(results: Path, data: Path) -> list[str]:
-    return [sys.executable, "-m", "vcm_eval", "-m", *SWEEP, f"paths.results={results}", f"paths.data={data}", f"hydra.sweep.dir={results}/hydra"]
+    return [
+        sys.executable,
+        "-m",
+        "vcm_eval",
+        "-m",
+        *SWEEP,
+        f"paths.results={results}",
+        f"paths.data={data}",
+        f"hydra.sweep.dir={results}/hydra",
+    ]
 
 
 def complete_lines(path: Path) -> int:
@@ -48,14 +73,18 @@ def test_killed_sweep_resumes_to_the_same_table(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
     # the same sweep, killed (SIGKILL: no cleanup) once the second run has recorded an image
-    proc = subprocess.Popen(sweep_cmd(cut, data), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        sweep_cmd(cut, data), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, start_new_session=True
+    )
     victim = None
     try:
         deadline = time.monotonic() + 900
         while victim is None and time.monotonic() < deadline and proc.poll() is None:
             files = list(cut.rglob("records.jsonl"))
             if any((f.parent / "metrics.json").exists() for f in files):  # the first run is done
-                victim = next((f for f in files if not (f.parent / "metrics.json").exists() and complete_lines(f) >= 1), None)
+                victim = next(
+                    (f for f in files if not (f.parent / "metrics.json").exists() and complete_lines(f) >= 1), None
+                )
             time.sleep(0.02)
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
@@ -78,7 +107,9 @@ def test_killed_sweep_resumes_to_the_same_table(tmp_path: Path) -> None:
     assert victim.read_bytes().startswith(before)  # recorded images kept, not recomputed
     assert complete_lines(victim) == IMAGES and recorded_ids(victim) == set(range(IMAGES))
     prov = json.loads((victim.parent / "provenance.json").read_text())
-    assert prov["records_at_start"] == kept and len(prov["history"]) == 1 and prov["history"][0]["records_at_start"] == 0
+    assert (
+        prov["records_at_start"] == kept and len(prov["history"]) == 1 and prov["history"][0]["records_at_start"] == 0
+    )
     assert prov["libvvenc"] != "unknown" and prov["git_commit"]
 
     tables = [load_runs(find_runs(str(r))[0])[0][COMPARED].reset_index(drop=True) for r in (whole, cut)]
@@ -118,7 +149,12 @@ def test_parallel_runs_generate_the_synthetic_split_once(tmp_path: Path) -> None
         "import sys; from pathlib import Path; from vcm_eval.data.synthetic import SyntheticSpec, write_split\n"
         "print(write_split(Path(sys.argv[1]), SyntheticSpec(height=64, width=128), 'val', 6, progress=False))"
     )
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], [o[1][-1000:] for o in outs]
     coco = json.loads((tmp_path / "annotations" / "instances_val.json").read_text())
@@ -135,9 +171,14 @@ def test_launcher_configs_compose(hydra_conf: None) -> None:
     try:
         import hydra_plugins.hydra_submitit_launcher  # noqa: F401
     except ImportError:  # the [cluster] extra is not installed: a one-line hint, not a traceback
-        assert missing_launcher(["vcm_eval", "-m", "hydra/launcher=slurm"]) == "hydra/launcher=slurm needs the submitit launcher: pip install 'vcm_eval[cluster]' (hydra-submitit-launcher)"
+        assert (
+            missing_launcher(["vcm_eval", "-m", "hydra/launcher=slurm"])
+            == "hydra/launcher=slurm needs the submitit launcher: pip install 'vcm_eval[cluster]' (hydra-submitit-launcher)"
+        )
         return
-    cfg = compose("config", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=cpu"], return_hydra_config=True)
+    cfg = compose(
+        "config", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=cpu"], return_hydra_config=True
+    )
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.partition == "cpu"
     assert missing_launcher(["vcm_eval", "-m", "hydra/launcher=slurm"]) is None
 
@@ -156,13 +197,24 @@ def test_submitit_local_sweep_with_a_killed_job_reruns_to_the_same_table(tmp_pat
     done = subprocess.run(cmd(whole), capture_output=True, text=True, env=env, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert list((whole / "hydra" / ".submitit").iterdir()), "the jobs ran through submitit"
-    proc = subprocess.Popen(cmd(cut), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd(cut), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True
+    )
     victim = None
     deadline = time.monotonic() + 900
     while victim is None and time.monotonic() < deadline and proc.poll() is None:
-        victim = next((f for f in cut.rglob("records.jsonl") if complete_lines(f) >= 1 and not (f.parent / "metrics.json").exists()), None)
+        victim = next(
+            (
+                f
+                for f in cut.rglob("records.jsonl")
+                if complete_lines(f) >= 1 and not (f.parent / "metrics.json").exists()
+            ),
+            None,
+        )
         time.sleep(0.02)
-    subprocess.run(["pkill", "-9", "-f", str(cut)], check=False)  # the launcher and every job: their command lines name the sweep dir
+    subprocess.run(
+        ["pkill", "-9", "-f", str(cut)], check=False
+    )  # the launcher and every job: their command lines name the sweep dir
     proc.wait(timeout=60)
     assert victim is not None, "the sweep ended before a job could be killed half way"
     assert complete_lines(victim) < IMAGES

@@ -67,7 +67,11 @@ COMPARED = [
 
 
 def cli(
-    args: list[str], *, env: dict[str, str] | None = None, preexec: Callable[[], None] | None = None, timeout: float = 600
+    args: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    preexec: Callable[[], None] | None = None,
+    timeout: float = 600,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "vcm_eval", *args], capture_output=True, text=True, cwd=ROOT, env={**os.environ, **(env or {})},
@@ -99,7 +103,15 @@ def tiny(tmp: Path, data: Path) -> list[str]:
 def sweep(results: Path, tmp: Path, data: Path) -> list[str]:
     """The 8-bit feature codec with two side-info types (large bitstreams: kills land in writes),
     two images in flight at once (workers=2)."""
-    head = [sys.executable, "-m", "vcm_eval", "-m", "pipeline=quant8", "pipeline.side_dtype=float32,float16", "workers=2"]
+    head = [
+        sys.executable,
+        "-m",
+        "vcm_eval",
+        "-m",
+        "pipeline=quant8",
+        "pipeline.side_dtype=float32,float16",
+        "workers=2",
+    ]
     return [*head, *tiny(tmp, data), f"paths.results={results}"]
 
 
@@ -139,7 +151,9 @@ def test_sweep_killed_at_random_points_ends_with_the_same_table(tmp_path: Path, 
     seed = int(os.environ.get("VCM_ROBUSTNESS_SEED", "8"))
     rng = random.Random(seed)
     whole, cut = tmp_path / "whole", tmp_path / "cut"
-    done = subprocess.run(sweep(whole, tmp_path / "w", data), cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
+    done = subprocess.run(
+        sweep(whole, tmp_path / "w", data), cwd=ROOT, capture_output=True, text=True, timeout=900, check=False
+    )
     assert done.returncode == 0, done.stderr[-3000:]
 
     cmd = sweep(cut, tmp_path / "c", data)
@@ -156,7 +170,10 @@ def test_sweep_killed_at_random_points_ends_with_the_same_table(tmp_path: Path, 
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
     assert again.returncode == 0, f"seed {seed}: {again.stderr[-3000:]}"
 
-    tables = [load_runs(find_runs(str(r))[0])[0][COMPARED].sort_values("side_dtype").reset_index(drop=True) for r in (whole, cut)]
+    tables = [
+        load_runs(find_runs(str(r))[0])[0][COMPARED].sort_values("side_dtype").reset_index(drop=True)
+        for r in (whole, cut)
+    ]
     assert len(tables[0]) == 2
     pd.testing.assert_frame_equal(tables[0], tables[1])
     assert records_without_timings(whole) == records_without_timings(cut), f"seed {seed}"
@@ -187,7 +204,12 @@ def limit_file_size() -> None:
 def can_mount(tmp: Path) -> bool:
     probe = tmp / "probe"
     probe.mkdir()
-    ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)], capture_output=True, check=False).returncode == 0
+    ok = (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)], capture_output=True, check=False
+        ).returncode
+        == 0
+    )
     if ok:
         subprocess.run(["umount", str(probe)], check=False)
     return ok
@@ -223,7 +245,9 @@ def error_cases(tmp: Path, data: Path) -> dict[str, Case]:
     (tmp / "a_file").write_text("nothing can be written below a file")
     below_file = tmp / "a_file" / "x"
     cases = {
-        "unknown key": Case(["pipeline=image_anchor", "pipeline.qq=3"], "unknown config key 'pipeline.qq'; valid keys: name, qp"),
+        "unknown key": Case(
+            ["pipeline=image_anchor", "pipeline.qq=3"], "unknown config key 'pipeline.qq'; valid keys: name, qp"
+        ),
         "unknown top-level key": Case(["pipeline=quant8", "treads=1"], "unknown config key 'treads'"),
         "wrong type": Case(["pipeline=quant", "pipeline.z=abc"], "bad value for pipeline.z"),
         "unknown option": Case(["pipeline=quantt"], "Could not find 'pipeline/quantt'; valid options: feature_anchor"),
@@ -233,20 +257,33 @@ def error_cases(tmp: Path, data: Path) -> dict[str, Case]:
         "n_symbols out of range": Case(["pipeline=quant", "pipeline.n_symbols=1"], "n_symbols=1 is out of range"),
         "workers": Case(["pipeline=quant8", "workers=0"], "workers=0 must both be >= 1"),
         "missing ffmpeg": Case(["pipeline=image_anchor", f"vvc.ffmpeg={tmp / 'no-ffmpeg'}"], "ffmpeg binary"),
-        "no bundled ffmpeg": Case(["pipeline=feature_anchor"], "cannot run ffmpeg", env={"IMAGEIO_FFMPEG_EXE": str(tmp / "gone")}),
+        "no bundled ffmpeg": Case(
+            ["pipeline=feature_anchor"], "cannot run ffmpeg", env={"IMAGEIO_FFMPEG_EXE": str(tmp / "gone")}
+        ),
         "wrong-architecture task checkpoint": Case(
             ["pipeline=quant8", f"model.weights={ckpt['task']}"], "does not match the configured model (backbone.widths"
         ),
-        "garbage checkpoint": Case(["pipeline=quant8", f"model.weights={ckpt['junk']}"], "cannot read task model checkpoint"),
+        "garbage checkpoint": Case(
+            ["pipeline=quant8", f"model.weights={ckpt['junk']}"], "cannot read task model checkpoint"
+        ),
         "unknown-architecture fusion checkpoint": Case(
-            ["pipeline=fusion_codec", f"pipeline.checkpoint={ckpt['fusion']}"], "names an architecture this vcm_eval cannot build (arch.decoder='spiral' is unknown"
+            ["pipeline=fusion_codec", f"pipeline.checkpoint={ckpt['fusion']}"],
+            "names an architecture this vcm_eval cannot build (arch.decoder='spiral' is unknown",
         ),
         "corrupt image": Case(["pipeline=quant8"], "cannot read image", paths={"data": corrupt}),
         "results below a file": Case(["pipeline=quant8"], "(Not a directory)", paths={"results": below_file}),
         "hydra dir below a file": Case(["pipeline=quant8"], "(Not a directory)", paths={"hydra": below_file}),
-        "uncreatable results": Case(["pipeline=quant8"], "cannot write /proc/vcm_eval_results", paths={"results": Path("/proc/vcm_eval_results"), "hydra": Path("/proc/vcm_eval_results/hydra")}),
-        "missing vtm encoder": Case(["pipeline=image_anchor", "vvc=vtm", f"vvc.vtm_encoder={tmp / 'EncoderAppStatic'}"], "vvc.vtm_encoder="),
-        "vtm without encoder or shipped streams": Case(["pipeline=feature_anchor", "vvc=vtm"], "needs vvc.vtm_encoder and vvc.vtm_cfg"),
+        "uncreatable results": Case(
+            ["pipeline=quant8"],
+            "cannot write /proc/vcm_eval_results",
+            paths={"results": Path("/proc/vcm_eval_results"), "hydra": Path("/proc/vcm_eval_results/hydra")},
+        ),
+        "missing vtm encoder": Case(
+            ["pipeline=image_anchor", "vvc=vtm", f"vvc.vtm_encoder={tmp / 'EncoderAppStatic'}"], "vvc.vtm_encoder="
+        ),
+        "vtm without encoder or shipped streams": Case(
+            ["pipeline=feature_anchor", "vvc=vtm"], "needs vvc.vtm_encoder and vvc.vtm_cfg"
+        ),
         "file size limit": Case(["pipeline=quant8"], "(File too large); free disk space", preexec=limit_file_size),
     }
     return cases
@@ -283,7 +320,9 @@ def run_cases(tmp: Path, data: Path, names: list[str]) -> Iterator[Runs]:
         (full / "filler").write_bytes(b"\0" * (st.f_bavail * st.f_frsize - 96 * 1024))  # 96 KB left
         cases["read-only results"] = Case(["pipeline=quant8"], "(Read-only file system)", paths={"results": ro / "r"})
         cases["full disk"] = Case(
-            ["pipeline=quant8"], "(No space left on device); free disk space", paths={"results": full / "r", "cache": full / "c"}
+            ["pipeline=quant8"],
+            "(No space left on device); free disk space",
+            paths={"results": full / "r", "cache": full / "c"},
         )
 
     def run(i: int, case: Case) -> subprocess.CompletedProcess[str]:
@@ -345,15 +384,30 @@ def test_more_user_errors_are_one_line_and_exit_2(name: str, slow_error_runs: Ru
 @pytest.mark.parametrize(
     ("overrides", "line"),
     [
-        (["pipeline=image_anchor", "pipeline.qq=3"], "unknown config key 'pipeline.qq'; valid keys: name, qp (check the spelling)"),
-        (["model.backbone.widthz=[1]"], "unknown config key 'model.backbone.widthz'; valid keys: arch, widths, blocks,"),
-        (["pipeline=quant", "pipeline.z=abc"], "bad value for pipeline.z: Value 'abc' of type 'str' could not be converted to Float"),
+        (
+            ["pipeline=image_anchor", "pipeline.qq=3"],
+            "unknown config key 'pipeline.qq'; valid keys: name, qp (check the spelling)",
+        ),
+        (
+            ["model.backbone.widthz=[1]"],
+            "unknown config key 'model.backbone.widthz'; valid keys: arch, widths, blocks,",
+        ),
+        (
+            ["pipeline=quant", "pipeline.z=abc"],
+            "bad value for pipeline.z: Value 'abc' of type 'str' could not be converted to Float",
+        ),
         (
             ["pipeline=quantt"],
             "In 'config': Could not find 'pipeline/quantt'; valid options: feature_anchor, feature_codec, fusion_codec, image_anchor, image_codec, msfc, quant,",
         ),
-        (["dataset=citiscapes"], "In 'config': Could not find 'dataset/citiscapes'; valid options: cityscapes, coco, hieve, mot, oiv6, sfu, synthetic, synthetic_oid, synthetic_video, tvd"),
-        (["pipeline.qp=[1"], "cannot parse override 'pipeline.qp=[1': no viable alternative at input '[1'; write overrides as key=value"),
+        (
+            ["dataset=citiscapes"],
+            "In 'config': Could not find 'dataset/citiscapes'; valid options: cityscapes, coco, hieve, mot, oiv6, sfu, synthetic, synthetic_oid, synthetic_video, tvd",
+        ),
+        (
+            ["pipeline.qp=[1"],
+            "cannot parse override 'pipeline.qp=[1': no viable alternative at input '[1'; write overrides as key=value",
+        ),
     ],
 )
 def test_hydra_errors_become_one_line(overrides: list[str], line: str, hydra_conf: None) -> None:
@@ -369,9 +423,17 @@ def test_hydra_errors_become_one_line(overrides: list[str], line: str, hydra_con
     assert "\n" not in text and text.startswith(line), text
 
 
-def test_corrupt_kept_bitstream_is_an_error_and_deleting_it_re_encodes(tmp_path: Path, data: Path, hydra_conf: None) -> None:
+def test_corrupt_kept_bitstream_is_an_error_and_deleting_it_re_encodes(
+    tmp_path: Path, data: Path, hydra_conf: None
+) -> None:
     """The good runs run in-process (``run_single``, what the CLI calls); the failing one through the CLI."""
-    args = ["pipeline=image_anchor", "pipeline.qp=37", *tiny(tmp_path, data), f"paths.results={tmp_path / 'r'}", "workers=1"]
+    args = [
+        "pipeline=image_anchor",
+        "pipeline.qp=37",
+        *tiny(tmp_path, data),
+        f"paths.results={tmp_path / 'r'}",
+        "workers=1",
+    ]
     run_single(compose_cfg(args))
     (run_dir,) = {p.parent for p in (tmp_path / "r").rglob("records.jsonl")}
     before = records_without_timings(tmp_path / "r")
@@ -385,7 +447,10 @@ def test_corrupt_kept_bitstream_is_an_error_and_deleting_it_re_encodes(tmp_path:
     bad = cli(args)
     lines = bad.stderr.strip().splitlines()
     assert bad.returncode == 2 and len(lines) == 1, bad.stderr[-3000:]
-    assert lines[0].startswith(f"error: stored bitstream {kept} is corrupt") and "delete it and 1.json to re-encode" in lines[0]
+    assert (
+        lines[0].startswith(f"error: stored bitstream {kept} is corrupt")
+        and "delete it and 1.json to re-encode" in lines[0]
+    )
     kept.unlink()
     (run_dir / "bitstreams" / "1.json").unlink()
     run_single(compose_cfg(args))
@@ -419,7 +484,11 @@ def test_checkpoints_load_weights_only_and_programs_run_without_a_shell() -> Non
                 value = kw(call, "weights_only")
                 if not (isinstance(value, ast.Constant) and value.value is True):
                     problems.append(f"{where} without weights_only=True")
-            if name in ("np.load", "numpy.load") and isinstance(kw(call, "allow_pickle"), ast.Constant) and kw(call, "allow_pickle").value:  # type: ignore[union-attr]
+            if (
+                name in ("np.load", "numpy.load")
+                and isinstance(kw(call, "allow_pickle"), ast.Constant)
+                and kw(call, "allow_pickle").value
+            ):  # type: ignore[union-attr]
                 problems.append(f"{where} allows pickles")
             if name in ("pickle.load", "pickle.loads"):
                 problems.append(f"{where}: unrestricted unpickling")

@@ -27,7 +27,13 @@ def image() -> np.ndarray:
 def test_features_are_p2_to_p6_with_256_channels(model: TorchvisionRcnn, image: np.ndarray) -> None:
     feats = model.features(image)
     assert list(feats) == list(LEVELS)
-    assert feats.shapes() == {"p2": (256, 64, 128), "p3": (256, 32, 64), "p4": (256, 16, 32), "p5": (256, 8, 16), "p6": (256, 4, 8)}
+    assert feats.shapes() == {
+        "p2": (256, 64, 128),
+        "p3": (256, 32, 64),
+        "p4": (256, 16, 32),
+        "p5": (256, 8, 16),
+        "p6": (256, 4, 8),
+    }
     assert feats.image_size == (256, 512) and feats.input_size == (256, 512)
     assert torch.equal(model.rebuild_p6(feats["p5"]), feats["p6"])
 
@@ -78,5 +84,7 @@ def test_checkpoint_round_trip_and_mismatch(tmp_path, model: TorchvisionRcnn, im
 
 
 def test_faster_rcnn_variant_has_no_masks(image: np.ndarray) -> None:
-    m = TorchvisionRcnn(RcnnConfig(weights=None, with_masks=False), model=build_rcnn(RcnnConfig(weights=None, with_masks=False)))
+    m = TorchvisionRcnn(
+        RcnnConfig(weights=None, with_masks=False), model=build_rcnn(RcnnConfig(weights=None, with_masks=False))
+    )
     assert m.predict(image).masks is None

@@ -7,12 +7,22 @@ import pytest
 import torch
 from reference import dequantize, quantize
 
-from vcm_eval.codecs.feature_anchor.tiling import channel_grid, codes_frame, frame_values, minmax_ranges, plan_layout, tile, untile
+from vcm_eval.codecs.feature_anchor.tiling import (
+    channel_grid,
+    codes_frame,
+    frame_values,
+    minmax_ranges,
+    plan_layout,
+    tile,
+    untile,
+)
 from vcm_eval.errors import CodecError
 from vcm_eval.vision.base import FeatureSet
 
 
-def pyramid(channels: int, height: int, width: int, n_levels: int, *, dtype: torch.dtype = torch.float32, seed: int = 0) -> FeatureSet:
+def pyramid(
+    channels: int, height: int, width: int, n_levels: int, *, dtype: torch.dtype = torch.float32, seed: int = 0
+) -> FeatureSet:
     """``n_levels`` levels of ``channels`` channels, halving (rounding up) like an FPN."""
     g = torch.Generator().manual_seed(seed)
     levels, h, w = {}, height, width
@@ -24,7 +34,16 @@ def pyramid(channels: int, height: int, width: int, n_levels: int, *, dtype: tor
 
 @pytest.mark.parametrize(
     ("channels", "expected"),
-    [(256, (16, 16)), (1, (1, 1)), (2, (1, 2)), (7, (3, 3)), (12, (3, 4)), (17, (4, 5)), (128, (11, 12)), (512, (23, 23))],
+    [
+        (256, (16, 16)),
+        (1, (1, 1)),
+        (2, (1, 2)),
+        (7, (3, 3)),
+        (12, (3, 4)),
+        (17, (4, 5)),
+        (128, (11, 12)),
+        (512, (23, 23)),
+    ],
 )
 def test_channel_grid_is_near_square(channels: int, expected: tuple[int, int]) -> None:
     rows, cols = channel_grid(channels)
@@ -128,7 +147,11 @@ def test_10bit_error_is_at_most_half_a_step(mode: str) -> None:
 
 
 def test_constant_tensor_is_restored_exactly() -> None:
-    feats = FeatureSet(levels={"p2": torch.full((4, 3, 5), 2.75), "p3": torch.linspace(-1, 1, 24).reshape(2, 3, 4)}, image_size=(12, 20), input_size=(12, 20))
+    feats = FeatureSet(
+        levels={"p2": torch.full((4, 3, 5), 2.75), "p3": torch.linspace(-1, 1, 24).reshape(2, 3, 4)},
+        image_size=(12, 20),
+        input_size=(12, 20),
+    )
     ranges = minmax_ranges(feats, "level")
     assert ranges["p2"] == (2.75, 2.75)
     codes = quantize(feats, ranges)
@@ -153,8 +176,12 @@ def test_unknown_mode_and_bits_raise() -> None:
         codes_frame(feats, minmax_ranges(feats, "tensor"), bits=16)
 
 
-@pytest.mark.parametrize(("channels", "height", "width", "mode"), [(256, 20, 36, "tensor"), (7, 9, 13, "level"), (12, 5, 7, "level")])
-def test_fused_passes_equal_the_reference_compositions_bit_for_bit(channels: int, height: int, width: int, mode: str) -> None:
+@pytest.mark.parametrize(
+    ("channels", "height", "width", "mode"), [(256, 20, 36, "tensor"), (7, 9, 13, "level"), (12, 5, 7, "level")]
+)
+def test_fused_passes_equal_the_reference_compositions_bit_for_bit(
+    channels: int, height: int, width: int, mode: str
+) -> None:
     feats = pyramid(channels, height, width, 4, seed=channels)
     feats.levels["p4"][0] = 1.5  # a constant channel
     ranges = minmax_ranges(feats, mode)

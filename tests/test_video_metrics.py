@@ -100,8 +100,10 @@ def _coco(images: int, boxes: list[tuple[int, list[float]]]) -> dict:
 def test_pooled_ap_is_pycocotools_on_the_concatenated_sequences() -> None:
     a = _coco(2, [(0, [10, 10, 30, 30]), (1, [12, 10, 30, 30])])
     b = _coco(3, [(0, [50, 50, 20, 40]), (2, [60, 50, 20, 40]), (2, [120, 10, 30, 30])])
-    da = [{"image_id": 0, "category_id": 1, "bbox": [10, 10, 30, 30], "score": 0.9},
-          {"image_id": 1, "category_id": 1, "bbox": [30, 12, 30, 30], "score": 0.8}]
+    da = [
+        {"image_id": 0, "category_id": 1, "bbox": [10, 10, 30, 30], "score": 0.9},
+        {"image_id": 1, "category_id": 1, "bbox": [30, 12, 30, 30], "score": 0.8},
+    ]
     db = [{"image_id": 0, "category_id": 1, "bbox": [50, 52, 20, 40], "score": 0.7},
           {"image_id": 2, "category_id": 1, "bbox": [121, 10, 30, 30], "score": 0.95},
           {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.6}]  # fmt: skip
@@ -137,9 +139,16 @@ def _video_rows(curve: str, pipeline: str, qps: list[int], kbps: dict[str, list[
 
 def test_bd_rate_over_kbps_per_sequence_and_class() -> None:
     rates = {"s1": [400.0, 200.0, 100.0, 50.0], "A": [300.0, 150.0, 80.0, 40.0]}
-    frame = pd.DataFrame(_video_rows("image_anchor", "image_anchor", [22, 27, 32, 37], rates, [70, 60, 45, 30])
-                         + _video_rows("fusion_codec", "fusion_codec", [1, 2, 3, 4],
-                                       {k: [0.8 * r for r in v] for k, v in rates.items()}, [70, 60, 45, 30]))
+    frame = pd.DataFrame(
+        _video_rows("image_anchor", "image_anchor", [22, 27, 32, 37], rates, [70, 60, 45, 30])
+        + _video_rows(
+            "fusion_codec",
+            "fusion_codec",
+            [1, 2, 3, 4],
+            {k: [0.8 * r for r in v] for k, v in rates.items()},
+            [70, 60, 45, 30],
+        )
+    )
     bd = video_bd_frame(frame, anchor="image_anchor", metrics=["bbox_AP"])
     assert sorted(bd["scope"]) == ["A", "s1"] and set(bd["curve"]) == {"fusion_codec"}
     assert bd["bd_rate"].tolist() == pytest.approx([-20.0, -20.0])

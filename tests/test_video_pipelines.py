@@ -27,8 +27,11 @@ def _overrides(tmp: Path, *extra: str) -> list[str]:
             f"paths.data={tmp / 'data'}", "progress=false", "workers=1", *extra]  # fmt: skip
 
 
-RUNS = {"image_anchor": ["pipeline=image_anchor", f"pipeline.qp={QP}"], "quant8": ["pipeline=quant8"],
-        "feature_anchor": ["pipeline=feature_anchor", "pipeline.qp=27"]}
+RUNS = {
+    "image_anchor": ["pipeline=image_anchor", f"pipeline.qp={QP}"],
+    "quant8": ["pipeline=quant8"],
+    "feature_anchor": ["pipeline=feature_anchor", "pipeline.qp=27"],
+}
 
 
 def _run(tmp: Path, name: str) -> dict:

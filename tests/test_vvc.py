@@ -50,7 +50,9 @@ def test_image_codec_rate_is_file_size_and_falls_with_qp(vvc: VvcEncoder, image:
 def test_smooth_image_rgb_psnr_above_40db_at_low_qp(vvc: VvcEncoder) -> None:
     yy, xx = np.mgrid[0:96, 0:160]
     smooth = np.stack([xx * 1.5, yy * 2.0, 128 + 40 * np.sin(xx / 15.0)], -1).clip(0, 255).astype(np.uint8)
-    codec = VvcImageCodec(vvc=vvc, qp=8, colour="bt709_limited")  # the mpeg path stretches contrast (tests/test_anchors.py)
+    codec = VvcImageCodec(
+        vvc=vvc, qp=8, colour="bt709_limited"
+    )  # the mpeg path stretches contrast (tests/test_anchors.py)
     assert psnr(smooth, codec.decode(codec.encode(smooth)), 255) > 40.0
 
 
@@ -65,7 +67,13 @@ def test_odd_sizes_are_padded_and_cropped(vvc: VvcEncoder, image: np.ndarray) ->
 
 def test_colour_conversion_alone_is_close(vvc: VvcEncoder) -> None:
     grey = np.full((32, 48, 3), 117, np.uint8)
-    assert np.abs(yuv420_to_rgb(rgb_to_yuv420(grey, vvc.ffmpeg, "bt709_limited"), vvc.ffmpeg, "bt709_limited").astype(int) - 117).max() <= 1
+    assert (
+        np.abs(
+            yuv420_to_rgb(rgb_to_yuv420(grey, vvc.ffmpeg, "bt709_limited"), vvc.ffmpeg, "bt709_limited").astype(int)
+            - 117
+        ).max()
+        <= 1
+    )
 
 
 @pytest.mark.parametrize("qp", [-1, 64, 99])

@@ -37,7 +37,9 @@ def test_an_image_codec_outside_the_package_runs_from_the_command_line(tmp_path:
     done = subprocess.run(job, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     run_dir = next((tmp_path / "results").rglob("metrics.json")).parent
-    assert run_dir.parent.name == "jpeg" and run_dir.name.startswith("quality30-")  # filed under the codec's name and knob
+    assert run_dir.parent.name == "jpeg" and run_dir.name.startswith(
+        "quality30-"
+    )  # filed under the codec's name and knob
     row = json.loads((run_dir / "metrics.json").read_text())
     assert row["pipeline"] == "jpeg" and row["quality"] == 30 and row["rate_params"] == ["quality"]
     assert row["images"] == 2.0 and 0.0 < row["bbox_AP"] <= 100.0 and 0.0 < row["segm_AP"] <= 100.0
@@ -53,8 +55,17 @@ def test_an_image_codec_outside_the_package_runs_from_the_command_line(tmp_path:
 def test_a_feature_codec_from_config_gives_records_rate_and_accuracy(tmp_path: Path, hydra_conf: None) -> None:
     sys.path.insert(0, str(EXAMPLES))
     try:
-        common = ["pipeline=feature_codec", "+pipeline.codec._target_=my_codecs.UniformZlibCodec", "dataset.limit=2", "progress=false"]
-        paths = [f"paths.results={tmp_path / 'results'}", f"paths.data={tmp_path / 'data'}", f"paths.cache={tmp_path / 'cache'}"]
+        common = [
+            "pipeline=feature_codec",
+            "+pipeline.codec._target_=my_codecs.UniformZlibCodec",
+            "dataset.limit=2",
+            "progress=false",
+        ]
+        paths = [
+            f"paths.results={tmp_path / 'results'}",
+            f"paths.data={tmp_path / 'data'}",
+            f"paths.cache={tmp_path / 'cache'}",
+        ]
         rows = {b: run_single(compose_cfg([*common, f"+pipeline.codec.bits={b}", *paths])) for b in (2, 8)}
         with pytest.raises(ConfigError, match="not a vcm_eval.codecs.base.FeatureCodec"):
             run_single(compose_cfg(["pipeline=feature_codec", "+pipeline.codec._target_=my_codecs.JpegCodec", *paths]))
@@ -69,4 +80,6 @@ def test_a_feature_codec_from_config_gives_records_rate_and_accuracy(tmp_path: P
     assert len(records) == 2 and all(r["bits"] > 0 for r in records)
     # the learned-codec papers' measure beside bpp: coded bits / float32 bits of P2..P5 (256 x 10,880 values at 512 x 256)
     assert all(r["p2_p5_values"] == 256 * (64 * 128 + 32 * 64 + 16 * 32 + 8 * 16) for r in records)
-    assert rows[8]["feature_ratio_pct"] == pytest.approx(100 * sum(r["bits"] for r in records) / (32 * 2 * 256 * 10_880))
+    assert rows[8]["feature_ratio_pct"] == pytest.approx(
+        100 * sum(r["bits"] for r in records) / (32 * 2 * 256 * 10_880)
+    )

@@ -55,17 +55,24 @@ def cli() -> None:
     if command == "suite":
         from vcm_eval import suite
 
-        print("warning: 'pipeline=suite' is deprecated; run the main job with: python -m vcm_eval.suite", file=sys.stderr)
+        print(
+            "warning: 'pipeline=suite' is deprecated; run the main job with: python -m vcm_eval.suite", file=sys.stderr
+        )
         renamed = {"pipeline.runs": "suite.runs", "pipeline.overrides": "suite.overrides", "pipeline.plot": "suite.plot",
                    "pipeline.metrics": "suite.metrics", "pipeline.anchors": "suite.anchors"}  # fmt: skip
         args = [a for a in sys.argv[1:] if a != "pipeline=suite"]
-        sys.argv = [sys.argv[0], *(renamed.get(a.partition("=")[0], a.partition("=")[0]) + a[len(a.partition("=")[0]) :] for a in args)]
+        sys.argv = [
+            sys.argv[0],
+            *(renamed.get(a.partition("=")[0], a.partition("=")[0]) + a[len(a.partition("=")[0]) :] for a in args),
+        ]
         suite.cli()
         return
     if command == "report":
         from vcm_eval.report import __main__ as report
 
-        print("warning: 'report=default' is deprecated; run: python -m vcm_eval.report report.runs=...", file=sys.stderr)
+        print(
+            "warning: 'report=default' is deprecated; run: python -m vcm_eval.report report.runs=...", file=sys.stderr
+        )
         sys.argv = [sys.argv[0], *(a for a in sys.argv[1:] if a.partition("=")[0] not in ("report", "+report"))]
         report.cli()
         return

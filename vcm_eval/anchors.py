@@ -89,7 +89,9 @@ def make_anchors(cfg: MakeAnchorsConfig) -> Path:
     manifest = out_dir / MANIFEST
     rows = read_manifest(manifest)
     lock = Lock()
-    codecs = {qp: VvcImageCodec(vvc=vvc, qp=qp, colour=cfg.vvc.colour, colour_ffmpeg=cfg.vvc.colour_ffmpeg) for qp in cfg.qps}
+    codecs = {
+        qp: VvcImageCodec(vvc=vvc, qp=qp, colour=cfg.vvc.colour, colour_ffmpeg=cfg.vvc.colour_ffmpeg) for qp in cfg.qps
+    }
 
     def one(qp: int, entry: dict[str, Any]) -> None:
         codec = codecs[qp]
@@ -121,7 +123,19 @@ def make_anchors(cfg: MakeAnchorsConfig) -> Path:
     return manifest
 
 
-CURVE_COLUMNS = ("pipeline", "qp", "bpp", "bbox_AP", "segm_AP", "cityscapes_AP", "images", "encoder", "preset", "colour", "codec_version")
+CURVE_COLUMNS = (
+    "pipeline",
+    "qp",
+    "bpp",
+    "bbox_AP",
+    "segm_AP",
+    "cityscapes_AP",
+    "images",
+    "encoder",
+    "preset",
+    "colour",
+    "codec_version",
+)
 
 
 def anchor_curves(results: Path, out_dir: Path) -> list[Path]:
@@ -136,7 +150,9 @@ def anchor_curves(results: Path, out_dir: Path) -> list[Path]:
 
     runs, _ = load_runs(find_runs(str(results))[0])
     written = []
-    for (dataset, pipeline), group in runs[runs["pipeline"].isin(["image_anchor", "feature_anchor"])].groupby(["dataset", "pipeline"]):
+    for (dataset, pipeline), group in runs[runs["pipeline"].isin(["image_anchor", "feature_anchor"])].groupby(
+        ["dataset", "pipeline"]
+    ):
         rows = []
         for r in group.sort_values("qp").to_dict("records"):
             config = OmegaConf.load(Path(r["run_dir"]) / "config.yaml")
@@ -145,8 +161,12 @@ def anchor_curves(results: Path, out_dir: Path) -> list[Path]:
             prov = json.loads((Path(r["run_dir"]) / "provenance.json").read_text())
             rows.append({**{k: r.get(k) for k in CURVE_COLUMNS}, "qp": int(r["qp"]), "images": int(r["images"]), "preset": settings.preset if settings.backend != "vtm" else "",
                          "colour": settings.colour if pipeline == "image_anchor" else "", "codec_version": prov.get("codec_version", "")})  # fmt: skip
-        if len({(r["encoder"], r["preset"], r["images"]) for r in rows}) > 1 or len({r["qp"] for r in rows}) != len(rows):
-            raise ConfigError(f"{results} holds several {pipeline} setups (encoders, presets or image counts); point curves_from at one")
+        if len({(r["encoder"], r["preset"], r["images"]) for r in rows}) > 1 or len({r["qp"] for r in rows}) != len(
+            rows
+        ):
+            raise ConfigError(
+                f"{results} holds several {pipeline} setups (encoders, presets or image counts); point curves_from at one"
+            )
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=CURVE_COLUMNS, lineterminator="\n")
         writer.writeheader()

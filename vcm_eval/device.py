@@ -32,5 +32,7 @@ def resolve_device(spec: str) -> torch.device:
         if not torch.cuda.is_available():
             raise ConfigError(f"device={spec} but PyTorch sees no CUDA GPU here; use device=cpu or device=auto")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"device={spec} but only {torch.cuda.device_count()} CUDA device(s) exist; use cuda:0..{torch.cuda.device_count() - 1}")
+            raise ConfigError(
+                f"device={spec} but only {torch.cuda.device_count()} CUDA device(s) exist; use cuda:0..{torch.cuda.device_count() - 1}"
+            )
     return device

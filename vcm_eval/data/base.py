@@ -53,7 +53,9 @@ class EvalDataset:
         oid: OidTruthSet | None = None,
     ) -> None:
         if not coco_json.is_file():
-            raise DataError(f"annotation file {coco_json} does not exist; set dataset.annotations (or dataset.root) to it")
+            raise DataError(
+                f"annotation file {coco_json} does not exist; set dataset.annotations (or dataset.root) to it"
+            )
         if not image_root.is_dir():
             raise DataError(f"image folder {image_root} does not exist; set dataset.images (or dataset.root) to it")
         self.name = name
@@ -66,10 +68,13 @@ class EvalDataset:
         try:
             images = sorted(coco["images"], key=lambda im: im["id"])
             self.categories = [
-                Category(c["id"], c["name"], c.get("cityscapes_id")) for c in sorted(coco["categories"], key=lambda c: c["id"])
+                Category(c["id"], c["name"], c.get("cityscapes_id"))
+                for c in sorted(coco["categories"], key=lambda c: c["id"])
             ]
         except (KeyError, TypeError) as exc:
-            raise DataError(f"{coco_json} is not a COCO instances file (missing {exc}); give a file with images/categories") from exc
+            raise DataError(
+                f"{coco_json} is not a COCO instances file (missing {exc}); give a file with images/categories"
+            ) from exc
         self.images: list[dict[str, Any]] = images[:limit] if limit > 0 else images
         self.has_coco_annotations = bool(coco.get("annotations"))  # what pycocotools can score
 
@@ -92,7 +97,9 @@ class EvalDataset:
             with Image.open(path) as img:
                 rgb = np.asarray(img.convert("RGB"))
         except (OSError, UnidentifiedImageError) as exc:
-            raise DataError(f"cannot read image {path} ({exc}); replace the file or drop it from {self.coco_json}") from exc
+            raise DataError(
+                f"cannot read image {path} ({exc}); replace the file or drop it from {self.coco_json}"
+            ) from exc
         return Sample(image_id=int(entry["id"]), image=rgb, path=path)
 
     def __iter__(self) -> Iterator[Sample]:

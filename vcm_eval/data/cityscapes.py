@@ -47,7 +47,10 @@ def instance_categories() -> list[dict[str, Any]]:
     from cityscapesscripts.helpers.labels import labels
 
     things = [lb for lb in labels if lb.hasInstances and not lb.ignoreInEval]
-    return [{"id": k + 1, "name": lb.name, "supercategory": lb.category, "cityscapes_id": lb.id} for k, lb in enumerate(things)]
+    return [
+        {"id": k + 1, "name": lb.name, "supercategory": lb.category, "cityscapes_id": lb.id}
+        for k, lb in enumerate(things)
+    ]
 
 
 def find_images(root: Path, split: str) -> list[tuple[Path, Path]]:
@@ -59,10 +62,14 @@ def find_images(root: Path, split: str) -> list[tuple[Path, Path]]:
     image_dir, gt_dir = root / "leftImg8bit" / split, root / "gtFine" / split
     for folder in (image_dir, gt_dir):
         if not folder.is_dir():
-            raise DataError(f"Cityscapes folder {folder} does not exist; dataset.root must hold {LAYOUT.format(split=split)}")
+            raise DataError(
+                f"Cityscapes folder {folder} does not exist; dataset.root must hold {LAYOUT.format(split=split)}"
+            )
     images = sorted(image_dir.glob(f"*/*{IMAGE_SUFFIX}"), key=lambda p: p.name)
     if not images:
-        raise DataError(f"no *{IMAGE_SUFFIX} files under {image_dir}/<city>/; dataset.root must hold {LAYOUT.format(split=split)}")
+        raise DataError(
+            f"no *{IMAGE_SUFFIX} files under {image_dir}/<city>/; dataset.root must hold {LAYOUT.format(split=split)}"
+        )
     pairs = []
     for image in images:
         gt = gt_dir / image.parent.name / (image.name[: -len(IMAGE_SUFFIX)] + INSTANCE_SUFFIX)
@@ -72,7 +79,9 @@ def find_images(root: Path, split: str) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def annotations_from_instance_ids(ids: np.ndarray, image_id: int, first_ann_id: int, label_to_cat: dict[int, int]) -> list[dict[str, Any]]:
+def annotations_from_instance_ids(
+    ids: np.ndarray, image_id: int, first_ann_id: int, label_to_cat: dict[int, int]
+) -> list[dict[str, Any]]:
     """COCO annotations (RLE, tight box, area) of one gtFine instanceIds image [H, W] int.
 
     A box is the pixel extent of its mask, ``[x0, y0, x1 + 1 - x0, y1 + 1 - y0]`` for pixel
@@ -115,12 +124,24 @@ def build_coco_json(root: Path, pairs: list[tuple[Path, Path]], *, progress: boo
     label_to_cat = {c["cityscapes_id"]: c["id"] for c in categories}
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
-    for image_id, (image, gt) in enumerate(tqdm(pairs, desc="cityscapes gtFine -> COCO json", disable=not progress, unit="img")):
+    for image_id, (image, gt) in enumerate(
+        tqdm(pairs, desc="cityscapes gtFine -> COCO json", disable=not progress, unit="img")
+    ):
         with Image.open(gt) as png:
             ids = np.asarray(png).astype(np.int32)
-        images.append({"id": image_id, "file_name": image.relative_to(root).as_posix(), "height": ids.shape[0], "width": ids.shape[1]})
+        images.append(
+            {
+                "id": image_id,
+                "file_name": image.relative_to(root).as_posix(),
+                "height": ids.shape[0],
+                "width": ids.shape[1],
+            }
+        )
         annotations.extend(annotations_from_instance_ids(ids, image_id, len(annotations) + 1, label_to_cat))
-    info = {"description": f"Cityscapes instances from gtFine instanceIds (vcm_eval v{JSON_VERSION})", "root": str(root)}
+    info = {
+        "description": f"Cityscapes instances from gtFine instanceIds (vcm_eval v{JSON_VERSION})",
+        "root": str(root),
+    }
     return {"info": info, "images": images, "annotations": annotations, "categories": categories}
 
 
@@ -142,4 +163,6 @@ def cityscapes_dataset(cfg: CityscapesDatasetConfig, *, data_dir: Path, progress
         with os.fdopen(fd, "w") as f:
             json.dump(coco, f)
         os.replace(tmp, coco_json)
-    return EvalDataset(name=cfg.name, image_root=root, coco_json=coco_json, cityscapes_gt=root / "gtFine" / cfg.split, limit=cfg.limit)
+    return EvalDataset(
+        name=cfg.name, image_root=root, coco_json=coco_json, cityscapes_gt=root / "gtFine" / cfg.split, limit=cfg.limit
+    )

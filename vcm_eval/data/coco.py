@@ -30,7 +30,9 @@ def coco_paths(cfg: CocoDatasetConfig) -> tuple[Path, Path]:
         )
     root = Path(cfg.root).expanduser() if cfg.root else Path()
     images = Path(cfg.images).expanduser() if cfg.images else root / cfg.split
-    annotations = Path(cfg.annotations).expanduser() if cfg.annotations else root / "annotations" / f"instances_{cfg.split}.json"
+    annotations = (
+        Path(cfg.annotations).expanduser() if cfg.annotations else root / "annotations" / f"instances_{cfg.split}.json"
+    )
     if cfg.root and not root.is_dir():
         raise DataError(f"dataset.root={cfg.root} is not a folder; it must hold {LAYOUT.format(split=cfg.split)}")
     for path, what in ((annotations, "annotation file"), (images, "image folder")):

@@ -138,7 +138,12 @@ def _background(rng: np.random.Generator, height: int, width: int) -> tuple[np.n
             xs = [vanish + lane * width * t for t in (t0, t1)]
             half = [max(1.0, 6 * t * width / 512) for t in (t0, t1)]
             draw.polygon(
-                [(xs[0] - half[0], ys[0]), (xs[0] + half[0], ys[0]), (xs[1] + half[1], ys[1]), (xs[1] - half[1], ys[1])],
+                [
+                    (xs[0] - half[0], ys[0]),
+                    (xs[0] + half[0], ys[0]),
+                    (xs[1] + half[1], ys[1]),
+                    (xs[1] - half[1], ys[1]),
+                ],
                 fill=(225, 225, 215),
             )
     painted = np.asarray(canvas, np.float32)

@@ -127,7 +127,9 @@ def write_split(root: Path, spec: SyntheticSpec, split: str, count: int, *, prog
         return _write_split_locked(root, spec, split, count, coco_json, progress=progress)
 
 
-def _write_split_locked(root: Path, spec: SyntheticSpec, split: str, count: int, coco_json: Path, *, progress: bool) -> Path:
+def _write_split_locked(
+    root: Path, spec: SyntheticSpec, split: str, count: int, coco_json: Path, *, progress: bool
+) -> Path:
     with tempfile.TemporaryDirectory(dir=root, prefix=f".tmp-{split}-") as tmp:
         tmp_root = Path(tmp)
         images: list[dict[str, Any]] = []
@@ -152,7 +154,11 @@ def _write_split_locked(root: Path, spec: SyntheticSpec, split: str, count: int,
             )
             annotations.extend(coco_annotations(scene, index, first_ann_id=len(annotations) + 1))
         (tmp_root / "annotations").mkdir()
-        info = {"description": "vcm_eval synthetic street scenes", "spec": {f.name: getattr(spec, f.name) for f in fields(SyntheticSpec)}, "split": split}
+        info = {
+            "description": "vcm_eval synthetic street scenes",
+            "spec": {f.name: getattr(spec, f.name) for f in fields(SyntheticSpec)},
+            "split": split,
+        }
         with open(tmp_root / "annotations" / f"instances_{split}.json", "w") as f:
             json.dump({"info": info, "images": images, "annotations": annotations, "categories": coco_categories()}, f)
         for sub in (f"leftImg8bit/{split}", f"gtFine/{split}"):
@@ -174,8 +180,12 @@ def synthetic_spec(cfg: SyntheticDatasetConfig) -> SyntheticSpec:
 def synthetic_dataset(cfg: SyntheticDatasetConfig, *, data_dir: Path, progress: bool = True) -> EvalDataset:
     """The embedded default, written under ``root`` (or ``data_dir``/<generator folder>) on first use."""
     if cfg.size <= 0 or cfg.height < 64 or cfg.width < 64:
-        raise ConfigError(f"synthetic dataset needs size > 0 and height, width >= 64 (got {cfg.size}, {cfg.height}x{cfg.width})")
+        raise ConfigError(
+            f"synthetic dataset needs size > 0 and height, width >= 64 (got {cfg.size}, {cfg.height}x{cfg.width})"
+        )
     spec = synthetic_spec(cfg)
     root = Path(cfg.root) if cfg.root else data_dir / folder_name(spec)
     coco_json = write_split(root, spec, cfg.split, cfg.size, progress=progress)
-    return EvalDataset(name=cfg.name, image_root=root, coco_json=coco_json, cityscapes_gt=root / "gtFine" / cfg.split, limit=cfg.limit)
+    return EvalDataset(
+        name=cfg.name, image_root=root, coco_json=coco_json, cityscapes_gt=root / "gtFine" / cfg.split, limit=cfg.limit
+    )

@@ -20,8 +20,15 @@ def git_commit() -> str:
     """HEAD of the checkout vcm_eval runs from, with ``-dirty`` if it has uncommitted changes."""
     repo = Path(__file__).resolve().parent.parent
     try:
-        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("-dirty" if dirty else "")
@@ -58,4 +65,3 @@ def resumed_history(previous: dict[str, Any] | None) -> list[dict[str, Any]]:
         return []
     earlier = [dict(h) for h in previous.get("history", [])]
     return [*earlier, {k: v for k, v in previous.items() if k != "history"}]
-

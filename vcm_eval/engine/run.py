@@ -78,19 +78,29 @@ def params_tag(params: dict[str, Any]) -> str:
     for k, v in params.items():
         text = str(v)
         if len(text) > _MAX_VALUE or _SAFE.search(text):
-            text = _SAFE.sub("_", text) if len(text) <= _MAX_VALUE else "h" + hashlib.sha256(text.encode()).hexdigest()[:8]
+            text = (
+                _SAFE.sub("_", text) if len(text) <= _MAX_VALUE else "h" + hashlib.sha256(text.encode()).hexdigest()[:8]
+            )
         parts.append(f"{k}{text}")
     return "-".join(parts) or "default"
 
 
-def run_dir_for(cfg: DictConfig, identity: dict[str, Any] | None = None, *, name: str = "", params: dict[str, Any] | None = None) -> Path:
+def run_dir_for(
+    cfg: DictConfig, identity: dict[str, Any] | None = None, *, name: str = "", params: dict[str, Any] | None = None
+) -> Path:
     """``<results>/<dataset>/<model>/<name>/<params>-<key>``; name and params default to the pipeline config's.
 
     (A user codec's runs pass the codec's name and keyword arguments: ``pipeline.codec`` is one dict.)
     """
     params = pipeline_params(cfg) if params is None else params
     tag = params_tag({k: v for k, v in params.items() if not isinstance(v, (dict, list, DictConfig))})
-    return Path(cfg.paths.results) / cfg.dataset.name / cfg.model.name / (name or cfg.pipeline.name) / f"{tag}-{run_key(cfg, identity)}"
+    return (
+        Path(cfg.paths.results)
+        / cfg.dataset.name
+        / cfg.model.name
+        / (name or cfg.pipeline.name)
+        / f"{tag}-{run_key(cfg, identity)}"
+    )
 
 
 def _record(image_id: int, result: Any, label_map: dict[int, int], started: float) -> dict[str, Any]:
@@ -127,7 +137,13 @@ def process_dataset(
     each bitstream is stored before its record and a stored one is decoded, not re-encoded.
     """
     todo = [e for e in dataset.images if int(e["id"]) not in store]
-    bar = tqdm(total=len(dataset), initial=len(dataset) - len(todo), desc=f"{pipeline.name} {params_tag(pipeline.params)}", unit="img", disable=not progress)
+    bar = tqdm(
+        total=len(dataset),
+        initial=len(dataset) - len(todo),
+        desc=f"{pipeline.name} {params_tag(pipeline.params)}",
+        unit="img",
+        disable=not progress,
+    )
 
     def one(entry: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
@@ -186,13 +202,19 @@ def run_single(cfg: DictConfig, *, timings: dict[str, float] | None = None) -> d
         atomic_write(run_dir / "provenance.json", json.dumps(provenance(extra=extra), indent=2))
         bitstreams = BitstreamStore(run_dir / "bitstreams") if cfg.cache.bitstreams else None
         clock["setup"] = time.perf_counter()
-        process_dataset(pipeline, dataset, store, label_map, workers=cfg.workers, progress=cfg.progress, bitstreams=bitstreams)
+        process_dataset(
+            pipeline, dataset, store, label_map, workers=cfg.workers, progress=cfg.progress, bitstreams=bitstreams
+        )
         clock["images"] = time.perf_counter()
         wanted = set(dataset.image_ids)
         records = [r for i, r in store.records.items() if i in wanted]
         metrics = evaluate_records(dataset, records, cfg.eval)
         metrics.update(run_complexity(pipeline, dataset, cfg.eval.complexity_images, bitstreams))
-        knobs = {"rate_params": list(pipeline.codec.rate_params), "sweep_params": list(pipeline.codec.sweep_params)} if pipeline.codec else {}
+        knobs = (
+            {"rate_params": list(pipeline.codec.rate_params), "sweep_params": list(pipeline.codec.sweep_params)}
+            if pipeline.codec
+            else {}
+        )
         row = {"pipeline": pipeline.name, **pipeline.params, **metrics, **knobs, "run_dir": str(run_dir)}
         clock["evaluate"] = time.perf_counter()
         atomic_write(run_dir / "metrics.json", json.dumps(row, indent=2))
@@ -203,15 +225,21 @@ def run_single(cfg: DictConfig, *, timings: dict[str, float] | None = None) -> d
     return row
 
 
-def run_complexity(pipeline: Pipeline, dataset: EvalDataset, images: int, bitstreams: BitstreamStore | None) -> dict[str, float]:
+def run_complexity(
+    pipeline: Pipeline, dataset: EvalDataset, images: int, bitstreams: BitstreamStore | None
+) -> dict[str, float]:
     """kMAC per pixel of each stage over the first ``images`` images (``kmac_per_pixel_<stage>``; none for 0).
 
     A stage that is not a network (VVC, the quantizers) is left out rather than written as 0.
     """
     if images <= 0:
         return {}
-    counted = [measure_pipeline(pipeline, dataset.load(entry), bitstreams=bitstreams) for entry in dataset.images[:images]]
-    return {f"kmac_per_pixel_{stage}": value for stage, value in pooled_kmac_per_pixel(counted).items() if value is not None}
+    counted = [
+        measure_pipeline(pipeline, dataset.load(entry), bitstreams=bitstreams) for entry in dataset.images[:images]
+    ]
+    return {
+        f"kmac_per_pixel_{stage}": value for stage, value in pooled_kmac_per_pixel(counted).items() if value is not None
+    }
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -52,7 +52,9 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     try:
         lock.acquire()
     except Timeout as exc:
-        raise VcmEvalError(f"{run_dir} is being written by another process; wait for it to finish, then rerun to reuse its records") from exc
+        raise VcmEvalError(
+            f"{run_dir} is being written by another process; wait for it to finish, then rerun to reuse its records"
+        ) from exc
     try:
         yield
     finally:
@@ -100,7 +102,9 @@ class RecordStore:
                 self._file.flush()
                 os.fsync(self._file.fileno())
             except OSError as exc:
-                raise VcmEvalError(f"cannot append to {self.path} ({exc.strerror}); free disk space and rerun to resume") from exc
+                raise VcmEvalError(
+                    f"cannot append to {self.path} ({exc.strerror}); free disk space and rerun to resume"
+                ) from exc
             self.records[int(record["image_id"])] = record
 
     def close(self) -> None:

@@ -32,7 +32,9 @@ def expand_entry(entry: str) -> list[list[str]]:
     for token in shlex.split(entry):
         key, sep, value = token.partition("=")
         if not sep or not key:
-            raise ConfigError(f"suite entry {entry!r}: {token!r} is not key=value; write overrides as on the command line")
+            raise ConfigError(
+                f"suite entry {entry!r}: {token!r} is not key=value; write overrides as on the command line"
+            )
         if value.startswith(("[", "{")):
             choices.append([token])
         else:
@@ -73,7 +75,10 @@ def run_suite(cfg: DictConfig, *, base_overrides: list[str]) -> pd.DataFrame:
     atomic_write(out_dir / "summary.md", format_summary(table, markdown=True))
     print(format_summary(table, markdown=False))
     bd_text, paths = suite_summary(
-        [Path(r["run_dir"]) for r in rows], out_dir, metrics=list(cfg.suite.metrics), anchors=list(cfg.suite.anchors),
+        [Path(r["run_dir"]) for r in rows],
+        out_dir,
+        metrics=list(cfg.suite.metrics),
+        anchors=list(cfg.suite.anchors),
         plot=cfg.suite.plot,
     )
     print(bd_text)

@@ -212,8 +212,16 @@ def summarize(dataset: VideoDataset, rows: list[dict[str, Any]], run_dir: Path, 
         out.update({f"{k}_pooled": v for k, v in pooled.items()})
         truths = [(s, s.mot()) for s in seqs]
         if all(t is not None for _, t in truths):
-            accs = [mot_accumulator(t, track([r["detections"] for r in records[s.name]], tracker, categories),
-                                    s.frame_count, match_iou=tracker.match_iou) for s, t in truths if t is not None]
+            accs = [
+                mot_accumulator(
+                    t,
+                    track([r["detections"] for r in records[s.name]], tracker, categories),
+                    s.frame_count,
+                    match_iou=tracker.match_iou,
+                )
+                for s, t in truths
+                if t is not None
+            ]
             overall = mot_scores(accs, [s.name for s in seqs])["OVERALL"]
             out.update({"MOTA_pooled": overall["MOTA"], "IDF1_pooled": overall["IDF1"]})  # fmt: skip
         return out

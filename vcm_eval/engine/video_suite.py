@@ -62,8 +62,12 @@ def shipped_gaps(cfg: DictConfig, folder: str = SHIPPED_SEQUENCES) -> list[str]:
 
 def _uses_shipped(cfg: DictConfig) -> bool:
     target = cfg.pipeline.get("_target_", "")
-    return bool(target) and locate(target, "pipeline._target_") is VvcImageCodec and str(cfg.vvc.backend) == "vtm" \
+    return (
+        bool(target)
+        and locate(target, "pipeline._target_") is VvcImageCodec
+        and str(cfg.vvc.backend) == "vtm"
         and not cfg.vvc.vtm_encoder
+    )
 
 
 def run_video_suite(cfg: DictConfig, *, base_overrides: list[str]) -> pd.DataFrame:

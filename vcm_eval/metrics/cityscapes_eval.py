@@ -36,7 +36,9 @@ def cityscapes_stem(path: Path) -> str:
     """``<city>_<seq>_<frame>`` of a Cityscapes-named file."""
     m = _STEM.match(path.name)
     if not m:
-        raise DataError(f"{path.name} is not a Cityscapes file name (<city>_<seq>_<frame>_...); rename it or drop cityscapes from eval.evaluators")
+        raise DataError(
+            f"{path.name} is not a Cityscapes file name (<city>_<seq>_<frame>_...); rename it or drop cityscapes from eval.evaluators"
+        )
     return m.group("stem")
 
 
@@ -71,7 +73,9 @@ class CityscapesEvaluator:
 
     def __init__(self, gt_dir: Path, category_to_label: dict[int, int]) -> None:
         if not gt_dir.is_dir():
-            raise DataError(f"Cityscapes ground truth folder {gt_dir} does not exist; point dataset.root at a Cityscapes root")
+            raise DataError(
+                f"Cityscapes ground truth folder {gt_dir} does not exist; point dataset.root at a Cityscapes root"
+            )
         self.gt_dir = gt_dir.resolve()  # the evaluation runs in a temp working directory
         self.category_to_label = category_to_label
         self.reset()

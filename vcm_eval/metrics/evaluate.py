@@ -20,7 +20,10 @@ def evaluate_records(dataset: EvalDataset, records: list[dict[str, Any]], cfg: E
         if evaluator is None:  # this dataset cannot be scored that way (e.g. no Cityscapes ground truth)
             continue
         for r in records:
-            evaluator.process([{"image_id": r["image_id"], "file_name": dataset.path_of(r["image_id"])}], [{"detections": r["detections"]}])
+            evaluator.process(
+                [{"image_id": r["image_id"], "file_name": dataset.path_of(r["image_id"])}],
+                [{"detections": r["detections"]}],
+            )
         results.update(evaluator.evaluate())
     flat = {f"{task}_{metric}": value for task, metrics in results.items() for metric, value in metrics.items()}
     flat.update(rate_summary(records))

@@ -407,8 +407,10 @@ class OidChallengeEvaluator:
         gt_boxes = np.asarray(image.boxes, dtype=np.float64).reshape(-1, 4)
         group_of = np.asarray(image.group_of, dtype=bool).reshape(-1)
         if not gt_boxes.shape[0] == group_of.size == n or (image.masks is not None and len(image.masks) != n):
-            raise DataError(f"image {image_id}: {n} labels, {gt_boxes.shape[0]} boxes, {group_of.size} group-of flags"
-                            f"{'' if image.masks is None else f', {len(image.masks)} masks'}; give one of each per box")
+            raise DataError(
+                f"image {image_id}: {n} labels, {gt_boxes.shape[0]} boxes, {group_of.size} group-of flags"
+                f"{'' if image.masks is None else f', {len(image.masks)} masks'}; give one of each per box"
+            )
         gt_classes = np.array([self._class_of.get(m, 0) for m in image.labels], dtype=np.int64)
         keep = np.flatnonzero(gt_classes > 0)
         gt_classes, gt_boxes, group_of = gt_classes[keep], gt_boxes[keep] / scale, group_of[keep]
@@ -437,8 +439,10 @@ class OidChallengeEvaluator:
                 continue
             if segm:
                 if "segmentation" not in det:
-                    raise DataError(f"image {image_id}: a detection has no 'segmentation'; task='segm' needs masks "
-                                    "(use a model with masks, or task='bbox')")
+                    raise DataError(
+                        f"image {image_id}: a detection has no 'segmentation'; task='segm' needs masks "
+                        "(use a model with masks, or task='bbox')"
+                    )
                 self._check_mask_size(image_id, image, det["segmentation"])
                 x, y, w, h = (float(v) for v in mask_utils.toBbox(_rle(det["segmentation"])))
             else:
@@ -453,8 +457,15 @@ class OidChallengeEvaluator:
         if not classes:
             return
         matched = match_image(
-            np.array(boxes).reshape(-1, 4), np.array(scores), np.array(classes), gt_boxes, gt_classes, group_of,
-            group_of_weight=self.group_of_weight, det_masks=masks if segm else None, gt_masks=gt_masks,
+            np.array(boxes).reshape(-1, 4),
+            np.array(scores),
+            np.array(classes),
+            gt_boxes,
+            gt_classes,
+            group_of,
+            group_of_weight=self.group_of_weight,
+            det_masks=masks if segm else None,
+            gt_masks=gt_masks,
         )
         for c, (s, w8) in matched.items():
             if s.size:
@@ -464,8 +475,10 @@ class OidChallengeEvaluator:
     @staticmethod
     def _check_mask_size(image_id: int, image: OidImageTruth, mask: Mapping[str, Any]) -> None:
         if [int(v) for v in mask["size"]] != [image.height, image.width]:
-            raise DataError(f"image {image_id}: a mask of size {list(mask['size'])} on an image of "
-                            f"{[image.height, image.width]} (height, width); masks must be at the original size")
+            raise DataError(
+                f"image {image_id}: a mask of size {list(mask['size'])} on an image of "
+                f"{[image.height, image.width]} (height, width); masks must be at the original size"
+            )
 
     def evaluate(self) -> dict[str, dict[str, float]]:
         """mAP at IoU 0.5 over the classes with ground truth, in percent; fills ``per_class_ap``.

@@ -26,7 +26,10 @@ def rate_summary(records: list[dict[str, Any]]) -> dict[str, float]:
     bits = np.array([r["bits"] for r in records], dtype=np.float64)
     pixels = np.array([r["pixels"] for r in records], dtype=np.float64)
     if not bits.any():  # the uncompressed reference codes nothing: it has no rate
-        return {"bpp": float("nan"), **{k: float(np.mean([r[k] for r in records])) for k in ("encode_s", "decode_s", "task_s")}}
+        return {
+            "bpp": float("nan"),
+            **{k: float(np.mean([r[k] for r in records])) for k in ("encode_s", "decode_s", "task_s")},
+        }
     out = {
         "bpp": float(bits.sum() / pixels.sum()),
         "bpp_mean": float(np.mean(bits / pixels)),

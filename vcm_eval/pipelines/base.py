@@ -90,7 +90,9 @@ class _Timer:
         self.seconds = time.perf_counter() - self.start
 
 
-def _stored_or_encoded(sample: Sample, bitstreams: BitstreamStore | None, encode: Callable[[Sample], StoredBitstream]) -> StoredBitstream:
+def _stored_or_encoded(
+    sample: Sample, bitstreams: BitstreamStore | None, encode: Callable[[Sample], StoredBitstream]
+) -> StoredBitstream:
     """The kept bitstream of ``sample`` when a previous run stored it, else ``encode(sample)`` (then kept)."""
     stored = bitstreams.get(sample.image_id) if bitstreams is not None else None
     if stored is None:
@@ -137,7 +139,9 @@ class UncompressedPipeline:
         with _Timer() as tp:
             inst = self.model.predict_from_features(feats)
         extra = {"features_sha256": features_digest(feats)}
-        return ImageResult(0, sample.height * sample.width, 0.0, 0.0, tf.seconds + tp.seconds, inst, extra, features_s=tf.seconds)
+        return ImageResult(
+            0, sample.height * sample.width, 0.0, 0.0, tf.seconds + tp.seconds, inst, extra, features_s=tf.seconds
+        )
 
     def provenance(self) -> dict[str, Any]:
         return {}
@@ -156,7 +160,11 @@ class ImageCodingPipeline:
         with _Timer() as tt:
             inst = self.model.predict(decoded)
         bits, header = _rate(self.codec, stored.data)
-        extra = {**stored.extra, **header, "decoded_sha256": hashlib.sha256(np.ascontiguousarray(decoded).tobytes()).hexdigest()[:16]}
+        extra = {
+            **stored.extra,
+            **header,
+            "decoded_sha256": hashlib.sha256(np.ascontiguousarray(decoded).tobytes()).hexdigest()[:16],
+        }
         return ImageResult(bits, sample.height * sample.width, stored.encode_s, td.seconds, tt.seconds, inst, extra)
 
     def _encode(self, sample: Sample) -> StoredBitstream:
@@ -171,7 +179,15 @@ class ImageCodingPipeline:
 class FeatureCodingPipeline:
     """Features, feature codec, then the rest of the network on the decoded features."""
 
-    def __init__(self, *, model: TaskModel, codec: FeatureCodec, name: str, params: dict[str, Any], cache: FeatureCache | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        model: TaskModel,
+        codec: FeatureCodec,
+        name: str,
+        params: dict[str, Any],
+        cache: FeatureCache | None = None,
+    ) -> None:
         self.model, self.codec, self.name, self.params, self.cache = model, codec, name, params, cache
 
     def process(self, sample: Sample, *, bitstreams: BitstreamStore | None = None) -> ImageResult:
@@ -183,7 +199,13 @@ class FeatureCodingPipeline:
         task_s = stored.features_s + tp.seconds
         bits, header = _rate(self.codec, stored.data)
         return ImageResult(
-            bits, sample.height * sample.width, stored.encode_s, td.seconds, task_s, inst, {**stored.extra, **header},
+            bits,
+            sample.height * sample.width,
+            stored.encode_s,
+            td.seconds,
+            task_s,
+            inst,
+            {**stored.extra, **header},
             features_s=stored.features_s,
         )
 
@@ -193,14 +215,20 @@ class FeatureCodingPipeline:
         with _Timer() as te:
             data = self.codec.encode(feats)
         p2_p5_values = sum(feats[k].numel() for k in ("p2", "p3", "p4", "p5") if k in feats)  # for feature_ratio_pct
-        extra = {**self.codec.report(feats, data), "p2_p5_values": p2_p5_values, "features_sha256": features_digest(feats)}
+        extra = {
+            **self.codec.report(feats, data),
+            "p2_p5_values": p2_p5_values,
+            "features_sha256": features_digest(feats),
+        }
         return StoredBitstream(data, te.seconds, tf.seconds, extra)
 
     def provenance(self) -> dict[str, Any]:
         return codec_identity(self.codec)
 
 
-def coding_pipeline(codec: Codec, *, model: TaskModel, name: str, params: dict[str, Any], cache: FeatureCache | None = None) -> Pipeline:
+def coding_pipeline(
+    codec: Codec, *, model: TaskModel, name: str, params: dict[str, Any], cache: FeatureCache | None = None
+) -> Pipeline:
     """The pipeline that runs ``codec``: its kind (image or feature) decides the shape, nothing else."""
     if isinstance(codec, ImageCodec):
         return ImageCodingPipeline(model=model, codec=codec, name=name, params=params)
@@ -209,7 +237,9 @@ def coding_pipeline(codec: Codec, *, model: TaskModel, name: str, params: dict[s
     raise TypeError(f"{type(codec).__name__} is neither an ImageCodec nor a FeatureCodec (vcm_eval.codecs.base)")
 
 
-def measure_pipeline(pipeline: Pipeline, sample: Sample, *, bitstreams: BitstreamStore | None = None) -> StageComplexity:
+def measure_pipeline(
+    pipeline: Pipeline, sample: Sample, *, bitstreams: BitstreamStore | None = None
+) -> StageComplexity:
     """MACs of each stage of ``pipeline`` on one image (FCM's complexity; ``vcm_eval.vision.complexity``).
 
     The network after the split runs on what the decoder gives back (the proposal count, hence
@@ -224,5 +254,7 @@ def measure_pipeline(pipeline: Pipeline, sample: Sample, *, bitstreams: Bitstrea
         return measure_complexity(model, sample.image, codec=codec, decoded=codec.decode(data))
     if isinstance(codec, ImageCodec):
         stored = bitstreams.get(sample.image_id) if bitstreams is not None else None
-        return measure_complexity(model, codec.decode(stored.data if stored is not None else codec.encode(sample.image)))
+        return measure_complexity(
+            model, codec.decode(stored.data if stored is not None else codec.encode(sample.image))
+        )
     return measure_complexity(model, sample.image)

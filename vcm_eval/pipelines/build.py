@@ -40,7 +40,9 @@ def _user_codec(cfg: DictConfig, kind: type[ImageCodec | FeatureCodec]) -> Codec
             f"cannot build pipeline.codec ({spec._target_}): {exc}; check the module is importable (PYTHONPATH) and its arguments"
         ) from exc
     if not isinstance(codec, kind):
-        raise ConfigError(f"{spec._target_} is not a vcm_eval.codecs.base.{kind.__name__} (pipeline={cfg.pipeline.name}); subclass it")
+        raise ConfigError(
+            f"{spec._target_} is not a vcm_eval.codecs.base.{kind.__name__} (pipeline={cfg.pipeline.name}); subclass it"
+        )
     return codec
 
 
@@ -88,7 +90,9 @@ def build_codec(cfg: DictConfig, runtime: Runtime | None = None) -> Codec | None
         return None
     codec = build(cfg, "pipeline", runtime or runtime_of(cfg))
     if not isinstance(codec, Codec):
-        raise ConfigError(f"pipeline._target_={cfg.pipeline._target_} built a {type(codec).__name__}, not a vcm_eval codec")
+        raise ConfigError(
+            f"pipeline._target_={cfg.pipeline._target_} built a {type(codec).__name__}, not a vcm_eval codec"
+        )
     return codec
 
 
@@ -96,7 +100,12 @@ def runtime_of(cfg: DictConfig) -> Runtime:
     """How a run of ``cfg`` executes: its threads, resolved device, data folder and progress bars."""
     from vcm_eval.device import resolve_device
 
-    return Runtime(threads=cfg.threads, device=str(resolve_device(cfg.device)), data_dir=Path(cfg.paths.data), progress=cfg.progress)
+    return Runtime(
+        threads=cfg.threads,
+        device=str(resolve_device(cfg.device)),
+        data_dir=Path(cfg.paths.data),
+        progress=cfg.progress,
+    )
 
 
 def build_pipeline(cfg: DictConfig, model: TaskModel, runtime: Runtime | None = None) -> Pipeline:

@@ -76,7 +76,9 @@ class FeatureCache:
 
     def __init__(self, *, root: Path, model: TaskModel, max_gb: float) -> None:
         if not max_gb > 0:
-            raise VcmEvalError(f"cache.max_gb={max_gb} must be > 0 (set cache.features=false to turn the feature cache off)")
+            raise VcmEvalError(
+                f"cache.max_gb={max_gb} must be > 0 (set cache.features=false to turn the feature cache off)"
+            )
         self.model = model
         version = torch.__version__.split("+")[0]
         device = getattr(model, "device", torch.device("cpu"))
@@ -102,7 +104,9 @@ class FeatureCache:
             lock = FileLock(str(path) + ".lock", timeout=_LOCK_TIMEOUT_S)
             lock.acquire()
         except (OSError, Timeout) as exc:
-            raise VcmEvalError(f"feature cache {self.folder} is not usable ({exc}); fix paths.cache or set cache.features=false") from exc
+            raise VcmEvalError(
+                f"feature cache {self.folder} is not usable ({exc}); fix paths.cache or set cache.features=false"
+            ) from exc
         try:
             found = self._read(path)  # a peer may have written it while we waited
             if found is not None:
@@ -131,7 +135,11 @@ class FeatureCache:
         try:
             with np.load(path, allow_pickle=False) as z:
                 sizes = [int(v) for v in z["sizes"]]
-                levels = {name[len("level_") :]: torch.from_numpy(np.array(z[name])) for name in z.files if name.startswith("level_")}
+                levels = {
+                    name[len("level_") :]: torch.from_numpy(np.array(z[name]))
+                    for name in z.files
+                    if name.startswith("level_")
+                }
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # absent, truncated or foreign: recompute
             return None
         if len(sizes) != 4 or not levels or any(t.dtype != torch.float32 or t.ndim != 3 for t in levels.values()):
@@ -189,7 +197,9 @@ class BitstreamStore:
                 f"stored bitstream {bin_path} is corrupt ({len(data)} bytes, checksum mismatch); delete it and {meta_path.name} to re-encode"
             )
         self.reused += 1
-        return StoredBitstream(data, float(meta["encode_s"]), float(meta.get("features_s", 0.0)), dict(meta.get("extra", {})))
+        return StoredBitstream(
+            data, float(meta["encode_s"]), float(meta.get("features_s", 0.0)), dict(meta.get("extra", {}))
+        )
 
     def put(self, image_id: int, stored: StoredBitstream) -> None:
         """Write the metadata, then the bytes (the ``.bin`` appears last: its presence means both are whole)."""

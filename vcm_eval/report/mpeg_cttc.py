@@ -168,7 +168,8 @@ def _check_coverage(
             problems.append(f"{name}: {len(pts)} rate points (qp {sorted(have)}), {expected} expected ({word} {count})")
     if problems:
         raise ConfigError(
-            "the CTTC CSV needs every rate point of every dataset, and no other: " + "; ".join(problems)
+            "the CTTC CSV needs every rate point of every dataset, and no other: "
+            + "; ".join(problems)
             + ". Add the missing runs, drop the extra ones, or set points_per_dataset / qps"
         )
 

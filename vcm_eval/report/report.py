@@ -433,7 +433,9 @@ def run_report(cfg: DictConfig) -> ReportResult:
     result.files += write_quant_tables(runs, Path(rc.output), metric=metric)
     if rc.format == "mpeg_cttc":
         metric = rc.cttc_metric or next((m for m in rc.metrics if m in runs and runs[m].notna().any()), "")
-        result.files += write_cttc_files(runs, Path(rc.output), metric=metric, dataset=rc.cttc_dataset, mode=str(rc.cttc_mode))
+        result.files += write_cttc_files(
+            runs, Path(rc.output), metric=metric, dataset=rc.cttc_dataset, mode=str(rc.cttc_mode)
+        )
     result.incomplete = incomplete
     return result
 

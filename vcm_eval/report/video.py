@@ -159,7 +159,6 @@ def video_frame(runs: Sequence[VideoRun]) -> pd.DataFrame:
     return frame
 
 
-
 def load_video_runs(run_dirs: Sequence[Path]) -> pd.DataFrame:
     """``video_frame`` of the runs in these folders."""
     return video_frame([read_video_run(Path(d)) for d in run_dirs])
@@ -218,8 +217,24 @@ def video_bd_frame(frame: pd.DataFrame, *, anchor: str = "image_anchor", metrics
                             "anchor_points": len(ref), "test_points": len(test), "method": settings.method,
                             "bd_rate_note": res.bd_rate_note, "bd_quality_note": res.bd_quality_note,
                             "note": " | ".join(res.notes)})  # fmt: skip
-    columns = [*GROUP, "kind", "scope", "anchor", "curve", "metric", "bd_rate", "bd_quality", "map_overlap",
-               "rate_overlap", "anchor_points", "test_points", "method", "bd_rate_note", "bd_quality_note", "note"]
+    columns = [
+        *GROUP,
+        "kind",
+        "scope",
+        "anchor",
+        "curve",
+        "metric",
+        "bd_rate",
+        "bd_quality",
+        "map_overlap",
+        "rate_overlap",
+        "anchor_points",
+        "test_points",
+        "method",
+        "bd_rate_note",
+        "bd_quality_note",
+        "note",
+    ]
     return pd.DataFrame(out, columns=columns)
 
 
@@ -363,7 +378,8 @@ def write_video_report(run_dirs: Sequence[Path], out_dir: Path, *, anchor: str |
         atomic_write(out_dir / "video_bd.md", f"{head}, per class, all sequences and per sequence:\n\n"
                      + to_markdown(*bd_table(bd)))  # fmt: skip
         bd_text = f"{head}, per class and all sequences (per sequence: video_bd.md):\n\n" + to_markdown(
-            *bd_table(bd, ("class", "all")))
+            *bd_table(bd, ("class", "all"))
+        )
     else:
         bd_text = f"BD-rate: none of the anchors {anchors} ran" if not present else "BD-rate: no curve to compare"
         atomic_write(out_dir / "video_bd.md", bd_text + "\n")
@@ -423,4 +439,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-

@@ -34,7 +34,9 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
-        raise VcmEvalError(f"cannot write to {path.parent} ({exc.strerror}); make it writable or choose another folder (paths.results, paths.cache)") from exc
+        raise VcmEvalError(
+            f"cannot write to {path.parent} ({exc.strerror}); make it writable or choose another folder (paths.results, paths.cache)"
+        ) from exc
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -44,7 +46,9 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise VcmEvalError(f"cannot write {path} ({exc.strerror}); free disk space or choose another folder (paths.results, paths.cache)") from exc
+        raise VcmEvalError(
+            f"cannot write {path} ({exc.strerror}); free disk space or choose another folder (paths.results, paths.cache)"
+        ) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

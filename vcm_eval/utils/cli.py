@@ -55,7 +55,16 @@ def multirun_flag_first(argv: list[str]) -> list[str]:
 
 
 # Errors of the file system a user fixes by choosing another folder or freeing space.
-_FS_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.ENOTDIR, errno.EISDIR}
+_FS_ERRNOS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EFBIG,
+    errno.ENOTDIR,
+    errno.EISDIR,
+}
 
 
 def user_fixable(exc: OSError) -> bool:
@@ -104,7 +113,11 @@ def config_error_line(exc: BaseException) -> str:
         key, typ = cause.full_key, getattr(cause, "object_type", None)
         what = str(getattr(cause, "msg", "") or cause).strip().splitlines()[0]
         if isinstance(cause, (ConfigKeyError, AttributeError)) and "not in" in what:
-            fields = [f.name for f in dataclasses.fields(typ) if not f.name.startswith("_")] if dataclasses.is_dataclass(typ) else []
+            fields = (
+                [f.name for f in dataclasses.fields(typ) if not f.name.startswith("_")]
+                if dataclasses.is_dataclass(typ)
+                else []
+            )
             listed = f"; valid keys: {', '.join(fields)}" if fields else ""
             return f"unknown config key {key!r}{listed} (check the spelling)"
         return f"bad value for {key}: {what}"
@@ -131,7 +144,9 @@ def run_command(main: Callable[[], None]) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)  # compressai
+    warnings.filterwarnings(
+        "ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning
+    )  # compressai
     pin_cpu_kernels()  # before torch's first convolution: the same features on every AVX2 machine
     args, notes = modernize(sys.argv[1:])
     for note in notes:

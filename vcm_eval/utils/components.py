@@ -71,7 +71,9 @@ def locate(target: str, setting: str) -> Any:
         except AttributeError:
             break
         return obj
-    raise ConfigError(f"{setting}={target!r} names nothing importable; check the module is on PYTHONPATH and the spelling")
+    raise ConfigError(
+        f"{setting}={target!r} names nothing importable; check the module is on PYTHONPATH and the spelling"
+    )
 
 
 def select(cfg: DictConfig, groups: tuple[str, ...]) -> DictConfig:
@@ -115,7 +117,9 @@ def key_view(node: DictConfig) -> dict[str, Any]:
     data = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
     if not isinstance(data, dict):
         raise ConfigError(f"config node {node} is not a group of settings")
-    return {str(k): v for k, v in data.items() if fields.get(str(k)) is None or fields[str(k)].metadata.get("in_key", True)}
+    return {
+        str(k): v for k, v in data.items() if fields.get(str(k)) is None or fields[str(k)].metadata.get("in_key", True)
+    }
 
 
 def params_view(node: DictConfig) -> dict[str, Any]:

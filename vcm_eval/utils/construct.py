@@ -30,7 +30,9 @@ def from_config(factory: Callable[..., T], cfg: Any, *, optional: tuple[str, ...
     ]
     missing = [n for n in names if not _has(cfg, n) and n not in optional]
     if missing:
-        raise TypeError(f"{getattr(factory, '__name__', factory)} takes {missing}, which its config {type(cfg).__name__} lacks")
+        raise TypeError(
+            f"{getattr(factory, '__name__', factory)} takes {missing}, which its config {type(cfg).__name__} lacks"
+        )
     kwargs = {name: getattr(cfg, name) for name in names if _has(cfg, name)}
     return factory(**kwargs, **given)
 

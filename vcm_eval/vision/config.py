@@ -132,7 +132,15 @@ class RcnnConfig:
 
     def architecture(self) -> dict[str, Any]:
         """The fields a checkpoint must agree with (test-time thresholds excluded)."""
-        keep = ("backbone", "class_names", "with_masks", "anchor_sizes", "aspect_ratios", "box_head_dim", "mask_head_channels")
+        keep = (
+            "backbone",
+            "class_names",
+            "with_masks",
+            "anchor_sizes",
+            "aspect_ratios",
+            "box_head_dim",
+            "mask_head_channels",
+        )
         d = plain(asdict(self))
         return {k: d[k] for k in (*keep, "box_head_type")}
 

@@ -46,7 +46,9 @@ class D2AnchorGenerator(AnchorGenerator):
         strides: pixel stride of each level (4..64).
     """
 
-    def __init__(self, *, sizes: Sequence[int], aspect_ratios: Sequence[float], strides: Sequence[int] = FPN_STRIDES) -> None:
+    def __init__(
+        self, *, sizes: Sequence[int], aspect_ratios: Sequence[float], strides: Sequence[int] = FPN_STRIDES
+    ) -> None:
         super().__init__(sizes=tuple((int(s),) for s in sizes), aspect_ratios=(tuple(aspect_ratios),) * len(sizes))
         self.strides = tuple(int(s) for s in strides[: len(sizes)])
 
@@ -99,7 +101,9 @@ class AlignedRoIPooler(MultiScaleRoIAlign):
         canonical_box_size: float = 224.0,
         canonical_level: int = 4,
     ) -> None:
-        super().__init__(featmap_names=list(featmap_names), output_size=int(output_size), sampling_ratio=int(sampling_ratio))
+        super().__init__(
+            featmap_names=list(featmap_names), output_size=int(output_size), sampling_ratio=int(sampling_ratio)
+        )
         self.output_size = (int(output_size), int(output_size))
         self.strides = [int(s) for s in strides]
         self.min_level = round(math.log2(self.strides[0]))
@@ -113,7 +117,9 @@ class AlignedRoIPooler(MultiScaleRoIAlign):
         level = torch.floor(self.canonical_level + torch.log2(side / self.canonical_box_size + 1e-8))
         return (torch.clamp(level, min=self.min_level, max=self.max_level) - self.min_level).to(torch.int64)
 
-    def forward(self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor], image_shapes: list[tuple[int, int]]) -> torch.Tensor:  # type: ignore[override]
+    def forward(
+        self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor], image_shapes: list[tuple[int, int]]
+    ) -> torch.Tensor:  # type: ignore[override]
         feats = [x[name] for name in self.featmap_names]
         rois = torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], dim=1) for i, b in enumerate(boxes)])
         out = feats[0].new_zeros((rois.shape[0], feats[0].shape[1], *self.output_size))
@@ -124,7 +130,12 @@ class AlignedRoIPooler(MultiScaleRoIAlign):
             idx = torch.where(levels == lvl)[0]
             if idx.numel():
                 out[idx] = roi_align(
-                    feat, rois[idx], self.output_size, spatial_scale=1.0 / stride, sampling_ratio=self.sampling_ratio, aligned=True
+                    feat,
+                    rois[idx],
+                    self.output_size,
+                    spatial_scale=1.0 / stride,
+                    sampling_ratio=self.sampling_ratio,
+                    aligned=True,
                 )
         return out
 
@@ -149,7 +160,9 @@ def d2_resize(image: np.ndarray, *, min_size: int, max_size: int) -> np.ndarray:
     return np.array(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR))
 
 
-def paste_masks_aligned(masks: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int, int], threshold: float = 0.5) -> np.ndarray:
+def paste_masks_aligned(
+    masks: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int, int], threshold: float = 0.5
+) -> np.ndarray:
     """Binary image masks from [N, M, M] mask probabilities and their [N, 4] boxes.
 
     Pixel (y, x) of instance i takes the bilinear sample of mask i at the pixel centre
@@ -185,14 +198,24 @@ class LogitRankedRPN(RegionProposalNetwork):
     """
 
     def filter_proposals(
-        self, proposals: torch.Tensor, objectness: torch.Tensor, image_shapes: list[tuple[int, int]], num_anchors_per_level: list[int]
+        self,
+        proposals: torch.Tensor,
+        objectness: torch.Tensor,
+        image_shapes: list[tuple[int, int]],
+        num_anchors_per_level: list[int],
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         num_images, device = proposals.shape[0], proposals.device
         objectness = objectness.detach().reshape(num_images, -1)
-        levels = torch.cat([torch.full((n,), i, dtype=torch.int64, device=device) for i, n in enumerate(num_anchors_per_level)]).reshape(1, -1)
+        levels = torch.cat(
+            [torch.full((n,), i, dtype=torch.int64, device=device) for i, n in enumerate(num_anchors_per_level)]
+        ).reshape(1, -1)
         top_n_idx = self._get_top_n_idx(objectness, num_anchors_per_level)
         batch_idx = torch.arange(num_images, device=device)[:, None]
-        objectness, levels, proposals = objectness[batch_idx, top_n_idx], levels.expand(num_images, -1)[batch_idx, top_n_idx], proposals[batch_idx, top_n_idx]
+        objectness, levels, proposals = (
+            objectness[batch_idx, top_n_idx],
+            levels.expand(num_images, -1)[batch_idx, top_n_idx],
+            proposals[batch_idx, top_n_idx],
+        )
         final_boxes, final_scores = [], []
         for boxes, logits, lvl, shape in zip(proposals, objectness, levels, image_shapes):
             boxes = box_ops.clip_boxes_to_image(boxes, shape)

@@ -57,22 +57,54 @@ _BN = ("weight", "bias", "running_mean", "running_var")  # FrozenBN tensors
 _RULES: list[tuple[re.Pattern[str], str, str]] = [
     (re.compile(r"^backbone\.bottom_up\.stem\.conv1\.weight$"), "backbone.body.conv1.weight", "copy"),
     (re.compile(r"^backbone\.bottom_up\.stem\.conv1\.norm\.(\w+)$"), "backbone.body.bn1.{0}", "copy"),
-    (re.compile(r"^backbone\.bottom_up\.res(\d)\.(\d+)\.conv(\d)\.weight$"), "backbone.body.layer{s}.{1}.conv{2}.weight", "copy"),
-    (re.compile(r"^backbone\.bottom_up\.res(\d)\.(\d+)\.conv(\d)\.norm\.(\w+)$"), "backbone.body.layer{s}.{1}.bn{2}.{3}", "copy"),
-    (re.compile(r"^backbone\.bottom_up\.res(\d)\.(\d+)\.shortcut\.weight$"), "backbone.body.layer{s}.{1}.downsample.0.weight", "copy"),
-    (re.compile(r"^backbone\.bottom_up\.res(\d)\.(\d+)\.shortcut\.norm\.(\w+)$"), "backbone.body.layer{s}.{1}.downsample.1.{2}", "copy"),
+    (
+        re.compile(r"^backbone\.bottom_up\.res(\d)\.(\d+)\.conv(\d)\.weight$"),
+        "backbone.body.layer{s}.{1}.conv{2}.weight",
+        "copy",
+    ),
+    (
+        re.compile(r"^backbone\.bottom_up\.res(\d)\.(\d+)\.conv(\d)\.norm\.(\w+)$"),
+        "backbone.body.layer{s}.{1}.bn{2}.{3}",
+        "copy",
+    ),
+    (
+        re.compile(r"^backbone\.bottom_up\.res(\d)\.(\d+)\.shortcut\.weight$"),
+        "backbone.body.layer{s}.{1}.downsample.0.weight",
+        "copy",
+    ),
+    (
+        re.compile(r"^backbone\.bottom_up\.res(\d)\.(\d+)\.shortcut\.norm\.(\w+)$"),
+        "backbone.body.layer{s}.{1}.downsample.1.{2}",
+        "copy",
+    ),
     (re.compile(r"^backbone\.fpn_lateral(\d)\.(weight|bias)$"), "backbone.fpn.inner_blocks.{k}.0.{1}", "copy"),
     (re.compile(r"^backbone\.fpn_output(\d)\.(weight|bias)$"), "backbone.fpn.layer_blocks.{k}.0.{1}", "copy"),
     (re.compile(r"^proposal_generator\.rpn_head\.conv\.(weight|bias)$"), "rpn.head.conv.0.0.{0}", "copy"),
-    (re.compile(r"^proposal_generator\.rpn_head\.objectness_logits\.(weight|bias)$"), "rpn.head.cls_logits.{0}", "copy"),
+    (
+        re.compile(r"^proposal_generator\.rpn_head\.objectness_logits\.(weight|bias)$"),
+        "rpn.head.cls_logits.{0}",
+        "copy",
+    ),
     (re.compile(r"^proposal_generator\.rpn_head\.anchor_deltas\.(weight|bias)$"), "rpn.head.bbox_pred.{0}", "copy"),
     (re.compile(r"^roi_heads\.box_head\.fc([12])\.(weight|bias)$"), "roi_heads.box_head.fc{f}.{1}", "copy"),
     (re.compile(r"^roi_heads\.box_head\.conv(\d)\.(weight|bias)$"), "roi_heads.box_head.{c}.0.{1}", "copy"),
-    (re.compile(r"^roi_heads\.box_predictor\.cls_score\.(weight|bias)$"), "roi_heads.box_predictor.cls_score.{0}", "cls_score"),
-    (re.compile(r"^roi_heads\.box_predictor\.bbox_pred\.(weight|bias)$"), "roi_heads.box_predictor.bbox_pred.{0}", "bbox_pred"),
+    (
+        re.compile(r"^roi_heads\.box_predictor\.cls_score\.(weight|bias)$"),
+        "roi_heads.box_predictor.cls_score.{0}",
+        "cls_score",
+    ),
+    (
+        re.compile(r"^roi_heads\.box_predictor\.bbox_pred\.(weight|bias)$"),
+        "roi_heads.box_predictor.bbox_pred.{0}",
+        "bbox_pred",
+    ),
     (re.compile(r"^roi_heads\.mask_head\.mask_fcn(\d)\.(weight|bias)$"), "roi_heads.mask_head.{m}.0.{1}", "copy"),
     (re.compile(r"^roi_heads\.mask_head\.deconv\.(weight|bias)$"), "roi_heads.mask_predictor.conv5_mask.{0}", "copy"),
-    (re.compile(r"^roi_heads\.mask_head\.predictor\.(weight|bias)$"), "roi_heads.mask_predictor.mask_fcn_logits.{0}", "mask_logits"),
+    (
+        re.compile(r"^roi_heads\.mask_head\.predictor\.(weight|bias)$"),
+        "roi_heads.mask_predictor.mask_fcn_logits.{0}",
+        "mask_logits",
+    ),
 ]
 log = logging.getLogger(__name__)
 # detectron2 buffers that are configuration, not weights: checked against the config, not loaded.
@@ -97,7 +129,9 @@ def torchvision_name(d2_key: str, target: Mapping[str, torch.Tensor]) -> tuple[s
         first = int(g[0]) if g and g[0].isdigit() else 0
         if "{f}" in template and "roi_heads.box_head.fc6.weight" not in target:
             # 4conv1fc: torchvision's FastRCNNConvFCHead is [conv_0..conv_{n-1}, Flatten, Linear, ReLU, ...]
-            n_conv = len({k.split(".")[2] for k in target if k.startswith("roi_heads.box_head.") and k.endswith(".0.weight")})
+            n_conv = len(
+                {k.split(".")[2] for k in target if k.startswith("roi_heads.box_head.") and k.endswith(".0.weight")}
+            )
             return f"roi_heads.box_head.{n_conv + 1 + 2 * (first - 1)}.{g[1]}", transform
         name = template.format(*g, s=first - 1, k=first - 2, m=first - 1, c=first - 1, f=first + 5)
         return name, transform
@@ -184,7 +218,9 @@ def convert_d2_state_dict(d2_state: Mapping[str, Any], target: Mapping[str, torc
             continue
         out[name] = value
     missing = sorted(k for k in target if k not in out and not k.endswith("num_batches_tracked"))
-    return Conversion(state_dict=out, unmapped=sorted(unmapped), missing=missing, shape_errors=shape_errors, skipped=sorted(skipped))
+    return Conversion(
+        state_dict=out, unmapped=sorted(unmapped), missing=missing, shape_errors=shape_errors, skipped=sorted(skipped)
+    )
 
 
 def unmapped_keys(d2_state: Mapping[str, Any], target: Mapping[str, torch.Tensor]) -> list[str]:
@@ -220,7 +256,9 @@ def read_d2_checkpoint(path: Path) -> dict[str, Any]:
     ``torch.load(weights_only=True)``.
     """
     if not path.is_file():
-        raise CheckpointError(f"task model weights {path} do not exist; set model.weights to a detectron2 .pkl/.pth file")
+        raise CheckpointError(
+            f"task model weights {path} do not exist; set model.weights to a detectron2 .pkl/.pth file"
+        )
     try:
         if path.suffix == ".pkl":
             payload = _ArrayUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
@@ -240,7 +278,9 @@ def d2_model_state(payload: Any, path: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or not state:
         raise CheckpointError(f"{path} holds no detectron2 state dict (expected a dict with a 'model' entry)")
     if payload.get("matching_heuristics") or not any(k.startswith("backbone.") for k in state):
-        raise CheckpointError(f"{path} is not a detectron2 detection model (no backbone.* tensors; ImageNet backbones need training first)")
+        raise CheckpointError(
+            f"{path} is not a detectron2 detection model (no backbone.* tensors; ImageNet backbones need training first)"
+        )
     return dict(state)
 
 
@@ -280,7 +320,9 @@ def d2_state_for_model(
     if conv.shape_errors:
         problems.append("shape mismatch (check model.class_names / architecture): " + "; ".join(conv.shape_errors[:8]))
     if conv.missing:
-        problems.append(f"model tensors absent from the checkpoint: {conv.missing[:12]}{' ...' if len(conv.missing) > 12 else ''}")
+        problems.append(
+            f"model tensors absent from the checkpoint: {conv.missing[:12]}{' ...' if len(conv.missing) > 12 else ''}"
+        )
     if conv.unmapped and not ignore_unmapped:
         problems.append(
             f"checkpoint tensors not mapped ({len(conv.unmapped)}; set model.ignore_unmapped_weights=true to skip them): {conv.unmapped}"
@@ -288,7 +330,9 @@ def d2_state_for_model(
     if problems:
         raise CheckpointError(f"cannot load detectron2 weights {source}: " + " | ".join(problems))
     if conv.skipped:
-        log.info("%s: skipped %d buffers detectron2 itself skips: %s", source, len(conv.skipped), ", ".join(conv.skipped))
+        log.info(
+            "%s: skipped %d buffers detectron2 itself skips: %s", source, len(conv.skipped), ", ".join(conv.skipped)
+        )
     state = dict(conv.state_dict)
     for k, v in target.items():
         if k.endswith("num_batches_tracked"):

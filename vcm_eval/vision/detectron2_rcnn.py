@@ -38,9 +38,13 @@ _DEPTHS = {"resnet50": 50, "resnet101": 101}
 def d2_cfg(cfg: RcnnConfig) -> CfgNode:
     """detectron2 config of the R-CNN an ``RcnnConfig`` describes (Base-RCNN-FPN + overrides)."""
     if cfg.backbone.arch not in _DEPTHS:
-        raise ConfigError(f"the detectron2 backend needs model.backbone.arch in {sorted(_DEPTHS)}, not {cfg.backbone.arch!r}")
+        raise ConfigError(
+            f"the detectron2 backend needs model.backbone.arch in {sorted(_DEPTHS)}, not {cfg.backbone.arch!r}"
+        )
     if cfg.pixel_scale != 255.0:
-        raise ConfigError(f"model.backend=detectron2 feeds 0..255 pixels: set model.pixel_scale=255 (got {cfg.pixel_scale})")
+        raise ConfigError(
+            f"model.backend=detectron2 feeds 0..255 pixels: set model.pixel_scale=255 (got {cfg.pixel_scale})"
+        )
     c = get_cfg()
     c.MODEL.DEVICE = "cpu"
     c.MODEL.META_ARCHITECTURE = "GeneralizedRCNN"
@@ -79,7 +83,9 @@ def d2_cfg(cfg: RcnnConfig) -> CfgNode:
     c.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO = int(cfg.roi_sampling_ratio)
     c.MODEL.ROI_BOX_HEAD.POOLER_TYPE = pooler
     if len(set(cfg.mask_head_channels)) != 1:
-        raise ConfigError(f"detectron2's mask head has equal conv widths; model.mask_head_channels={list(cfg.mask_head_channels)}")
+        raise ConfigError(
+            f"detectron2's mask head has equal conv widths; model.mask_head_channels={list(cfg.mask_head_channels)}"
+        )
     c.MODEL.ROI_MASK_HEAD.NAME = "MaskRCNNConvUpsampleHead"
     c.MODEL.ROI_MASK_HEAD.NUM_CONV = len(cfg.mask_head_channels)
     c.MODEL.ROI_MASK_HEAD.CONV_DIM = int(cfg.mask_head_channels[0])
@@ -128,7 +134,9 @@ class Detectron2Rcnn(TaskModel):
         feats = self.model.backbone(images.tensor)
         h, w = images.image_sizes[0]
         levels = {name: feats[name][0] for name in LEVELS}
-        return FeatureSet(levels=levels, image_size=(int(image.shape[0]), int(image.shape[1])), input_size=(int(h), int(w)))
+        return FeatureSet(
+            levels=levels, image_size=(int(image.shape[0]), int(image.shape[1])), input_size=(int(h), int(w))
+        )
 
     def rebuild_p6(self, p5: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():

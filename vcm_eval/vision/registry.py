@@ -14,7 +14,10 @@ from vcm_eval.utils.components import locate
 from vcm_eval.vision.base import TaskModel
 
 DETECTRON2 = "vcm_eval.vision.detectron2_rcnn.Detectron2Rcnn"
-BACKENDS = {"torchvision": "vcm_eval.vision.torchvision_rcnn.TorchvisionRcnn", "detectron2": DETECTRON2}  # model._target_ of each
+BACKENDS = {
+    "torchvision": "vcm_eval.vision.torchvision_rcnn.TorchvisionRcnn",
+    "detectron2": DETECTRON2,
+}  # model._target_ of each
 
 
 def build_task_model(model_cfg: DictConfig, *, device: str = "cpu") -> TaskModel:

@@ -30,7 +30,13 @@ from vcm_eval.utils.choices import check_choices as check_dataclass_choices
 from vcm_eval.vision.backbone import build_fpn_backbone
 from vcm_eval.vision.base import LEVELS, FeatureSet, Instances, TaskModel
 from vcm_eval.vision.config import RcnnConfig
-from vcm_eval.vision.d2_compat import AlignedRoIPooler, D2AnchorGenerator, LogitRankedRPN, d2_resize, paste_masks_aligned
+from vcm_eval.vision.d2_compat import (
+    AlignedRoIPooler,
+    D2AnchorGenerator,
+    LogitRankedRPN,
+    d2_resize,
+    paste_masks_aligned,
+)
 from vcm_eval.vision.d2_weights import d2_model_state, d2_state_for_model, looks_like_d2, read_d2_checkpoint
 
 CHECKPOINT_FORMAT = "vcm_eval.task_model/1"
@@ -38,7 +44,9 @@ ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 _TV_KEYS = ("0", "1", "2", "3", "pool")  # torchvision's names for P2..P6
 
 
-def architecture_diff(want: dict[str, Any], have: dict[str, Any], default: dict[str, Any], prefix: str = "") -> list[str]:
+def architecture_diff(
+    want: dict[str, Any], have: dict[str, Any], default: dict[str, Any], prefix: str = ""
+) -> list[str]:
     """Keys where a checkpoint's architecture differs from the config's.
 
     A key an older checkpoint lacks counts as equal while the config holds its default value
@@ -81,7 +89,9 @@ def build_rcnn(cfg: RcnnConfig) -> MaskRCNN | FasterRCNN:
         else AnchorGenerator(sizes=sizes, aspect_ratios=(tuple(cfg.aspect_ratios),) * len(sizes))
     )
     if cfg.box_head_type == "4conv1fc":
-        box_head: torch.nn.Module = FastRCNNConvFCHead((bb.fpn_channels, 7, 7), [bb.fpn_channels] * 4, [cfg.box_head_dim])
+        box_head: torch.nn.Module = FastRCNNConvFCHead(
+            (bb.fpn_channels, 7, 7), [bb.fpn_channels] * 4, [cfg.box_head_dim]
+        )
     else:
         box_head = TwoMLPHead(bb.fpn_channels * 7 * 7, cfg.box_head_dim)
     common: dict[str, Any] = {
@@ -122,7 +132,9 @@ def check_choices(cfg: RcnnConfig) -> None:
     """Reject an unknown value of an enumerated model field, listing the valid ones."""
     check_dataclass_choices(cfg, "model")
     if cfg.pixel_scale <= 0:
-        raise ConfigError(f"model.pixel_scale={cfg.pixel_scale} must be > 0 (1 for torchvision weights, 255 for detectron2)")
+        raise ConfigError(
+            f"model.pixel_scale={cfg.pixel_scale} must be > 0 (1 for torchvision weights, 255 for detectron2)"
+        )
 
 
 def _roi_pool(cfg: RcnnConfig, size: int) -> torch.nn.Module | None:
@@ -130,7 +142,9 @@ def _roi_pool(cfg: RcnnConfig, size: int) -> torch.nn.Module | None:
     if cfg.roi_align_aligned:
         return AlignedRoIPooler(featmap_names=_TV_KEYS[:4], output_size=size, sampling_ratio=cfg.roi_sampling_ratio)
     if cfg.roi_sampling_ratio != 2:
-        return MultiScaleRoIAlign(featmap_names=list(_TV_KEYS[:4]), output_size=size, sampling_ratio=cfg.roi_sampling_ratio)
+        return MultiScaleRoIAlign(
+            featmap_names=list(_TV_KEYS[:4]), output_size=size, sampling_ratio=cfg.roi_sampling_ratio
+        )
     return None
 
 
@@ -158,7 +172,9 @@ def _read_torch(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"cannot read task model checkpoint {path}: {load_failure(exc)}; re-download or retrain it") from exc
+        raise CheckpointError(
+            f"cannot read task model checkpoint {path}: {load_failure(exc)}; re-download or retrain it"
+        ) from exc
 
 
 def load_checkpoint(path: Path, cfg: RcnnConfig, payload: Any = None) -> dict[str, torch.Tensor]:
@@ -170,7 +186,9 @@ def load_checkpoint(path: Path, cfg: RcnnConfig, payload: Any = None) -> dict[st
     diff = architecture_diff(cfg.architecture(), payload["architecture"], RcnnConfig().architecture())
     if diff:
         detail = "; ".join(diff)
-        raise CheckpointError(f"checkpoint {path} does not match the configured model ({detail}); fix model.* or model.weights")
+        raise CheckpointError(
+            f"checkpoint {path} does not match the configured model ({detail}); fix model.* or model.weights"
+        )
     return {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
 
 
@@ -199,11 +217,15 @@ def load_weights(path: Path, cfg: RcnnConfig, target: dict[str, torch.Tensor]) -
             )
         d2_state = read_d2_checkpoint(path) if payload is None else d2_model_state(payload, path)
         norm = {"image_mean": list(cfg.image_mean), "image_std": list(cfg.image_std)}
-        return d2_state_for_model(d2_state, target, ignore_unmapped=cfg.ignore_unmapped_weights, source=path.name, **norm)
+        return d2_state_for_model(
+            d2_state, target, ignore_unmapped=cfg.ignore_unmapped_weights, source=path.name, **norm
+        )
     return torchvision_state_for_model(payload, target, ignore_unmapped=cfg.ignore_unmapped_weights, source=path.name)
 
 
-def torchvision_state_for_model(payload: Any, target: dict[str, torch.Tensor], *, ignore_unmapped: bool, source: str) -> dict[str, Any]:
+def torchvision_state_for_model(
+    payload: Any, target: dict[str, torch.Tensor], *, ignore_unmapped: bool, source: str
+) -> dict[str, Any]:
     """A plain torchvision state dict checked key by key and shape by shape against the model."""
     state = payload.get("model", payload) if isinstance(payload, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -211,11 +233,17 @@ def torchvision_state_for_model(payload: Any, target: dict[str, torch.Tensor], *
     state = dict[str, torch.Tensor](state)
     unmapped = sorted(k for k in state if k not in target)
     missing = sorted(k for k in target if k not in state and not k.endswith("num_batches_tracked"))
-    wrong = [f"{k} {tuple(v.shape)} vs model {tuple(target[k].shape)}" for k, v in state.items() if v.shape != target.get(k, v).shape]
+    wrong = [
+        f"{k} {tuple(v.shape)} vs model {tuple(target[k].shape)}"
+        for k, v in state.items()
+        if v.shape != target.get(k, v).shape
+    ]
     problems = [f"shape mismatch: {wrong[:8]}"] if wrong else []
     problems += [f"model tensors absent from the checkpoint: {missing[:12]}"] if missing else []
     if unmapped and not ignore_unmapped:
-        problems.append(f"checkpoint tensors not in the model (set model.ignore_unmapped_weights=true to skip them): {unmapped[:20]}")
+        problems.append(
+            f"checkpoint tensors not in the model (set model.ignore_unmapped_weights=true to skip them): {unmapped[:20]}"
+        )
     if problems:
         raise CheckpointError(f"cannot load torchvision weights {source}: " + " | ".join(problems))
     out = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items() if k in target}
@@ -264,13 +292,18 @@ class TorchvisionRcnn(TaskModel):
             tensor = tensor.flip(0)
         tensor = tensor.div_(255.0) if cfg.pixel_scale == 1.0 else tensor.mul_(cfg.pixel_scale / 255.0)
         if cfg.resize == "detectron2":  # already resized: normalize and pad only
-            images = ImageList(transform.batch_images([transform.normalize(tensor)], transform.size_divisible), [tuple(tensor.shape[-2:])])
+            images = ImageList(
+                transform.batch_images([transform.normalize(tensor)], transform.size_divisible),
+                [tuple(tensor.shape[-2:])],
+            )
         else:
             images, _ = transform([tensor])
         feats = self.model.backbone(images.tensors)
         levels = {name: feats[key][0].cpu() for name, key in zip(LEVELS, _TV_KEYS)}  # codecs and caches work on the CPU
         h, w = images.image_sizes[0]
-        return FeatureSet(levels=levels, image_size=(int(image.shape[0]), int(image.shape[1])), input_size=(int(h), int(w)))
+        return FeatureSet(
+            levels=levels, image_size=(int(image.shape[0]), int(image.shape[1])), input_size=(int(h), int(w))
+        )
 
     def rebuild_p6(self, p5: torch.Tensor) -> torch.Tensor:
         top = self.model.backbone.fpn.extra_blocks

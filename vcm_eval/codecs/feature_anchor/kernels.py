@@ -12,7 +12,16 @@ from numba import njit
 
 @njit(cache=True, nogil=True)
 def codes_into_frame(
-    x: np.ndarray, c0: int, c1: int, lo: np.float32, ratio: np.float32, peak: int, frame: np.ndarray, top: int, left: int, cols: int
+    x: np.ndarray,
+    c0: int,
+    c1: int,
+    lo: np.float32,
+    ratio: np.float32,
+    peak: int,
+    frame: np.ndarray,
+    top: int,
+    left: int,
+    cols: int,
 ) -> None:
     """Min-max codes of channels c0..c1-1 written straight into their grid cells of the frame.
 
@@ -29,7 +38,17 @@ def codes_into_frame(
 
 
 @njit(cache=True, nogil=True)
-def values_from_frame(frame: np.ndarray, c0: int, c1: int, top: int, left: int, cols: int, step: np.float32, lo: np.float32, out: np.ndarray) -> None:
+def values_from_frame(
+    frame: np.ndarray,
+    c0: int,
+    c1: int,
+    top: int,
+    left: int,
+    cols: int,
+    step: np.float32,
+    lo: np.float32,
+    out: np.ndarray,
+) -> None:
     """Inverse of ``codes_into_frame``: out[c] = float32(code) * step + lo (float32) from channel c's grid cell."""
     _, h, w = out.shape
     for c in range(c0, c1):

@@ -239,9 +239,15 @@ class FeatureSequenceCodec:
         header, ranges, stream = self._parse(data, max_pixels=max_pixels, max_memory=max_memory)
         layout = header.layout()
         names = list(header.shapes)
-        video = CodedSequence(stream, header.frames, layout.height, layout.width, 1.0, self.qp, self.structure, -1,
-                              header.chroma, 0.0)  # decoding reads the stream, its frame count, size and chroma only
+        video = CodedSequence(
+            stream, header.frames, layout.height, layout.width, 1.0, self.qp, self.structure, -1, header.chroma, 0.0
+        )  # decoding reads the stream, its frame count, size and chroma only
         for k, frame in enumerate(self.vvc.decode(video)):
-            level_ranges = {n: (float(ranges[k, i if header.minmax == "level" else 0, 0]),
-                                float(ranges[k, i if header.minmax == "level" else 0, 1])) for i, n in enumerate(names)}
+            level_ranges = {
+                n: (
+                    float(ranges[k, i if header.minmax == "level" else 0, 0]),
+                    float(ranges[k, i if header.minmax == "level" else 0, 1]),
+                )
+                for i, n in enumerate(names)
+            }
             yield frame_values(np.ascontiguousarray(frame.y), layout, level_ranges, bits=BITS)  # fmt: skip

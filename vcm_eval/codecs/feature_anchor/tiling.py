@@ -108,7 +108,9 @@ def channel_grid(channels: int) -> tuple[int, int]:
     return -(-channels // cols), cols
 
 
-def plan_layout(shapes: dict[str, tuple[int, int, int]], *, image_size: tuple[int, int], input_size: tuple[int, int]) -> Layout:
+def plan_layout(
+    shapes: dict[str, tuple[int, int, int]], *, image_size: tuple[int, int], input_size: tuple[int, int]
+) -> Layout:
     """The frame layout for levels of these [C, H, W] shapes (see the module docstring).
 
     Raises:
@@ -185,7 +187,9 @@ def minmax_ranges(features: FeatureSet, mode: str) -> dict[str, tuple[float, flo
     """
     if mode not in MINMAX_MODES:
         raise CodecError(f"minmax={mode!r} is unknown; use one of {list(MINMAX_MODES)}")
-    per_level = {n: level_range(n, np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)) for n, t in features.items()}
+    per_level = {
+        n: level_range(n, np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)) for n, t in features.items()
+    }
     if mode == "level":
         return per_level
     lo, hi = min(r[0] for r in per_level.values()), max(r[1] for r in per_level.values())
@@ -198,7 +202,9 @@ def _check_bits(bits: int) -> float:
     return float(2**bits - 1)
 
 
-def codes_frame(features: FeatureSet, ranges: dict[str, tuple[float, float]], *, bits: int = 10, fill: int = 0) -> tuple[np.ndarray, Layout]:
+def codes_frame(
+    features: FeatureSet, ranges: dict[str, tuple[float, float]], *, bits: int = 10, fill: int = 0
+) -> tuple[np.ndarray, Layout]:
     """``tile(quantize(features, ranges, bits=bits), fill=fill)`` in one compiled pass: a uint16 frame."""
     peak = _check_bits(bits)
     layout = plan_layout(features.shapes(), image_size=features.image_size, input_size=features.input_size)
@@ -211,7 +217,9 @@ def codes_frame(features: FeatureSet, ranges: dict[str, tuple[float, float]], *,
     return frame, layout
 
 
-def frame_values(frame: np.ndarray, layout: Layout, ranges: dict[str, tuple[float, float]], *, bits: int = 10) -> FeatureSet:
+def frame_values(
+    frame: np.ndarray, layout: Layout, ranges: dict[str, tuple[float, float]], *, bits: int = 10
+) -> FeatureSet:
     """``dequantize(untile(frame, layout), ranges, bits=bits)`` in one compiled pass per level: float32 levels."""
     peak = _check_bits(bits)
     if frame.shape != (layout.height, layout.width):

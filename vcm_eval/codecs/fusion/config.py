@@ -36,7 +36,9 @@ class FusionArchConfig:
     channels: int = 64
     latent_channels: int = 64
     hyper_channels: int = 48
-    entropy_model: FusionEntropy = FusionEntropy.gmm  # Cheng et al. 2020's mixture; "meanscale" was the first generation's
+    entropy_model: FusionEntropy = (
+        FusionEntropy.gmm
+    )  # Cheng et al. 2020's mixture; "meanscale" was the first generation's
     attention: bool = True
     latent_stride: int = 32  # P2 needs the latent resolution (docs/fusion_codec.md, level swap); 64 = first generation
     decoder: DecoderLayout = DecoderLayout.parallel  # L-MSFC's per-level branches; "cascade" = first generation
@@ -102,7 +104,9 @@ class TrainFusionSettings:
     aux_lr: float = 1e-2
     lr_drop_at: float = 0.8
     level_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])  # P2..P5 in the distortion
-    task_weight: float = 0.0  # weight of the task-aware term: MSE of the frozen RPN's outputs on decoded vs original levels
+    task_weight: float = (
+        0.0  # weight of the task-aware term: MSE of the frozen RPN's outputs on decoded vs original levels
+    )
     train_images: int = 400
     features: FeatureSource = FeatureSource.cache
     cache_max_gb: float = 4.0
@@ -123,7 +127,9 @@ class TrainFusionSettings:
     workdir: str = "checkpoints/fusion_q${train.quality}"
     output: str = ""
     init_from: str = ""
-    export_only: bool = False  # write ``output`` from the work dir's last.pt without training (a snapshot of a running point)
+    export_only: bool = (
+        False  # write ``output`` from the work dir's last.pt without training (a snapshot of a running point)
+    )
 
 
 @dataclass

@@ -24,7 +24,12 @@ from typing import Any
 
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianMixtureConditional
-from compressai.latent_codecs import GaussianConditionalLatentCodec, HyperLatentCodec, HyperpriorLatentCodec, LatentCodec
+from compressai.latent_codecs import (
+    GaussianConditionalLatentCodec,
+    HyperLatentCodec,
+    HyperpriorLatentCodec,
+    LatentCodec,
+)
 from compressai.layers import (
     AttentionBlock,
     ResidualBlock,
@@ -53,7 +58,9 @@ class Fuse(nn.Module):
 
     def __init__(self, channels: int, level_channels: int) -> None:
         super().__init__()
-        self.mix = nn.Sequential(conv3x3(channels + level_channels, channels), nn.LeakyReLU(inplace=True), ResidualBlock(channels, channels))
+        self.mix = nn.Sequential(
+            conv3x3(channels + level_channels, channels), nn.LeakyReLU(inplace=True), ResidualBlock(channels, channels)
+        )
 
     def forward(self, x: Tensor, level: Tensor) -> Tensor:
         return self.mix(torch.cat([x, level], dim=1))
@@ -62,14 +69,20 @@ class Fuse(nn.Module):
 class FusionEncoder(nn.Module):
     """P2..P5 -> y at image stride ``latent_stride`` (64: one more stride-2 step after P5; 32: P5's scale)."""
 
-    def __init__(self, *, in_channels: int, channels: int, latent_channels: int, attention: bool, latent_stride: int = 64) -> None:
+    def __init__(
+        self, *, in_channels: int, channels: int, latent_channels: int, attention: bool, latent_stride: int = 64
+    ) -> None:
         super().__init__()
         self.down = nn.ModuleList(
-            [ResidualBlockWithStride(in_channels, channels, 2)] + [ResidualBlockWithStride(channels, channels, 2) for _ in range(2)]
+            [ResidualBlockWithStride(in_channels, channels, 2)]
+            + [ResidualBlockWithStride(channels, channels, 2) for _ in range(2)]
         )
         self.fuse = nn.ModuleList([Fuse(channels, in_channels) for _ in range(3)])
         last_stride = latent_stride // 32
-        self.out = nn.Sequential(AttentionBlock(channels) if attention else nn.Identity(), conv3x3(channels, latent_channels, stride=last_stride))
+        self.out = nn.Sequential(
+            AttentionBlock(channels) if attention else nn.Identity(),
+            conv3x3(channels, latent_channels, stride=last_stride),
+        )
 
     def forward(self, levels: list[Tensor]) -> Tensor:
         x = levels[0]
@@ -86,10 +99,16 @@ class FusionDecoder(nn.Module):
     alternative that gives every level its own branch.
     """
 
-    def __init__(self, *, out_channels: int, channels: int, latent_channels: int, attention: bool, latent_stride: int = 64) -> None:
+    def __init__(
+        self, *, out_channels: int, channels: int, latent_channels: int, attention: bool, latent_stride: int = 64
+    ) -> None:
         super().__init__()
         self.inp = AttentionBlock(latent_channels) if attention else nn.Identity()
-        first = ResidualBlockUpsample(latent_channels, channels, 2) if latent_stride == 64 else ResidualBlock(latent_channels, channels)
+        first = (
+            ResidualBlockUpsample(latent_channels, channels, 2)
+            if latent_stride == 64
+            else ResidualBlock(latent_channels, channels)
+        )
         self.up = nn.ModuleList([first] + [ResidualBlockUpsample(channels, channels, 2) for _ in range(3)])
         self.mix = nn.ModuleList([ResidualBlock(channels, channels) for _ in range(4)])
         self.heads = nn.ModuleList([conv3x3(channels, out_channels) for _ in range(4)])
@@ -144,13 +163,17 @@ class ParallelFusionDecoder(nn.Module):
     transform width before each level's 3x3 head, which keeps a rate point under 10 MB.
     """
 
-    def __init__(self, *, out_channels: int, channels: int, latent_channels: int, attention: bool, latent_stride: int = 64) -> None:
+    def __init__(
+        self, *, out_channels: int, channels: int, latent_channels: int, attention: bool, latent_stride: int = 64
+    ) -> None:
         super().__init__()
         self.inp = AttentionBlock(latent_channels) if attention else nn.Identity()
         ups = [int(math.log2(latent_stride // (P2_STRIDE * 2**k))) for k in range(len(CODED_LEVELS))]
         self.branches = nn.ModuleList([_branch(latent_channels, channels, u, attention) for u in ups])
         self.mixers = nn.ModuleList([MixLevels(channels) for _ in range(len(CODED_LEVELS) - 1)])
-        self.heads = nn.ModuleList([conv1x1(channels, out_channels) for _ in CODED_LEVELS])  # after a residual block: 1x1 suffices
+        self.heads = nn.ModuleList(
+            [conv1x1(channels, out_channels) for _ in CODED_LEVELS]
+        )  # after a residual block: 1x1 suffices
 
     def forward(self, y_hat: Tensor) -> list[Tensor]:
         y = self.inp(y_hat)
@@ -188,12 +211,16 @@ class GaussianMixtureLatentCodec(LatentCodec):
             return {"strings": [[b"\x00\x00"]], "shape": y.shape[2:4], "y_hat": torch.zeros_like(y)}
         (rv, abs_max, zero_bitmap), y_hat = self.gaussian_conditional.compress(y, *self._params(params))
         if abs_max >= 2**16:
-            raise CodecError(f"latent magnitude {abs_max} does not fit the mixture coder's 16-bit range; the checkpoint does not fit this input")
+            raise CodecError(
+                f"latent magnitude {abs_max} does not fit the mixture coder's 16-bit range; the checkpoint does not fit this input"
+            )
         bitmap = bytes(torch.as_tensor(zero_bitmap).reshape(-1).to(torch.uint8).tolist())
         header = abs_max.to_bytes(2, "little") + _pack_bits(bitmap)
         return {"strings": [[header + rv]], "shape": y.shape[2:4], "y_hat": y_hat}
 
-    def decompress(self, strings: list[list[bytes]], shape: tuple[int, int], ctx_params: Tensor, **kwargs: Any) -> dict[str, Any]:
+    def decompress(
+        self, strings: list[list[bytes]], shape: tuple[int, int], ctx_params: Tensor, **kwargs: Any
+    ) -> dict[str, Any]:
         data = strings[0][0]
         n_bytes = (self.M + 7) // 8
         abs_max = int.from_bytes(data[:2], "little")
@@ -201,7 +228,9 @@ class GaussianMixtureLatentCodec(LatentCodec):
             b, _, h, w = ctx_params.shape
             return {"y_hat": torch.zeros(b, self.M, h, w)}
         zero_bitmap = torch.tensor(_unpack_bits(data[2 : 2 + n_bytes], self.M), dtype=torch.int64)
-        y_hat = self.gaussian_conditional.decompress(data[2 + n_bytes :], abs_max, zero_bitmap, *self._params(ctx_params))
+        y_hat = self.gaussian_conditional.decompress(
+            data[2 + n_bytes :], abs_max, zero_bitmap, *self._params(ctx_params)
+        )
         return {"y_hat": y_hat}
 
 
@@ -253,21 +282,48 @@ class FusionCodecModel(CompressionModel):
         M, H = latent_channels, hyper_channels
         self.latent_stride_in_p2 = latent_stride // P2_STRIDE
         self.pad_multiple_p2 = self.latent_stride_in_p2 * HYPER_STRIDE
-        self.g_a = FusionEncoder(in_channels=in_channels, channels=channels, latent_channels=M, attention=attention, latent_stride=latent_stride)
+        self.g_a = FusionEncoder(
+            in_channels=in_channels,
+            channels=channels,
+            latent_channels=M,
+            attention=attention,
+            latent_stride=latent_stride,
+        )
         decoder_cls = FusionDecoder if decoder == "cascade" else ParallelFusionDecoder
-        self.g_s = decoder_cls(out_channels=in_channels, channels=channels, latent_channels=M, attention=attention, latent_stride=latent_stride)
+        self.g_s = decoder_cls(
+            out_channels=in_channels,
+            channels=channels,
+            latent_channels=M,
+            attention=attention,
+            latent_stride=latent_stride,
+        )
         n_params = 2 if entropy_model == "meanscale" else 9  # (scale, mean) or 3 x (scale, mean, weight)
-        h_a = nn.Sequential(conv3x3(M, H), nn.LeakyReLU(inplace=True), conv3x3(H, H, stride=2), nn.LeakyReLU(inplace=True), conv3x3(H, H, stride=2))
+        h_a = nn.Sequential(
+            conv3x3(M, H),
+            nn.LeakyReLU(inplace=True),
+            conv3x3(H, H, stride=2),
+            nn.LeakyReLU(inplace=True),
+            conv3x3(H, H, stride=2),
+        )
         # the mixture's 9 parameters per channel: a 1x1 last layer (a 3x3 one would weigh M x 13 x 9^2 weights)
         last = conv3x3(M * 3 // 2, M * n_params) if entropy_model == "meanscale" else conv1x1(M * 3 // 2, M * n_params)
-        h_s = nn.Sequential(subpel_conv3x3(H, H, 2), nn.LeakyReLU(inplace=True), subpel_conv3x3(H, M * 3 // 2, 2), nn.LeakyReLU(inplace=True), last)
+        h_s = nn.Sequential(
+            subpel_conv3x3(H, H, 2),
+            nn.LeakyReLU(inplace=True),
+            subpel_conv3x3(H, M * 3 // 2, 2),
+            nn.LeakyReLU(inplace=True),
+            last,
+        )
         y_codec: LatentCodec
         if entropy_model == "meanscale":
             y_codec = GaussianConditionalLatentCodec(quantizer="ste", chunks=("scales", "means"))
         else:
             y_codec = GaussianMixtureLatentCodec(latent_channels=M)
         self.latent_codec = HyperpriorLatentCodec(
-            latent_codec={"y": y_codec, "hyper": HyperLatentCodec(entropy_bottleneck=EntropyBottleneck(H), h_a=h_a, h_s=h_s, quantizer="ste")}
+            latent_codec={
+                "y": y_codec,
+                "hyper": HyperLatentCodec(entropy_bottleneck=EntropyBottleneck(H), h_a=h_a, h_s=h_s, quantizer="ste"),
+            }
         )
 
     def forward(self, levels: list[Tensor]) -> dict[str, Any]:

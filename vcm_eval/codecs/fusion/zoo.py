@@ -43,7 +43,9 @@ def resolve(checkpoint: str, *, task_model: str, quality: int) -> Path:
 
 
 def save(path: Path, model: FusionCodecModel, arch: FusionArchConfig, *, meta: dict[str, Any]) -> None:
-    state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items() if not k.endswith(_DERIVED)}
+    state = {
+        k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items() if not k.endswith(_DERIVED)
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save({"format": FORMAT, "architecture": arch.as_dict(), "meta": meta, "state_dict": state}, tmp)
@@ -67,7 +69,9 @@ def load(path: Path, arch: FusionArchConfig | None = None) -> tuple[FusionCodecM
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"cannot read fusion checkpoint {path}: {load_failure(exc)}; retrain it or fix pipeline.checkpoint") from exc
+        raise CheckpointError(
+            f"cannot read fusion checkpoint {path}: {load_failure(exc)}; retrain it or fix pipeline.checkpoint"
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a vcm_eval fusion codec checkpoint (format {FORMAT})")
     have = {**_ARCH_BEFORE_FIELD, **payload["architecture"]}
@@ -75,16 +79,22 @@ def load(path: Path, arch: FusionArchConfig | None = None) -> tuple[FusionCodecM
         try:
             arch = FusionArchConfig(**have)
         except TypeError as exc:
-            raise CheckpointError(f"fusion checkpoint {path} names an architecture this vcm_eval does not know ({exc}); update vcm_eval or retrain it") from exc
+            raise CheckpointError(
+                f"fusion checkpoint {path} names an architecture this vcm_eval does not know ({exc}); update vcm_eval or retrain it"
+            ) from exc
     want = arch.as_dict()
     diff = sorted(k for k in want if want[k] != have.get(k))
     if diff:
         detail = "; ".join(f"{k}: wanted {want[k]} vs checkpoint {have.get(k)}" for k in diff)
-        raise CheckpointError(f"fusion checkpoint {path} has another architecture ({detail}); start from a checkpoint of this architecture or change arch")
+        raise CheckpointError(
+            f"fusion checkpoint {path} has another architecture ({detail}); start from a checkpoint of this architecture or change arch"
+        )
     try:
         model = build_model(arch)
     except ConfigError as exc:
-        raise CheckpointError(f"fusion checkpoint {path} names an architecture this vcm_eval cannot build ({exc}); update vcm_eval or retrain it") from exc
+        raise CheckpointError(
+            f"fusion checkpoint {path} names an architecture this vcm_eval cannot build ({exc}); update vcm_eval or retrain it"
+        ) from exc
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()}
     # nn.Module's loader: CompressAI's override expects the derived CDF buffers we leave out.
     missing, unexpected = torch.nn.Module.load_state_dict(model, state, strict=False)

@@ -17,4 +17,7 @@ if TYPE_CHECKING:
     from vcm_eval.codecs.quant.uniform8 import Uniform8bitQuantizer
 
 __all__ = ["NormalizedQuantizer", "Uniform8bitQuantizer"]
-__getattr__ = lazy_exports(__name__, {"NormalizedQuantizer": "vcm_eval.codecs.quant.nsymbol", "Uniform8bitQuantizer": "vcm_eval.codecs.quant.uniform8"})
+__getattr__ = lazy_exports(
+    __name__,
+    {"NormalizedQuantizer": "vcm_eval.codecs.quant.nsymbol", "Uniform8bitQuantizer": "vcm_eval.codecs.quant.uniform8"},
+)

@@ -56,7 +56,9 @@ def channel_stats(x: np.ndarray, c0: int, c1: int, mean: np.ndarray, std: np.nda
                 q0 += d0 * d0
         shift = ((s0 + s1) + (s2 + s3)) / count
         square = ((q0 + q1) + (q2 + q3)) / count
-        if not (np.isfinite(shift) and np.isfinite(square)):  # a NaN/inf anywhere makes a sum non-finite: count them (rare path)
+        if not (
+            np.isfinite(shift) and np.isfinite(square)
+        ):  # a NaN/inf anywhere makes a sum non-finite: count them (rare path)
             for i in range(h):
                 for j in range(w):
                     bad += not np.isfinite(x[c, i, j])

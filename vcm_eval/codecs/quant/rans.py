@@ -69,6 +69,7 @@ SWAR_SIGNS = (1 << SWAR_FIELD - 1) * SWAR_REPEAT
 @intrinsic  # type: ignore[misc]
 def _popcount(typingctx: object, value: types.Integer) -> tuple[object, object]:
     """LLVM's ctpop: the number of bits set (one instruction on x86-64 with POPCNT)."""
+
     def codegen(context: object, builder: object, signature: object, args: list[object]) -> object:
         return builder.ctpop(args[0])  # type: ignore[attr-defined]
 
@@ -92,7 +93,10 @@ def swar_ends(end: np.ndarray, n: int) -> np.ndarray:
 
 def flat_tables(start: np.ndarray, freq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(start, freq, interval end, biased 1 / freq) as flat int64/float64 arrays indexed by context * n + symbol."""
-    start, freq = np.ascontiguousarray(start, dtype=np.int64).ravel(), np.ascontiguousarray(freq, dtype=np.int64).ravel()
+    start, freq = (
+        np.ascontiguousarray(start, dtype=np.int64).ravel(),
+        np.ascontiguousarray(freq, dtype=np.int64).ravel(),
+    )
     return start, freq, start + freq, (1.0 / np.maximum(freq, 1)) * (1.0 + INVERSE_BIAS)
 
 
@@ -118,7 +122,17 @@ def _scaled_weights(weights: np.ndarray, n: int) -> tuple[np.int32, np.int32, np
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _row_cells(row: np.ndarray, up: np.ndarray, has_up: bool, n: int, wl: np.int32, wu: np.int32, wul: np.int32, wur: np.int32, dst: np.ndarray) -> None:
+def _row_cells(
+    row: np.ndarray,
+    up: np.ndarray,
+    has_up: bool,
+    n: int,
+    wl: np.int32,
+    wu: np.int32,
+    wul: np.int32,
+    wur: np.int32,
+    dst: np.ndarray,
+) -> None:
     """dst[j] = the table index (context * n + symbol) of every symbol of a row, from the row and the one above.
 
     ``wl``..``wur``: ``_scaled_weights``; a neighbour outside the map is n.
@@ -136,16 +150,30 @@ def _row_cells(row: np.ndarray, up: np.ndarray, has_up: bool, n: int, wl: np.int
     right = np.int32(up[1]) if w > 1 else edge
     dst[0] = wl * edge + wu * np.int32(up[0]) + wul * edge + wur * right + np.int32(row[0])
     for j in range(1, w - 1):
-        dst[j] = wl * np.int32(row[j - 1]) + wu * np.int32(up[j]) + wul * np.int32(up[j - 1]) + wur * np.int32(up[j + 1]) + np.int32(row[j])
+        dst[j] = (
+            wl * np.int32(row[j - 1])
+            + wu * np.int32(up[j])
+            + wul * np.int32(up[j - 1])
+            + wur * np.int32(up[j + 1])
+            + np.int32(row[j])
+        )
     if w > 1:
-        dst[w - 1] = wl * np.int32(row[w - 2]) + wu * np.int32(up[w - 1]) + wul * np.int32(up[w - 2]) + wur * edge + np.int32(row[w - 1])
+        dst[w - 1] = (
+            wl * np.int32(row[w - 2])
+            + wu * np.int32(up[w - 1])
+            + wul * np.int32(up[w - 2])
+            + wur * edge
+            + np.int32(row[w - 1])
+        )
 
 
 PARTIALS = 8  # context_counts: interleaved partial histograms
 
 
 @njit(cache=True, nogil=True)
-def context_counts(symbols: np.ndarray, c0: int, c1: int, n: int, weights: np.ndarray, out: np.ndarray, room: int = (1 << 31) - 1) -> None:
+def context_counts(
+    symbols: np.ndarray, c0: int, c1: int, n: int, weights: np.ndarray, out: np.ndarray, room: int = (1 << 31) - 1
+) -> None:
     """Add the (context, symbol) counts of channels c0..c1-1 to ``out`` (flat, context * n + symbol).
 
     ``weights``: int64 [4] for (left, up, up-left, up-right). Per row, the table indices are
@@ -181,7 +209,16 @@ def context_counts(symbols: np.ndarray, c0: int, c1: int, n: int, weights: np.nd
 
 @njit(cache=True, nogil=True, inline="always")
 def _encode(
-    symbols: np.ndarray, c0: int, c1: int, n: int, weights: np.ndarray, start: np.ndarray, freq: np.ndarray, inv: np.ndarray, out: np.ndarray, branchless: bool
+    symbols: np.ndarray,
+    c0: int,
+    c1: int,
+    n: int,
+    weights: np.ndarray,
+    start: np.ndarray,
+    freq: np.ndarray,
+    inv: np.ndarray,
+    out: np.ndarray,
+    branchless: bool,
 ) -> int:
     """rANS-code channels c0..c1-1 of ``symbols`` [C, H, W] (uint8) into ``out`` (uint16 words); -> words used.
 
@@ -206,7 +243,17 @@ def _encode(
         lanes = min(LANES, c1 - first)
         for i in range(h - 1, -1, -1):
             for lane in range(lanes):
-                _row_cells(symbols[first + lane, i], symbols[first + lane, max(i - 1, 0)], i > 0, n, wl, wu, wul, wur, index[lane])
+                _row_cells(
+                    symbols[first + lane, i],
+                    symbols[first + lane, max(i - 1, 0)],
+                    i > 0,
+                    n,
+                    wl,
+                    wu,
+                    wul,
+                    wur,
+                    index[lane],
+                )
             for j in range(w - 1, -1, -1):
                 for t in range(lanes):  # the decoder refills lanes in order: renormalize in reverse
                     at = np.uint64(lanes - 1 - t)  # unsigned indices: no negative-index wrap-around code in the loop
@@ -266,7 +313,9 @@ def _decode_row(
             xl = x[lane]
             slot = xl & MASK
             if n <= SWAR_SYMBOLS:  # the symbol = how many intervals end at or below the slot, in one add
-                sym = popcount((packed[np.uint64(base)] + (slot | slot << SWAR_FIELD | slot << 2 * SWAR_FIELD)) & SWAR_SIGNS)
+                sym = popcount(
+                    (packed[np.uint64(base)] + (slot | slot << SWAR_FIELD | slot << 2 * SWAR_FIELD)) & SWAR_SIGNS
+                )
             else:
                 sym = 0
                 for t in range(n - 1):
@@ -290,7 +339,17 @@ def _decode_row(
 
 @njit(cache=True, nogil=True)
 def _decode_row_branch(
-    words: np.ndarray, k: int, x: np.ndarray, lanes: int, n: int, row: np.ndarray, bases: np.ndarray, left_base: np.ndarray, packed: np.ndarray, freq_start: np.ndarray, end: np.ndarray
+    words: np.ndarray,
+    k: int,
+    x: np.ndarray,
+    lanes: int,
+    n: int,
+    row: np.ndarray,
+    bases: np.ndarray,
+    left_base: np.ndarray,
+    packed: np.ndarray,
+    freq_start: np.ndarray,
+    end: np.ndarray,
 ) -> tuple[int, bool]:
     """``_decode_row`` with a branch per renormalization."""
     return _decode_row(words, k, x, lanes, n, row, bases, left_base, packed, freq_start, end, False)
@@ -298,7 +357,17 @@ def _decode_row_branch(
 
 @njit(cache=True, nogil=True)
 def _decode_row_branchless(
-    words: np.ndarray, k: int, x: np.ndarray, lanes: int, n: int, row: np.ndarray, bases: np.ndarray, left_base: np.ndarray, packed: np.ndarray, freq_start: np.ndarray, end: np.ndarray
+    words: np.ndarray,
+    k: int,
+    x: np.ndarray,
+    lanes: int,
+    n: int,
+    row: np.ndarray,
+    bases: np.ndarray,
+    left_base: np.ndarray,
+    packed: np.ndarray,
+    freq_start: np.ndarray,
+    end: np.ndarray,
 ) -> tuple[int, bool]:
     """``_decode_row`` with branch-free renormalization."""
     return _decode_row(words, k, x, lanes, n, row, bases, left_base, packed, freq_start, end, True)
@@ -385,20 +454,50 @@ def _decode(
 
 
 @njit(cache=True, nogil=True)
-def encode(symbols: np.ndarray, c0: int, c1: int, n: int, weights: np.ndarray, start: np.ndarray, freq: np.ndarray, inv: np.ndarray, out: np.ndarray) -> int:
+def encode(
+    symbols: np.ndarray,
+    c0: int,
+    c1: int,
+    n: int,
+    weights: np.ndarray,
+    start: np.ndarray,
+    freq: np.ndarray,
+    inv: np.ndarray,
+    out: np.ndarray,
+) -> int:
     """``_encode`` with a branch per renormalization (few words per symbol)."""
     return _encode(symbols, c0, c1, n, weights, start, freq, inv, out, False)
 
 
 @njit(cache=True, nogil=True)
-def encode_branchless(symbols: np.ndarray, c0: int, c1: int, n: int, weights: np.ndarray, start: np.ndarray, freq: np.ndarray, inv: np.ndarray, out: np.ndarray) -> int:
+def encode_branchless(
+    symbols: np.ndarray,
+    c0: int,
+    c1: int,
+    n: int,
+    weights: np.ndarray,
+    start: np.ndarray,
+    freq: np.ndarray,
+    inv: np.ndarray,
+    out: np.ndarray,
+) -> int:
     """``_encode`` with branch-free renormalization (many words per symbol); the same words."""
     return _encode(symbols, c0, c1, n, weights, start, freq, inv, out, True)
 
 
 @njit(cache=True, nogil=True)
 def decode(
-    words: np.ndarray, c0: int, c1: int, n: int, weights: np.ndarray, start: np.ndarray, freq: np.ndarray, end: np.ndarray, symbols: np.ndarray, table: np.ndarray, values: np.ndarray
+    words: np.ndarray,
+    c0: int,
+    c1: int,
+    n: int,
+    weights: np.ndarray,
+    start: np.ndarray,
+    freq: np.ndarray,
+    end: np.ndarray,
+    symbols: np.ndarray,
+    table: np.ndarray,
+    values: np.ndarray,
 ) -> int:
     """``_decode`` with a branch per renormalization."""
     return _decode(words, c0, c1, n, weights, start, freq, end, symbols, table, values, False)
@@ -406,7 +505,17 @@ def decode(
 
 @njit(cache=True, nogil=True)
 def decode_branchless(
-    words: np.ndarray, c0: int, c1: int, n: int, weights: np.ndarray, start: np.ndarray, freq: np.ndarray, end: np.ndarray, symbols: np.ndarray, table: np.ndarray, values: np.ndarray
+    words: np.ndarray,
+    c0: int,
+    c1: int,
+    n: int,
+    weights: np.ndarray,
+    start: np.ndarray,
+    freq: np.ndarray,
+    end: np.ndarray,
+    symbols: np.ndarray,
+    table: np.ndarray,
+    values: np.ndarray,
 ) -> int:
     """``_decode`` with branch-free renormalization."""
     return _decode(words, c0, c1, n, weights, start, freq, end, symbols, table, values, True)

@@ -17,8 +17,6 @@ from vcm_eval.vision.levels import fpn_shapes
 Shapes = Mapping[str, tuple[int, int, int]]
 
 
-
-
 def num_values(shapes: Shapes) -> int:
     return sum(c * h * w for c, h, w in shapes.values())
 
@@ -50,7 +48,9 @@ def data_size_rows(height: int, width: int, *, channels: int = 256) -> list[dict
     """
     shapes = fpn_shapes(height, width, channels=channels)
     img = image_bits(height, width)
-    rows: list[dict[str, Any]] = [{"representation": "input image (8-bit RGB)", "kbytes_min": kbytes(img), "kbytes_max": kbytes(img)}]
+    rows: list[dict[str, Any]] = [
+        {"representation": "input image (8-bit RGB)", "kbytes_min": kbytes(img), "kbytes_max": kbytes(img)}
+    ]
     for label, lo, hi in (
         ("float32 features", 32, 32),
         ("8-bit features", 8, 8),

@@ -53,7 +53,9 @@ def colour_ffmpeg(path: str, colour: str, default: str) -> str:
     """The FFmpeg that converts colours: ``path`` if set, FFmpeg 4.2.2 for ``mpeg``, else ``default``."""
     if path:
         if not Path(path).is_file():
-            raise ConfigError(f"vvc.colour_ffmpeg={path!r} does not exist; point it at an FFmpeg binary or leave it empty")
+            raise ConfigError(
+                f"vvc.colour_ffmpeg={path!r} does not exist; point it at an FFmpeg binary or leave it empty"
+            )
         return path
     if check_colour(colour) != "mpeg":
         return default
@@ -91,10 +93,28 @@ def rgb_to_yuv420(image: np.ndarray, exe: str, colour: str = "mpeg") -> Yuv420:
     height, width = image.shape[:2]
     rgb = np.ascontiguousarray(image, np.uint8).tobytes()
     if check_colour(colour) == "mpeg":
-        data = run_tool([exe, *QUIET, *_raw_input("rgb24", width, height), "-i", "pipe:", *mpeg_rgb_to_yuv_args(), "pipe:"], stdin=rgb)
+        data = run_tool(
+            [exe, *QUIET, *_raw_input("rgb24", width, height), "-i", "pipe:", *mpeg_rgb_to_yuv_args(), "pipe:"],
+            stdin=rgb,
+        )
         return Yuv420.frombytes(data, height, width, bit_depth=8)
     scale = f"scale=flags={_BT709_SCALE}:out_color_matrix=bt709:out_range=tv"
-    cmd = [exe, *QUIET, *_raw_input("rgb24", width, height), "-i", "pipe:", "-vf", scale, "-f", "rawvideo", "-pix_fmt", "yuv420p10le", "-frames:v", "1", "pipe:"]
+    cmd = [
+        exe,
+        *QUIET,
+        *_raw_input("rgb24", width, height),
+        "-i",
+        "pipe:",
+        "-vf",
+        scale,
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "yuv420p10le",
+        "-frames:v",
+        "1",
+        "pipe:",
+    ]
     return Yuv420.frombytes(run_tool(cmd, stdin=rgb), height, width)
 
 
@@ -106,6 +126,21 @@ def yuv420_to_rgb(frame: Yuv420, exe: str, colour: str = "mpeg") -> np.ndarray:
         cmd = [exe, *QUIET, *inp, "-i", "pipe:", *out, "-f", "rawvideo", "pipe:"]
     else:
         scale = f"scale=flags={_BT709_SCALE}:in_color_matrix=bt709:in_range=tv"
-        cmd = [exe, *QUIET, *_raw_input("yuv420p10le", width, height), "-i", "pipe:", "-vf", scale, "-f", "rawvideo", "-pix_fmt", "rgb24", "-frames:v", "1", "pipe:"]
+        cmd = [
+            exe,
+            *QUIET,
+            *_raw_input("yuv420p10le", width, height),
+            "-i",
+            "pipe:",
+            "-vf",
+            scale,
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-frames:v",
+            "1",
+            "pipe:",
+        ]
     data = run_tool(cmd, stdin=frame.tobytes())
     return np.frombuffer(data, np.uint8).reshape(height, width, 3).copy()

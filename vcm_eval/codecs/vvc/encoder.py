@@ -50,7 +50,9 @@ CODED_QP_PARAMS = "IntraQPOffset=0"  # VVenC presets carry IntraQPOffset=-3: the
 
 def check_qp(qp: int) -> int:
     if not isinstance(qp, int) or not QP_RANGE[0] <= qp <= QP_RANGE[1]:
-        raise ConfigError(f"QP {qp!r} is outside {QP_RANGE[0]}..{QP_RANGE[1]}; pick an integer QP in that range (e.g. 22..47)")
+        raise ConfigError(
+            f"QP {qp!r} is outside {QP_RANGE[0]}..{QP_RANGE[1]}; pick an integer QP in that range (e.g. 22..47)"
+        )
     return qp
 
 
@@ -110,7 +112,13 @@ class VvcEncoder:
         backend, preset = choice(Backend, backend, "vvc.backend"), choice(Preset, preset, "vvc.preset")
         if threads < 1:
             raise ConfigError(f"vvc.threads={threads} must be >= 1")
-        self.backend, self.preset, self.threads, self.qpa, self.extra_params = backend, preset, threads, qpa, extra_params
+        self.backend, self.preset, self.threads, self.qpa, self.extra_params = (
+            backend,
+            preset,
+            threads,
+            qpa,
+            extra_params,
+        )
         self.ffmpeg = ffmpeg_binary(ffmpeg)
         self.vvencapp, self.vvdecapp = vvencapp, vvdecapp
         self.vtm = Vtm(encoder=vtm_encoder, decoder=vtm_decoder, cfg=vtm_cfg) if backend == "vtm" else None
@@ -139,7 +147,9 @@ class VvcEncoder:
             return self.vtm.version()
         if self.backend == "ffmpeg":
             return ffmpeg_capabilities(self.ffmpeg)[0] + " / libvvenc"
-        out = run_tool([self.vvencapp, "--version"], setting="vvc.vvencapp").decode(errors="replace").strip().splitlines()
+        out = (
+            run_tool([self.vvencapp, "--version"], setting="vvc.vvencapp").decode(errors="replace").strip().splitlines()
+        )
         return out[0] if out else "vvencapp"
 
     def tool_versions(self) -> dict[str, str]:
@@ -147,7 +157,9 @@ class VvcEncoder:
         return {"libvvenc": libvvenc_version(self.ffmpeg)} if self.backend == "ffmpeg" else {}
 
     def _vvenc_params(self, chroma: str) -> str:
-        return ":".join(p for p in (CODED_QP_PARAMS, self.extra_params, "ChromaFormatIDC=400" if chroma == "400" else "") if p)
+        return ":".join(
+            p for p in (CODED_QP_PARAMS, self.extra_params, "ChromaFormatIDC=400" if chroma == "400" else "") if p
+        )
 
     def encode(self, frame: Yuv420, qp: int, *, chroma: str = "420") -> bytes:
         """One intra picture at slice QP ``qp`` -> raw VVC bitstream bytes (``chroma="400"``: luma only)."""

@@ -31,7 +31,9 @@ def ffmpeg_binary(path: str) -> str:
     if path:
         found = shutil.which(path) or (path if Path(path).is_file() else None)
         if not found:
-            raise CodecError(f"ffmpeg binary {path!r} not found; set vvc.ffmpeg to an FFmpeg with libvvenc, or leave it empty")
+            raise CodecError(
+                f"ffmpeg binary {path!r} not found; set vvc.ffmpeg to an FFmpeg with libvvenc, or leave it empty"
+            )
         return found
     try:
         import imageio_ffmpeg
@@ -49,7 +51,9 @@ def ffmpeg_capabilities(exe: str) -> tuple[str, bool, bool]:
         encoders = subprocess.run([exe, "-hide_banner", "-encoders"], capture_output=True, text=True, check=True).stdout
         decoders = subprocess.run([exe, "-hide_banner", "-decoders"], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError) as exc:
-        raise CodecError(f"cannot run ffmpeg {exe!r} ({exc}); set vvc.ffmpeg to a working FFmpeg with libvvenc") from exc
+        raise CodecError(
+            f"cannot run ffmpeg {exe!r} ({exc}); set vvc.ffmpeg to a working FFmpeg with libvvenc"
+        ) from exc
     has_dec = any(line.split()[1:2] == ["vvc"] for line in decoders.splitlines() if len(line.split()) > 1)
     return version.splitlines()[0] if version else "ffmpeg (unknown version)", " libvvenc " in encoders, has_dec
 

@@ -22,7 +22,9 @@ from typing import Any
 
 from vcm_eval.errors import CodecError
 
-_ELEMENT = re.compile(r"\]\s+\d+\s+(pps_pic_parameter_set_id|pps_init_qp_minus26|ph_pic_parameter_set_id|ph_qp_delta|sh_qp_delta)\s+\S+\s+=\s+(-?\d+)")
+_ELEMENT = re.compile(
+    r"\]\s+\d+\s+(pps_pic_parameter_set_id|pps_init_qp_minus26|ph_pic_parameter_set_id|ph_qp_delta|sh_qp_delta)\s+\S+\s+=\s+(-?\d+)"
+)
 
 
 def slice_qps(bitstream: bytes, ffmpeg: str) -> list[int]:
@@ -30,10 +32,27 @@ def slice_qps(bitstream: bytes, ffmpeg: str) -> list[int]:
     with tempfile.TemporaryDirectory(prefix="vcm_trace_") as tmp:
         src = Path(tmp) / "in.266"
         src.write_bytes(bitstream)
-        cmd = [ffmpeg, "-hide_banner", "-nostdin", "-f", "vvc", "-i", str(src), "-c", "copy", "-bsf:v", "trace_headers", "-f", "null", "-"]
+        cmd = [
+            ffmpeg,
+            "-hide_banner",
+            "-nostdin",
+            "-f",
+            "vvc",
+            "-i",
+            str(src),
+            "-c",
+            "copy",
+            "-bsf:v",
+            "trace_headers",
+            "-f",
+            "null",
+            "-",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise CodecError(f"trace_headers could not read the VVC stream: {' | '.join(proc.stderr.strip().splitlines()[-3:])}")
+        raise CodecError(
+            f"trace_headers could not read the VVC stream: {' | '.join(proc.stderr.strip().splitlines()[-3:])}"
+        )
     init_qp: dict[int, int] = {}
     pps_id = ph_pps = 0
     ph_delta: int | None = None

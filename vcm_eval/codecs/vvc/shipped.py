@@ -80,7 +80,11 @@ class ShippedBitstreams:
         try:
             data = stream.path.read_bytes()
         except OSError as exc:
-            raise CodecError(f"shipped bitstream {stream.path} cannot be read ({exc.strerror}); restore it from git") from exc
+            raise CodecError(
+                f"shipped bitstream {stream.path} cannot be read ({exc.strerror}); restore it from git"
+            ) from exc
         if hashlib.md5(data).hexdigest() != stream.md5:
-            raise CodecError(f"shipped bitstream {stream.path} fails its md5 check ({MANIFEST} says {stream.md5}); restore it from git")
+            raise CodecError(
+                f"shipped bitstream {stream.path} fails its md5 check ({MANIFEST} says {stream.md5}); restore it from git"
+            )
         return data

@@ -30,7 +30,9 @@ from vcm_eval.errors import CodecError, ConfigError
 
 def _existing_file(path: str, setting: str) -> str:
     if not Path(path).is_file():
-        raise ConfigError(f"{setting}={path!r} does not exist; point {setting} at the file (docs/anchors.md: building VTM)")
+        raise ConfigError(
+            f"{setting}={path!r} does not exist; point {setting} at the file (docs/anchors.md: building VTM)"
+        )
     return path
 
 
@@ -43,7 +45,9 @@ def vtm_banner_version(encoder: str) -> str:
         raise CodecError(f"cannot run vvc.vtm_encoder={encoder!r} ({exc}); point it at VTM's EncoderAppStatic") from exc
     found = re.search(r"VTM Encoder Version\s+(\S+)", proc.stdout + proc.stderr)
     if not found:
-        raise CodecError(f"vvc.vtm_encoder={encoder!r} did not print a VTM encoder banner; point it at VTM's EncoderAppStatic")
+        raise CodecError(
+            f"vvc.vtm_encoder={encoder!r} did not print a VTM encoder banner; point it at VTM's EncoderAppStatic"
+        )
     return f"VTM-{found.group(1)}"
 
 
@@ -65,7 +69,9 @@ class Vtm:
         self.decoder = _existing_file(decoder, "vvc.vtm_decoder") if decoder else ""
         self.cfg = _existing_file(cfg, "vvc.vtm_cfg") if cfg else ""
         if self.encoder and not self.cfg:
-            raise ConfigError("vvc.vtm_encoder is set but vvc.vtm_cfg is empty; point it at VTM's cfg/encoder_intra_vtm.cfg")
+            raise ConfigError(
+                "vvc.vtm_encoder is set but vvc.vtm_cfg is empty; point it at VTM's cfg/encoder_intra_vtm.cfg"
+            )
 
     @property
     def can_encode(self) -> bool:
@@ -96,7 +102,9 @@ class Vtm:
             )
         with tempfile.TemporaryDirectory(prefix="vcm_vtm_") as tmp:
             yuv, out = Path(tmp) / "in.yuv", Path(tmp) / "out.bin"
-            yuv.write_bytes(np.ascontiguousarray(frame.y, dtype="<u2").tobytes() if chroma == "400" else frame.tobytes())
+            yuv.write_bytes(
+                np.ascontiguousarray(frame.y, dtype="<u2").tobytes() if chroma == "400" else frame.tobytes()
+            )
             run_tool(self.command(yuv, out, frame, qp, chroma), setting="vvc.vtm_encoder")
             return out.read_bytes()
 
