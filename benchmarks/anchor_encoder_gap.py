@@ -1,6 +1,7 @@
 """The encoder gap: each VVenC preset against VTM all-intra on the same images (docs/anchors.md).
 
-    python benchmarks/anchor_encoder_gap.py [--images 20] [--qps 37,42,47,52,57] [--presets faster,fast,medium,slow,slower]
+    python benchmarks/anchor_encoder_gap.py [--images 20] [--qps 37,42,47,52,57]
+        [--presets faster,fast,medium,slow,slower]
         [--vtm-encoder <EncoderApp> --vtm-cfg <encoder_intra_vtm.cfg> --feature-images 2 --feature-qps 27,32,37]
 
 Image anchor: runs ``pipeline=image_anchor`` (MPEG colour path, coded QP = configured QP) through
@@ -131,7 +132,8 @@ def markdown(table: list[dict[str, Any]]) -> str:
 
 def measure(
     pipeline: str, setups: dict[str, list[str]], qps: list[int], images: int, results: str,
-    psnr_of: Callable[[Path, EvalDataset, DictConfig], float], seconds_of: Callable[[str, Path, EvalDataset, int], float],
+    psnr_of: Callable[[Path, EvalDataset, DictConfig], float],
+    seconds_of: Callable[[str, Path, EvalDataset, int], float],
 ) -> dict[str, list[dict[str, float]]]:  # fmt: skip
     points: dict[str, list[dict[str, float]]] = {}
     for name, overrides in setups.items():
@@ -152,7 +154,8 @@ def measure(
             dataset = build_dataset(cfg.dataset, data_dir=Path(cfg.paths.data), progress=False)
             run_dir = Path(row["run_dir"])
             point = {"qp": qp, "bpp": row["bpp"], "bbox_AP": row["bbox_AP"], "segm_AP": row["segm_AP"],
-                     "y_psnr": psnr_of(run_dir, dataset, cfg), "encode_s": seconds_of(name, run_dir, dataset, qp)}  # fmt: skip
+                     "y_psnr": psnr_of(run_dir, dataset, cfg),
+                     "encode_s": seconds_of(name, run_dir, dataset, qp)}  # fmt: skip
             points.setdefault(name, []).append(point)
             print(pipeline, name, point, flush=True)
     return points

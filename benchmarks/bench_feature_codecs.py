@@ -3,8 +3,8 @@
     python benchmarks/bench_feature_codecs.py [--source smooth|network] [--threads 2] [--repeats 5]
         [--codecs quant-causal,quant-static,quant-raw,quant8,feature_anchor] [--pythonpath DIR] [--label TEXT]
         [--out results/benchmarks/feature_codecs.json]
-    python benchmarks/bench_feature_codecs.py --table results/benchmarks/feature_codecs_*.json   # Markdown
-    python benchmarks/bench_feature_codecs.py --ranges results/benchmarks/feature_codecs_*_run*.json   # ranges over runs
+    python benchmarks/bench_feature_codecs.py --table results/benchmarks/feature_codecs_*.json  # Markdown
+    python benchmarks/bench_feature_codecs.py --ranges results/benchmarks/feature_codecs_*_run*.json  # ranges over runs
 
 The pyramid is P2..P6 of a 2048 x 1024 image (44,695,552 float32 values, 170.5 MiB):
 ``smooth`` = deterministic smooth random fields (bilinearly upsampled noise plus a little white
@@ -20,11 +20,11 @@ the physical reference) before the first and after each. Reported per codec: enc
 seconds (best of the rounds), values per second, bits per value (8 x stream bytes / values), the
 fastest memory pass, and the codec's time as a multiple of a memory pass: each round against the
 faster of the two passes beside it (a slow minute of a shared machine slows both; a spike in one
-pass cannot make the ratio look better), best and median of the rounds. Beside it, the best time against a copy into memory written before
-(bandwidth only: a fresh copy also pays the kernel for zeroing and mapping its pages, as a decoder
-that returns new tensors does). VVC is excluded: ``feature_anchor`` times its own pre- and
-post-processing (min-max, 10-bit codes, tiling into the frame; un-tiling, de-quantization) with
-the frame passed straight through.
+pass cannot make the ratio look better), best and median of the rounds. Beside it, the best time
+against a copy into memory written before (bandwidth only: a fresh copy also pays the kernel for
+zeroing and mapping its pages, as a decoder that returns new tensors does). VVC is excluded:
+``feature_anchor`` times its own pre- and post-processing (min-max, 10-bit codes, tiling into the
+frame; un-tiling, de-quantization) with the frame passed straight through.
 
 ``--pythonpath DIR`` runs the codecs of another checkout (e.g. a ``git worktree`` of an older
 commit) on the same pyramid: how the table of docs/performance.md compares old and new.
@@ -231,7 +231,10 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
 def markdown_table(results: list[dict[str, Any]]) -> str:
     """One Markdown row per codec of each result file (the table of docs/performance.md)."""
     lines = [
-        "| source | implementation | codec | bits/value | encode s | decode s | enc + dec s | x memory pass: best / median (pass) | x copy into touched memory | M values/s | peak MiB | first s |",
+        (
+            "| source | implementation | codec | bits/value | encode s | decode s | enc + dec s "
+            "| x memory pass: best / median (pass) | x copy into touched memory | M values/s | peak MiB | first s |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for res in results:
@@ -247,8 +250,10 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
                 f"{r['x_touched_pass']:.1f} ({1000 * r['touched_pass_s']:.0f} ms)" if "x_touched_pass" in r else "-"
             )
             lines.append(
-                f"| {res['source']} | {impl} | {r['codec']} | {bpv} | {r['encode_s']:.3f} | {r['decode_s']:.3f} | {r['encode_decode_s']:.3f} | "
-                f"{r['x_memory_pass']:.1f} / {median} ({1000 * r['memory_pass_s']:.0f} ms) | {touched} | {r['mvalues_per_s']:.1f} | {r['peak_above_baseline_mb']:.0f} | {r['first_s']:.2f} |"
+                f"| {res['source']} | {impl} | {r['codec']} | {bpv} | {r['encode_s']:.3f} | {r['decode_s']:.3f} | "
+                f"{r['encode_decode_s']:.3f} | {r['x_memory_pass']:.1f} / {median} "
+                f"({1000 * r['memory_pass_s']:.0f} ms) | {touched} | {r['mvalues_per_s']:.1f} | "
+                f"{r['peak_above_baseline_mb']:.0f} | {r['first_s']:.2f} |"
             )
     return "\n".join(lines)
 
@@ -268,13 +273,17 @@ def ranges_table(results: list[dict[str, Any]]) -> str:
         return lo if lo == hi else f"{lo}-{hi}"
 
     lines = [
-        "| source | implementation | codec | runs | bits/value | enc + dec s | x memory pass, best | x memory pass, median | memory pass ms | x copy into touched memory | peak MiB |",
+        (
+            "| source | implementation | codec | runs | bits/value | enc + dec s | x memory pass, best "
+            "| x memory pass, median | memory pass ms | x copy into touched memory | peak MiB |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (source, label, codec), rows in groups.items():
         lines.append(
-            f"| {source} | {label} | {codec} | {len(rows)} | {span(rows, 'bits_per_value', '.4f')} | {span(rows, 'encode_decode_s', '.3f')} | "
-            f"{span(rows, 'x_memory_pass', '.1f')} | {span(rows, 'x_memory_pass_median', '.1f')} | {span(rows, 'memory_pass_s', '.0f', 1000)} | "
+            f"| {source} | {label} | {codec} | {len(rows)} | {span(rows, 'bits_per_value', '.4f')} | "
+            f"{span(rows, 'encode_decode_s', '.3f')} | {span(rows, 'x_memory_pass', '.1f')} | "
+            f"{span(rows, 'x_memory_pass_median', '.1f')} | {span(rows, 'memory_pass_s', '.0f', 1000)} | "
             f"{span(rows, 'x_touched_pass', '.1f')} | {span(rows, 'peak_above_baseline_mb', '.0f')} |"
         )
     return "\n".join(lines)

@@ -192,9 +192,9 @@ def framework_pass(cfg: Any, mem: PeakMemory) -> tuple[list[dict[str, Any]], dic
         rec = json.loads(line)
         stages = rec["encode_s"] + rec["decode_s"] + rec["task_s"]
         rows.append({
-            "image_id": rec["image_id"], "bytes": rec["bits"] // 8, "features_s": rec["features_s"], "encode_s": rec["encode_s"],
-            "decode_s": rec["decode_s"], "network_s": rec["task_s"] - rec["features_s"], "stages_s": stages,
-            "wall_s": rec["wall_s"], "overhead_s": rec["wall_s"] - stages, "peak_mb": float("nan"),
+            "image_id": rec["image_id"], "bytes": rec["bits"] // 8, "features_s": rec["features_s"],
+            "encode_s": rec["encode_s"], "decode_s": rec["decode_s"], "network_s": rec["task_s"] - rec["features_s"],
+            "stages_s": stages, "wall_s": rec["wall_s"], "overhead_s": rec["wall_s"] - stages, "peak_mb": float("nan"),
         })  # fmt: skip
     return sorted(rows, key=lambda r: r["image_id"]), timings, cpu
 
@@ -289,8 +289,9 @@ def write(results: list[dict[str, Any]], out_dir: Path, name: str) -> None:
 def markdown_table(paths: list[Path]) -> str:
     """One row per (pipeline file, case, workers): means per image and the ratios, as Markdown."""
     head = (
-        "| pipeline | input | images | workers | features s | encode s | decode s | network s | overhead s/img | loop / stages "
-        "| run / stages | run / bare limit | CPU run / bare | features s (warm cache) | run / stages (warm) | peak MB |"
+        "| pipeline | input | images | workers | features s | encode s | decode s | network s | overhead s/img "
+        "| loop / stages | run / stages | run / bare limit | CPU run / bare | features s (warm cache) "
+        "| run / stages (warm) | peak MB |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for path in paths:
@@ -307,10 +308,12 @@ def markdown_table(paths: list[Path]) -> str:
                 float(np.mean([r["features_s"] for r in run["per_image"]["framework_warm"]])) if warm else float("nan")
             )
             cells = [
-                name, run["case"], run["images"], run["workers"], *(f"{mean[k]:.2f}" for k in ("features_s", "encode_s", "decode_s", "network_s")),
-                f"{mean['overhead_s']:.3f}", f"{fw['loop_ratio_to_own_stages']:.3f}", f"{fw['ratio_to_own_stages']:.3f}",
-                f"{fw['ratio_to_limit']:.2f}", f"{fw['cpu_ratio_to_limit']:.2f}", f"{warm_feat:.3f}" if warm else "-",
-                f"{warm['ratio_to_own_stages']:.3f}" if warm else "-", f"{fw['peak_mb']:.0f}",
+                name, run["case"], run["images"], run["workers"],
+                *(f"{mean[k]:.2f}" for k in ("features_s", "encode_s", "decode_s", "network_s")),
+                f"{mean['overhead_s']:.3f}", f"{fw['loop_ratio_to_own_stages']:.3f}",
+                f"{fw['ratio_to_own_stages']:.3f}", f"{fw['ratio_to_limit']:.2f}", f"{fw['cpu_ratio_to_limit']:.2f}",
+                f"{warm_feat:.3f}" if warm else "-", f"{warm['ratio_to_own_stages']:.3f}" if warm else "-",
+                f"{fw['peak_mb']:.0f}",
             ]  # fmt: skip
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)

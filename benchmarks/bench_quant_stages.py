@@ -132,8 +132,9 @@ def main() -> None:
     tmp.replace(out)
     for r in rows:
         print(
-            f"{r['model']}: {r['bits_per_value']:.4f} bits/value; wall encode {r['encode_ms']:.0f} + decode {r['decode_ms']:.0f} ms = "
-            f"{r['x_memory_pass']:.1f}x a memory pass ({r['memory_pass_ms']:.0f} ms); process CPU {r['process_cpu_ms']:.0f} ms"
+            f"{r['model']}: {r['bits_per_value']:.4f} bits/value; wall encode {r['encode_ms']:.0f} "
+            f"+ decode {r['decode_ms']:.0f} ms = {r['x_memory_pass']:.1f}x a memory pass "
+            f"({r['memory_pass_ms']:.0f} ms); process CPU {r['process_cpu_ms']:.0f} ms"
         )
         for name, ms in r["stages_cpu_ms"].items():
             print(f"    {name:18s} {ms:7.1f} ms CPU  {r['stages_ns_per_value'][name]:5.2f} ns/value")

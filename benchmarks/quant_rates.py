@@ -1,6 +1,7 @@
 """Bytes of the 2-bit codec at every Table 3 setting on real features, for comparing implementations.
 
-    python benchmarks/quant_rates.py [--images 5] [--repeats 5] [--pythonpath DIR] [--out results/benchmarks/quant_rates.json]
+    python benchmarks/quant_rates.py [--images 5] [--repeats 5] [--pythonpath DIR]
+        [--out results/benchmarks/quant_rates.json]
 
 Features: P2..P6 of the first ``--images`` synthetic val images from the embedded default task
 model (the committed checkpoint). Codecs: ``NormalizedQuantizer(n, z)`` for n = 3, 4 and z = 0.5,
@@ -81,7 +82,8 @@ def main() -> None:
         before, after = (json.loads(Path(f).read_text())["bytes"] for f in args.compare)
         ms = [json.loads(Path(f).read_text()).get("ms_per_image", {}) for f in args.compare]
         print(
-            "| setting | before (bytes) | after (bytes) | change | encode / decode ms before | after |\n|---|---|---|---|---|---|"
+            "| setting | before (bytes) | after (bytes) | change | encode / decode ms before | after |\n"
+            "|---|---|---|---|---|---|"
         )
         for k in before:
             t = [f"{m[k]['encode_ms']:.1f} / {m[k]['decode_ms']:.1f}" if k in m else "-" for m in ms]
@@ -102,8 +104,9 @@ def main() -> None:
     proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode:
         raise SystemExit(proc.stderr[-3000:])
-    result = {"command": " ".join(["benchmarks/quant_rates.py", *sys.argv[1:]]), "implementation": args.pythonpath or "this checkout",
-              "images": args.images, **json.loads(proc.stdout.strip().splitlines()[-1])}  # fmt: skip
+    result = {"command": " ".join(["benchmarks/quant_rates.py", *sys.argv[1:]]),
+              "implementation": args.pythonpath or "this checkout", "images": args.images,
+              **json.loads(proc.stdout.strip().splitlines()[-1])}  # fmt: skip
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

@@ -99,7 +99,8 @@ def test_encoder_input_is_the_8bit_samples_times_4(image: np.ndarray) -> None:
 
 
 def test_full_range_needs_the_old_ffmpeg(vvc: VvcEncoder) -> None:
-    """FFmpeg 9 ignores ``-dst_range 1`` (white -> Y 235, limited range); FFmpeg 4.2.2 writes 255 as MPEG's anchors have it."""
+    """FFmpeg 9 ignores ``-dst_range 1`` (white -> Y 235, limited range); FFmpeg 4.2.2 writes 255 as MPEG's
+    anchors have it."""
     white = np.full((8, 8, 3), 255, np.uint8)
     assert rgb_to_yuv420(white, LEGACY, "mpeg").y.min() == 255
     assert rgb_to_yuv420(white, vvc.ffmpeg, "mpeg").y.max() == 235
@@ -111,8 +112,9 @@ def test_decoded_rgb_equals_the_script_conversion(vvc: VvcEncoder, image: np.nda
     data = codec.encode(odd)
     recon = vvc.decode(payload(data), 102, 148)
     (tmp_path / "rec.yuv").write_bytes(recon.tobytes())
-    subprocess.run([LEGACY, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "yuv420p10le", "-s", "148x102", "-src_range", "1",
-                    "-i", str(tmp_path / "rec.yuv"), "-frames", "1", "-pix_fmt", "rgb24", str(tmp_path / "rec.png")], check=True)  # fmt: skip
+    subprocess.run([LEGACY, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "yuv420p10le", "-s", "148x102",
+                    "-src_range", "1", "-i", str(tmp_path / "rec.yuv"), "-frames", "1", "-pix_fmt", "rgb24",
+                    str(tmp_path / "rec.png")], check=True)  # fmt: skip
     script = np.asarray(Image.open(tmp_path / "rec.png").convert("RGB"))[:101, :147]
     assert np.array_equal(codec.decode(data), script)
 

@@ -13,8 +13,9 @@ from vcm_eval.engine.run import run_key, run_single
 from vcm_eval.errors import ConfigError
 
 SMALL = [
-    "pipeline=uncompressed", "model.weights=null", "model.min_size=128", "model.max_size=256", "model.detections_per_img=20",
-    "dataset.size=2", "dataset.height=128", "dataset.width=256", "workers=1", "threads=1", "progress=false",
+    "pipeline=uncompressed", "model.weights=null", "model.min_size=128", "model.max_size=256",
+    "model.detections_per_img=20", "dataset.size=2", "dataset.height=128", "dataset.width=256", "workers=1",
+    "threads=1", "progress=false",
 ]  # fmt: skip
 
 

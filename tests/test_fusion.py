@@ -66,7 +66,8 @@ def test_round_trip_equals_the_models_own_forward(
 
 
 def test_header_is_in_the_bytes(task_model: TorchvisionRcnn, codec: FusionFeatureCodec) -> None:
-    """Format 2: image size, the size form (input == image, P2 - input / 4 per side), both strings with their lengths."""
+    """Format 2: image size, the size form (input == image, P2 - input / 4 per side), both strings with their
+    lengths."""
     feats = task_model.features(scene_for(SyntheticSpec(), "val", 3).image)
     data = codec.encode(feats)
     with BitstreamReader(data, "fusion", version=FORMAT_VERSION) as r:

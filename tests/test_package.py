@@ -51,7 +51,8 @@ def test_wheel_installs_outside_the_tree_and_runs_a_two_image_job(tmp_path: Path
     ).stdout
     assert "vvc: base_vvc, vtm, vvc" in help_text and "== Configuration groups ==" in help_text
     job = [str(site / "bin" / "vcm-eval"), "pipeline=uncompressed", "dataset.limit=2", "progress=false",
-           f"paths.results={elsewhere / 'results'}", f"paths.data={elsewhere / 'data'}", f"paths.cache={elsewhere / 'cache'}"]  # fmt: skip
+           f"paths.results={elsewhere / 'results'}", f"paths.data={elsewhere / 'data'}",
+           f"paths.cache={elsewhere / 'cache'}"]  # fmt: skip
     done = subprocess.run(job, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     metrics = next((elsewhere / "results").rglob("metrics.json"))

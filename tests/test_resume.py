@@ -171,9 +171,9 @@ def test_launcher_configs_compose(hydra_conf: None) -> None:
     try:
         import hydra_plugins.hydra_submitit_launcher  # noqa: F401
     except ImportError:  # the [cluster] extra is not installed: a one-line hint, not a traceback
-        assert (
-            missing_launcher(["vcm_eval", "-m", "hydra/launcher=slurm"])
-            == "hydra/launcher=slurm needs the submitit launcher: pip install 'vcm_eval[cluster]' (hydra-submitit-launcher)"
+        assert missing_launcher(["vcm_eval", "-m", "hydra/launcher=slurm"]) == (
+            "hydra/launcher=slurm needs the submitit launcher: pip install 'vcm_eval[cluster]' "
+            "(hydra-submitit-launcher)"
         )
         return
     cfg = compose(

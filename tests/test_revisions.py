@@ -40,9 +40,9 @@ def _without_docstrings(tree: ast.AST) -> ast.AST:
             and body
             and isinstance(body[0], ast.Expr)
             and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
         ):
-            if isinstance(body[0].value.value, str):
-                node.body = body[1:] or [ast.Pass()]  # type: ignore[attr-defined]
+            node.body = body[1:] or [ast.Pass()]  # type: ignore[attr-defined]
     return tree
 
 

@@ -74,8 +74,8 @@ def cli(
     timeout: float = 600,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "vcm_eval", *args], capture_output=True, text=True, cwd=ROOT, env={**os.environ, **(env or {})},
-        preexec_fn=preexec, timeout=timeout, check=False,
+        [sys.executable, "-m", "vcm_eval", *args], capture_output=True, text=True, cwd=ROOT,
+        env={**os.environ, **(env or {})}, preexec_fn=preexec, timeout=timeout, check=False,
     )  # fmt: skip
 
 
@@ -294,13 +294,14 @@ Runs = dict[str, tuple[Case, subprocess.CompletedProcess[str]]]
 # the rest run with -m slow. Hydra's other error kinds are formatted in-process below.
 NEEDS_TMPFS = ("full disk", "read-only results")  # added only where a tmpfs can be mounted
 FAST = [
-    "unknown key", "qp out of range", "missing ffmpeg", "wrong-architecture task checkpoint", "unknown-architecture fusion checkpoint",
-    "corrupt image", "results below a file", "file size limit", "full disk", "missing vtm encoder",
+    "unknown key", "qp out of range", "missing ffmpeg", "wrong-architecture task checkpoint",
+    "unknown-architecture fusion checkpoint", "corrupt image", "results below a file", "file size limit", "full disk",
+    "missing vtm encoder",
 ]  # fmt: skip
 SLOW = [
-    "unknown top-level key", "wrong type", "unknown option", "override syntax", "z out of range", "n_symbols out of range", "workers",
-    "no bundled ffmpeg", "garbage checkpoint", "hydra dir below a file", "read-only results", "uncreatable results",
-    "vtm without encoder or shipped streams",
+    "unknown top-level key", "wrong type", "unknown option", "override syntax", "z out of range",
+    "n_symbols out of range", "workers", "no bundled ffmpeg", "garbage checkpoint", "hydra dir below a file",
+    "read-only results", "uncreatable results", "vtm without encoder or shipped streams",
 ]  # fmt: skip
 
 
@@ -398,11 +399,17 @@ def test_more_user_errors_are_one_line_and_exit_2(name: str, slow_error_runs: Ru
         ),
         (
             ["pipeline=quantt"],
-            "In 'config': Could not find 'pipeline/quantt'; valid options: feature_anchor, feature_codec, fusion_codec, image_anchor, image_codec, msfc, quant,",
+            (
+                "In 'config': Could not find 'pipeline/quantt'; valid options: feature_anchor, feature_codec, "
+                "fusion_codec, image_anchor, image_codec, msfc, quant,"
+            ),
         ),
         (
             ["dataset=citiscapes"],
-            "In 'config': Could not find 'dataset/citiscapes'; valid options: cityscapes, coco, hieve, mot, oiv6, sfu, synthetic, synthetic_oid, synthetic_video, tvd",
+            (
+                "In 'config': Could not find 'dataset/citiscapes'; valid options: cityscapes, coco, hieve, mot, oiv6, "
+                "sfu, synthetic, synthetic_oid, synthetic_video, tvd"
+            ),
         ),
         (
             ["pipeline.qp=[1"],

@@ -13,8 +13,9 @@ from vcm_eval.engine.run import params_tag, run_dir_for, run_single
 from vcm_eval.utils.atomic import atomic_write
 
 SMALL = [
-    "pipeline=uncompressed", "model.weights=null", "model.min_size=128", "model.max_size=256", "model.detections_per_img=20",
-    "dataset.size=3", "dataset.height=128", "dataset.width=256", "workers=1", "threads=1", "progress=false",
+    "pipeline=uncompressed", "model.weights=null", "model.min_size=128", "model.max_size=256",
+    "model.detections_per_img=20", "dataset.size=3", "dataset.height=128", "dataset.width=256", "workers=1",
+    "threads=1", "progress=false",
 ]  # fmt: skip
 
 

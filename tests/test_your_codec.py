@@ -31,8 +31,9 @@ def _example_codecs() -> Any:  # imported the way vcm_eval imports it: from PYTH
 def test_an_image_codec_outside_the_package_runs_from_the_command_line(tmp_path: Path, hydra_conf: None) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    job = [sys.executable, "-m", "vcm_eval", "pipeline=image_codec", "+pipeline.codec._target_=my_codecs.JpegCodec", "+pipeline.codec.quality=30",
-           "dataset.limit=2", "progress=false", f"paths.results={tmp_path / 'results'}", f"paths.data={tmp_path / 'data'}", f"paths.cache={tmp_path / 'cache'}"]  # fmt: skip
+    job = [sys.executable, "-m", "vcm_eval", "pipeline=image_codec", "+pipeline.codec._target_=my_codecs.JpegCodec",
+           "+pipeline.codec.quality=30", "dataset.limit=2", "progress=false", f"paths.results={tmp_path / 'results'}",
+           f"paths.data={tmp_path / 'data'}", f"paths.cache={tmp_path / 'cache'}"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(EXAMPLES)}
     done = subprocess.run(job, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -78,7 +79,8 @@ def test_a_feature_codec_from_config_gives_records_rate_and_accuracy(tmp_path: P
     assert rows[8]["bbox_AP"] > rows[2]["bbox_AP"]  # and 8-bit features keep more of the accuracy
     records = [json.loads(line) for line in Path(rows[8]["run_dir"], "records.jsonl").read_text().splitlines()]
     assert len(records) == 2 and all(r["bits"] > 0 for r in records)
-    # the learned-codec papers' measure beside bpp: coded bits / float32 bits of P2..P5 (256 x 10,880 values at 512 x 256)
+    # the learned-codec papers' measure beside bpp: coded bits / float32 bits of P2..P5
+    # (256 x 10,880 values at 512 x 256)
     assert all(r["p2_p5_values"] == 256 * (64 * 128 + 32 * 64 + 16 * 32 + 8 * 16) for r in records)
     assert rows[8]["feature_ratio_pct"] == pytest.approx(
         100 * sum(r["bits"] for r in records) / (32 * 2 * 256 * 10_880)

@@ -58,8 +58,9 @@ def cli() -> None:
         print(
             "warning: 'pipeline=suite' is deprecated; run the main job with: python -m vcm_eval.suite", file=sys.stderr
         )
-        renamed = {"pipeline.runs": "suite.runs", "pipeline.overrides": "suite.overrides", "pipeline.plot": "suite.plot",
-                   "pipeline.metrics": "suite.metrics", "pipeline.anchors": "suite.anchors"}  # fmt: skip
+        renamed = {"pipeline.runs": "suite.runs", "pipeline.overrides": "suite.overrides",
+                   "pipeline.plot": "suite.plot", "pipeline.metrics": "suite.metrics",
+                   "pipeline.anchors": "suite.anchors"}  # fmt: skip
         args = [a for a in sys.argv[1:] if a != "pipeline=suite"]
         sys.argv = [
             sys.argv[0],

@@ -159,13 +159,16 @@ def anchor_curves(results: Path, out_dir: Path) -> list[Path]:
             assert isinstance(config, DictConfig)  # a run folder's config.yaml is a mapping
             settings = config.get("vvc") or config.get("codec")  # the VVC group (``codec`` before the rename)
             prov = json.loads((Path(r["run_dir"]) / "provenance.json").read_text())
-            rows.append({**{k: r.get(k) for k in CURVE_COLUMNS}, "qp": int(r["qp"]), "images": int(r["images"]), "preset": settings.preset if settings.backend != "vtm" else "",
-                         "colour": settings.colour if pipeline == "image_anchor" else "", "codec_version": prov.get("codec_version", "")})  # fmt: skip
+            rows.append({**{k: r.get(k) for k in CURVE_COLUMNS}, "qp": int(r["qp"]), "images": int(r["images"]),
+                         "preset": settings.preset if settings.backend != "vtm" else "",
+                         "colour": settings.colour if pipeline == "image_anchor" else "",
+                         "codec_version": prov.get("codec_version", "")})  # fmt: skip
         if len({(r["encoder"], r["preset"], r["images"]) for r in rows}) > 1 or len({r["qp"] for r in rows}) != len(
             rows
         ):
             raise ConfigError(
-                f"{results} holds several {pipeline} setups (encoders, presets or image counts); point curves_from at one"
+                f"{results} holds several {pipeline} setups (encoders, presets or image counts); "
+                "point curves_from at one"
             )
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=CURVE_COLUMNS, lineterminator="\n")

@@ -33,6 +33,7 @@ def resolve_device(spec: str) -> torch.device:
             raise ConfigError(f"device={spec} but PyTorch sees no CUDA GPU here; use device=cpu or device=auto")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ConfigError(
-                f"device={spec} but only {torch.cuda.device_count()} CUDA device(s) exist; use cuda:0..{torch.cuda.device_count() - 1}"
+                f"device={spec} but only {torch.cuda.device_count()} CUDA device(s) exist; "
+                f"use cuda:0..{torch.cuda.device_count() - 1}"
             )
     return device

@@ -38,20 +38,22 @@ def coco_paths(cfg: CocoDatasetConfig) -> tuple[Path, Path]:
     for path, what in ((annotations, "annotation file"), (images, "image folder")):
         if not path.exists():
             raise DataError(
-                f"COCO {what} {path} does not exist; expected {LAYOUT.format(split=cfg.split)} (or set dataset.images/annotations)"
+                f"COCO {what} {path} does not exist; expected {LAYOUT.format(split=cfg.split)} "
+                "(or set dataset.images/annotations)"
             )
     return images, annotations
 
 
 def coco_dataset(cfg: CocoDatasetConfig, *, data_dir: Path, progress: bool = True) -> EvalDataset:
-    """An ``EvalDataset`` of a COCO-format split, read in place (nothing is written under ``data_dir``); checks the first image's path."""
+    """An ``EvalDataset`` of a COCO-format split, read in place (nothing is written under ``data_dir``); checks
+    the first image's path."""
     images, annotations = coco_paths(cfg)
     dataset = EvalDataset(name=cfg.name, image_root=images, coco_json=annotations, cityscapes_gt=None, limit=cfg.limit)
     if dataset.images:
         first = images / dataset.images[0]["file_name"]
         if not first.is_file():
             raise DataError(
-                f"image {first} listed in {annotations.name} does not exist; dataset.images must be the folder the json's file_name "
-                f"entries are relative to (expected {LAYOUT.format(split=cfg.split)})"
+                f"image {first} listed in {annotations.name} does not exist; dataset.images must be the folder "
+                f"the json's file_name entries are relative to (expected {LAYOUT.format(split=cfg.split)})"
             )
     return dataset

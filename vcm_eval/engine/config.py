@@ -67,6 +67,8 @@ class SuiteConfig:
     plot: bool = True
     metrics: list[str] = field(default_factory=lambda: ["bbox_AP", "segm_AP"])  # figure panels, BD table columns
     anchors: list[str] = field(default_factory=lambda: ["image_anchor", "feature_anchor"])  # BD references
+    name: str = "main"  # its folder: <results>/<dataset>/<model>/suite (main) or suite_<name>
+    published: str = ""  # a CSV of published BD-rates (anchors/*.csv) printed beside the measured ones
 
 
 @dataclass

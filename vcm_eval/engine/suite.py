@@ -20,8 +20,10 @@ from omegaconf import DictConfig
 
 from vcm_eval.engine.run import run_single
 from vcm_eval.errors import ConfigError
+from vcm_eval.report.published import published_table
 from vcm_eval.report.report import suite_summary
 from vcm_eval.report.tables import format_summary, summary_frame
+from vcm_eval.resources import ANCHORS_DIR
 from vcm_eval.utils.atomic import atomic_write
 from vcm_eval.utils.cli import modernize
 
@@ -40,6 +42,12 @@ def expand_entry(entry: str) -> list[list[str]]:
         else:
             choices.append([f"{key}={v}" for v in value.split(",")])
     return [list(combo) for combo in itertools.product(*choices)]
+
+
+def published_file(name: str) -> Path:
+    """``suite.published``: a path, or a file name in the shipped anchors/ folder."""
+    path = Path(name)
+    return path if path.is_file() or path.is_absolute() else ANCHORS_DIR / name
 
 
 def is_suite_override(override: str) -> bool:
@@ -70,7 +78,8 @@ def run_suite(cfg: DictConfig, *, base_overrides: list[str]) -> pd.DataFrame:
             row = run_single(sub, timings=timings)
             rows.append({**row, "run_s": round(sum(timings.values()), 1)})  # 0 for a run found done already
     table = summary_frame(rows)
-    out_dir = Path(cfg.paths.results) / cfg.dataset.name / cfg.model.name / "suite"
+    folder = "suite" if cfg.suite.name == "main" else f"suite_{cfg.suite.name}"
+    out_dir = Path(cfg.paths.results) / cfg.dataset.name / cfg.model.name / folder
     atomic_write(out_dir / "summary.csv", table.to_csv(index=False))
     atomic_write(out_dir / "summary.md", format_summary(table, markdown=True))
     print(format_summary(table, markdown=False))
@@ -82,6 +91,15 @@ def run_suite(cfg: DictConfig, *, base_overrides: list[str]) -> pd.DataFrame:
         plot=cfg.suite.plot,
     )
     print(bd_text)
+    if cfg.suite.published:
+        text = published_table(
+            pd.read_csv(out_dir / "bd.csv"),
+            published_file(cfg.suite.published),
+            dataset=cfg.dataset.name,
+            model=cfg.model.name,
+        )
+        atomic_write(out_dir / "published.md", text + "\n")
+        print(text)
     if paths:
         print("wrote: " + ", ".join(str(p) for p in paths))
     print(f"table: {out_dir / 'summary.csv'}")

@@ -37,7 +37,8 @@ def cityscapes_stem(path: Path) -> str:
     m = _STEM.match(path.name)
     if not m:
         raise DataError(
-            f"{path.name} is not a Cityscapes file name (<city>_<seq>_<frame>_...); rename it or drop cityscapes from eval.evaluators"
+            f"{path.name} is not a Cityscapes file name (<city>_<seq>_<frame>_...); "
+            "rename it or drop cityscapes from eval.evaluators"
         )
     return m.group("stem")
 

@@ -35,8 +35,8 @@ import numpy as np
 
 from vcm_eval.codecs.base import Codec, FeatureCodec, ImageCodec
 from vcm_eval.data.sample import Sample
-from vcm_eval.revisions import revision
 from vcm_eval.pipelines.cache import BitstreamStore, FeatureCache, StoredBitstream
+from vcm_eval.revisions import revision
 from vcm_eval.vision.base import FeatureSet, Instances, TaskModel
 from vcm_eval.vision.complexity import StageComplexity, measure_complexity
 

@@ -37,7 +37,8 @@ def _user_codec(cfg: DictConfig, kind: type[ImageCodec | FeatureCodec]) -> Codec
         codec = instantiate(spec)
     except InstantiationException as exc:
         raise ConfigError(
-            f"cannot build pipeline.codec ({spec._target_}): {exc}; check the module is importable (PYTHONPATH) and its arguments"
+            f"cannot build pipeline.codec ({spec._target_}): {exc}; "
+            "check the module is importable (PYTHONPATH) and its arguments"
         ) from exc
     if not isinstance(codec, kind):
         raise ConfigError(

@@ -1,8 +1,8 @@
 """Reuse across runs: FPN features shared by every point of a sweep, and each run's bitstreams.
 
 ``FeatureCache``: a sweep over QP, z or lambda codes the *same* features at every point, so the
-backbone runs once per image. Entries live under
-``<paths.cache>/features/<model fingerprint>/eval-<t<threads>-<oneDNN ISA> | cuda<N>>-torch<version>/<image sha256>.npz``:
+backbone runs once per image. Entries live under ``<paths.cache>/features/<model fingerprint>/``
+``eval-<t<threads>-<oneDNN ISA> | cuda<N>>-torch<version>/<image sha256>.npz``:
 
 * the key is the task model's fingerprint (architecture + weights hash), the image's pixels
   (sha256 of the uint8 array and its shape: a renamed or re-encoded file with the same pixels
@@ -194,7 +194,8 @@ class BitstreamStore:
             ) from exc
         if meta.get("bytes") != len(data) or meta.get("sha256") != hashlib.sha256(data).hexdigest():
             raise CodecError(
-                f"stored bitstream {bin_path} is corrupt ({len(data)} bytes, checksum mismatch); delete it and {meta_path.name} to re-encode"
+                f"stored bitstream {bin_path} is corrupt ({len(data)} bytes, checksum mismatch); "
+                f"delete it and {meta_path.name} to re-encode"
             )
         self.reused += 1
         return StoredBitstream(

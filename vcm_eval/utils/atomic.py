@@ -35,7 +35,8 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
         raise VcmEvalError(
-            f"cannot write to {path.parent} ({exc.strerror}); make it writable or choose another folder (paths.results, paths.cache)"
+            f"cannot write to {path.parent} ({exc.strerror}); "
+            "make it writable or choose another folder (paths.results, paths.cache)"
         ) from exc
     try:
         with os.fdopen(fd, "wb") as f:
@@ -47,7 +48,8 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise VcmEvalError(
-            f"cannot write {path} ({exc.strerror}); free disk space or choose another folder (paths.results, paths.cache)"
+            f"cannot write {path} ({exc.strerror}); "
+            "free disk space or choose another folder (paths.results, paths.cache)"
         ) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -93,7 +93,10 @@ def missing_launcher(argv: list[str]) -> str | None:
     try:
         import hydra_plugins.hydra_submitit_launcher  # noqa: F401
     except ImportError:
-        return "hydra/launcher=slurm needs the submitit launcher: pip install 'vcm_eval[cluster]' (hydra-submitit-launcher)"
+        return (
+            "hydra/launcher=slurm needs the submitit launcher: pip install 'vcm_eval[cluster]' "
+            "(hydra-submitit-launcher)"
+        )
     return None
 
 

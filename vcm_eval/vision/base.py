@@ -127,5 +127,6 @@ class TaskModel(ABC):
 
     @property
     def fingerprint(self) -> str:
-        """A short hash of architecture, weights and the feature code's revision: the key of feature caches and records."""
+        """A short hash of architecture, weights and the feature code's revision: the key of feature caches and
+        records."""
         return hashlib.sha256(f"features:{revision('features')}:{self._fingerprint_src}".encode()).hexdigest()[:16]

@@ -45,7 +45,8 @@ class Convention(Choice):
 
 
 class RpnRank(Choice):
-    """How proposals are ranked: ``sigmoid`` (torchvision) or ``logit`` (detectron2: no ties where sigmoid saturates)."""
+    """How proposals are ranked: ``sigmoid`` (torchvision) or ``logit`` (detectron2: no ties where sigmoid
+    saturates)."""
 
     sigmoid = "sigmoid"
     logit = "logit"

@@ -266,7 +266,8 @@ def read_d2_checkpoint(path: Path) -> dict[str, Any]:
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any unpickling failure means a bad or foreign file
         raise CheckpointError(
-            f"cannot read detectron2 checkpoint {path}: {load_failure(exc)}; give a model-zoo .pkl or a .pth holding only tensors "
+            f"cannot read detectron2 checkpoint {path}: {load_failure(exc)}; "
+            "give a model-zoo .pkl or a .pth holding only tensors "
             "(re-save with torch.save({'model': ckpt['model']}, path))"
         ) from exc
     return d2_model_state(payload, path)
@@ -279,7 +280,8 @@ def d2_model_state(payload: Any, path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} holds no detectron2 state dict (expected a dict with a 'model' entry)")
     if payload.get("matching_heuristics") or not any(k.startswith("backbone.") for k in state):
         raise CheckpointError(
-            f"{path} is not a detectron2 detection model (no backbone.* tensors; ImageNet backbones need training first)"
+            f"{path} is not a detectron2 detection model "
+            "(no backbone.* tensors; ImageNet backbones need training first)"
         )
     return dict(state)
 
@@ -313,7 +315,8 @@ def d2_state_for_model(
             have = np.asarray(d2_state[key], dtype=np.float64).reshape(-1)
             if not np.allclose(have, want, atol=1e-3):
                 raise CheckpointError(
-                    f"{source} has {key}={have.tolist()} but model.image_{key[6:]}={list(want)}; set it to the checkpoint's"
+                    f"{source} has {key}={have.tolist()} but model.image_{key[6:]}={list(want)}; "
+                    "set it to the checkpoint's"
                 )
     conv = convert_d2_state_dict(d2_state, target)
     problems = []
@@ -325,7 +328,8 @@ def d2_state_for_model(
         )
     if conv.unmapped and not ignore_unmapped:
         problems.append(
-            f"checkpoint tensors not mapped ({len(conv.unmapped)}; set model.ignore_unmapped_weights=true to skip them): {conv.unmapped}"
+            f"checkpoint tensors not mapped ({len(conv.unmapped)}; "
+            f"set model.ignore_unmapped_weights=true to skip them): {conv.unmapped}"
         )
     if problems:
         raise CheckpointError(f"cannot load detectron2 weights {source}: " + " | ".join(problems))

@@ -1,4 +1,5 @@
-"""Optional backend: detectron2's own GeneralizedRCNN as a ``TaskModel`` (``model._target_=vcm_eval.vision.detectron2_rcnn.Detectron2Rcnn``).
+"""Optional backend: detectron2's own GeneralizedRCNN as a ``TaskModel``
+(``model._target_=vcm_eval.vision.detectron2_rcnn.Detectron2Rcnn``).
 
 For users who have detectron2 installed and want its exact code path. The split is detectron2's
 own seam, called explicitly in the order of ``GeneralizedRCNN.inference``: ``preprocess_image`` ->

@@ -242,7 +242,8 @@ def torchvision_state_for_model(
     problems += [f"model tensors absent from the checkpoint: {missing[:12]}"] if missing else []
     if unmapped and not ignore_unmapped:
         problems.append(
-            f"checkpoint tensors not in the model (set model.ignore_unmapped_weights=true to skip them): {unmapped[:20]}"
+            "checkpoint tensors not in the model (set model.ignore_unmapped_weights=true to skip them): "
+            f"{unmapped[:20]}"
         )
     if problems:
         raise CheckpointError(f"cannot load torchvision weights {source}: " + " | ".join(problems))

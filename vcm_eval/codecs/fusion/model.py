@@ -137,7 +137,8 @@ class MixLevels(nn.Module):
 
 
 def _branch(latent_channels: int, channels: int, ups: int, attention: bool) -> nn.Sequential:
-    """One level's branch: ``ups`` 2x-upsampling residual stages from y_hat, attention after the second, a residual block.
+    """One level's branch: ``ups`` 2x-upsampling residual stages from y_hat, attention after the second, a
+    residual block.
 
     L-MSFC puts a residual block before every upsampling stage; one per branch keeps the whole
     model under the 10 MB a rate point may weigh.
@@ -212,7 +213,8 @@ class GaussianMixtureLatentCodec(LatentCodec):
         (rv, abs_max, zero_bitmap), y_hat = self.gaussian_conditional.compress(y, *self._params(params))
         if abs_max >= 2**16:
             raise CodecError(
-                f"latent magnitude {abs_max} does not fit the mixture coder's 16-bit range; the checkpoint does not fit this input"
+                f"latent magnitude {abs_max} does not fit the mixture coder's 16-bit range; "
+                "the checkpoint does not fit this input"
             )
         bitmap = bytes(torch.as_tensor(zero_bitmap).reshape(-1).to(torch.uint8).tolist())
         header = abs_max.to_bytes(2, "little") + _pack_bits(bitmap)

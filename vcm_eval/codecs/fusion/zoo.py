@@ -80,20 +80,23 @@ def load(path: Path, arch: FusionArchConfig | None = None) -> tuple[FusionCodecM
             arch = FusionArchConfig(**have)
         except TypeError as exc:
             raise CheckpointError(
-                f"fusion checkpoint {path} names an architecture this vcm_eval does not know ({exc}); update vcm_eval or retrain it"
+                f"fusion checkpoint {path} names an architecture this vcm_eval does not know ({exc}); "
+                "update vcm_eval or retrain it"
             ) from exc
     want = arch.as_dict()
     diff = sorted(k for k in want if want[k] != have.get(k))
     if diff:
         detail = "; ".join(f"{k}: wanted {want[k]} vs checkpoint {have.get(k)}" for k in diff)
         raise CheckpointError(
-            f"fusion checkpoint {path} has another architecture ({detail}); start from a checkpoint of this architecture or change arch"
+            f"fusion checkpoint {path} has another architecture ({detail}); "
+            "start from a checkpoint of this architecture or change arch"
         )
     try:
         model = build_model(arch)
     except ConfigError as exc:
         raise CheckpointError(
-            f"fusion checkpoint {path} names an architecture this vcm_eval cannot build ({exc}); update vcm_eval or retrain it"
+            f"fusion checkpoint {path} names an architecture this vcm_eval cannot build ({exc}); "
+            "update vcm_eval or retrain it"
         ) from exc
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()}
     # nn.Module's loader: CompressAI's override expects the derived CDF buffers we leave out.

@@ -298,7 +298,8 @@ def _decode_row(
     end: np.ndarray,
     branchless: bool,
 ) -> tuple[int, bool]:
-    """Decode one row of every lane into ``row[1:]`` (lane-interleaved); -> (words consumed so far, an unused context met).
+    """Decode one row of every lane into ``row[1:]`` (lane-interleaved); -> (words consumed so far, an unused
+    context met).
 
     ``bases[j, lane]``: the row above's share of the table index, ``left_base``: the left
     neighbour's. A compiled function of its own (``_decode`` calls it once per row): with fewer

@@ -68,8 +68,8 @@ def libvvenc_version(ffmpeg: str) -> str:
     FFmpeg's ``-version`` names only itself; the encoder library that made the bitstreams is
     recorded too. Returns ``"unknown"`` when the binary does not report it.
     """
-    cmd = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "verbose", "-f", "lavfi", "-i", "color=size=64x64", "-frames:v", "1",
-           "-c:v", "libvvenc", "-pix_fmt", "yuv420p10le", "-f", "null", "-"]  # fmt: skip
+    cmd = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "verbose", "-f", "lavfi", "-i", "color=size=64x64",
+           "-frames:v", "1", "-c:v", "libvvenc", "-pix_fmt", "yuv420p10le", "-f", "null", "-"]  # fmt: skip
     try:
         log = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False).stderr
     except (OSError, subprocess.TimeoutExpired):
@@ -127,7 +127,8 @@ class VvcEncoder:
         _, has_enc, has_dec = ffmpeg_capabilities(self.ffmpeg) if needs_enc or needs_dec else ("", True, True)
         if (needs_enc and not has_enc) or (needs_dec and not has_dec):
             raise CodecError(
-                f"ffmpeg {self.ffmpeg} lacks {'the libvvenc encoder' if needs_enc and not has_enc else 'the vvc decoder'}; "
+                f"ffmpeg {self.ffmpeg} lacks "
+                f"{'the libvvenc encoder' if needs_enc and not has_enc else 'the vvc decoder'}; "
                 "use imageio-ffmpeg>=0.6 (leave vvc.ffmpeg empty) or another vvc.backend"
             )
 
@@ -181,7 +182,8 @@ class VvcEncoder:
         with tempfile.TemporaryDirectory(prefix="vcm_vvc_") as tmp:
             out = Path(tmp) / "out.266"
             if self.backend == "ffmpeg":
-                cmd = [self.ffmpeg, *QUIET, "-f", "rawvideo", "-pix_fmt", "yuv420p10le", "-s", f"{width}x{height}", "-i", "pipe:",
+                cmd = [self.ffmpeg, *QUIET, "-f", "rawvideo", "-pix_fmt", "yuv420p10le", "-s", f"{width}x{height}",
+                       "-i", "pipe:",
                        "-c:v", "libvvenc", "-qp", str(qp), "-preset", self.preset, "-qpa", str(int(self.qpa)),
                        "-threads", str(self.threads), "-vvenc-params", self._vvenc_params(chroma),
                        "-frames:v", "1", "-f", "vvc", "-y", str(out)]  # fmt: skip
@@ -226,5 +228,6 @@ def ffmpeg_decode(ffmpeg: str, bitstream: bytes, chroma: str = "420") -> bytes:
         src = Path(tmp) / "in.266"
         src.write_bytes(bitstream)
         cmd = [ffmpeg, *QUIET, "-err_detect", "explode", "-f", "vvc", "-i", str(src),
-               "-f", "rawvideo", "-pix_fmt", "gray10le" if chroma == "400" else "yuv420p10le", "-frames:v", "1", "pipe:"]  # fmt: skip
+               "-f", "rawvideo", "-pix_fmt", "gray10le" if chroma == "400" else "yuv420p10le",
+               "-frames:v", "1", "pipe:"]  # fmt: skip
         return run_tool(cmd, setting="vvc.ffmpeg")

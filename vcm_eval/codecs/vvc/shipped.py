@@ -85,6 +85,7 @@ class ShippedBitstreams:
             ) from exc
         if hashlib.md5(data).hexdigest() != stream.md5:
             raise CodecError(
-                f"shipped bitstream {stream.path} fails its md5 check ({MANIFEST} says {stream.md5}); restore it from git"
+                f"shipped bitstream {stream.path} fails its md5 check ({MANIFEST} says {stream.md5}); "
+                "restore it from git"
             )
         return data

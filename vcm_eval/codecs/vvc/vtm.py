@@ -85,7 +85,8 @@ class Vtm:
         """The MPEG anchor scripts' encoder command line for this frame (the reconstruction goes
         beside the input: the cfg's default ``rec.yuv`` would land in the working folder)."""
         height, width = frame.size
-        cmd = [self.encoder, "-c", self.cfg, "-i", str(yuv), "-o", str(yuv.with_name("rec.yuv")), "-b", str(bitstream), "-q", str(qp),
+        cmd = [self.encoder, "-c", self.cfg, "-i", str(yuv), "-o", str(yuv.with_name("rec.yuv")), "-b", str(bitstream),
+               "-q", str(qp),
                "--ConformanceWindowMode=1",
                "-wdt", str(width), "-hgt", str(height), "-f", "1", "-fr", "30", "--InternalBitDepth=10"]  # fmt: skip
         if frame.bit_depth != 8:
