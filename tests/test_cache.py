@@ -4,6 +4,7 @@ across processes, robust to damaged entries; stored bitstreams are decoded on a 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -72,7 +73,9 @@ def test_cached_features_are_bit_identical_and_extracted_once(
     assert same_features(cold, fresh) and same_features(warm, fresh)
     assert all(t.dtype == torch.float32 for t in warm.levels.values())
     entry = cache.path_for(image)
-    assert entry.parent == tmp_path / "features" / model.fingerprint / f"eval-t1-torch{torch.__version__.split('+')[0]}"
+    isa = os.environ["DNNL_MAX_CPU_ISA"].lower()  # pinned by conftest as by every command: it moves the features
+    torch_version = torch.__version__.split("+")[0]
+    assert entry.parent == tmp_path / "features" / model.fingerprint / f"eval-t1-{isa}-torch{torch_version}"
     assert entry.name == f"{image_digest(image)}.npz"
     # a second cache object (another run of the sweep) reads the same entry
     again = FeatureCache(root=tmp_path, model=model, max_gb=1)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import CONF_DIR, compose_cfg
+from conftest import CONF_DIR, compose_cfg, compose_suite
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
@@ -30,8 +30,10 @@ from PIL import Image
 from vcm_eval.engine.provenance import provenance
 from vcm_eval.engine.run import run_dir_for
 from vcm_eval.engine.store import RecordStore
+from vcm_eval.engine.suite import expand_entry, published_file
 from vcm_eval.errors import ConfigError, DataError
 from vcm_eval.report.plots import curve_style
+from vcm_eval.report.published import published_table
 from vcm_eval.report.quant_table import format_table, record_stats
 from vcm_eval.report.report import find_runs, load_runs, run_report, suite_summary, write_report
 from vcm_eval.report.tables import bd_display, bd_frame, format_summary, summary_frame
@@ -686,3 +688,24 @@ def test_the_recorded_key_decides_what_identifies_a_curve(tmp_path: Path) -> Non
         "feature_anchor (VVenC faster)": 2,
         "feature_anchor (VVenC medium)": 2,
     }
+
+
+def test_the_msfc_suite_sets_the_measured_bd_rates_beside_the_papers(hydra_conf: None, tmp_path: Path) -> None:
+    """suite=msfc: every entry composes as its command line would; the published table puts each measured
+    BD-rate beside the paper's, says n/a (and why) where none was measured, and captions the difference."""
+    cfg = compose_suite(["suite=msfc"])
+    assert (cfg.suite.name, list(cfg.suite.anchors)) == ("msfc", ["msfc"])
+    pipelines = set()
+    for entry in cfg.suite.runs:
+        for overrides in expand_entry(entry):
+            pipelines.add(compose_cfg(list(cfg.suite.overrides) + overrides).pipeline.name)
+    assert pipelines == {"uncompressed", "msfc", "fusion_codec"}
+    bd = pd.DataFrame(
+        {"curve": ["fusion_codec"], "anchor": ["msfc"], "metric": ["bbox_AP"], "bd_rate": [-41.5], "bd_rate_note": [""]}
+    )
+    text = published_table(bd, published_file(cfg.suite.published), dataset="synthetic", model="slim")
+    assert "| fusion_codec vs msfc | bbox_AP | -41.50% | -52.23% |" in text
+    assert "| fusion_codec vs msfc | segm_AP | n/a (no such curve in these runs) | -84.58% |" in text
+    assert "Measured here on synthetic with slim; published on other data" in text
+    with pytest.raises(DataError, match="cannot be read"):
+        published_table(bd, tmp_path / "absent.csv", dataset="synthetic", model="slim")

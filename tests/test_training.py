@@ -237,34 +237,64 @@ def _peak_rss_mib(cmd: list[str], env: dict[str, str]) -> tuple[subprocess.Compl
     return done, float(peak[-1].split()[1]) / 1024 if peak else float("nan")
 
 
-RSS_BOUND_MIB = 1600  # measured 1221 MiB (R50-FPN at random weights, 128-171 px inputs, online features, tiny codec)
+RSS_GROWTH_MIB = 150  # peak RSS measured 1104 MiB for both runs here (2 cores); CI machines measured up to 2.7 GiB
+
+
+def _grow_coco(root: Path, split: str, copies: int) -> int:
+    """Repeat the written COCO folder's images ``copies`` times (new ids and files, same pixels); returns the count."""
+    path = root / "annotations" / f"instances_{split}.json"
+    data = json.loads(path.read_text())
+    images, anns = list(data["images"]), list(data["annotations"])
+    for c in range(1, copies):
+        for img in data["images"]:
+            new_id = img["id"] + 1000 * c
+            name = f"{new_id:012d}.jpg"
+            (root / split / name).write_bytes((root / split / img["file_name"]).read_bytes())
+            images.append({**img, "id": new_id, "file_name": name})
+            anns += [
+                {**a, "id": len(anns) + 1, "image_id": new_id}
+                for a in data["annotations"]
+                if a["image_id"] == img["id"]
+            ]
+    path.write_text(json.dumps({**data, "images": images, "annotations": anns}))
+    return len(images)
+
+
+def _train_coco_online(tmp_path: Path, own_cache: Path, name: str, copies: int, iterations: int) -> float:
+    """Fusion training on a COCO-layout folder (``copies`` x 3 images) with online features; returns peak RSS."""
+    root = tmp_path / name / "coco"
+    write_coco(root, "train2017")
+    count = _grow_coco(root, "train2017", copies)
+    work = tmp_path / name / "work"
+    cmd = [
+        "vcm_eval.codecs.fusion.train", "dataset=coco", f"dataset.root={root}", "dataset.split=train2017",
+        "model=coco_mask_rcnn_r50_fpn", "model.weights=null", "model.image_std=[1000,1000,1000]",
+        "model.min_size=128", "model.max_size=256",
+        *TINY_CODEC, "train.quality=1", "train.lmbda=1", f"train.iterations={iterations}", "train.train_images=0",
+        "train.features=online", "train.batch_size=2", "train.crops_per_image=2", "train.crop=32", "train.log_every=5",
+        "threads=1", "progress=false", f"train.workdir={work}", f"train.output={work / 'final.pt'}",
+    ]  # fmt: skip
+    done, peak = _peak_rss_mib(cmd, {**os.environ, "VCM_EVAL_CACHE": str(own_cache)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (work / "final.pt").is_file()
+    assert torch.load(work / "last.pt", weights_only=True)["iteration"] == iterations
+    assert f"'kind': 'coco', 'images': {count}" in done.stdout
+    return peak
 
 
 def test_fusion_training_on_a_coco_folder_with_the_r50_preset_in_bounded_memory(
     tmp_path: Path, own_cache: Path
 ) -> None:
     """dataset=coco (a COCO-layout train2017 folder), model=coco_mask_rcnn_r50_fpn at random weights, online
-    features: 20 iterations, peak RSS under the measured bound, nothing written to the feature cache.
+    features: 8x the images and 3x the iterations leave the peak RSS where it was (an absolute bound depends on
+    the machine's allocator and core count; growth does not), and nothing is written to the feature cache.
 
     Random weights without trained normalisation give FPN features of std ~2300 (the codec's first step then
     overflows); ``model.image_std`` 1000x (the network is positively homogeneous) brings them to std ~2.
     """
-    root = tmp_path / "coco"
-    write_coco(root, "train2017")
-    work = tmp_path / "work"
-    cmd = [
-        "vcm_eval.codecs.fusion.train", "dataset=coco", f"dataset.root={root}", "dataset.split=train2017",
-        "model=coco_mask_rcnn_r50_fpn", "model.weights=null", "model.image_std=[1000,1000,1000]",
-        "model.min_size=128", "model.max_size=256",
-        *TINY_CODEC, "train.quality=1", "train.lmbda=1", "train.iterations=20", "train.train_images=0",
-        "train.features=online", "train.batch_size=2", "train.crops_per_image=2", "train.crop=32", "train.log_every=5",
-        "threads=1", "progress=false", f"train.workdir={work}", f"train.output={work / 'final.pt'}",
-    ]  # fmt: skip
-    done, peak = _peak_rss_mib(cmd, {**os.environ, "VCM_EVAL_CACHE": str(own_cache)})
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert (work / "final.pt").is_file() and torch.load(work / "last.pt", weights_only=True)["iteration"] == 20
-    assert "'kind': 'coco', 'images': 3" in done.stdout
-    assert peak < RSS_BOUND_MIB, f"peak RSS {peak:.0f} MiB"
+    small = _train_coco_online(tmp_path, own_cache, "small", copies=1, iterations=10)
+    large = _train_coco_online(tmp_path, own_cache, "large", copies=8, iterations=30)
+    assert large < small + RSS_GROWTH_MIB, f"peak RSS {small:.0f} MiB (3 images) -> {large:.0f} MiB (24 images)"
     assert not any(own_cache.rglob("*.f16"))
 
 
