@@ -24,11 +24,11 @@ RECORDED = {
     "features": (1, "5175cfe89430b603"),
     "evaluators": (1, "2a86b2afe3b5ab2f"),
     "image_anchor": (2, "4b4c6ce2ed90675a"),
-    "feature_anchor": (2, "0b8240de2f5a7949"),
+    "feature_anchor": (3, "d12c13b3c7206ba6"),
     "quant": (2, "5ae93d8b8501c48f"),
     "fusion": (2, "fa2149367f3d8579"),
     "msfc": (1, "b22ca02cded9b844"),
-    "video": (1, "bf7503097193629a"),
+    "video": (2, "7fb8887da85a4d65"),
 }
 
 

@@ -28,7 +28,7 @@ from vcm_eval.codecs.fusion import train as fusion_train
 from vcm_eval.codecs.fusion.model import CODED_LEVELS
 from vcm_eval.data.config import SyntheticDatasetConfig
 from vcm_eval.data.train_images import DetectionSamples, SyntheticImages, train_images
-from vcm_eval.data.train_stream import CropStream, FeatureCache, OnlineFeatures, cache_folder
+from vcm_eval.data.train_stream import CropStream, FeatureCache, OnlineFeatures, cache_folder, feature_source
 from vcm_eval.errors import ConfigError, DataError
 from vcm_eval.utils.distributed import Dist
 from vcm_eval.vision import train as task_train
@@ -181,7 +181,10 @@ def test_the_synthetic_default_draws_the_first_trainers_crops(hydra_conf: None) 
     cfg = compose(config_name="train_fusion", overrides=["train.quality=6", "train.lmbda=2", "train.train_images=3"])
     model = build_task_model(cfg.model)
     images = train_images(cfg.dataset, count=3)
-    source = fusion_train.feature_source(cfg, images, model, _ctx(0, 1))
+    source = feature_source(
+        "cache", images, model.features, model.fingerprint, CODED_LEVELS,
+        cache_root=Path(cfg.paths.cache), cache_max_gb=cfg.train.cache_max_gb, progress=False, ctx=_ctx(0, 1),
+    )  # fmt: skip
     stream = CropStream(
         source, n=3, seed=0, batch=8, crop=64, crops_per_image=1, hflip=False, pad_multiple=32, ctx=_ctx(0, 1)
     )

@@ -43,6 +43,7 @@ from vcm_eval.errors import CodecError, ConfigError
 from vcm_eval.resources import CONF_DIR
 from vcm_eval.utils.atomic import atomic_write
 from vcm_eval.utils.digest import image_digest
+from vcm_eval.utils.manifest import manifest_text, read_manifest
 
 
 @dataclass
@@ -60,21 +61,6 @@ class MakeAnchorsConfig:
 
 
 ConfigStore.instance().store(name="base_make_anchors", node=MakeAnchorsConfig)
-
-
-def read_manifest(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def manifest_text(rows: list[dict[str, Any]]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(sorted(rows, key=lambda r: (int(r["qp"]), int(r["image_id"]))))
-    return out.getvalue()
 
 
 def make_anchors(cfg: MakeAnchorsConfig) -> Path:
@@ -110,7 +96,7 @@ def make_anchors(cfg: MakeAnchorsConfig) -> Path:
                "md5": hashlib.md5(stream).hexdigest(), "encode_s": round(seconds, 3)}  # fmt: skip
         with lock:
             rows.append(row)
-            atomic_write(manifest, manifest_text(rows))
+            atomic_write(manifest, manifest_text(rows, FIELDS, lambda r: (int(r["qp"]), int(r["image_id"]))))
         print(f"qp {qp} image {sample.image_id}: {len(stream)} bytes, {seconds:.1f} s", flush=True)
 
     encoder = codecs[cfg.qps[0]].encoder

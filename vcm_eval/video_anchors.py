@@ -23,9 +23,7 @@ command of the shipped set is in docs/anchors.md ("VTM video anchor streams").
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -50,6 +48,7 @@ from vcm_eval.errors import CodecError, ConfigError
 from vcm_eval.resources import CONF_DIR
 from vcm_eval.utils.atomic import atomic_write
 from vcm_eval.utils.components import locate
+from vcm_eval.utils.manifest import manifest_text, read_manifest
 
 
 @dataclass
@@ -66,23 +65,6 @@ class MakeVideoAnchorsConfig:
 
 
 ConfigStore.instance().store(name="base_make_video_anchors", node=MakeVideoAnchorsConfig)
-
-
-def read_manifest(path: Path) -> list[dict[str, str]]:
-    """The manifest's rows as written (empty when there is none yet)."""
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def manifest_text(rows: list[dict[str, Any]]) -> str:
-    """The manifest as CSV, rows sorted by QP then sequence, so reruns write the same file."""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(sorted(rows, key=lambda r: (int(r["qp"]), str(r["sequence"]))))
-    return out.getvalue()
 
 
 def content_digest(sequence: VideoSequence) -> str:
@@ -195,7 +177,7 @@ def make_video_anchors(cfg: MakeVideoAnchorsConfig) -> Path:
         with lock:
             atomic_write(out_dir / rel, coded.data)
             rows[:] = [r for r in rows if r["bitstream"] != rel.as_posix()] + [row]  # a regenerated sequence
-            atomic_write(manifest, manifest_text(rows))
+            atomic_write(manifest, manifest_text(rows, FIELDS, lambda r: (int(r["qp"]), str(r["sequence"]))))
         print(f"qp {qp} {seq.name}: {len(coded.data)} bytes, {coded.kbps:.1f} kbps, {coded.encode_s:.1f} s", flush=True)
 
     digests = {seq.name: content_digest(seq) for seq in video.sequences}

@@ -38,8 +38,8 @@ from filelock import FileLock
 from tqdm import tqdm
 
 from vcm_eval.data.train_images import TrainImages
-from vcm_eval.errors import ConfigError, DataError
-from vcm_eval.utils.distributed import Dist, gather_objects
+from vcm_eval.errors import ConfigError, DataError, VcmEvalError
+from vcm_eval.utils.distributed import Dist, broadcast_object, gather_objects
 
 Extract = Callable[[np.ndarray], Mapping[str, torch.Tensor]]  # image uint8 [H, W, 3] -> level -> float [C, H, W]
 ALIGN = 8  # P2 offsets are multiples of 8: P5 is P2 / 8
@@ -157,6 +157,38 @@ def _too_big(size: int, max_bytes: int, count: int) -> str:
 def cache_folder(root: Path, fingerprint: str, images: TrainImages) -> Path:
     """Where the cache of ``images`` under a task model (by its fingerprint) lives."""
     return root / "train_features" / fingerprint / f"v{CACHE_VERSION}-{images.cache_key()}"
+
+
+def feature_source(
+    kind: str,
+    images: TrainImages,
+    extract: Extract,
+    fingerprint: str,
+    names: Sequence[str],
+    *,
+    cache_root: Path,
+    cache_max_gb: float,
+    progress: bool,
+    ctx: Dist,
+) -> FeatureSource:
+    """A trainer's pyramids (``train.features``): ``online`` from the task network, or the bounded fp16 cache.
+
+    Rank 0 builds the cache while the other ranks wait; a failure (a cache over ``cache_max_gb``) reaches
+    every rank as the same ``DataError``, so no rank waits for a cache that will never come.
+    """
+    if kind == "online":
+        return OnlineFeatures(images, extract, names)
+    folder = cache_folder(cache_root, fingerprint, images)
+    error = None
+    if ctx.main:
+        try:
+            FeatureCache.build(folder, images, extract, names, max_bytes=int(cache_max_gb * 2**30), progress=progress)
+        except VcmEvalError as exc:
+            error = str(exc)
+    error = broadcast_object(error, ctx)  # also the barrier: the others open the cache rank 0 finished
+    if error:
+        raise DataError(error)
+    return FeatureCache(folder, names)
 
 
 @dataclass

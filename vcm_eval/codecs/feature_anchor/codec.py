@@ -63,6 +63,55 @@ ANCHOR_LEVEL_SETS = tuple(anchor_levels(v) for v in AnchorLevels.values())  # wh
 
 
 @dataclass(frozen=True)
+class FrameFormat:
+    """What a tiled feature frame's container says about it (the image and the video containers alike)."""
+
+    image_size: tuple[int, int]
+    input_size: tuple[int, int]
+    minmax: str
+    chroma: str
+    shapes: dict[str, tuple[int, int, int]]
+
+
+def write_frame_format(w: BitstreamWriter, layout: Layout, minmax: str, chroma: str) -> None:
+    """Sizes, flags (min-max mode, chroma) and each coded level's index and shape, as varints."""
+    for size in (*layout.image_size, *layout.input_size):
+        w.uint(size)
+    w.uint((minmax == "level") | ((chroma == "400") << 1))
+    w.uint(len(layout.levels))
+    for t in layout.levels:
+        for value in (LEVELS.index(t.name), t.channels, t.height, t.width):
+            w.uint(value)
+
+
+def read_frame_format(r: BitstreamReader, name: str, *, max_pixels: int) -> FrameFormat:
+    """``write_frame_format``'s fields, each validated before anything is sized from it.
+
+    Raises:
+        CodecError: unknown flags, too many, unknown or unordered levels, a level set the anchor does not
+            code, or sizes that disagree or exceed ``max_pixels`` (``name`` says which stream).
+    """
+    image_size, input_size = (r.uint(), r.uint()), (r.uint(), r.uint())
+    check_feature_header(name, image_size, input_size, max_pixels=max_pixels)
+    flags = r.uint()
+    if flags > 3:
+        raise CodecError(f"corrupt {name} bitstream: flags {flags} (only bits 0-1 are defined)")
+    count = r.uint()
+    if count > len(LEVELS):
+        raise CodecError(f"corrupt {name} bitstream: {count} levels (at most {len(LEVELS)})")
+    shapes: dict[str, tuple[int, int, int]] = {}
+    for _ in range(count):
+        idx, c, h, w = r.uint(), r.uint(), r.uint(), r.uint()
+        if idx >= len(LEVELS) or (shapes and LEVELS.index(list(shapes)[-1]) >= idx):
+            raise CodecError(f"corrupt {name} bitstream: level index {idx} is unknown or out of order")
+        shapes[LEVELS[idx]] = (c, h, w)
+    if tuple(shapes) not in ANCHOR_LEVEL_SETS:
+        raise CodecError(f"corrupt {name} bitstream: levels {list(shapes)}; the anchor codes {ANCHOR_LEVEL_SETS}")
+    check_feature_header(name, image_size, input_size, shapes, max_pixels=max_pixels)
+    return FrameFormat(image_size, input_size, MINMAX_MODES[flags & 1], "400" if flags & 2 else "420", shapes)
+
+
+@dataclass(frozen=True)
 class _Header:
     image_size: tuple[int, int]
     input_size: tuple[int, int]
@@ -123,17 +172,11 @@ class FeatureVvcCodec(FeatureCodec):
         Raises:
             CodecError: a coded level is missing, or a value is NaN/inf.
         """
-        coded, ranges, frame, layout = self.frame(features)
+        _, ranges, frame, layout = self.frame(features)
         payload = self.vvc.encode(Yuv420.from_luma(frame), self.qp, chroma=self.chroma)
         del frame
         w = BitstreamWriter(self.codec_name)
-        for size in (*coded.image_size, *coded.input_size):
-            w.uint(size)
-        w.uint((self.minmax == "level") | ((self.chroma == "400") << 1))
-        w.uint(len(layout.levels))
-        for t in layout.levels:
-            for value in (LEVELS.index(t.name), t.channels, t.height, t.width):
-                w.uint(value)
+        write_frame_format(w, layout, self.minmax, self.chroma)
         pairs = [ranges[t.name] for t in layout.levels] if self.minmax == "level" else [ranges[self.levels[0]]]
         w.floats(np.asarray(pairs, dtype=np.float32).ravel())
         w.blob(payload)
@@ -181,33 +224,15 @@ class FeatureVvcCodec(FeatureCodec):
                 raise CodecError(
                     f"feature_vvc bitstream version {r.version} is not supported (this decoder reads version 1)"
                 )
-            image_size, input_size = (r.uint(), r.uint()), (r.uint(), r.uint())
-            check_feature_header(self.name, image_size, input_size, max_pixels=max_pixels)
-            flags = r.uint()
-            if flags > 3:
-                raise CodecError(f"corrupt {self.name} bitstream: flags {flags} (only bits 0-1 are defined)")
-            count = r.uint()
-            if count > len(LEVELS):
-                raise CodecError(f"corrupt {self.name} bitstream: {count} levels (at most {len(LEVELS)})")
-            shapes: dict[str, tuple[int, int, int]] = {}
-            for _ in range(count):
-                idx, c, h, w = r.uint(), r.uint(), r.uint(), r.uint()
-                if idx >= len(LEVELS) or (shapes and LEVELS.index(list(shapes)[-1]) >= idx):
-                    raise CodecError(f"corrupt {self.name} bitstream: level index {idx} is unknown or out of order")
-                shapes[LEVELS[idx]] = (c, h, w)
-            if tuple(shapes) not in ANCHOR_LEVEL_SETS:
-                raise CodecError(
-                    f"corrupt {self.name} bitstream: levels {list(shapes)}; the anchor codes {ANCHOR_LEVEL_SETS}"
-                )
-            check_feature_header(self.name, image_size, input_size, shapes, max_pixels=max_pixels)
-            minmax = MINMAX_MODES[flags & 1]
+            f = read_frame_format(r, self.name, max_pixels=max_pixels)
+            shapes, minmax = f.shapes, f.minmax
             lohi = r.floats(2 * (len(shapes) if minmax == "level" else 1)).reshape(-1, 2)
             if not (np.isfinite(lohi).all() and (lohi[:, 0] <= lohi[:, 1]).all()):
                 raise CodecError(f"corrupt {self.name} bitstream: min-max ranges {lohi.tolist()}")
             pairs = [lohi[i if minmax == "level" else 0] for i in range(len(shapes))]
             ranges = {name: (float(lo), float(hi)) for name, (lo, hi) in zip(shapes, pairs)}
             payload = r.blob()
-        header = _Header(image_size, input_size, minmax, "400" if flags & 2 else "420", shapes, ranges)
+        header = _Header(f.image_size, f.input_size, minmax, f.chroma, shapes, ranges)
         layout = header.layout()
         values = sum(c * h * w for c, h, w in shapes.values())
         need = FRAME_BYTES_PER_SAMPLE * layout.height * layout.width + 4 * values

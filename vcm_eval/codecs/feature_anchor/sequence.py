@@ -35,20 +35,21 @@ from vcm_eval.codecs.base import MAX_DECODE_BYTES, MAX_PIXELS, check_feature_hea
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
 from vcm_eval.codecs.feature_anchor import tiling
 from vcm_eval.codecs.feature_anchor.codec import (
-    ANCHOR_LEVEL_SETS,
     BITS,
     FILL,
     FRAME_BYTES_PER_SAMPLE,
     anchor_levels,
+    read_frame_format,
+    write_frame_format,
 )
 from vcm_eval.codecs.feature_anchor.config import MinMax
-from vcm_eval.codecs.feature_anchor.tiling import MINMAX_MODES, Layout, codes_frame, frame_values, minmax_ranges
+from vcm_eval.codecs.feature_anchor.tiling import Layout, codes_frame, frame_values, minmax_ranges
 from vcm_eval.codecs.vvc.encoder import check_chroma, check_qp
 from vcm_eval.codecs.vvc.sequence import CodedSequence, VvcSequenceCodec
 from vcm_eval.codecs.vvc.yuv import Yuv420
 from vcm_eval.errors import CodecError
 from vcm_eval.utils.choices import choice
-from vcm_eval.vision.base import LEVELS, FeatureSet
+from vcm_eval.vision.base import FeatureSet
 
 VERSION = 1
 
@@ -167,13 +168,7 @@ class FeatureSequenceCodec:
             raise CodecError("no frame to encode; a sequence needs at least one frame")
         w = BitstreamWriter(self.codec_name, version=VERSION)
         w.uint(coded_video.frames)
-        for size in (*layout.image_size, *layout.input_size):
-            w.uint(size)
-        w.uint((self.minmax == "level") | ((self.chroma == "400") << 1))
-        w.uint(len(layout.levels))
-        for t in layout.levels:
-            for value in (LEVELS.index(t.name), t.channels, t.height, t.width):
-                w.uint(value)
+        write_frame_format(w, layout, self.minmax, self.chroma)
         w.floats(np.asarray(ranges, dtype=np.float32).ravel())
         w.blob(coded_video.data)
         data = w.getvalue()
@@ -187,26 +182,8 @@ class FeatureSequenceCodec:
             count = r.uint()
             if count < 1:
                 raise CodecError(f"corrupt {self.name} video bitstream: {count} frames")
-            image_size, input_size = (r.uint(), r.uint()), (r.uint(), r.uint())
-            check_feature_header(self.name, image_size, input_size, max_pixels=max_pixels)
-            flags = r.uint()
-            if flags > 3:
-                raise CodecError(f"corrupt {self.name} video bitstream: flags {flags} (only bits 0-1 are defined)")
-            levels = r.uint()
-            if levels > len(LEVELS):
-                raise CodecError(f"corrupt {self.name} video bitstream: {levels} levels (at most {len(LEVELS)})")
-            shapes: dict[str, tuple[int, int, int]] = {}
-            for _ in range(levels):
-                idx, c, h, w = r.uint(), r.uint(), r.uint(), r.uint()
-                if idx >= len(LEVELS) or (shapes and LEVELS.index(list(shapes)[-1]) >= idx):
-                    raise CodecError(f"corrupt {self.name} video bitstream: level index {idx} is unknown or out of "
-                                     "order")  # fmt: skip
-                shapes[LEVELS[idx]] = (c, h, w)
-            if tuple(shapes) not in ANCHOR_LEVEL_SETS:
-                raise CodecError(f"corrupt {self.name} video bitstream: levels {list(shapes)}; the anchor codes "
-                                 f"{ANCHOR_LEVEL_SETS}")  # fmt: skip
-            check_feature_header(self.name, image_size, input_size, shapes, max_pixels=max_pixels)
-            minmax = MINMAX_MODES[flags & 1]
+            f = read_frame_format(r, f"{self.name} video", max_pixels=max_pixels)
+            shapes, minmax = f.shapes, f.minmax
             pairs = len(shapes) if minmax == "level" else 1
             if count * pairs * 8 > r.remaining:  # checked before the read sizes an array from the count
                 raise CodecError(f"{self.name} video bitstream truncated: {count} frames of ranges do not fit in "
@@ -215,7 +192,7 @@ class FeatureSequenceCodec:
             if not (np.isfinite(ranges).all() and (ranges[..., 0] <= ranges[..., 1]).all()):
                 raise CodecError(f"corrupt {self.name} video bitstream: min-max ranges are not finite lo <= hi")
             stream = r.blob()
-        header = _Header(count, image_size, input_size, minmax, "400" if flags & 2 else "420", shapes)
+        header = _Header(count, f.image_size, f.input_size, minmax, f.chroma, shapes)
         layout = header.layout()
         values = sum(c * h * w for c, h, w in shapes.values())
         need = FRAME_BYTES_PER_SAMPLE * layout.height * layout.width + 4 * values  # one frame at a time

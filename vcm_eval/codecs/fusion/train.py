@@ -34,7 +34,7 @@ from vcm_eval.codecs.fusion import zoo
 from vcm_eval.codecs.fusion.config import FusionArchConfig
 from vcm_eval.codecs.fusion.model import CODED_LEVELS, FusionCodecModel
 from vcm_eval.config import TrainFusionConfig
-from vcm_eval.data.train_images import SyntheticImages, TrainImages, train_images
+from vcm_eval.data.train_images import SyntheticImages, train_images
 from vcm_eval.data.train_stream import (
     CropBatch,
     CropStream,
@@ -42,11 +42,12 @@ from vcm_eval.data.train_stream import (
     FeatureSource,
     OnlineFeatures,
     cache_folder,
+    feature_source,
     held_out,
 )
-from vcm_eval.errors import CheckpointError, ConfigError, DataError, VcmEvalError
+from vcm_eval.errors import CheckpointError, ConfigError, DataError
 from vcm_eval.resources import CONF_DIR
-from vcm_eval.utils.distributed import Dist, broadcast_object, distributed, mean_over_ranks
+from vcm_eval.utils.distributed import Dist, distributed, mean_over_ranks
 from vcm_eval.utils.training import AuxStep, LoopSettings, TrainParts, load_state, resolve_precision, train_loop
 from vcm_eval.vision.base import TaskModel
 from vcm_eval.vision.registry import build_task_model
@@ -194,31 +195,6 @@ def frozen_rpn_head(task_model: TaskModel) -> torch.nn.Module:
     return head.eval()
 
 
-def feature_source(cfg: TrainFusionConfig, images: TrainImages, task_model: TaskModel, ctx: Dist) -> FeatureSource:
-    """The training pyramids: online, or the bounded cache (rank 0 builds it while the others wait)."""
-    online = OnlineFeatures(images, task_model.features, CODED_LEVELS)
-    if cfg.train.features == "online":
-        return online
-    folder = cache_folder(Path(cfg.paths.cache), task_model.fingerprint, images)
-    error = None
-    if ctx.main:
-        try:
-            FeatureCache.build(
-                folder,
-                images,
-                task_model.features,
-                CODED_LEVELS,
-                max_bytes=int(cfg.train.cache_max_gb * 2**30),
-                progress=cfg.progress,
-            )
-        except VcmEvalError as exc:
-            error = str(exc)
-    error = broadcast_object(error, ctx)  # also the barrier: the others open the cache rank 0 finished
-    if error:
-        raise DataError(error)
-    return FeatureCache(folder, CODED_LEVELS)
-
-
 def cached_train_features(model: TaskModel, cfg: Any, *, progress: bool) -> dict[str, np.ndarray]:
     """Memory-mapped fp16 arrays [N, C, H, W] of P2..P5 of synthetic train images 0..N-1 (the first data path).
 
@@ -350,7 +326,10 @@ def _train(cfg: TrainFusionConfig, ctx: Dist) -> Path:
     if t.val_images < 0 or t.val_images >= len(images):
         raise ConfigError(f"train.val_images={t.val_images} must be >= 0 and below the {len(images)} training images")
     n_train = len(images) - t.val_images
-    source = feature_source(cfg, images.head(n_train), task_model, ctx)
+    source = feature_source(
+        cfg.train.features, images.head(n_train), task_model.features, task_model.fingerprint, CODED_LEVELS,
+        cache_root=Path(cfg.paths.cache), cache_max_gb=cfg.train.cache_max_gb, progress=cfg.progress, ctx=ctx,
+    )  # fmt: skip
     if ctx.main:
         print(f"training on {n_train} images of {images.describe()} ({t.features}), {ctx.world_size} process(es)")
     stream = CropStream(

@@ -40,13 +40,12 @@ from vcm_eval.codecs.fusion.train import frozen_rpn_head, rpn_distortion
 from vcm_eval.codecs.msfc import zoo
 from vcm_eval.codecs.msfc.config import MsfcArchConfig, TrainMsfcConfig
 from vcm_eval.codecs.msfc.model import CODED_LEVELS, MsfcModel
-from vcm_eval.data.train_images import TrainImages, train_images
-from vcm_eval.data.train_stream import CropBatch, CropStream, FeatureCache, FeatureSource, OnlineFeatures, cache_folder
-from vcm_eval.errors import CheckpointError, ConfigError, DataError, VcmEvalError
+from vcm_eval.data.train_images import train_images
+from vcm_eval.data.train_stream import CropBatch, CropStream, feature_source
+from vcm_eval.errors import CheckpointError, ConfigError
 from vcm_eval.resources import CONF_DIR
-from vcm_eval.utils.distributed import Dist, barrier, broadcast_object, distributed
+from vcm_eval.utils.distributed import Dist, barrier, distributed
 from vcm_eval.utils.training import LoopSettings, TrainParts, resolve_precision, train_loop
-from vcm_eval.vision.base import TaskModel
 from vcm_eval.vision.registry import build_task_model
 
 
@@ -113,30 +112,6 @@ class StepDrop(torch.optim.lr_scheduler.MultiStepLR):
         self.milestones = milestones
 
 
-def feature_source(cfg: TrainMsfcConfig, images: TrainImages, task_model: TaskModel, ctx: Dist) -> FeatureSource:
-    """The training pyramids: online, or the fp16 cache the fusion codec's training shares (rank 0 builds it)."""
-    if cfg.train.features == "online":
-        return OnlineFeatures(images, task_model.features, CODED_LEVELS)
-    folder = cache_folder(Path(cfg.paths.cache), task_model.fingerprint, images)
-    error = None
-    if ctx.main:
-        try:
-            FeatureCache.build(
-                folder,
-                images,
-                task_model.features,
-                CODED_LEVELS,
-                max_bytes=int(cfg.train.cache_max_gb * 2**30),
-                progress=cfg.progress,
-            )
-        except VcmEvalError as exc:
-            error = str(exc)
-    error = broadcast_object(error, ctx)  # also the barrier: the others open the cache rank 0 finished
-    if error:
-        raise DataError(error)
-    return FeatureCache(folder, CODED_LEVELS)
-
-
 def train(cfg: TrainMsfcConfig) -> Path:
     """Train (or resume) and write the checkpoint and its loss log; returns the checkpoint's path."""
     with distributed(cfg.device, timeout_min=cfg.dist_timeout_min) as ctx:
@@ -162,7 +137,10 @@ def _train(cfg: TrainMsfcConfig, ctx: Dist) -> Path:
         model.load_state_dict(init.state_dict())
     model.to(ctx.device)
     images = train_images(cfg.dataset, count=t.train_images)
-    source = feature_source(cfg, images, task_model, ctx)
+    source = feature_source(
+        cfg.train.features, images, task_model.features, task_model.fingerprint, CODED_LEVELS,
+        cache_root=Path(cfg.paths.cache), cache_max_gb=cfg.train.cache_max_gb, progress=cfg.progress, ctx=ctx,
+    )  # fmt: skip
     if ctx.main:
         print(f"training on {len(images)} images of {images.describe()} ({t.features}), {ctx.world_size} process(es)")
     # the crops' P2 offsets are multiples of 8 (P5 = P2 / 8); a crop must hold whole P5 cells
