@@ -26,8 +26,8 @@ RECORDED = {
     "image_anchor": (2, "4b4c6ce2ed90675a"),
     "feature_anchor": (3, "d12c13b3c7206ba6"),
     "quant": (2, "5ae93d8b8501c48f"),
-    "fusion": (2, "fa2149367f3d8579"),
-    "msfc": (1, "b22ca02cded9b844"),
+    "fusion": (3, "0151be64ecbb8eaa"),
+    "msfc": (2, "1dff7a3bbe403ca5"),
     "video": (2, "7fb8887da85a4d65"),
 }
 

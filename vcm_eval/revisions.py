@@ -26,9 +26,10 @@ CODE = {
                            "codecs/vvc/yuv.py")),
     "quant": (2, ("codecs/quant/nsymbol.py", "codecs/quant/uniform8.py", "codecs/quant/stream.py",
                   "codecs/quant/entropy.py", "codecs/quant/rans.py", "codecs/quant/kernels.py", "codecs/minmax.py")),
-    "fusion": (2, ("codecs/fusion/codec.py", "codecs/fusion/model.py")),
-    "msfc": (1, ("codecs/msfc/codec.py", "codecs/msfc/model.py", "codecs/feature_anchor/tiling.py",
-                 "codecs/feature_anchor/kernels.py", "codecs/minmax.py", "codecs/vvc/encoder.py", "codecs/vvc/yuv.py")),
+    "fusion": (3, ("codecs/fusion/codec.py", "codecs/fusion/model.py", "codecs/pyramid_header.py")),
+    "msfc": (2, ("codecs/msfc/codec.py", "codecs/msfc/model.py", "codecs/pyramid_header.py",
+                 "codecs/feature_anchor/tiling.py", "codecs/feature_anchor/kernels.py", "codecs/minmax.py",
+                 "codecs/vvc/encoder.py", "codecs/vvc/yuv.py")),
     "video": (2, ("pipelines/video.py", "codecs/feature_anchor/sequence.py", "metrics/video.py",
                   "metrics/tracking.py", "engine/video.py")),
 }  # fmt: skip

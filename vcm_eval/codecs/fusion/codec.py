@@ -39,13 +39,13 @@ from vcm_eval.codecs.base import MAX_DECODE_BYTES, MAX_PIXELS, FeatureCodec, che
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
 from vcm_eval.codecs.fusion import zoo
 from vcm_eval.codecs.fusion.model import CODED_LEVELS, HYPER_STRIDE, FusionCodecModel, GaussianMixtureLatentCodec
+from vcm_eval.codecs.pyramid_header import read_pyramid_sizes, write_pyramid_sizes
 from vcm_eval.device import resolve_device
 from vcm_eval.errors import CodecError
 from vcm_eval.utils.components import Runtime
 from vcm_eval.vision.base import FeatureSet
 
 FORMAT_VERSION = 2  # 1: P2 H, W as varints and the y string up to the end (no length)
-P2_SLACK = 7  # P2 = ceil(input / 4) + 0..7: the task network pads its input to a multiple of (up to) 32
 # |y| the format codes: the encoder clips the latent to it (the trained rate points stay within 12), so
 # the decoder's work is bounded: CompressAI's mixture decoder builds a CDF of 2 |y|max + 3 entries per
 # latent value (a garbage 16-bit |y|max asked for 24 GB and minutes).
@@ -179,15 +179,8 @@ class FusionFeatureCodec(FeatureCodec):
             y = self.model.g_a([lv.to(self.device) for lv in levels]).cpu().clamp_(-LATENT_LIMIT, LATENT_LIMIT)
             out = self.model.latent_codec.compress(y)
         y_strings, z_strings = out["strings"]
-        (ih, iw), (nh, nw) = features.image_size, features.input_size
-        same = (ih, iw) == (nh, nw)
         w = BitstreamWriter(self.codec_name, version=FORMAT_VERSION)
-        w.uint(ih)
-        w.uint(iw)
-        w.uint(int(same) | (h2 - math.ceil(nh / 4)) << 1 | (w2 - math.ceil(nw / 4)) << 4)
-        if not same:
-            w.uint(nh)
-            w.uint(nw)
+        write_pyramid_sizes(w, self.name, features.image_size, features.input_size, (h2, w2))
         w.blob(z_strings[0])
         w.blob(y_strings[0])
         return w.getvalue()
@@ -205,15 +198,8 @@ class FusionFeatureCodec(FeatureCodec):
                 exceed the limits, or its strings are not what the encoder writes.
         """
         with BitstreamReader(data, self.codec_name, name=self.name, version=FORMAT_VERSION) as r:
-            image_size = (r.uint(), r.uint())
-            form = r.uint()
-            if form >= 1 << 7:
-                raise CodecError(f"corrupt {self.name} bitstream: size form {form} (7 bits are defined)")
-            input_size = image_size if form & 1 else (r.uint(), r.uint())
+            image_size, input_size, (h2, w2) = read_pyramid_sizes(r, self.name, max_pixels=max_pixels)
             z_string, y_string = r.blob(), r.blob()
-        check_feature_header(self.name, image_size, input_size, max_pixels=max_pixels)
-        h2 = math.ceil(input_size[0] / 4) + (form >> 1 & P2_SLACK)
-        w2 = math.ceil(input_size[1] / 4) + (form >> 4 & P2_SLACK)
         ph, pw = padded_size(h2, w2, self.model.pad_multiple_p2)
         y_shape = (ph // self.model.latent_stride_in_p2, pw // self.model.latent_stride_in_p2)
         z_shape = (y_shape[0] // HYPER_STRIDE, y_shape[1] // HYPER_STRIDE)

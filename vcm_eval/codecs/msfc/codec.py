@@ -26,7 +26,6 @@ P2's. The frame layout is not sent: ``tiling.plan_layout`` rebuilds it from the 
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ from vcm_eval.codecs.feature_anchor.tiling import Layout, codes_frame, frame_val
 from vcm_eval.codecs.minmax import level_range
 from vcm_eval.codecs.msfc import zoo
 from vcm_eval.codecs.msfc.model import CODED_LEVELS, MsfcModel, level_sizes
+from vcm_eval.codecs.pyramid_header import check_p2, read_pyramid_sizes, write_pyramid_sizes
 from vcm_eval.codecs.vvc.encoder import VvcEncoder, check_qp
 from vcm_eval.codecs.vvc.yuv import Yuv420
 from vcm_eval.device import resolve_device
@@ -53,7 +53,6 @@ FORMAT_VERSION = 1
 BITS = 10
 FILL = 512  # frame samples outside the channel grid: mid grey, the cheapest flat block to code
 CODE = "code"  # the code's name in the FeatureSet the tiling functions take
-P2_SLACK = 7  # P2 = ceil(input / 4) + 0..7: the task network pads its input to a multiple of (up to) 32
 # Bytes a decode allocates per frame sample (FFmpeg's 10-bit 4:2:0 output held twice, the float32 code)
 # and per output value (the float32 levels and the reconstruction's activations at their resolution).
 FRAME_BYTES_PER_SAMPLE, BYTES_PER_OUTPUT_VALUE = 10, 12
@@ -160,9 +159,7 @@ class MsfcFeatureCodec(FeatureCodec):
             channels=self.channels,
         )
         p2 = tuple(features["p2"].shape[-2:])
-        nh, nw = features.input_size
-        if not (0 <= p2[0] - math.ceil(nh / 4) <= P2_SLACK and 0 <= p2[1] - math.ceil(nw / 4) <= P2_SLACK):
-            raise CodecError(f"P2 of {p2[0]}x{p2[1]} is not what a task network gives for an input of {nh}x{nw}")
+        check_p2(self.name, (int(p2[0]), int(p2[1])), features.input_size)
         levels = []
         for name in CODED_LEVELS:
             x = features[name].float()
@@ -190,14 +187,8 @@ class MsfcFeatureCodec(FeatureCodec):
         coded = FeatureSet(levels={CODE: code}, image_size=features.image_size, input_size=features.input_size)
         frame, _ = codes_frame(coded, {CODE: (lo, hi)}, bits=BITS, fill=FILL)
         payload = self.vvc.encode(Yuv420.from_luma(frame), self.qp, chroma="400")
-        (ih, iw), (nh, nw) = features.image_size, features.input_size
-        same = (ih, iw) == (nh, nw)
         w = BitstreamWriter(self.codec_name, version=FORMAT_VERSION)
-        for v in (ih, iw, int(same) | (h2 - math.ceil(nh / 4)) << 1 | (w2 - math.ceil(nw / 4)) << 4):
-            w.uint(v)
-        if not same:
-            w.uint(nh)
-            w.uint(nw)
+        write_pyramid_sizes(w, self.name, features.image_size, features.input_size, (h2, w2))
         for v in code.shape:
             w.uint(int(v))
         w.floats(np.asarray([lo, hi]), dtype="float16")
@@ -207,19 +198,10 @@ class MsfcFeatureCodec(FeatureCodec):
     def _parse(self, data: bytes, *, max_pixels: int, max_memory: int) -> tuple[_Header, bytes]:
         """The header, validated (sizes, the code's shape, the range, a decode's memory), and the VVC payload."""
         with BitstreamReader(data, self.codec_name, name=self.name, version=FORMAT_VERSION) as r:
-            image_size = (r.uint(), r.uint())
-            form = r.uint()
-            if form >= 1 << 7:
-                raise CodecError(f"corrupt {self.name} bitstream: size form {form} (7 bits are defined)")
-            input_size = image_size if form & 1 else (r.uint(), r.uint())
-            check_feature_header(self.name, image_size, input_size, max_pixels=max_pixels)
+            image_size, input_size, p2 = read_pyramid_sizes(r, self.name, max_pixels=max_pixels)
             code_shape = (r.uint(), r.uint(), r.uint())
             lo, hi = (float(v) for v in r.floats(2, dtype="float16"))
             payload = r.blob()
-        p2 = (
-            math.ceil(input_size[0] / 4) + (form >> 1 & P2_SLACK),
-            math.ceil(input_size[1] / 4) + (form >> 4 & P2_SLACK),
-        )
         want = (self.code_channels, *self.model.code_size(p2))
         if code_shape != want:
             raise CodecError(
