@@ -29,7 +29,7 @@ from vcm_eval.data.datasets import EvalDataset, build_dataset
 from vcm_eval.determinism import cpu_identity
 from vcm_eval.device import resolve_device
 from vcm_eval.engine.provenance import provenance, resumed_history
-from vcm_eval.engine.store import RecordStore, recorded_ids, run_lock
+from vcm_eval.engine.store import RecordStore, read_json_object, recorded_ids, run_lock
 from vcm_eval.errors import ConfigError
 from vcm_eval.metrics.coco_eval import label_to_category, to_coco_results
 from vcm_eval.metrics.evaluate import evaluate_records
@@ -198,7 +198,7 @@ def run_single(cfg: DictConfig, *, timings: dict[str, float] | None = None) -> d
                  **(pipeline.codec.tool_versions() if pipeline.codec else {}), "command": sys.argv,
                  "curve_version": pipeline.codec.curve_version() if pipeline.codec else "",
                  "records_at_start": len(store.records), "key": key_parts(cfg, identity)}  # fmt: skip
-        extra["history"] = resumed_history(_read_json(run_dir / "provenance.json"))
+        extra["history"] = resumed_history(read_json_object(run_dir / "provenance.json"))
         atomic_write(run_dir / "provenance.json", json.dumps(provenance(extra=extra), indent=2))
         bitstreams = BitstreamStore(run_dir / "bitstreams") if cfg.cache.bitstreams else None
         clock["setup"] = time.perf_counter()
@@ -242,21 +242,13 @@ def run_complexity(
     }
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def finished_row(run_dir: Path, image_ids: list[int]) -> dict[str, Any] | None:
     """The run's metrics row when it is complete for exactly these images, else ``None``.
 
     Complete = ``metrics.json`` evaluated on as many images as asked and a record for each of
     them (``dataset.limit`` keeps the first N ids, so the count pins the set down).
     """
-    row = _read_json(run_dir / "metrics.json")
+    row = read_json_object(run_dir / "metrics.json")
     if row is None or row.get("images") != float(len(image_ids)):
         return None
     return row if set(image_ids) <= recorded_ids(run_dir / "records.jsonl") else None

@@ -115,3 +115,15 @@ class RecordStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def read_json_object(path: Path) -> dict[str, Any] | None:
+    """A run folder's JSON file (metrics, provenance, a sequence's result) as a dict; None when absent or unreadable.
+
+    A half-written or damaged file reads as absent, so the run it belongs to is redone, never trusted.
+    """
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -31,7 +31,6 @@ import re
 import sys
 import time
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +42,9 @@ from vcm_eval.data.video.base import VideoDataset, VideoSequence
 from vcm_eval.data.video.config import VIDEO_DATASET_SCHEMAS
 from vcm_eval.determinism import cpu_identity
 from vcm_eval.device import resolve_device
-from vcm_eval.engine.provenance import provenance, resumed_history
+from vcm_eval.engine.provenance import package_versions, provenance, resumed_history
 from vcm_eval.engine.run import KEY_GROUPS, params_tag
-from vcm_eval.engine.store import RecordStore, run_lock
+from vcm_eval.engine.store import RecordStore, read_json_object, run_lock
 from vcm_eval.errors import ConfigError, VcmEvalError
 from vcm_eval.metrics.coco_eval import label_to_category, to_coco_results
 from vcm_eval.metrics.tracking import check_tracker, mot_accumulator, mot_scores, mot_text, track, tracked_categories
@@ -93,25 +92,6 @@ def build_video_dataset(cfg: DictConfig) -> VideoDataset:
     return dataset
 
 
-def _versions(names: Sequence[str]) -> dict[str, str]:
-    """Installed versions of the tracking and scoring packages (provenance beside the run's others)."""
-    out = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def sequence_folder(run_dir: Path, seq: VideoSequence) -> Path:
     """``sequences/<name>`` (a name's unsafe characters as ``_``)."""
     return run_dir / "sequences" / _SAFE.sub("_", seq.name)
@@ -119,7 +99,7 @@ def sequence_folder(run_dir: Path, seq: VideoSequence) -> Path:
 
 def finished_video(run_dir: Path, dataset: VideoDataset) -> dict[str, Any] | None:
     """The run's result when ``video.json`` covers exactly these sequences and frame counts, else None."""
-    row = _read_json(run_dir / RESULT)
+    row = read_json_object(run_dir / RESULT)
     if row is None:
         return None
     have = [(r.get("sequence"), r.get("frames")) for r in row.get("sequences", [])]
@@ -169,7 +149,7 @@ def sequence_result(seq: VideoSequence, records: list[dict[str, Any]], coding: S
 def run_sequence(pipeline: VideoPipeline, seq: VideoSequence, folder: Path, label_map: dict[int, int], *,
                  tracker: Any, categories: set[int], workers: int, progress: bool) -> dict[str, Any]:  # fmt: skip
     """One sequence through the pipeline, resumed where a previous session stopped; returns its row."""
-    done = _read_json(folder / "sequence.json")
+    done = read_json_object(folder / "sequence.json")
     if done is not None and done.get("frames") == float(seq.frame_count):
         return done
     bar = tqdm(total=seq.frame_count, desc=f"{pipeline.name} {params_tag(pipeline.params)} {seq.name}", unit="frame",
@@ -264,8 +244,8 @@ def run_video(cfg: DictConfig, *, timings: dict[str, float] | None = None) -> di
         extra = {"model": model.fingerprint, "device": str(device), **pipeline.provenance(),
                  **pipeline.tool_versions(), "command": sys.argv, "curve_version": pipeline.curve_version(),
                  "key": parts, "video": True,
-                 "video_packages": _versions(("motmetrics", "norfair", "filterpy"))}  # fmt: skip
-        extra["history"] = resumed_history(_read_json(run_dir / "provenance.json"))
+                 "video_packages": package_versions(("motmetrics", "norfair", "filterpy"))}  # fmt: skip
+        extra["history"] = resumed_history(read_json_object(run_dir / "provenance.json"))
         atomic_write(run_dir / "provenance.json", json.dumps(provenance(extra=extra), indent=2))
         clock["setup"] = time.perf_counter()
         rows = [run_sequence(pipeline, seq, sequence_folder(run_dir, seq), label_map, tracker=cfg.tracker,
