@@ -8,6 +8,7 @@ skip otherwise (``slow``: VTM takes minutes).
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from vcm_eval.codecs.vvc.headers import stream_structure
-from vcm_eval.codecs.vvc.sequence import CodedSequence, SequenceJob, VvcSequenceCodec, access_units
+from vcm_eval.codecs.vvc.sequence import CodedSequence, SequenceJob, VvcSequenceCodec, access_units, vtm_segments
 from vcm_eval.codecs.vvc.yuv import Yuv420
 from vcm_eval.data.video.base import VideoSequence
 from vcm_eval.data.video.config import SyntheticVideoConfig
@@ -25,7 +26,9 @@ from vcm_eval.data.video.synthetic import synthetic_video_dataset
 from vcm_eval.errors import CodecError, ConfigError
 from vcm_eval.resources import CONF_DIR
 
-VTM_ENCODER, VTM_CFG, VTM_DECODER = (os.environ.get(f"VCM_EVAL_VTM_{k}", "") for k in ("ENCODER", "CFG", "DECODER"))
+VTM_ENCODER, VTM_CFG, VTM_DECODER, VTM_PARCAT = (
+    os.environ.get(f"VCM_EVAL_VTM_{k}", "") for k in ("ENCODER", "CFG", "DECODER", "PARCAT")
+)
 needs_vtm = pytest.mark.skipif(
     not (VTM_ENCODER and VTM_CFG), reason="no VTM configured (set VCM_EVAL_VTM_ENCODER and VCM_EVAL_VTM_CFG)"
 )
@@ -138,6 +141,44 @@ def test_base_qp_keeps_the_structures_intra_offset(codec: VvcSequenceCodec, tmp_
     assert cmd[cmd.index("-fr") + 1] == "50" and cmd[cmd.index("-ts") + 1] == "1"
 
 
+@pytest.mark.parametrize(
+    "frames, period, want",
+    [
+        (16, 8, [(0, 9), (8, 8)]),
+        (17, 8, [(0, 9), (8, 9)]),
+        (9, 8, [(0, 9)]),
+        (100, 32, [(0, 33), (32, 33), (64, 33), (96, 4)]),
+        (600, 64, [(k * 64, 65) for k in range(9)] + [(576, 24)]),
+        (16, -1, [(0, 16)]),
+        (1, 8, [(0, 1)]),
+    ],
+)
+def test_vtm_segments_are_mpegs_parallel_encoding(frames: int, period: int, want: list[tuple[int, int]]) -> None:
+    """One VTM run per intra period, each ending on the next run's first (intra) picture, every frame coded."""
+    got = vtm_segments(frames, period)
+    assert got == want
+    covered = sorted({f for start, n in got for f in range(start, start + n)})
+    assert covered == list(range(frames))
+    assert all(start % max(period, 1) == 0 for start, _ in got)
+    assert all(a + n - 1 == b for (a, n), (b, _) in itertools.pairwise(got))  # consecutive runs share one picture
+
+
+def test_a_vtm_intra_period_needs_parcat(sequence: VideoSequence, tmp_path: Path) -> None:
+    """Periodic intra pictures in more frames than one period: VTM runs per period, so parcat must be set."""
+    app, cfg = tmp_path / "EncoderAppStatic", tmp_path / "encoder_lowdelay_vtm.cfg"
+    app.write_text("")
+    cfg.write_text("IntraQPOffset : -1\n")
+    vtm = VvcSequenceCodec(backend="vtm", vtm_encoder=str(app), vtm_cfg=str(cfg))
+    frames = [Yuv420(*p) for p in sequence.yuv_frames()][:9]
+    with pytest.raises(ConfigError, match="2 runs joined by VTM's parcat.*vvc_sequence.vtm_parcat"):
+        vtm.encode(frames, fps=30, qp=QP, structure="low_delay", intra_period=4)
+    job = SequenceJob(256, 128, bit_depth=8, fps=30, base_qp=33, structure="low_delay", intra_period=4, chroma="420")
+    cmd = vtm.vtm_command(tmp_path / "in.yuv", tmp_path / "part-001.266", 5, job, skip=4)
+    assert "--FrameSkip=4" in cmd and cmd[cmd.index("-f") + 1] == "5" and "--IntraPeriod=4" in cmd
+    with pytest.raises(ConfigError, match="vvc_sequence.vtm_parcat="):
+        VvcSequenceCodec(backend="vtm", vtm_encoder=str(app), vtm_cfg=str(cfg), vtm_parcat=str(tmp_path / "none"))
+
+
 STAND_IN = """#!{python}
 # Stands in for VTM's EncoderApp: checks the input file against the arguments, then codes it with FFmpeg's libvvenc.
 import subprocess, sys
@@ -218,3 +259,22 @@ def test_vtm_sequence(structure: str, cfg_name: str, sequence: VideoSequence) ->
     assert s.count == 9 and s.intra_pocs == [0, 8] and s.intra_qps == [QP, QP]
     out = list(vtm.decode(coded))
     assert len(out) == 9 and min(psnr(o.y, f.to_10bit().y) for o, f in zip(out, frames)) > 32.0
+
+
+@pytest.mark.slow
+@needs_vtm
+@pytest.mark.skipif(not VTM_PARCAT, reason="no parcat configured (set VCM_EVAL_VTM_PARCAT)")
+def test_vtm_low_delay_with_periodic_intra_pictures(sequence: VideoSequence) -> None:
+    """MPEG's low-delay anchor with an intra picture every 8: two VTM runs joined by parcat decode in full, with
+    FFmpeg's decoder and VTM's, intra pictures at POC 0 and 8 at the configured QP."""
+    cfg = Path(VTM_CFG).with_name("encoder_lowdelay_vtm.cfg")
+    vtm = VvcSequenceCodec(
+        backend="vtm", vtm_encoder=VTM_ENCODER, vtm_decoder=VTM_DECODER, vtm_cfg=str(cfg), vtm_parcat=VTM_PARCAT
+    )
+    frames = [Yuv420(*p) for p in sequence.yuv_frames()][:16]
+    coded = vtm.encode(frames, fps=sequence.fps, qp=QP, structure="low_delay", intra_period=8)
+    s = stream_structure(coded.data, vtm.ffmpeg)
+    assert s.count == 16 and s.intra_pocs == [0, 8] and s.intra_qps == [QP, QP]
+    for decoder in (vtm, VvcSequenceCodec(ffmpeg=vtm.ffmpeg)):
+        out = list(decoder.decode(coded))
+        assert len(out) == 16 and min(psnr(o.y, f.to_10bit().y) for o, f in zip(out, frames)) > 32.0

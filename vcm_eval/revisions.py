@@ -19,7 +19,7 @@ CODE = {
                      "vision/detectron2_rcnn.py", "vision/base.py", "data/base.py")),
     "evaluators": (1, ("metrics/coco_eval.py", "metrics/cityscapes_eval.py", "metrics/oid_challenge.py",
                        "metrics/evaluate.py", "metrics/rate.py", "metrics/evaluator.py")),
-    "image_anchor": (2, ("codecs/image_anchor/codec.py", "codecs/vvc/colour.py", "codecs/vvc/encoder.py",
+    "image_anchor": (3, ("codecs/image_anchor/codec.py", "codecs/vvc/colour.py", "codecs/vvc/encoder.py",
                          "codecs/vvc/yuv.py", "codecs/vvc/vtm.py")),
     "feature_anchor": (3, ("codecs/feature_anchor/codec.py", "codecs/feature_anchor/tiling.py",
                            "codecs/feature_anchor/kernels.py", "codecs/minmax.py", "codecs/vvc/encoder.py",

@@ -137,7 +137,8 @@ def make_video_anchors(cfg: MakeVideoAnchorsConfig) -> Path:
         raise ConfigError("make_video_anchors runs VTM: set vvc=vtm, vvc.vtm_encoder=<EncoderApp> and "
                           "vvc_sequence.vtm_cfg=<VTM cfg/encoder_lowdelay_vtm.cfg> (docs/anchors.md)")  # fmt: skip
     codec = VvcSequenceCodec(backend="vtm", ffmpeg=cfg.vvc.ffmpeg, vtm_encoder=cfg.vvc.vtm_encoder,
-                             vtm_decoder=cfg.vvc.vtm_decoder, vtm_cfg=cfg.vvc_sequence.vtm_cfg)  # fmt: skip
+                             vtm_decoder=cfg.vvc.vtm_decoder, vtm_cfg=cfg.vvc_sequence.vtm_cfg,
+                             vtm_parcat=cfg.vvc_sequence.vtm_parcat)  # fmt: skip
     decoder = VvcSequenceCodec(ffmpeg=cfg.vvc.ffmpeg)  # FFmpeg's vvc decoder, as CI decodes the shipped streams
     encoder = codec.single.version()
     structure = str(cfg.vvc_sequence.structure)

@@ -79,12 +79,15 @@ class VvcSequenceConfig:
     ``structure``: ``random_access`` or ``low_delay``. ``intra_period``: pictures between intra pictures
     (0 = the sequence's test-condition period, ``VideoSequence.intra_period``; -1 = only the first
     picture). ``vtm_cfg``: VTM's ``encoder_randomaccess_vtm.cfg`` / ``encoder_lowdelay_vtm.cfg`` when
-    ``vvc.backend=vtm`` (its name and md5 are in the codec's version, hence the run key).
+    ``vvc.backend=vtm`` (its name and md5 are in the codec's version, hence the run key). ``vtm_parcat``: VTM's
+    ``parcatStatic``; with it, VTM codes periodic intra pictures as MPEG's FCM scripts do (one VTM run per
+    intra period, joined by parcat), since one low-delay run with a CRA every period writes undecodable streams.
     """
 
     structure: Structure = Structure.random_access
     intra_period: int = 0
     vtm_cfg: str = field(default="", metadata=NOT_IN_KEY)
+    vtm_parcat: str = field(default="", metadata=NOT_IN_KEY)
 
 
 def register(cs: ConfigStore) -> None:

@@ -55,6 +55,7 @@ from vcm_eval.codecs.vvc.config import Structure
 from vcm_eval.codecs.vvc.encoder import VvcEncoder, check_chroma, check_qp
 from vcm_eval.codecs.vvc.external import QUIET, run_tool
 from vcm_eval.codecs.vvc.shipped_sequences import SHIPPED_SEQUENCES, SequenceDigest, ShippedSequences
+from vcm_eval.codecs.vvc.vtm import existing_file
 from vcm_eval.codecs.vvc.yuv import Yuv420
 from vcm_eval.data.video.yuv_file import stream_frames
 from vcm_eval.errors import CodecError, ConfigError
@@ -137,6 +138,19 @@ def access_units(data: bytes) -> int:
 _START_CODE = re.compile(rb"\x00\x00\x01(..)", re.DOTALL)
 
 
+def vtm_segments(frames: int, intra_period: int) -> list[tuple[int, int]]:
+    """(first frame, frame count) of each VTM run that codes ``frames`` pictures with an intra picture every
+    ``intra_period``: MPEG's FCM parallel encoding (CompressAI-Vision's VTM codec). Run k codes frames
+    ``k * period .. (k + 1) * period``, so its last picture is the next run's first (intra) picture, and no
+    picture follows an intra picture within a run but the run's first; parcat keeps one copy of each
+    shared picture and renumbers the POCs. One run when only the first picture is intra or the sequence
+    is no longer than one period and its closing intra picture.
+    """
+    if intra_period < 1 or frames <= intra_period + 1:
+        return [(0, frames)]
+    return [(start, min(intra_period + 1, frames - start)) for start in range(0, frames - 1, intra_period)]
+
+
 def _rate(fps: float) -> str:
     """A frame rate as FFmpeg's rational (``30``, ``30000/1001``)."""
     r = fractions.Fraction(fps).limit_denominator(1001)
@@ -168,6 +182,8 @@ class VvcSequenceCodec:
         extra_params: more VVenC ``key=value:...`` parameters, applied last.
         vtm_encoder, vtm_decoder: VTM's EncoderApp and DecoderApp ("" decoder = FFmpeg's, bit-exact).
         vtm_cfg: MPEG's random-access or low-delay VTM cfg (``vtm`` backend).
+        vtm_parcat: VTM's parcat: periodic intra pictures with VTM are coded one intra period per VTM run and
+            joined by it (``vtm_segments``), as MPEG's FCM scripts do.
         shipped: shipped VTM sequence streams (``vtm`` backend): a stream made from the same frames at the same
             QP, structure, intra period and VTM setting is read (md5 checked) instead of running VTM; without
             ``vtm_encoder`` only those can be coded, with the one setting shipped (CI has no VTM).
@@ -184,6 +200,7 @@ class VvcSequenceCodec:
         vtm_encoder: str = "",
         vtm_decoder: str = "",
         vtm_cfg: str = "",
+        vtm_parcat: str = "",
         shipped: ShippedSequences | None = None,
     ) -> None:
         if str(backend) == "vvenc_apps":
@@ -197,6 +214,7 @@ class VvcSequenceCodec:
         self.backend, self.ffmpeg, self.vtm = self.single.backend, self.single.ffmpeg, self.single.vtm
         self.preset, self.threads, self.extra_params = self.single.preset, threads, extra_params
         self.shipped = shipped if self.vtm is not None and shipped is not None and len(shipped) else None
+        self.parcat = existing_file(vtm_parcat, "vvc_sequence.vtm_parcat") if vtm_parcat else ""
 
     @classmethod
     def from_settings(cls, vvc: Any, sequence: Any, *, shipped: str = SHIPPED_SEQUENCES) -> VvcSequenceCodec:
@@ -204,7 +222,7 @@ class VvcSequenceCodec:
         ``vvc.backend=vtm`` it uses the shipped VTM streams of the folder ``shipped`` where they fit."""
         return cls(backend=vvc.backend, ffmpeg=vvc.ffmpeg, preset=vvc.preset, threads=vvc.threads,
                    extra_params=vvc.extra_params, vtm_encoder=vvc.vtm_encoder, vtm_decoder=vvc.vtm_decoder,
-                   vtm_cfg=sequence.vtm_cfg,
+                   vtm_cfg=sequence.vtm_cfg, vtm_parcat=getattr(sequence, "vtm_parcat", ""),
                    shipped=ShippedSequences(shipped) if str(vvc.backend) == "vtm" else None)  # fmt: skip
 
     def version(self) -> str:
@@ -297,17 +315,19 @@ class VvcSequenceCodec:
                              f"-vvenc-params {params}); change the parameters or the FFmpeg build")  # fmt: skip
         return count
 
-    def vtm_command(self, yuv: Path, out: Path, frames: int, job: SequenceJob) -> list[str]:
+    def vtm_command(self, yuv: Path, out: Path, frames: int, job: SequenceJob, *, skip: int | None = None) -> list[str]:
         """MPEG's FCM encoder command line for a sequence of ``frames`` pictures (the reconstruction goes beside
-        the input: the cfg's default ``rec.yuv`` would land in the working folder)."""
+        the output: the cfg's default ``rec.yuv`` would land in the working folder); ``skip``: one segment of a
+        segmented run (``--FrameSkip``, as MPEG's parallel encoding)."""
         if self.vtm is None:
             raise ConfigError("vtm_command needs vvc.backend=vtm")
-        return [self.vtm.encoder, "-c", self.vtm.cfg, "-i", str(yuv), "-o", str(yuv.with_name("rec.yuv")),
+        segment = [] if skip is None else [f"--FrameSkip={skip}"]
+        return [self.vtm.encoder, "-c", self.vtm.cfg, "-i", str(yuv), "-o", str(out.with_suffix(".rec.yuv")),
                 "-b", str(out), "-q", str(job.base_qp), "-wdt", str(job.width), "-hgt", str(job.height),
                 "-f", str(frames), "-fr", str(round(job.fps)), "-ts", "1", f"--IntraPeriod={job.intra_period}",
                 f"--DecodingRefreshType={1 if job.intra_period >= 1 else 0}", "--Level=5.1",
                 f"--InputBitDepth={job.bit_depth}", "--InternalBitDepth=10", f"--InputChromaFormat={job.chroma}",
-                "--ConformanceWindowMode=1"]  # fmt: skip
+                "--ConformanceWindowMode=1", *segment]  # fmt: skip
 
     def _vtm_encode(self, frames: Iterator[Yuv420], tmp: Path, out: Path, job: SequenceJob, qp: int) -> int:
         if self.vtm is None:
@@ -332,7 +352,18 @@ class VvcSequenceCodec:
             raise ConfigError(f"no shipped VTM stream fits these {count} frames at QP {qp} ({job.structure}, intra "
                               f"period {job.intra_period}) and vvc.vtm_encoder is empty; set vvc.vtm_encoder and "
                               "vvc_sequence.vtm_cfg (docs/anchors.md) to encode them")  # fmt: skip
-        run_tool(self.vtm_command(yuv, out, count, job), setting="vvc.vtm_encoder")
+        segments = vtm_segments(count, job.intra_period)
+        if len(segments) == 1:
+            run_tool(self.vtm_command(yuv, out, count, job), setting="vvc.vtm_encoder")
+            return count
+        if not self.parcat:
+            raise ConfigError(f"VTM codes an intra period of {job.intra_period} in {count} frames as "
+                              f"{len(segments)} runs joined by VTM's parcat (one run writes no decodable stream: "
+                              "docs/anchors.md); set vvc_sequence.vtm_parcat=<VTM>/bin/parcatStatic")  # fmt: skip
+        parts = [tmp / f"part-{k:03d}.266" for k in range(len(segments))]
+        for part, (skip, length) in zip(parts, segments):
+            run_tool(self.vtm_command(yuv, part, length, job, skip=skip), setting="vvc.vtm_encoder")
+        run_tool([self.parcat, *map(str, parts), str(out)], setting="vvc_sequence.vtm_parcat")
         return count
 
     def decode(self, coded: CodedSequence) -> Iterator[Yuv420]:

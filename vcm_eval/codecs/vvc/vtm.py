@@ -28,7 +28,8 @@ from vcm_eval.codecs.vvc.yuv import Yuv420
 from vcm_eval.errors import CodecError, ConfigError
 
 
-def _existing_file(path: str, setting: str) -> str:
+def existing_file(path: str, setting: str) -> str:
+    """``path`` when it is a file; else a one-line error naming the setting (a VTM app, its cfg, parcat)."""
     if not Path(path).is_file():
         raise ConfigError(
             f"{setting}={path!r} does not exist; point {setting} at the file (docs/anchors.md: building VTM)"
@@ -65,9 +66,9 @@ class Vtm:
     """
 
     def __init__(self, *, encoder: str = "", decoder: str = "", cfg: str = "") -> None:
-        self.encoder = _existing_file(encoder, "vvc.vtm_encoder") if encoder else ""
-        self.decoder = _existing_file(decoder, "vvc.vtm_decoder") if decoder else ""
-        self.cfg = _existing_file(cfg, "vvc.vtm_cfg") if cfg else ""
+        self.encoder = existing_file(encoder, "vvc.vtm_encoder") if encoder else ""
+        self.decoder = existing_file(decoder, "vvc.vtm_decoder") if decoder else ""
+        self.cfg = existing_file(cfg, "vvc.vtm_cfg") if cfg else ""
         if self.encoder and not self.cfg:
             raise ConfigError(
                 "vvc.vtm_encoder is set but vvc.vtm_cfg is empty; point it at VTM's cfg/encoder_intra_vtm.cfg"
