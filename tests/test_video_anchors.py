@@ -64,9 +64,11 @@ def test_the_shipped_set_is_every_sequence_at_four_qps(shipped: ShippedSequences
         seq = video[e.sequence]
         assert e.content_sha256 == digests[e.sequence], f"{e.path} was made from other frames than today's {e.sequence}"
         assert (e.frames, e.width, e.height, e.fps) == (seq.frame_count, seq.width, seq.height, seq.fps)
-        # only the first picture is intra: VTM's low-delay cfg with a CRA every test-condition period (8) writes
-        # streams no decoder reads past the second intra picture (docs/anchors.md, "VTM video anchor streams")
-        assert (e.structure, e.intra_period, e.chroma) == ("low_delay", -1, "420")
+        # the test-condition intra period (8), coded as MPEG's FCM scripts do: one VTM run per period, joined by
+        # parcat (one VTM low-delay run with a CRA every 8 writes streams no decoder reads past the CRA)
+        assert (
+            (e.structure, e.intra_period, e.chroma) == ("low_delay", seq.intra_period, "420") == ("low_delay", 8, "420")
+        )
         assert e.encoder.startswith("VTM-") and " encoder_lowdelay_vtm.cfg md5:" in e.encoder
         assert e.path.relative_to(shipped.folder).as_posix() == f"qp{e.qp}/{e.sequence}.266"
     assert shipped.only_encoder("low_delay") == shipped.entries[0].encoder
@@ -112,8 +114,8 @@ def test_vvc_sequence_codec_without_vtm_codes_from_the_shipped_streams(
     assert len(list(codec.decode(coded))) == entry.frames
     with pytest.raises(ConfigError, match="no shipped VTM stream fits these 16 frames at QP 63.*vvc.vtm_encoder"):
         codec.encode(iter(frames), fps=seq.fps, qp=63, structure="low_delay", intra_period=entry.intra_period)
-    with pytest.raises(ConfigError, match="intra period 8\\) and vvc.vtm_encoder is empty"):  # another period
-        codec.encode(iter(frames), fps=seq.fps, qp=entry.qp, structure="low_delay", intra_period=seq.intra_period)
+    with pytest.raises(ConfigError, match="intra period -1\\) and vvc.vtm_encoder is empty"):  # another period
+        codec.encode(iter(frames), fps=seq.fps, qp=entry.qp, structure="low_delay", intra_period=-1)
     with pytest.raises(ConfigError, match="ships 0 VTM encoder settings for random_access streams"):
         codec.encode(iter(frames), fps=seq.fps, qp=entry.qp, structure="random_access", intra_period=8)
     with pytest.raises(ConfigError, match="cannot encode; set vvc.vtm_encoder"):  # nothing shipped at all
@@ -259,7 +261,8 @@ def test_the_default_command_is_the_shipped_set(hydra_conf: None) -> None:
     shipped = ShippedSequences(SHIPPED)
     assert sorted(cfg.qps) == sorted({e.qp for e in shipped.entries})
     assert (cfg.vvc.backend, cfg.vvc_sequence.structure) == ("vtm", "low_delay")
-    assert {cfg.vvc_sequence.intra_period} == {e.intra_period for e in shipped.entries} == {-1}
+    assert cfg.vvc_sequence.intra_period == 0  # each sequence's own test-condition period
+    assert {e.intra_period for e in shipped.entries} == {8}
     assert cfg.dataset.kind == "synthetic_video" and cfg.output == SHIPPED
 
 
