@@ -74,7 +74,7 @@ class TrainMsfcSettings:
     ``online``).
     """
 
-    iterations: int = 700
+    iterations: int = 2200
     batch_size: int = 8  # the global batch (all processes)
     crop: int = 64  # P2 crop side, a multiple of 8 (P5 = P2 / 8)
     lr: float = 1e-3
