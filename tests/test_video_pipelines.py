@@ -5,8 +5,12 @@ their headers, the rate from the bytes, resuming a killed sequence, the run key,
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import compose_cfg
 from omegaconf import DictConfig
@@ -146,3 +150,28 @@ def test_the_run_key_covers_vvc_sequence_only_where_the_codec_reads_it(hydra_con
     assert parts("pipeline=quant8") == parts("pipeline=quant8", "vvc_sequence=random_access")
     assert parts("pipeline=quant8") != parts("pipeline=quant8", "tracker.max_age=3")  # MOTA depends on the tracker
     assert not is_video(compose_cfg(["pipeline=quant8"]))
+
+
+def test_the_video_job_end_to_end(tmp_path: Path, own_cache: Path) -> None:
+    """``python -m vcm_eval.suite suite=video`` cut to 2 sequences of 6 frames and 4 runs: the shipped VTM streams
+    do not fit such sequences, so the job says so and codes the image anchor with VVenC at the same structure;
+    every run reaches the tables (per class A and B and all), the BD table and the figures."""
+    runs = '["pipeline=uncompressed","pipeline=image_anchor vvc=vtm pipeline.qp=32,42","pipeline=quant8"]'
+    cmd = [sys.executable, "-m", "vcm_eval.suite", "suite=video", f"paths.results={tmp_path / 'r'}",
+           f"paths.data={tmp_path / 'data'}", "progress=false", "dataset.sequence_count=2", "dataset.frames=6",
+           f"suite.runs={runs}"]  # fmt: skip
+    env = {**os.environ, "VCM_EVAL_CACHE": str(own_cache)}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("the shipped VTM streams lack") == 2 and "running VVenC instead (vvc=vvc)" in done.stdout
+    out = tmp_path / "r" / "synthetic_video" / "synthetic_maskrcnn_slim" / "suite"
+    frame = pd.read_csv(out / "video_runs.csv")
+    assert set(frame["scope"]) >= {"A", "B", "all"} and set(frame["curve"]) == {
+        "uncompressed",
+        "image_anchor",
+        "quant8",
+    }
+    anchor = frame[(frame["curve"] == "image_anchor") & (frame["kind"] == "sequence")]
+    assert len(anchor) == 4 and (anchor["kbps"] > 0).all() and (anchor["frames"] == 6).all()
+    assert "VVenC" in " ".join(map(str, anchor["encoder"]))  # the fallback's encoder, named in the table
+    assert all((out / name).is_file() for name in ("video_classes.md", "video_bd.md", "video_rate_MOTA_all.png"))

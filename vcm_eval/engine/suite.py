@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import shlex
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,27 @@ def is_suite_override(override: str) -> bool:
     return key in ("suite", "pipeline") or key.startswith(("suite.", "pipeline."))
 
 
+def composed_entries(cfg: DictConfig, base_overrides: list[str]) -> Iterator[tuple[str, list[str], list[str]]]:
+    """(entry, its expanded overrides, the overrides to compose) for every run of ``cfg.suite.runs``, in order.
+
+    The overrides to compose are ``suite.overrides``, then the job's own (not the suite's), then the entry's in
+    today's spellings (a note is printed for each old one): a run composed from them is the run its own command
+    line would make.
+
+    Raises:
+        ConfigError: ``suite.runs`` is empty, or an entry is not ``key=value`` overrides.
+    """
+    if not cfg.suite.runs:
+        raise ConfigError("suite.runs is empty; list override strings such as 'pipeline=image_anchor pipeline.qp=32'")
+    base = list(cfg.suite.overrides) + [o for o in base_overrides if not is_suite_override(o)]
+    for entry in cfg.suite.runs:
+        for overrides in expand_entry(entry):
+            modern, notes = modernize(overrides)
+            for note in notes:
+                print(f"warning: suite entry {entry!r}: {note}")
+            yield entry, overrides, base + modern
+
+
 def run_suite(cfg: DictConfig, *, base_overrides: list[str]) -> pd.DataFrame:
     """Run every entry of ``cfg.suite.runs``; write and return the summary table."""
     from vcm_eval.engine.video import is_video
@@ -64,19 +86,11 @@ def run_suite(cfg: DictConfig, *, base_overrides: list[str]) -> pd.DataFrame:
         from vcm_eval.engine.video_suite import run_video_suite
 
         return run_video_suite(cfg, base_overrides=base_overrides)
-    if not cfg.suite.runs:
-        raise ConfigError("suite.runs is empty; list override strings such as 'pipeline=image_anchor pipeline.qp=32'")
-    base = list(cfg.suite.overrides) + [o for o in base_overrides if not is_suite_override(o)]
     rows: list[dict[str, Any]] = []
-    for entry in cfg.suite.runs:
-        for overrides in expand_entry(entry):
-            modern, notes = modernize(overrides)
-            for note in notes:
-                print(f"warning: suite entry {entry!r}: {note}")
-            sub = compose(config_name="config", overrides=base + modern)
-            timings: dict[str, float] = {}
-            row = run_single(sub, timings=timings)
-            rows.append({**row, "run_s": round(sum(timings.values()), 1)})  # 0 for a run found done already
+    for _, _, composed in composed_entries(cfg, base_overrides):
+        timings: dict[str, float] = {}
+        row = run_single(compose(config_name="config", overrides=composed), timings=timings)
+        rows.append({**row, "run_s": round(sum(timings.values()), 1)})  # 0 for a run found done already
     table = summary_frame(rows)
     folder = "suite" if cfg.suite.name == "main" else f"suite_{cfg.suite.name}"
     out_dir = Path(cfg.paths.results) / cfg.dataset.name / cfg.model.name / folder

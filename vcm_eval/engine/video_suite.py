@@ -26,12 +26,11 @@ from omegaconf import DictConfig
 from vcm_eval.codecs.image_anchor.codec import VvcImageCodec
 from vcm_eval.codecs.vvc.shipped_sequences import SHIPPED_SEQUENCES, SequenceDigest, ShippedSequences
 from vcm_eval.codecs.vvc.yuv import Yuv420
-from vcm_eval.engine.suite import expand_entry, is_suite_override
+from vcm_eval.engine.suite import composed_entries
 from vcm_eval.engine.video import build_video_dataset, is_video, run_video
 from vcm_eval.errors import ConfigError
 from vcm_eval.report.tables import to_markdown
 from vcm_eval.report.video import SHOWN, VIDEO_METRICS, write_video_report
-from vcm_eval.utils.cli import modernize
 from vcm_eval.utils.components import locate
 
 
@@ -73,32 +72,25 @@ def _uses_shipped(cfg: DictConfig) -> bool:
 def run_video_suite(cfg: DictConfig, *, base_overrides: list[str]) -> pd.DataFrame:
     """Run every entry of ``cfg.suite.runs`` on the video dataset, then print and write the tables, BD values
     against ``suite.anchors``, figures and the CTTC CSVs of the curves with 4 rate points per sequence."""
-    if not cfg.suite.runs:
-        raise ConfigError("suite.runs is empty; list override strings such as 'pipeline=image_anchor pipeline.qp=32'")
-    base = list(cfg.suite.overrides) + [o for o in base_overrides if not is_suite_override(o)]
     run_dirs: list[Path] = []
     times: list[dict[str, Any]] = []
     dataset_name, model_name, results = "", "", Path(cfg.paths.results)
-    for entry in cfg.suite.runs:
-        for overrides in expand_entry(entry):
-            modern, notes = modernize(overrides)
-            for note in notes:
-                print(f"warning: suite entry {entry!r}: {note}")
-            sub = compose(config_name="config", overrides=base + modern)
-            if not is_video(sub):
-                raise ConfigError(f"suite entry {entry!r} runs dataset={sub.dataset.name}, not a video dataset; "
-                                  "a video suite sets dataset=<video dataset> in suite.overrides")  # fmt: skip
-            if _uses_shipped(sub):
-                gaps = shipped_gaps(sub)
-                if gaps:
-                    print(f"note: {' '.join(overrides)}: the shipped VTM streams lack {'; '.join(gaps[:3])}"
-                          f"{' ...' if len(gaps) > 3 else ''}; running VVenC instead (vvc=vvc)")  # fmt: skip
-                    sub = compose(config_name="config", overrides=[*base, *modern, "vvc=vvc"])
-            timings: dict[str, float] = {}
-            result = run_video(sub, timings=timings)
-            run_dirs.append(Path(result["run_dir"]))
-            times.append({"run": " ".join(overrides), "run_s": round(sum(timings.values()), 1)})
-            dataset_name, model_name, results = sub.dataset.name, sub.model.name, Path(sub.paths.results)
+    for entry, overrides, composed in composed_entries(cfg, base_overrides):
+        sub = compose(config_name="config", overrides=composed)
+        if not is_video(sub):
+            raise ConfigError(f"suite entry {entry!r} runs dataset={sub.dataset.name}, not a video dataset; "
+                              "a video suite sets dataset=<video dataset> in suite.overrides")  # fmt: skip
+        if _uses_shipped(sub):
+            gaps = shipped_gaps(sub)
+            if gaps:
+                print(f"note: {' '.join(overrides)}: the shipped VTM streams lack {'; '.join(gaps[:3])}"
+                      f"{' ...' if len(gaps) > 3 else ''}; running VVenC instead (vvc=vvc)")  # fmt: skip
+                sub = compose(config_name="config", overrides=[*composed, "vvc=vvc"])
+        timings: dict[str, float] = {}
+        result = run_video(sub, timings=timings)
+        run_dirs.append(Path(result["run_dir"]))
+        times.append({"run": " ".join(overrides), "run_s": round(sum(timings.values()), 1)})
+        dataset_name, model_name, results = sub.dataset.name, sub.model.name, Path(sub.paths.results)
     out_dir = results / dataset_name / model_name / "suite"
     metrics = [m for m in cfg.suite.metrics if m in SHOWN] or list(VIDEO_METRICS)
     anchors = list(cfg.suite.anchors) or ["image_anchor"]
