@@ -122,17 +122,19 @@ def test_vvc_sequence_codec_without_vtm_codes_from_the_shipped_streams(
         VvcSequenceCodec(backend="vtm", shipped=ShippedSequences(str(tmp_path))).encode(iter(frames), fps=30, qp=32)
 
 
-VTM_ENCODER, VTM_CFG = (os.environ.get(f"VCM_EVAL_VTM_{k}", "") for k in ("ENCODER", "CFG"))
+VTM_ENCODER, VTM_CFG, VTM_PARCAT = (os.environ.get(f"VCM_EVAL_VTM_{k}", "") for k in ("ENCODER", "CFG", "PARCAT"))
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(
-    not (VTM_ENCODER and VTM_CFG), reason="no VTM configured (set VCM_EVAL_VTM_ENCODER and VCM_EVAL_VTM_CFG)"
+    not (VTM_ENCODER and VTM_CFG and VTM_PARCAT),
+    reason="no VTM configured (set VCM_EVAL_VTM_ENCODER, VCM_EVAL_VTM_CFG and VCM_EVAL_VTM_PARCAT)",
 )
 def test_shipped_stream_is_what_vtm_writes(shipped: ShippedSequences, video: VideoDataset) -> None:
-    """The lowest-rate stream of the last sequence (the quickest to encode), from the low-delay cfg beside VTM_CFG."""
+    """The lowest-rate stream of the last sequence (the quickest to encode), from the low-delay cfg beside VTM_CFG:
+    two VTM runs (intra period 8 in 16 frames) joined by parcat, byte for byte the shipped stream."""
     cfg = Path(VTM_CFG).with_name("encoder_lowdelay_vtm.cfg")
-    vtm = VvcSequenceCodec(backend="vtm", vtm_encoder=VTM_ENCODER, vtm_cfg=str(cfg))
+    vtm = VvcSequenceCodec(backend="vtm", vtm_encoder=VTM_ENCODER, vtm_cfg=str(cfg), vtm_parcat=VTM_PARCAT)
     entry = max(shipped.entries, key=lambda e: (e.qp, e.sequence))
     assert entry.encoder == vtm.single.version(), "the shipped set was made by another VTM setting than the configured"
     seq = video[entry.sequence]
