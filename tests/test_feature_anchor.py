@@ -200,9 +200,7 @@ def test_low_qp_map_within_one_point_of_uncompressed(hydra_conf: None, tmp_path:
     ]
     ref = run_single(compose_cfg(["pipeline=uncompressed", *common]))
     coded = run_single(
-        compose_cfg(
-            ["pipeline=feature_anchor", "pipeline.qp=9", "pipeline.levels=p2-p5", "vvc.preset=faster", *common]
-        )
+        compose_cfg(["pipeline=feature_anchor", "pipeline.qp=9", "pipeline.levels=p2-p5", "vvc.preset=faster", *common])
     )
     assert ref["segm_AP"] > 10.0  # the trained model detects something, so the comparison means something
     assert abs(coded["segm_AP"] - ref["segm_AP"]) <= 1.0
