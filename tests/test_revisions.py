@@ -23,7 +23,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "vcm_eval"
 RECORDED = {
     "features": (1, "5175cfe89430b603"),
     "evaluators": (1, "2a86b2afe3b5ab2f"),
-    "image_anchor": (3, "3d8efa84cfb505a0"),
+    "image_anchor": (3, "504e8218d0adbc4c"),  # 3d8efa84cfb505a0 before the BT.709 command helper (same commands)
     "feature_anchor": (3, "d12c13b3c7206ba6"),
     "quant": (2, "5ae93d8b8501c48f"),
     "fusion": (3, "0151be64ecbb8eaa"),

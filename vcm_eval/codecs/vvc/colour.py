@@ -88,6 +88,13 @@ def mpeg_yuv_to_rgb_args(width: int, height: int) -> tuple[list[str], list[str]]
     return [*_raw_input("yuv420p10le", width, height), "-src_range", "1"], ["-frames", "1", "-pix_fmt", "rgb24"]
 
 
+def _bt709_command(exe: str, source: str, target: str, side: str, width: int, height: int) -> list[str]:
+    """One raw picture piped through FFmpeg's BT.709 limited-range conversion (``side``: which end is YUV)."""
+    scale = f"scale=flags={_BT709_SCALE}:{side}_color_matrix=bt709:{side}_range=tv"
+    return [exe, *QUIET, *_raw_input(source, width, height), "-i", "pipe:", "-vf", scale,
+            "-f", "rawvideo", "-pix_fmt", target, "-frames:v", "1", "pipe:"]  # fmt: skip
+
+
 def rgb_to_yuv420(image: np.ndarray, exe: str, colour: str = "mpeg") -> Yuv420:
     """uint8 RGB [H, W, 3] (H, W even) -> the encoder's 4:2:0 input (8-bit for ``mpeg``, 10-bit otherwise)."""
     height, width = image.shape[:2]
@@ -98,23 +105,7 @@ def rgb_to_yuv420(image: np.ndarray, exe: str, colour: str = "mpeg") -> Yuv420:
             stdin=rgb,
         )
         return Yuv420.frombytes(data, height, width, bit_depth=8)
-    scale = f"scale=flags={_BT709_SCALE}:out_color_matrix=bt709:out_range=tv"
-    cmd = [
-        exe,
-        *QUIET,
-        *_raw_input("rgb24", width, height),
-        "-i",
-        "pipe:",
-        "-vf",
-        scale,
-        "-f",
-        "rawvideo",
-        "-pix_fmt",
-        "yuv420p10le",
-        "-frames:v",
-        "1",
-        "pipe:",
-    ]
+    cmd = _bt709_command(exe, "rgb24", "yuv420p10le", "out", width, height)
     return Yuv420.frombytes(run_tool(cmd, stdin=rgb), height, width)
 
 
@@ -125,22 +116,6 @@ def yuv420_to_rgb(frame: Yuv420, exe: str, colour: str = "mpeg") -> np.ndarray:
         inp, out = mpeg_yuv_to_rgb_args(width, height)
         cmd = [exe, *QUIET, *inp, "-i", "pipe:", *out, "-f", "rawvideo", "pipe:"]
     else:
-        scale = f"scale=flags={_BT709_SCALE}:in_color_matrix=bt709:in_range=tv"
-        cmd = [
-            exe,
-            *QUIET,
-            *_raw_input("yuv420p10le", width, height),
-            "-i",
-            "pipe:",
-            "-vf",
-            scale,
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-frames:v",
-            "1",
-            "pipe:",
-        ]
+        cmd = _bt709_command(exe, "yuv420p10le", "rgb24", "in", width, height)
     data = run_tool(cmd, stdin=frame.tobytes())
     return np.frombuffer(data, np.uint8).reshape(height, width, 3).copy()
