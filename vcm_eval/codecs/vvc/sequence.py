@@ -222,7 +222,7 @@ class VvcSequenceCodec:
         ``vvc.backend=vtm`` it uses the shipped VTM streams of the folder ``shipped`` where they fit."""
         return cls(backend=vvc.backend, ffmpeg=vvc.ffmpeg, preset=vvc.preset, threads=vvc.threads,
                    extra_params=vvc.extra_params, vtm_encoder=vvc.vtm_encoder, vtm_decoder=vvc.vtm_decoder,
-                   vtm_cfg=sequence.vtm_cfg, vtm_parcat=getattr(sequence, "vtm_parcat", ""),
+                   vtm_cfg=sequence.vtm_cfg, vtm_parcat=sequence.vtm_parcat,
                    shipped=ShippedSequences(shipped) if str(vvc.backend) == "vtm" else None)  # fmt: skip
 
     def version(self) -> str:
