@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from vcm_eval.codecs.vvc.headers import stream_structure
 from vcm_eval.codecs.vvc.sequence import VvcSequenceCodec, access_units
 from vcm_eval.engine.video import is_video, run_video, video_key_parts
+from vcm_eval.errors import ConfigError
 from vcm_eval.pipelines.video import kept_stream, video_reads
 from vcm_eval.report.video import load_video_runs, scope_table
 
@@ -175,3 +176,48 @@ def test_the_video_job_end_to_end(tmp_path: Path, own_cache: Path) -> None:
     assert len(anchor) == 4 and (anchor["kbps"] > 0).all() and (anchor["frames"] == 6).all()
     assert "VVenC" in " ".join(map(str, anchor["encoder"]))  # the fallback's encoder, named in the table
     assert all((out / name).is_file() for name in ("video_classes.md", "video_bd.md", "video_rate_MOTA_all.png"))
+
+
+def test_test_condition_qps_per_sequence_in_one_run(runs: dict[str, dict], tmp: Path) -> None:
+    """``vvc_sequence.rate_point=k`` codes each sequence at the k-th QP of its list (MPEG's ``-q``: the intra slices
+    carry ``-q + IntraQPOffset``, -1 in VVenC's low delay); the runs of two points are one curve in the report,
+    whose CTTC rows give each sequence's coded QP; a point a list lacks, or a frame codec, fails before writing."""
+    from hydra import initialize_config_dir
+
+    from vcm_eval.report.video import cttc_qp
+    from vcm_eval.resources import CONF_DIR
+
+    made = next((tmp / "data").glob("*/sfu/sequences.csv"))  # the synthetic video in SFU layout (made by `runs`)
+    lines = made.read_text().splitlines()
+    header = lines[1].split(",")
+    rows = [line.split(",") for line in lines[2:] if line.split(",")[0] in SEQUENCES]
+    for row, qps in zip(rows, ("30 35", "33 38"), strict=True):
+        row[header.index("qps")] = qps
+    listed = tmp / "with_qps.csv"
+    listed.write_text("\n".join([lines[0], lines[1], *(",".join(r) for r in rows)]) + "\n")
+    sfu = ["dataset=sfu", f"dataset.root={made.parent}", f"dataset.sequence_list={listed}", "pipeline=image_anchor"]
+
+    def run(*extra: str) -> dict:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            return run_video(compose_cfg(_overrides(tmp, *sfu, *extra)))
+
+    second = run("vvc_sequence.rate_point=2")
+    assert second["rate_params"] == ["rate_point"] and second["rate_point"] == 2 and "qp" not in second
+    assert Path(second["run_dir"]).name.startswith("rate_point2-")
+    codec = VvcSequenceCodec()
+    for row, want in zip(second["sequences"], (34, 37), strict=True):
+        data, meta = kept_stream(Path(second["run_dir"]) / "sequences" / row["sequence"]) or (b"", {})
+        assert stream_structure(data, codec.ffmpeg).intra_qps == [want, want] and row["qp"] == meta["qp"] == want
+    assert [c.get("qp") for c in second["classes"]] == [34, 37] and "qp" not in second["all"]
+    first = run("vvc_sequence.rate_point=1")
+    assert [r["qp"] for r in first["sequences"]] == [29, 32]
+    frame = load_video_runs([Path(first["run_dir"]), Path(second["run_dir"])])
+    assert set(frame["curve"]) == {"image_anchor"}  # two rate points of one curve
+    assert "rate_point=2 (qp=37)" in set(scope_table(frame, "sequence")["point"])
+    sequences = frame[frame["kind"] == "sequence"].to_dict("records")
+    assert sorted(cttc_qp(r) for r in sequences) == [29, 32, 34, 37]  # the CTTC rows' qp: each sequence's own
+    with pytest.raises(ConfigError, match="lists 2 test-condition QPs"):
+        run("vvc_sequence.rate_point=3")
+    assert not list((tmp / "results").rglob("rate_point3-*"))  # refused before anything was written
+    with pytest.raises(ConfigError, match="rate_point=1 picks the image anchor"):
+        run("pipeline=quant8", "vvc_sequence.rate_point=1")

@@ -66,9 +66,18 @@ def is_video(cfg: DictConfig) -> bool:
     return str(cfg.dataset.get("kind", "")) in VIDEO_DATASET_SCHEMAS
 
 
-def video_key_parts(cfg: DictConfig, reads: Sequence[str], identity: dict[str, Any]) -> dict[str, Any]:
-    """What a video run's key hashes, by group (kept in provenance.json as ``key``; see the module docstring)."""
+def video_key_parts(cfg: DictConfig, reads: Sequence[str], identity: dict[str, Any],
+                    params: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """What a video run's key hashes, by group (kept in provenance.json as ``key``; see the module docstring).
+
+    A run at a test-condition rate point (``vvc_sequence.rate_point``, left out of that group's part) files it in
+    the pipeline part in place of the ``pipeline.qp`` it replaces: the pipeline part holds a curve's parameters,
+    so runs at other points are other rate points of one curve, not other curves (``report.identity``).
+    """
     parts: dict[str, Any] = {g: key_view(cfg[g]) for g in (*VIDEO_GROUPS, *reads)}
+    if params and "rate_point" in params:
+        parts["pipeline"] = {**{k: v for k, v in parts["pipeline"].items() if k != "qp"},
+                             "rate_point": params["rate_point"]}  # fmt: skip
     parts["identity"] = {"evaluators": revision("evaluators"), "video": revision("video"), **identity}
     return parts
 
@@ -188,6 +197,9 @@ def summarize(dataset: VideoDataset, rows: list[dict[str, Any]], run_dir: Path, 
 
     def scope(seqs: list[VideoSequence]) -> dict[str, Any]:
         out: dict[str, Any] = class_row([by_name[s.name] for s in seqs])
+        qps = {by_name[s.name].get("qp") for s in seqs}
+        if len(qps) == 1 and None not in qps:  # a class coded at one QP (MPEG's tables give one per class)
+            out["qp"] = qps.pop()
         pooled = pooled_detection([(s.coco(), [d for r in records[s.name] for d in r["detections"]]) for s in seqs])
         out.update({f"{k}_pooled": v for k, v in pooled.items()})
         truths = [(s, s.mot()) for s in seqs]
@@ -232,7 +244,8 @@ def run_video(cfg: DictConfig, *, timings: dict[str, float] | None = None) -> di
     identity: dict[str, Any] = {"model": model.fingerprint, "device": device.type, **pipeline.provenance()}
     if device.type == "cpu":
         identity.update(cpu_identity(cfg.threads))
-    parts = video_key_parts(cfg, pipeline.reads, identity)
+    pipeline.check(dataset)  # per-sequence settings (a test-condition QP), before anything is written
+    parts = video_key_parts(cfg, pipeline.reads, identity, pipeline.params)
     run_dir = video_run_dir(cfg, parts, pipeline.name, pipeline.params)
     finished = finished_video(run_dir, dataset)
     if finished is not None:

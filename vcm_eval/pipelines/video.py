@@ -87,6 +87,8 @@ class VideoPipeline(Protocol):
 
     def curve_version(self) -> str: ...
 
+    def check(self, dataset: Iterable[VideoSequence]) -> None: ...
+
     def run_sequence(self, seq: VideoSequence, *, done: Collection[int], on_frame: OnFrame, folder: Path,
                      workers: int) -> SequenceCoding: ...  # fmt: skip
 
@@ -150,20 +152,53 @@ def _period(configured: int, seq: VideoSequence) -> int:
     return configured or seq.intra_period
 
 
+class _FixedRate:
+    """What the sequence pipelines that code every sequence at their configured rate share: nothing to check."""
+
+    def check(self, dataset: Iterable[VideoSequence]) -> None:
+        """Nothing depends on the sequences: the configured parameters were checked when the pipeline was built."""
+
+
 class SequenceImagePipeline:
-    """The image anchor for video (module docstring)."""
+    """The image anchor for video (module docstring): every sequence at ``qp``, or (``rate_point`` k >= 1) each at
+    the k-th QP of its test-condition list, MPEG's ``-q`` (``qp_of``)."""
 
     reads: tuple[str, ...] = SEQUENCE_READS
-    rate_params: tuple[str, ...] = ("qp",)
     sweep_params: tuple[str, ...] = ()
 
     def __init__(self, *, model: TaskModel, codec: VvcSequenceCodec, qp: int, structure: str, intra_period: int = 0,
-                 colour: str = "mpeg", colour_exe: str = "", name: str = "image_anchor",
+                 colour: str = "mpeg", colour_exe: str = "", name: str = "image_anchor", rate_point: int = 0,
                  params: dict[str, Any] | None = None) -> None:  # fmt: skip
+        if rate_point < 0:
+            raise ConfigError(f"vvc_sequence.rate_point={rate_point} must be >= 0 (0: every sequence at pipeline.qp)")
         self.model, self.codec, self.qp, self.structure = model, codec, qp, structure
         self.intra_period, self.colour, self._colour_exe = intra_period, colour, colour_exe
-        self.name, self.params = name, dict(params or {"qp": qp})
+        self.rate_point = rate_point
+        self.rate_params: tuple[str, ...] = ("rate_point",) if rate_point else ("qp",)
+        self.name, self.params = name, dict(params or {self.rate_params[0]: rate_point or qp})
         codec.base_qp(qp, structure)  # a QP the structure cannot reach fails before anything is written
+
+    def qp_of(self, seq: VideoSequence) -> int:
+        """The intra slices' coded QP of ``seq``: ``qp``, or with a rate point the list's ``-q`` + ``IntraQPOffset``
+        (the encoder then gets MPEG's ``-q`` itself, as the anchor's command line).
+
+        Raises:
+            ConfigError: the sequence's list has no such point, or its QP is out of range.
+        """
+        if not self.rate_point:
+            return self.qp
+        if len(seq.qps) < self.rate_point:
+            raise ConfigError(f"vvc_sequence.rate_point={self.rate_point}: sequence {seq.name} lists "
+                              f"{len(seq.qps)} test-condition QPs {list(seq.qps)}; pick 1..{len(seq.qps)}, or set "
+                              "rate_point=0 and pipeline.qp")  # fmt: skip
+        qp = seq.qps[self.rate_point - 1] + self.codec.intra_qp_offset(self.structure)
+        self.codec.base_qp(qp, self.structure)
+        return qp
+
+    def check(self, dataset: Iterable[VideoSequence]) -> None:
+        """Every sequence's QP (``qp_of``), before anything is written."""
+        for seq in dataset:
+            self.qp_of(seq)
 
     def provenance(self) -> dict[str, Any]:
         return {"codec_version": self.codec.version()}
@@ -199,7 +234,7 @@ class SequenceImagePipeline:
             return CodedSequence(data, int(m["frames"]), int(m["height"]), int(m["width"]), float(m["fps"]),
                                  int(m["qp"]), str(m["structure"]), int(m["intra_period"]), str(m["chroma"]),
                                  float(m["encode_s"]))  # fmt: skip
-        coded = self.codec.encode(self._source(seq), fps=seq.fps, qp=self.qp, structure=self.structure,
+        coded = self.codec.encode(self._source(seq), fps=seq.fps, qp=self.qp_of(seq), structure=self.structure,
                                   intra_period=_period(self.intra_period, seq))  # fmt: skip
         if coded.frames != seq.frame_count:
             raise CodecError(f"{seq.name}: {coded.frames} frames were coded, the sequence has {seq.frame_count}")
@@ -224,7 +259,8 @@ class SequenceImagePipeline:
 
             _windowed(jobs(), workers, lambda r: on_frame(int(r.extra.pop("frame")), r))
         return SequenceCoding(stream_bits=coded.bits, encode_s=coded.encode_s,
-                              extra={"intra_period": coded.intra_period, "structure": coded.structure})  # fmt: skip
+                              extra={"qp": coded.qp, "intra_period": coded.intra_period,
+                                     "structure": coded.structure})  # fmt: skip
 
     def _job(self, seq: VideoSequence, k: int, frame: Yuv420, pixels: int, encode_s: float,
              decode_s: float) -> Callable[[], ImageResult]:  # fmt: skip
@@ -240,7 +276,7 @@ class SequenceImagePipeline:
         return run
 
 
-class SequenceFeaturePipeline:
+class SequenceFeaturePipeline(_FixedRate):
     """The feature anchor for video (module docstring)."""
 
     reads: tuple[str, ...] = SEQUENCE_READS
@@ -320,7 +356,7 @@ class SequenceFeaturePipeline:
         return run
 
 
-class FramePipeline:
+class FramePipeline(_FixedRate):
     """Any image pipeline, frame by frame (module docstring); each frame's bitstream kept under ``bitstreams/``."""
 
     sweep_params: tuple[str, ...] = ()
@@ -371,6 +407,12 @@ def build_video_pipeline(cfg: DictConfig, model: TaskModel, runtime: Runtime | N
     target = cfg.pipeline.get("_target_", "")
     cls = locate(target, "pipeline._target_") if target and "codec" not in cfg.pipeline else None
     params = pipeline_params(cfg)
+    point = int(cfg.vvc_sequence.rate_point) if "vvc_sequence" in cfg else 0
+    if point and cls is not VvcImageCodec:
+        raise ConfigError(
+            f"vvc_sequence.rate_point={point} picks the image anchor's test-condition QPs; "
+            f"pipeline={cfg.pipeline.name} codes at its own parameters: set vvc_sequence.rate_point=0"
+        )
     if cls is VvcImageCodec or cls is FeatureVvcCodec:
         if "vvc_sequence" not in cfg:
             raise ConfigError("a video run needs the vvc_sequence group (vvc_sequence=low_delay|random_access)")
@@ -379,9 +421,11 @@ def build_video_pipeline(cfg: DictConfig, model: TaskModel, runtime: Runtime | N
         p = cfg.pipeline
         if cls is VvcImageCodec:
             exe = cfg.vvc.colour_ffmpeg or ""
+            if point:  # the rate point replaces pipeline.qp as the run's parameter
+                params = {**{k: v for k, v in params.items() if k != "qp"}, "rate_point": point}
             return SequenceImagePipeline(model=model, codec=sequence, qp=p.qp, structure=structure,
                                          intra_period=period, colour=str(cfg.vvc.colour), colour_exe=exe,
-                                         name=str(p.name), params=params)  # fmt: skip
+                                         name=str(p.name), rate_point=point, params=params)  # fmt: skip
         codec = FeatureSequenceCodec(vvc=sequence, qp=p.qp, levels=str(p.levels), minmax=str(p.minmax),
                                      chroma=str(p.chroma), structure=structure)  # fmt: skip
         return SequenceFeaturePipeline(model=model, codec=codec, intra_period=period, cache=feature_cache(cfg, model),

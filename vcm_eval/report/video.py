@@ -178,8 +178,10 @@ def scope_table(frame: pd.DataFrame, kind: str, metrics: Sequence[str] = SHOWN) 
         shown += [m for m in pooled if m in rows and rows[m].notna().any()]
     out = []
     for r in rows.to_dict("records"):
-        line = {"curve": r["curve"], "point": "" if r["rate_value"] is None or r["rate_param"] == "" else
-                f"{r['rate_param']}={r['rate_value']}", "class" if kind == "all" else kind: r["scope"]}  # fmt: skip
+        point = "" if r["rate_value"] is None or r["rate_param"] == "" else f"{r['rate_param']}={r['rate_value']}"
+        if coded_qp(r) is not None:
+            point += f" (qp={coded_qp(r)})"
+        line = {"curve": r["curve"], "point": point, "class" if kind == "all" else kind: r["scope"]}
         if kind == "sequence":
             line["class"] = r.get("seq_class", "")
         else:
@@ -298,6 +300,21 @@ def rate_figures(frame: pd.DataFrame, out_dir: Path, *, metrics: Sequence[str] =
     return files
 
 
+def coded_qp(row: dict[str, Any]) -> int | None:
+    """The QP a test-condition rate point coded this sequence (or every sequence of this class) at, else None."""
+    qp = row.get("qp")
+    if row.get("rate_param") != "rate_point" or qp is None or (isinstance(qp, float) and math.isnan(qp)):
+        return None
+    return int(qp)
+
+
+def cttc_qp(row: dict[str, Any]) -> Any:
+    """A CTTC row's ``qp``: the run's rate parameter, or at a test-condition rate point the QP it coded (the
+    rate point itself for a class coded at several)."""
+    qp = coded_qp(row)
+    return row["rate_value"] if qp is None else qp
+
+
 def write_video_cttc(frame: pd.DataFrame, out_dir: Path, *, metric: str, mode: str = "fcm") -> list[Path]:
     """``mpeg_cttc_<curve>.csv`` per coding curve: each sequence's rate points (Dataset = the sequence), then each
     class's (``CLASS-<class>``: its length-weighted values), rate in kbps (``vcm_eval.report.mpeg_cttc``).
@@ -312,7 +329,7 @@ def write_video_cttc(frame: pd.DataFrame, out_dir: Path, *, metric: str, mode: s
     files = []
     rows = frame[(frame["rate_param"] != "") & frame["kind"].isin(("sequence", "class"))]
     for curve, group in rows.groupby("curve", sort=True):
-        points = [RatePoint(r["scope"] if r["kind"] == "sequence" else f"CLASS-{r['scope']}", r["rate_value"],
+        points = [RatePoint(r["scope"] if r["kind"] == "sequence" else f"CLASS-{r['scope']}", cttc_qp(r),
                             float(r["kbps"]), float(r[metric])) for r in group.to_dict("records")]  # fmt: skip
         name = "".join(c if c.isalnum() or c in "._-" else "_" for c in str(curve))
         order = list(dict.fromkeys(p.dataset for p in points if not p.dataset.startswith("CLASS-")))

@@ -82,10 +82,15 @@ class VvcSequenceConfig:
     ``vvc.backend=vtm`` (its name and md5 are in the codec's version, hence the run key). ``vtm_parcat``: VTM's
     ``parcatStatic``; with it, VTM codes periodic intra pictures as MPEG's FCM scripts do (one VTM run per
     intra period, joined by parcat), since one low-delay run with a CRA every period writes undecodable streams.
+    ``rate_point``: 0 codes every sequence at ``pipeline.qp``; k >= 1 codes each sequence at the k-th QP of its
+    test-condition list (``VideoSequence.qps``, MPEG's ``-q``), so one image-anchor run is one rate point of MPEG's
+    per-class QP tables. It is then the run's rate parameter, kept in the key's pipeline part
+    (``engine.video.video_key_parts``), so the runs of a sweep over it are one curve.
     """
 
     structure: Structure = Structure.random_access
     intra_period: int = 0
+    rate_point: int = field(default=0, metadata=NOT_IN_KEY)
     vtm_cfg: str = field(default="", metadata=NOT_IN_KEY)
     vtm_parcat: str = field(default="", metadata=NOT_IN_KEY)
 
