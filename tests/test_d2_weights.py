@@ -591,7 +591,11 @@ def test_rpn_ranks_saturated_proposals_by_logit_as_detectron2() -> None:
     logits = torch.tensor([[17.0, 21.0, 19.0, 18.0, 20.0]])
     assert torch.sigmoid(logits).unique().numel() == 1
     boxes = torch.tensor([[[i * 20.0, 0.0, i * 20.0 + 10.0, 10.0] for i in range(5)]])
-    rpn = RegionProposalNetwork(None, None, 0.7, 0.3, 256, 0.5, {"testing": 10}, {"testing": 10}, 0.7)  # type: ignore[arg-type]
+    rpn = RegionProposalNetwork(
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        0.7, 0.3, 256, 0.5, {"testing": 10}, {"testing": 10}, 0.7,
+    )  # fmt: skip
     rpn.eval()
     rpn.__class__ = LogitRankedRPN
     kept, scores = rpn.filter_proposals(boxes, logits, [(100, 200)], [5])

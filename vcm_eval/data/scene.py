@@ -256,7 +256,8 @@ def generate_scene(
     for depth, cls_idx in placed:
         cls = CLASSES[cls_idx]
         bottom = horizon + (height - horizon) * depth
-        obj_h = max(6, int(round(height * cls.height_at_bottom * (0.06 + 0.94 * depth) * rng.uniform(0.85, 1.15))))  # noqa: RUF046 - numpy scalars round to floats
+        size = height * cls.height_at_bottom * (0.06 + 0.94 * depth) * rng.uniform(0.85, 1.15)
+        obj_h = max(6, int(round(size)))  # noqa: RUF046 - numpy scalars round to floats
         obj_w = max(3, int(round(obj_h * rng.uniform(*cls.aspect))))  # noqa: RUF046
         x0 = int(rng.uniform(-0.1 * obj_w, width - 0.9 * obj_w))
         y0 = int(round(bottom - obj_h))  # noqa: RUF046

@@ -134,7 +134,13 @@ def plan_layout(
         x += bw
         shelf_h = max(shelf_h, bh)
     height = shelf_top + shelf_h
-    return Layout(tuple(tiles), height + height % 2, frame_w + frame_w % 2, tuple(image_size), tuple(input_size))  # type: ignore[arg-type]
+    return Layout(
+        tuple(tiles),
+        height + height % 2,
+        frame_w + frame_w % 2,
+        tuple(image_size),  # type: ignore[arg-type]
+        tuple(input_size),  # type: ignore[arg-type]
+    )
 
 
 def _block(frame: np.ndarray, t: LevelTile) -> np.ndarray:

@@ -23,7 +23,8 @@ from typing import Any
 from vcm_eval.errors import CodecError
 
 _ELEMENT = re.compile(
-    r"\]\s+\d+\s+(pps_pic_parameter_set_id|pps_init_qp_minus26|ph_pic_parameter_set_id|ph_qp_delta|sh_qp_delta)\s+\S+\s+=\s+(-?\d+)"
+    r"\]\s+\d+\s+(pps_pic_parameter_set_id|pps_init_qp_minus26|ph_pic_parameter_set_id|ph_qp_delta|sh_qp_delta)"
+    r"\s+\S+\s+=\s+(-?\d+)"
 )
 
 
