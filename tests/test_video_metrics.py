@@ -41,6 +41,19 @@ def test_class_values_are_the_duration_weighted_average_of_the_sequences() -> No
     assert row["bbox_AP"] == pytest.approx((2 * 60 + 0.5 * 30) / 2.5)  # 54: seconds, not frames (frames give 50)
     assert row["MOTA"] == 50.0  # b has no tracks: it leaves the average with its weight
     assert math.isnan(length_weighted([math.nan], [1.0]))
+    assert "kmac_per_pixel_nn_part_1" not in row  # no sequence counted its complexity
+
+
+def test_class_complexity_is_all_macs_over_all_pixels() -> None:
+    """A class's kMAC per pixel as CompressAI-Vision pools it: MACs summed, pixels summed (not the sequences'
+    mean); a stage only one sequence has (a network in one run, not in the other) is left out."""
+    a = {**sequence_rates(1000, 10, 30.0, 416 * 240), "kmac_per_pixel_nn_part_1": 60.0, "complexity_pixels": 99840.0}
+    b = {**sequence_rates(1000, 10, 30.0, 832 * 480), "kmac_per_pixel_nn_part_1": 50.0,
+         "kmac_per_pixel_encoder": 9.0, "complexity_pixels": 399360.0}  # fmt: skip
+    row = class_row([a, b])
+    macs = 60.0 * 99840 + 50.0 * 399360
+    assert row["kmac_per_pixel_nn_part_1"] == pytest.approx(macs / (99840 + 399360))  # 52, not the mean 55
+    assert row["complexity_pixels"] == 99840 + 399360 and "kmac_per_pixel_encoder" not in row
 
 
 def _gt(boxes: dict[int, list[tuple[int, float, float]]]) -> MotTruth:

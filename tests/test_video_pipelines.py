@@ -103,6 +103,12 @@ def test_results_per_sequence_and_class(runs: dict[str, dict]) -> None:
         assert (Path(result["run_dir"]) / "sequences" / row["sequence"] / "tracks.txt").is_file()
     a = result["classes"][0]
     assert a["kbps"] == pytest.approx(result["sequences"][0]["kbps"])  # one sequence: its own values
+    for run in runs.values():  # FCM's complexity per stage, on the first frame (eval.complexity_images=1)
+        rows = run["sequences"]
+        assert all(r["complexity_pixels"] == 256 * 128 and r["kmac_per_pixel_nn_part_1"] > 0 for r in rows)
+        assert not any("kmac_per_pixel_encoder" in r for r in rows)  # VVC and the quantizers are not networks
+        parts = [r["kmac_per_pixel_nn_part_2"] for r in rows]  # after the split: depends on the proposals
+        assert run["all"]["kmac_per_pixel_nn_part_2"] == pytest.approx(sum(parts) / 2)  # equal sizes: the mean
     both = result["all"]
     assert both["kbps"] == pytest.approx(sum(r["bits"] for r in result["sequences"]) / (8 / 30) / 1000)
     frame = load_video_runs([Path(r["run_dir"]) for r in (runs["image_anchor"], runs["quant8"])])

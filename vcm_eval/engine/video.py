@@ -48,12 +48,20 @@ from vcm_eval.engine.store import RecordStore, read_json_object, run_lock
 from vcm_eval.errors import ConfigError, VcmEvalError
 from vcm_eval.metrics.coco_eval import label_to_category, to_coco_results
 from vcm_eval.metrics.tracking import check_tracker, mot_accumulator, mot_scores, mot_text, track, tracked_categories
-from vcm_eval.metrics.video import class_row, detection_ap, pooled_detection, sequence_rates
+from vcm_eval.metrics.video import (
+    COMPLEXITY,
+    COMPLEXITY_PIXELS,
+    class_row,
+    detection_ap,
+    pooled_detection,
+    sequence_rates,
+)
 from vcm_eval.pipelines.base import ImageResult
 from vcm_eval.pipelines.video import SequenceCoding, VideoPipeline, build_video_pipeline
 from vcm_eval.revisions import revision
 from vcm_eval.utils.atomic import atomic_write, remove_stale_temps
 from vcm_eval.utils.components import Runtime, key_view, locate
+from vcm_eval.vision.complexity import StageComplexity, pooled_kmac_per_pixel
 from vcm_eval.vision.registry import build_task_model
 
 VIDEO_GROUPS = (*KEY_GROUPS, "tracker")  # and the groups the video pipeline reads
@@ -129,9 +137,19 @@ def _mean(records: list[dict[str, Any]], key: str) -> float:
     return sum(float(r.get(key, 0.0)) for r in records) / len(records)
 
 
+def complexity_fields(counted: list[StageComplexity]) -> dict[str, float]:
+    """``kmac_per_pixel_<stage>`` of the counted frames (the stages that are networks) and the pixels counted."""
+    if not counted:
+        return {}
+    stages = {f"{COMPLEXITY}{k}": v for k, v in pooled_kmac_per_pixel(counted).items() if v is not None}
+    return {**stages, COMPLEXITY_PIXELS: float(sum(c.pixels for c in counted))}
+
+
 def sequence_result(seq: VideoSequence, records: list[dict[str, Any]], coding: SequenceCoding, folder: Path,
-                    tracker: Any, categories: set[int]) -> dict[str, Any]:  # fmt: skip
-    """A finished sequence's row: its rate from the bytes, its AP, its MOTA / IDF1 when it has tracks, times."""
+                    tracker: Any, categories: set[int], counted: list[StageComplexity] | None = None,
+                    ) -> dict[str, Any]:  # fmt: skip
+    """A finished sequence's row: its rate from the bytes, its AP, its MOTA / IDF1 when it has tracks, times, and
+    the kMAC per pixel of each stage over the ``counted`` frames."""
     frames = len(records)
     bits = coding.stream_bits if coding.stream_bits is not None else sum(int(r["bits"]) for r in records)
     row: dict[str, Any] = {"sequence": seq.name, "seq_class": seq.seq_class, "width": seq.width,
@@ -152,12 +170,15 @@ def sequence_result(seq: VideoSequence, records: list[dict[str, Any]], coding: S
     encode = coding.encode_s / frames if coding.stream_bits is not None else _mean(records, "encode_s")
     row.update({"encode_s": encode, **{k: _mean(records, k) for k in ("decode_s", "task_s", "features_s")}})
     row.update(coding.extra)
+    row.update(complexity_fields(counted or []))
     return row
 
 
 def run_sequence(pipeline: VideoPipeline, seq: VideoSequence, folder: Path, label_map: dict[int, int], *,
-                 tracker: Any, categories: set[int], workers: int, progress: bool) -> dict[str, Any]:  # fmt: skip
-    """One sequence through the pipeline, resumed where a previous session stopped; returns its row."""
+                 tracker: Any, categories: set[int], workers: int, progress: bool,
+                 complexity_frames: int = 0) -> dict[str, Any]:  # fmt: skip
+    """One sequence through the pipeline, resumed where a previous session stopped; returns its row (with the
+    complexity of its first ``complexity_frames`` frames, ``eval.complexity_images``; none for 0)."""
     done = read_json_object(folder / "sequence.json")
     if done is not None and done.get("frames") == float(seq.frame_count):
         return done
@@ -178,7 +199,8 @@ def run_sequence(pipeline: VideoPipeline, seq: VideoSequence, folder: Path, labe
             raise VcmEvalError(f"{seq.name}: frames {missing[:5]} got no record; rerun to resume the sequence")
         records = [store.records[k] for k in range(seq.frame_count)]
     bar.close()
-    row = sequence_result(seq, records, coding, folder, tracker, categories)
+    counted = pipeline.complexity(seq, folder, min(complexity_frames, seq.frame_count)) if complexity_frames > 0 else []
+    row = sequence_result(seq, records, coding, folder, tracker, categories, counted)
     atomic_write(folder / "sequence.json", json.dumps(row, indent=2))
     return row
 
@@ -262,7 +284,8 @@ def run_video(cfg: DictConfig, *, timings: dict[str, float] | None = None) -> di
         atomic_write(run_dir / "provenance.json", json.dumps(provenance(extra=extra), indent=2))
         clock["setup"] = time.perf_counter()
         rows = [run_sequence(pipeline, seq, sequence_folder(run_dir, seq), label_map, tracker=cfg.tracker,
-                             categories=categories, workers=cfg.workers, progress=cfg.progress)
+                             categories=categories, workers=cfg.workers, progress=cfg.progress,
+                             complexity_frames=int(cfg.eval.complexity_images))
                 for seq in dataset]  # fmt: skip
         clock["sequences"] = time.perf_counter()
         result = {"pipeline": pipeline.name, **pipeline.params, "rate_params": list(pipeline.rate_params),

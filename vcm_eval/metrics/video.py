@@ -34,6 +34,8 @@ SUMMED = ("bits", "frames", "seconds")  # what a class's rates add up from
 # the accuracy columns a class averages (length-weighted); counts of tracking events add up
 METRICS = ("bbox_AP", "bbox_AP50", "MOTA", "IDF1")
 COUNTS = ("IDSW", "FP", "FN", "GT")
+COMPLEXITY = "kmac_per_pixel_"  # the prefix of each stage's kMAC per pixel (``vcm_eval.vision.complexity``)
+COMPLEXITY_PIXELS = "complexity_pixels"  # the pixels a sequence's complexity was counted over
 
 
 def kbps(bits: float, frames: int, fps: float) -> float:
@@ -113,7 +115,8 @@ def class_row(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str] = METRIC
     Rates from sums (kbps = the sum of bits / the sum of seconds / 1000, which is the seconds-weighted average
     of the sequences' kbps; bpp = the sum of bits / the sum of frames x pixels); each of ``metrics`` the
     seconds-weighted average of the sequences' values (``length_weighted``); tracking event counts summed.
-    ``sequences`` counts the sequences.
+    ``sequences`` counts the sequences. Each stage's kMAC per pixel is pooled as CompressAI-Vision pools it, all
+    MACs over all pixels counted (``pooled_complexity``).
     """
     seconds = [float(r["seconds"]) for r in rows]
     out: dict[str, float] = {k: sum(float(r[k]) for r in rows) for k in SUMMED}
@@ -126,4 +129,16 @@ def class_row(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str] = METRIC
     for key in COUNTS:
         if all(key in r for r in rows):
             out[key] = sum(float(r[key]) for r in rows)
+    out.update(pooled_complexity(rows))
     return out
+
+
+def pooled_complexity(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Each stage's kMAC per pixel of several sequences: their MACs over their pixels counted (each row's
+    ``kmac_per_pixel_<stage>`` weighted by its ``complexity_pixels``); a stage only where every row has it."""
+    if not rows or not all(COMPLEXITY_PIXELS in r for r in rows):
+        return {}
+    pixels = sum(float(r[COMPLEXITY_PIXELS]) for r in rows)
+    stages = [k for k in rows[0] if k.startswith(COMPLEXITY) and all(k in r for r in rows)]
+    out = {k: sum(float(r[k]) * float(r[COMPLEXITY_PIXELS]) for r in rows) / pixels for k in stages}
+    return {COMPLEXITY_PIXELS: pixels, **out} if out else {}

@@ -28,8 +28,9 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from omegaconf import DictConfig
@@ -44,15 +45,26 @@ from vcm_eval.codecs.vvc.yuv import Yuv420
 from vcm_eval.data.sample import Sample
 from vcm_eval.data.video.base import VideoSequence
 from vcm_eval.errors import CodecError, ConfigError
-from vcm_eval.pipelines.base import ImageResult, Pipeline, features_digest
+from vcm_eval.pipelines.base import ImageResult, Pipeline, features_digest, measure_pipeline
 from vcm_eval.pipelines.build import build_pipeline, feature_cache, pipeline_params, pipeline_reads, runtime_of
 from vcm_eval.pipelines.cache import BitstreamStore, FeatureCache
 from vcm_eval.utils.atomic import write_atomic
 from vcm_eval.utils.components import Runtime, locate
 from vcm_eval.vision.base import FeatureSet, Instances, TaskModel
+from vcm_eval.vision.complexity import StageComplexity, measure_complexity
 
 SEQUENCE_READS: tuple[str, ...] = ("vvc", "vvc_sequence")
 OnFrame = Callable[[int, ImageResult], None]
+T = TypeVar("T")
+
+
+def first(items: Iterator[T], count: int) -> list[T]:
+    """The first ``count`` items; a generator is then closed, so a decoder's process stops instead of decoding on."""
+    out = list(islice(items, count))
+    close = getattr(items, "close", None)
+    if close is not None:
+        close()
+    return out
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,8 @@ class VideoPipeline(Protocol):
     def curve_version(self) -> str: ...
 
     def check(self, dataset: Iterable[VideoSequence]) -> None: ...
+
+    def complexity(self, seq: VideoSequence, folder: Path, frames: int) -> list[StageComplexity]: ...
 
     def run_sequence(self, seq: VideoSequence, *, done: Collection[int], on_frame: OnFrame, folder: Path,
                      workers: int) -> SequenceCoding: ...  # fmt: skip
@@ -262,6 +276,12 @@ class SequenceImagePipeline:
                               extra={"qp": coded.qp, "intra_period": coded.intra_period,
                                      "structure": coded.structure})  # fmt: skip
 
+    def complexity(self, seq: VideoSequence, folder: Path, frames: int) -> list[StageComplexity]:
+        """MACs of the first ``frames`` frames: the whole network on each decoded frame (VVC is not a network), as
+        ``measure_pipeline`` counts an image codec; the kept stream is decoded only that far."""
+        frames_out = first(self.codec.decode(self.coded(seq, folder)), frames)
+        return [measure_complexity(self.model, self._rgb(seq, frame)) for frame in frames_out]
+
     def _job(self, seq: VideoSequence, k: int, frame: Yuv420, pixels: int, encode_s: float,
              decode_s: float) -> Callable[[], ImageResult]:  # fmt: skip
         def run() -> ImageResult:
@@ -345,6 +365,15 @@ class SequenceFeaturePipeline(_FixedRate):
                               extra={"frame_height": int(meta["frame_height"]),
                                      "frame_width": int(meta["frame_width"])})  # fmt: skip
 
+    def complexity(self, seq: VideoSequence, folder: Path, frames: int) -> list[StageComplexity]:
+        """MACs of the first ``frames`` frames: the network before the split on the frame, the network after it on
+        the decoded features of the kept stream (VVC and the tiling are not networks)."""
+        kept = kept_stream(folder)
+        if kept is None:
+            raise CodecError(f"{seq.name}: no kept stream in {folder} to count the complexity on; rerun the sequence")
+        pairs = zip(first(seq.frames(), frames), first(self.codec.decode(kept[0]), frames), strict=True)
+        return [measure_complexity(self.model, f.image, decoded=feats) for f, feats in pairs]
+
     def _job(self, feats: FeatureSet, pixels: int, encode_s: float, decode_s: float, features_s: float,
              extra: dict[str, Any]) -> Callable[[], ImageResult]:  # fmt: skip
         def run() -> ImageResult:
@@ -377,10 +406,19 @@ class FramePipeline(_FixedRate):
     def curve_version(self) -> str:
         return self.pipeline.codec.curve_version() if self.pipeline.codec else ""
 
+    def _store(self, folder: Path) -> BitstreamStore | None:
+        return BitstreamStore(folder / "bitstreams") if self.keep and self.pipeline.codec else None
+
+    def complexity(self, seq: VideoSequence, folder: Path, frames: int) -> list[StageComplexity]:
+        """MACs of the first ``frames`` frames, as an image run counts them (``measure_pipeline``, kept bytes)."""
+        store = self._store(folder)
+        return [measure_pipeline(self.pipeline, Sample(f.index, f.image, Path(seq.name) / f"{f.index:06d}"),
+                                 bitstreams=store) for f in first(seq.frames(), frames)]  # fmt: skip
+
     def run_sequence(self, seq: VideoSequence, *, done: Collection[int], on_frame: OnFrame, folder: Path,
                      workers: int) -> SequenceCoding:  # fmt: skip
         """Every frame not ``done`` through the image pipeline (its kept bitstream decoded on a rerun)."""
-        store = BitstreamStore(folder / "bitstreams") if self.keep and self.pipeline.codec else None
+        store = self._store(folder)
 
         def job(sample: Sample) -> Callable[[], ImageResult]:
             def run() -> ImageResult:

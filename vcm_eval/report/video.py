@@ -35,6 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vcm_eval.errors import ConfigError, DataError
 from vcm_eval.metrics.bdrate import DEFAULT_SETTINGS, BdSettings, bd_values
+from vcm_eval.metrics.video import COMPLEXITY
 from vcm_eval.report.identity import bind_rate_versions, identity_labels, run_identity, vvc_settings
 from vcm_eval.report.mpeg_cttc import POINTS_PER_DATASET, RatePoint, write_mpeg_cttc
 from vcm_eval.report.plots import FIGSIZE, FORMATS, PAPER_RC, curve_style, legend_entry, save_figure
@@ -170,12 +171,14 @@ def _num(value: Any, spec: str) -> str:
 
 def scope_table(frame: pd.DataFrame, kind: str, metrics: Sequence[str] = SHOWN) -> pd.DataFrame:
     """The rows of one kind for people: curve, rate point, scope, kbps and bpp (4 significant digits), accuracy
-    in % (2 decimals); class rows add the pooled values and the sequence count."""
+    in % (2 decimals), kMAC per pixel of each stage that is a network; class rows add the pooled values and the
+    sequence count."""
     rows = frame[frame["kind"] == kind].sort_values(["scope", "pipeline", "curve", "kbps"], kind="stable")
     shown = [m for m in metrics if m in rows and rows[m].notna().any()]
     if kind != "sequence":
         pooled = [f"{m}_pooled" for m in ("bbox_AP", "MOTA")]
         shown += [m for m in pooled if m in rows and rows[m].notna().any()]
+    stages = [c for c in rows.columns if str(c).startswith(COMPLEXITY) and rows[c].notna().any()]  # stage order
     out = []
     for r in rows.to_dict("records"):
         point = "" if r["rate_value"] is None or r["rate_param"] == "" else f"{r['rate_param']}={r['rate_value']}"
@@ -188,6 +191,7 @@ def scope_table(frame: pd.DataFrame, kind: str, metrics: Sequence[str] = SHOWN) 
             line["sequences"] = _num(r.get("sequences"), ".0f")
         line.update({"kbps": format_rate(r["kbps"]), "bpp": format_rate(r["bpp"])})
         line.update({NAMES.get(m, m): _num(r.get(m), ".2f") for m in shown})
+        line.update({f"kMAC/px {stage[len(COMPLEXITY) :]}": _num(r.get(stage), ".1f") for stage in stages})
         out.append(line)
     return pd.DataFrame(out)
 
