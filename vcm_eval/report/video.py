@@ -178,7 +178,10 @@ def scope_table(frame: pd.DataFrame, kind: str, metrics: Sequence[str] = SHOWN) 
     if kind != "sequence":
         pooled = [f"{m}_pooled" for m in ("bbox_AP", "MOTA")]
         shown += [m for m in pooled if m in rows and rows[m].notna().any()]
-    stages = [c for c in rows.columns if str(c).startswith(COMPLEXITY) and rows[c].notna().any()]  # stage order
+    stages = sorted(
+        (c for c in rows.columns if str(c).startswith(COMPLEXITY) and rows[c].notna().any()),
+        key=lambda c: {"nn_part_1": 0, "nn_part_2": 2}.get(str(c)[len(COMPLEXITY) :], 1),
+    )  # the split order
     out = []
     for r in rows.to_dict("records"):
         point = "" if r["rate_value"] is None or r["rate_param"] == "" else f"{r['rate_param']}={r['rate_value']}"
