@@ -227,3 +227,53 @@ def test_test_condition_qps_per_sequence_in_one_run(runs: dict[str, dict], tmp: 
     assert not list((tmp / "results").rglob("rate_point3-*"))  # refused before anything was written
     with pytest.raises(ConfigError, match="rate_point=1 picks the image anchor"):
         run("pipeline=quant8", "vvc_sequence.rate_point=1")
+
+
+def test_shards_split_the_sequences_by_cost_and_cover_each_once() -> None:
+    from vcm_eval.data.video.sfu import read_sequence_list
+    from vcm_eval.engine.video import shard_of
+
+    class Seq:  # what shard_of reads of a sequence
+        def __init__(self, name: str, frames: int, width: int, height: int) -> None:
+            self.name, self.frame_count, self.width, self.height = name, frames, width, height
+
+    sfu = [Seq(e.sequence, e.frames, e.width, e.height) for e in read_sequence_list()]  # MPEG's 14 SFU sequences
+    shares = [shard_of(sfu, f"{k}/4") for k in range(1, 5)]  # type: ignore[arg-type]
+    names = [s.name for share in shares for s in share]
+    assert sorted(names) == sorted(s.name for s in sfu)  # every sequence in exactly one job
+    loads = [sum(s.frame_count * s.width * s.height for s in share) for share in shares]
+    assert max(loads) < 1.05 * sum(loads) / 4  # near-equal (measured 1.016; round robin in list order: 1.36)
+    again = shard_of(sfu, "2/4")  # type: ignore[arg-type]
+    assert [s.name for s in again] == [s.name for s in shares[1]]  # every job computes the same split
+    assert shard_of(sfu, "") == sfu  # type: ignore[arg-type]
+    for bad in ("0/4", "5/4", "2", "a/b"):
+        with pytest.raises(ConfigError, match="must be k/n"):
+            shard_of(sfu, bad)  # type: ignore[arg-type]
+
+
+def test_two_jobs_share_one_run_and_the_last_writes_its_result(runs: dict[str, dict], tmp: Path) -> None:
+    """``shard=1/2`` and ``shard=2/2`` started together (two cluster jobs): each codes one sequence under its lock,
+    one ``video.json`` holds both, equal to the run made by one process (timings aside)."""
+    shared = tmp / "shared"
+    base = [o for o in _overrides(tmp, *RUNS["quant8"]) if not o.startswith("paths.results=")]
+    jobs = [subprocess.Popen([sys.executable, "-m", "vcm_eval", *base, f"paths.results={shared}", f"shard={k}/2"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in (1, 2)]  # fmt: skip
+    outs = [job.communicate(timeout=600) for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0], [err[-2000:] for _, err in outs]
+    results = list(shared.rglob("video.json"))
+    assert len(results) == 1 and Path(runs["quant8"]["run_dir"]).name == results[0].parent.name  # shard: not keyed
+    together, alone = json.loads(results[0].read_text()), runs["quant8"]
+
+    def untimed(rows: list[dict]) -> list[dict]:
+        return [{k: v for k, v in r.items() if not k.endswith("_s")} for r in rows]
+
+    assert untimed(together["sequences"]) == untimed(alone["sequences"])
+    assert untimed(together["classes"]) == untimed(alone["classes"])
+    assert any("mAP" in out for out, _ in outs)  # the job that finished last printed the tables
+
+
+def test_an_image_run_refuses_a_shard(hydra_conf: None) -> None:
+    from vcm_eval.engine.run import run_single
+
+    with pytest.raises(ConfigError, match="an image run has none"):
+        run_single(compose_cfg(["pipeline=quant8", "shard=1/2"]))

@@ -28,6 +28,11 @@ def run(cfg: DictConfig) -> dict[str, object]:
         from vcm_eval.report.video import video_text
 
         result = run_video(cfg)
+        if result.get("pending"):  # a shard whose partner jobs are still coding (shard=k/n)
+            print(f"shard {result['shard']}: its sequences are done; {len(result['pending'])} of the run's sequences "
+                  f"are still being coded by other jobs ({', '.join(result['pending'])}); the last job to finish "
+                  f"writes {result['run_dir']}/video.json")  # fmt: skip
+            return result
         print(video_text([result]))
         return result
     row = run_single(cfg)

@@ -37,6 +37,8 @@ class RunConfig:
 
     ``threads``, ``workers``, ``device``, ``progress`` decide how a run executes; of them only
     the resolved device type is in the run key (GPU and CPU kernels differ in their last bits).
+    ``shard`` (video runs): ``k/n`` makes this process the k-th of n jobs sharing one run's sequences
+    (``engine.video.shard_of``); not in the key, so the n jobs write one run folder.
     """
 
     pipeline: Any = MISSING
@@ -52,6 +54,7 @@ class RunConfig:
     workers: int = 2
     device: str = "auto"  # auto (CUDA when available) | cpu | cuda | cuda:N (vcm_eval.device)
     progress: bool = True
+    shard: str = ""
 
 
 @dataclass

@@ -174,6 +174,9 @@ def run_single(cfg: DictConfig, *, timings: dict[str, float] | None = None) -> d
     """
     if cfg.threads < 1 or cfg.workers < 1:
         raise ConfigError(f"threads={cfg.threads} and workers={cfg.workers} must both be >= 1")
+    if cfg.get("shard"):
+        raise ConfigError(f"shard={cfg.shard} splits a video run's sequences between jobs; an image run has none: "
+                          "leave shard empty (a sweep's runs are separate jobs already)")  # fmt: skip
     clock = {"start": time.perf_counter()}
     torch.set_num_threads(cfg.threads)
     dataset = build_dataset(cfg.dataset, data_dir=Path(cfg.paths.data), progress=cfg.progress)

@@ -39,16 +39,21 @@ def recorded_ids(path: Path) -> set[int]:
 
 
 @contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
+def run_lock(run_dir: Path, *, wait: float = 0.0) -> Iterator[None]:
     """Hold ``run_dir/.lock`` while a run writes there, so two processes (a requeued cluster job,
     a repeated command) never append to one ``records.jsonl`` at once. The OS releases the lock
     when its process dies, so a killed run never blocks its resumption.
 
+    Args:
+        run_dir: the folder (created if missing).
+        wait: seconds to wait for another process's lock (0: fail at once); for the short writes that
+            the jobs sharing one video run take turns at.
+
     Raises:
-        VcmEvalError: another live process holds the lock.
+        VcmEvalError: another live process holds the lock (after ``wait``).
     """
     run_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(run_dir / ".lock"), timeout=0)
+    lock = FileLock(str(run_dir / ".lock"), timeout=wait)
     try:
         lock.acquire()
     except Timeout as exc:

@@ -19,6 +19,12 @@ the device (and CPU identity) and the code revisions of the evaluators and the v
 Resuming: a sequence with ``sequence.json`` is done; a sequence killed half way keeps its frames' records
 and its kept stream (or its frames' bitstreams), so a rerun decodes the stream again and runs the network
 only on the frames without a record. A sweep over QPs is one run folder per QP, each resumable on its own.
+
+Sharing one run between jobs (``shard=k/n``, e.g. a SLURM array over sequences for VTM's hours-long
+sequences): job k codes only its share of the sequences (``shard_of``: the largest first, each to the
+least loaded job), each sequence under its own lock (``sequences/<name>/.lock``), and the job that finds
+every sequence finished writes ``video.json``; the others return what is pending. The class values need
+all sequences, hence one run folder, not one per sequence; ``shard`` is not in the key.
 The image runs' files (``metrics.json``, ``records.jsonl``) are not written, so the image report never
 mistakes a video run for an image run; ``python -m vcm_eval.report.video`` reads these folders.
 """
@@ -66,6 +72,7 @@ from vcm_eval.vision.registry import build_task_model
 
 VIDEO_GROUPS = (*KEY_GROUPS, "tracker")  # and the groups the video pipeline reads
 RESULT = "video.json"
+SHARED_WAIT_S = 120.0  # how long a job waits for another job's turn at the run's own files (seconds)
 _SAFE = re.compile(r"[^A-Za-z0-9._+=-]")
 
 
@@ -107,6 +114,30 @@ def build_video_dataset(cfg: DictConfig) -> VideoDataset:
         raise ConfigError(f"dataset._target_={cfg.dataset._target_} built a {type(dataset).__name__}, not a "
                           "VideoDataset")  # fmt: skip
     return dataset
+
+
+def shard_of(dataset: Sequence[VideoSequence], shard: str) -> list[VideoSequence]:
+    """The sequences job ``k`` of ``n`` codes (``shard="k/n"``; ``""``: all): the sequences by cost (frames x
+    pixels) from the largest, each to the job with the least cost so far (ties: the lower job), so n jobs take
+    about equal time. Deterministic: every job computes the same split from the same dataset.
+
+    Raises:
+        ConfigError: ``shard`` is not ``k/n`` with 1 <= k <= n.
+    """
+    if not shard:
+        return list(dataset)
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", shard)
+    if match is None or not 1 <= int(match[1]) <= int(match[2]):
+        raise ConfigError(f"shard={shard!r} must be k/n with 1 <= k <= n (shard=2/4: the 2nd of 4 jobs sharing the "
+                          "run's sequences); leave it empty to code every sequence")  # fmt: skip
+    k, n = int(match[1]), int(match[2])
+    loads, mine = [0] * n, set()
+    for seq in sorted(dataset, key=lambda s: -s.frame_count * s.width * s.height):
+        job = loads.index(min(loads))
+        loads[job] += seq.frame_count * seq.width * seq.height
+        if job == k - 1:
+            mine.add(seq.name)
+    return [s for s in dataset if s.name in mine]
 
 
 def sequence_folder(run_dir: Path, seq: VideoSequence) -> Path:
@@ -178,9 +209,30 @@ def run_sequence(pipeline: VideoPipeline, seq: VideoSequence, folder: Path, labe
                  tracker: Any, categories: set[int], workers: int, progress: bool,
                  complexity_frames: int = 0) -> dict[str, Any]:  # fmt: skip
     """One sequence through the pipeline, resumed where a previous session stopped; returns its row (with the
-    complexity of its first ``complexity_frames`` frames, ``eval.complexity_images``; none for 0)."""
+    complexity of its first ``complexity_frames`` frames, ``eval.complexity_images``; none for 0).
+
+    Raises:
+        VcmEvalError: another process is coding this sequence (its lock is held).
+    """
+    done = finished_sequence(folder, seq)
+    if done is not None:
+        return done
+    with run_lock(folder):
+        return _code_sequence(pipeline, seq, folder, label_map, tracker=tracker, categories=categories,
+                              workers=workers, progress=progress, complexity_frames=complexity_frames)  # fmt: skip
+
+
+def finished_sequence(folder: Path, seq: VideoSequence) -> dict[str, Any] | None:
+    """The sequence's row when ``sequence.json`` holds all its frames, else None."""
     done = read_json_object(folder / "sequence.json")
-    if done is not None and done.get("frames") == float(seq.frame_count):
+    return done if done is not None and done.get("frames") == float(seq.frame_count) else None
+
+
+def _code_sequence(pipeline: VideoPipeline, seq: VideoSequence, folder: Path, label_map: dict[int, int], *,
+                   tracker: Any, categories: set[int], workers: int, progress: bool,
+                   complexity_frames: int) -> dict[str, Any]:  # fmt: skip
+    done = finished_sequence(folder, seq)  # another job may have finished it while this one waited
+    if done is not None:
         return done
     bar = tqdm(total=seq.frame_count, desc=f"{pipeline.name} {params_tag(pipeline.params)} {seq.name}", unit="frame",
                disable=not progress)  # fmt: skip
@@ -273,7 +325,8 @@ def run_video(cfg: DictConfig, *, timings: dict[str, float] | None = None) -> di
     if finished is not None:
         print(f"done already, skipped: {run_dir}")
         return finished
-    with run_lock(run_dir):
+    mine = shard_of(dataset.sequences, str(cfg.shard))  # a bad shard fails before anything is written
+    with run_lock(run_dir, wait=SHARED_WAIT_S):  # the jobs sharing the run take turns at its files
         remove_stale_temps(run_dir)
         atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         extra = {"model": model.fingerprint, "device": str(device), **pipeline.provenance(),
@@ -282,15 +335,31 @@ def run_video(cfg: DictConfig, *, timings: dict[str, float] | None = None) -> di
                  "video_packages": package_versions(("motmetrics", "norfair", "filterpy"))}  # fmt: skip
         extra["history"] = resumed_history(read_json_object(run_dir / "provenance.json"))
         atomic_write(run_dir / "provenance.json", json.dumps(provenance(extra=extra), indent=2))
-        clock["setup"] = time.perf_counter()
-        rows = [run_sequence(pipeline, seq, sequence_folder(run_dir, seq), label_map, tracker=cfg.tracker,
-                             categories=categories, workers=cfg.workers, progress=cfg.progress,
-                             complexity_frames=int(cfg.eval.complexity_images))
-                for seq in dataset]  # fmt: skip
-        clock["sequences"] = time.perf_counter()
-        result = {"pipeline": pipeline.name, **pipeline.params, "rate_params": list(pipeline.rate_params),
-                  "sweep_params": list(pipeline.sweep_params), "dataset": cfg.dataset.name, "model": cfg.model.name,
-                  **summarize(dataset, rows, run_dir, cfg.tracker, categories), "run_dir": str(run_dir)}  # fmt: skip
+    clock["setup"] = time.perf_counter()
+    for seq in mine:
+        run_sequence(pipeline, seq, sequence_folder(run_dir, seq), label_map, tracker=cfg.tracker,
+                     categories=categories, workers=cfg.workers, progress=cfg.progress,
+                     complexity_frames=int(cfg.eval.complexity_images))  # fmt: skip
+    clock["sequences"] = time.perf_counter()
+    head = {
+        "pipeline": pipeline.name,
+        **pipeline.params,
+        "rate_params": list(pipeline.rate_params),
+        "sweep_params": list(pipeline.sweep_params),
+        "dataset": cfg.dataset.name,
+        "model": cfg.model.name,
+    }
+    done = {s.name: finished_sequence(sequence_folder(run_dir, s), s) for s in dataset}
+    pending = [name for name, row in done.items() if row is None]
+    if pending:  # another job's share is still running: that job writes video.json
+        return {**head, "shard": str(cfg.shard), "pending": pending, "run_dir": str(run_dir),
+                "sequences": [row for row in done.values() if row is not None]}  # fmt: skip
+    with run_lock(run_dir, wait=SHARED_WAIT_S):
+        finished = finished_video(run_dir, dataset)  # the last two jobs may finish together: one summary
+        if finished is not None:
+            return finished
+        rows = [row for row in done.values() if row is not None]
+        result = {**head, **summarize(dataset, rows, run_dir, cfg.tracker, categories), "run_dir": str(run_dir)}
         clock["evaluate"] = time.perf_counter()
         atomic_write(run_dir / RESULT, json.dumps(result, indent=2))
         clock["write"] = time.perf_counter()

@@ -72,6 +72,9 @@ def _uses_shipped(cfg: DictConfig) -> bool:
 def run_video_suite(cfg: DictConfig, *, base_overrides: list[str]) -> pd.DataFrame:
     """Run every entry of ``cfg.suite.runs`` on the video dataset, then print and write the tables, BD values
     against ``suite.anchors``, figures and the CTTC CSVs of the curves with 4 rate points per sequence."""
+    if cfg.get("shard"):
+        raise ConfigError(f"shard={cfg.shard}: the video job codes every sequence of every run and then reports "
+                          "them; run single runs with shard=k/n to share their sequences between jobs")  # fmt: skip
     run_dirs: list[Path] = []
     times: list[dict[str, Any]] = []
     dataset_name, model_name, results = "", "", Path(cfg.paths.results)
