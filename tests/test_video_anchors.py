@@ -112,7 +112,9 @@ def test_vvc_sequence_codec_without_vtm_codes_from_the_shipped_streams(
     assert coded.data == entry.path.read_bytes()
     assert (coded.frames, coded.qp, coded.height, coded.width) == (entry.frames, entry.qp, seq.height, seq.width)
     assert len(list(codec.decode(coded))) == entry.frames
-    with pytest.raises(ConfigError, match="no shipped VTM stream fits these 16 frames at QP 63.*vvc.vtm_encoder"):
+    with pytest.raises(ConfigError, match="no shipped VTM stream fits these 16 frames at QP 62.*vvc.vtm_encoder"):
+        codec.encode(iter(frames), fps=seq.fps, qp=62, structure="low_delay", intra_period=entry.intra_period)
+    with pytest.raises(ConfigError, match="QP 63 needs the encoder QP 64"):  # MPEG's low-delay cfg: -q = intra QP + 1
         codec.encode(iter(frames), fps=seq.fps, qp=63, structure="low_delay", intra_period=entry.intra_period)
     with pytest.raises(ConfigError, match="intra period -1\\) and vvc.vtm_encoder is empty"):  # another period
         codec.encode(iter(frames), fps=seq.fps, qp=entry.qp, structure="low_delay", intra_period=-1)
@@ -274,3 +276,40 @@ def test_make_video_anchors_needs_qps_and_a_vtm_encoder(hydra_conf: None, tmp_pa
     cfg = compose(config_name="make_video_anchors", overrides=["qps=[32]"])
     with pytest.raises(ConfigError, match="make_video_anchors runs VTM: set vvc=vtm, vvc.vtm_encoder"):
         make_video_anchors(cfg)  # type: ignore[arg-type]
+
+
+def test_mpeg_qps_of_a_sequence_list_find_the_shipped_streams(
+    hydra_conf: None, video: VideoDataset, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """``vvc_sequence.rate_point=k`` reads MPEG's ``-q`` from the sequence list: ``-q`` 33..48 in low delay are the
+    intra QPs 32..47 the shipped streams were coded at (VTM's cfg: IntraQPOffset -1), so the video job's check finds
+    every stream; a list one QP off finds none."""
+    from vcm_eval.engine.video_suite import shipped_gaps
+
+    made = next(tmp_path_factory.getbasetemp().glob("video*/*/sfu/sequences.csv"))  # the `video` fixture's data
+    lines = made.read_text().splitlines()
+    qps_at = lines[1].split(",").index("qps")
+
+    def listed(qps: str) -> Path:
+        rows = [line.split(",") for line in lines[2:]]
+        for row in rows:
+            row[qps_at] = qps
+        out = tmp_path_factory.mktemp("list") / "list.csv"
+        out.write_text("\n".join([*lines[:2], *(",".join(r) for r in rows)]) + "\n")
+        return out
+
+    def gaps(sequence_list: Path, point: int) -> list[str]:
+        overrides = [
+            "dataset=sfu",
+            f"dataset.root={made.parent}",
+            f"dataset.sequence_list={sequence_list}",
+            "pipeline=image_anchor",
+            "vvc=vtm",
+            "vvc_sequence=low_delay",
+            f"vvc_sequence.rate_point={point}",
+        ]
+        return shipped_gaps(compose(config_name="config", overrides=overrides))
+
+    mpeg = listed("33 38 43 48")
+    assert all(gaps(mpeg, k) == [] for k in (1, 2, 3, 4))
+    assert len(gaps(listed("32 37 42 47"), 1)) == len(video.sequences)  # intra QP 31: never shipped

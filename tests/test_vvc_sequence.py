@@ -124,6 +124,8 @@ def test_base_qp_keeps_the_structures_intra_offset(codec: VvcSequenceCodec, tmp_
     app.write_text("")
     vtm = VvcSequenceCodec(backend="vtm", vtm_encoder=str(app), vtm_cfg=str(cfg))
     assert vtm.base_qp(34, "random_access") == 37  # MPEG's -q 37 random-access anchor codes its intra slices at 34
+    shipped = VvcSequenceCodec(backend="vtm")  # no encoder: the shipped streams, made with MPEG's cfgs
+    assert (shipped.intra_qp_offset("random_access"), shipped.intra_qp_offset("low_delay")) == (-3, -1)
     job = SequenceJob(
         416, 240, bit_depth=8, fps=50, base_qp=37, structure="random_access", intra_period=64, chroma="420"
     )

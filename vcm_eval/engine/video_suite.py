@@ -24,11 +24,13 @@ from hydra import compose
 from omegaconf import DictConfig
 
 from vcm_eval.codecs.image_anchor.codec import VvcImageCodec
+from vcm_eval.codecs.vvc.sequence import VvcSequenceCodec
 from vcm_eval.codecs.vvc.shipped_sequences import SHIPPED_SEQUENCES, SequenceDigest, ShippedSequences
 from vcm_eval.codecs.vvc.yuv import Yuv420
 from vcm_eval.engine.suite import composed_entries
 from vcm_eval.engine.video import build_video_dataset, is_video, run_video
 from vcm_eval.errors import ConfigError
+from vcm_eval.pipelines.video import listed_qp
 from vcm_eval.report.tables import to_markdown
 from vcm_eval.report.video import SHOWN, VIDEO_METRICS, write_video_report
 from vcm_eval.utils.components import locate
@@ -44,7 +46,8 @@ def shipped_gaps(cfg: DictConfig, folder: str = SHIPPED_SEQUENCES) -> list[str]:
         encoder = shipped.only_encoder(structure)
     except ConfigError as exc:
         return [str(exc)]
-    missing = []
+    missing, point = [], int(cfg.vvc_sequence.rate_point)
+    codec = VvcSequenceCodec.from_settings(cfg.vvc, cfg.vvc_sequence, shipped=folder)
     for seq in build_video_dataset(cfg):
         if not seq.has_yuv:
             return [f"{seq.name} is not raw 4:2:0 video (the shipped streams code raw sequences)"]
@@ -52,10 +55,9 @@ def shipped_gaps(cfg: DictConfig, folder: str = SHIPPED_SEQUENCES) -> list[str]:
         for planes in seq.yuv_frames():
             digest.update(Yuv420(*planes))
         period = int(cfg.vvc_sequence.intra_period) or seq.intra_period
-        if shipped.get(digest.hexdigest(), int(cfg.pipeline.qp), structure, encoder, intra_period=period,
-                       fps=seq.fps) is None:  # fmt: skip
-            missing.append(f"{seq.name} ({seq.frame_count} frames) at QP {cfg.pipeline.qp}, {structure}, intra "
-                           f"period {period}")  # fmt: skip
+        qp = listed_qp(seq, point, codec, structure) if point else int(cfg.pipeline.qp)
+        if shipped.get(digest.hexdigest(), qp, structure, encoder, intra_period=period, fps=seq.fps) is None:
+            missing.append(f"{seq.name} ({seq.frame_count} frames) at QP {qp}, {structure}, intra period {period}")
     return missing
 
 

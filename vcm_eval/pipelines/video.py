@@ -166,6 +166,22 @@ def _period(configured: int, seq: VideoSequence) -> int:
     return configured or seq.intra_period
 
 
+def listed_qp(seq: VideoSequence, rate_point: int, codec: VvcSequenceCodec, structure: str) -> int:
+    """The intra slices' coded QP of ``seq`` at its ``rate_point``-th test-condition QP (1-based; MPEG's ``-q``):
+    that ``-q`` + the encoder's ``IntraQPOffset``, so the encoder is given MPEG's ``-q`` itself.
+
+    Raises:
+        ConfigError: the sequence's list has no such point, or the QP is out of range.
+    """
+    if not 1 <= rate_point <= len(seq.qps):
+        raise ConfigError(f"vvc_sequence.rate_point={rate_point}: sequence {seq.name} lists {len(seq.qps)} "
+                          f"test-condition QPs {list(seq.qps)}; pick 1..{len(seq.qps)}, or set rate_point=0 and "
+                          "pipeline.qp")  # fmt: skip
+    qp = seq.qps[rate_point - 1] + codec.intra_qp_offset(structure)
+    codec.base_qp(qp, structure)
+    return qp
+
+
 class _FixedRate:
     """What the sequence pipelines that code every sequence at their configured rate share: nothing to check."""
 
@@ -199,15 +215,7 @@ class SequenceImagePipeline:
         Raises:
             ConfigError: the sequence's list has no such point, or its QP is out of range.
         """
-        if not self.rate_point:
-            return self.qp
-        if len(seq.qps) < self.rate_point:
-            raise ConfigError(f"vvc_sequence.rate_point={self.rate_point}: sequence {seq.name} lists "
-                              f"{len(seq.qps)} test-condition QPs {list(seq.qps)}; pick 1..{len(seq.qps)}, or set "
-                              "rate_point=0 and pipeline.qp")  # fmt: skip
-        qp = seq.qps[self.rate_point - 1] + self.codec.intra_qp_offset(self.structure)
-        self.codec.base_qp(qp, self.structure)
-        return qp
+        return listed_qp(seq, self.rate_point, self.codec, self.structure) if self.rate_point else self.qp
 
     def check(self, dataset: Iterable[VideoSequence]) -> None:
         """Every sequence's QP (``qp_of``), before anything is written."""

@@ -69,7 +69,9 @@ VVENC_STRUCTURE = {
     Structure.random_access: "DecodingRefreshType=1:GOPSize=32:IntraQPOffset=-3",
     Structure.low_delay: "PicReordering=0:GOPSize=8:DecodingRefreshType=0:IntraQPOffset=-1",
 }
-VVENC_INTRA_QP_OFFSET = {Structure.random_access: -3, Structure.low_delay: -1}
+# IntraQPOffset of VTM's encoder_randomaccess_vtm.cfg / encoder_lowdelay_vtm.cfg (MPEG's), which VVenC is set to
+# and the shipped VTM streams were coded with.
+INTRA_QP_OFFSET = {Structure.random_access: -3, Structure.low_delay: -1}
 
 
 @dataclass(frozen=True)
@@ -235,11 +237,12 @@ class VvcSequenceCodec:
         return self.single.tool_versions()
 
     def intra_qp_offset(self, structure: str) -> int:
-        """The ``IntraQPOffset`` the encoder applies to intra slices (VTM: its cfg's; VVenC: the one set here)."""
-        if self.vtm is not None:
-            value = cfg_value(self.vtm.cfg, "IntraQPOffset") if self.vtm.cfg else None
+        """The ``IntraQPOffset`` the encoder applies to intra slices: the VTM cfg's (0, VTM's default, where the cfg
+        has none); VVenC's, set here; the shipped VTM streams' (no encoder, no cfg): MPEG's cfgs', which made them."""
+        if self.vtm is not None and self.vtm.cfg:
+            value = cfg_value(self.vtm.cfg, "IntraQPOffset")
             return int(value) if value is not None else 0
-        return VVENC_INTRA_QP_OFFSET[choice(Structure, structure, "vvc_sequence.structure")]
+        return INTRA_QP_OFFSET[choice(Structure, structure, "vvc_sequence.structure")]
 
     def base_qp(self, qp: int, structure: str) -> int:
         """The encoder's QP argument that makes the intra slices' coded QP ``qp`` (``qp - IntraQPOffset``)."""
