@@ -28,7 +28,7 @@ RECORDED = {
     "quant": (2, "5ae93d8b8501c48f"),
     "fusion": (3, "0151be64ecbb8eaa"),
     "msfc": (2, "1dff7a3bbe403ca5"),
-    "video": (7, "ccf70a2fa4590b5b"),
+    "video": (8, "1c378d9aaa42e26e"),
 }
 
 

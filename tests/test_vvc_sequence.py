@@ -270,9 +270,10 @@ def test_vtm_sequence(structure: str, cfg_name: str, period: int, intra: list[in
 @pytest.mark.slow
 @needs_vtm
 @pytest.mark.skipif(not VTM_PARCAT, reason="no parcat configured (set VCM_EVAL_VTM_PARCAT)")
-def test_vtm_low_delay_with_periodic_intra_pictures(sequence: VideoSequence) -> None:
+def test_vtm_low_delay_with_periodic_intra_pictures(sequence: VideoSequence, tmp_path: Path) -> None:
     """MPEG's low-delay anchor with an intra picture every 8: two VTM runs joined by parcat decode in full, with
-    FFmpeg's decoder and VTM's, intra pictures at POC 0 and 8 at the configured QP."""
+    FFmpeg's decoder and VTM's, intra pictures at POC 0 and 8 at the configured QP; the runs side by side, or
+    resumed from a kept first period, give the same stream."""
     cfg = Path(VTM_CFG).with_name("encoder_lowdelay_vtm.cfg")
     vtm = VvcSequenceCodec(
         backend="vtm", vtm_encoder=VTM_ENCODER, vtm_decoder=VTM_DECODER, vtm_cfg=str(cfg), vtm_parcat=VTM_PARCAT
@@ -284,3 +285,67 @@ def test_vtm_low_delay_with_periodic_intra_pictures(sequence: VideoSequence) -> 
     for decoder in (vtm, VvcSequenceCodec(ffmpeg=vtm.ffmpeg)):
         out = list(decoder.decode(coded))
         assert len(out) == 16 and min(psnr(o.y, f.to_10bit().y) for o, f in zip(out, frames)) > 32.0
+    both = VvcSequenceCodec(backend="vtm", vtm_encoder=VTM_ENCODER, vtm_cfg=str(cfg), vtm_parcat=VTM_PARCAT, threads=2)
+    kept = tmp_path / "segments"
+    again = both.encode(frames, fps=sequence.fps, qp=QP, structure="low_delay", intra_period=8, segments_dir=kept)
+    assert again.data == coded.data  # the two periods coded at once: the same stream
+    next(kept.glob("part-001-*")).unlink()  # as if killed during the second period
+    resumed = both.encode(frames, fps=sequence.fps, qp=QP, structure="low_delay", intra_period=8, segments_dir=kept)
+    assert resumed.data == coded.data
+
+
+SEGMENT_STAND_IN = """#!{python}
+# Stands in for VTM's EncoderApp in one segment of a segmented encode: logs its segment and when it ran, writes
+# a stream naming its segment and QP, and a reconstruction; fails when SEGMENT_FAIL names its segment.
+import os, sys, time
+args = sys.argv[1:]
+if "--help" in args:
+    print("VTM Encoder Version 99.0 [stand-in]")
+    sys.exit(0)
+opt = {{a: b for a, b in zip(args, args[1:]) if a.startswith("-") and not a.startswith("--")}}
+skip = dict(a[2:].split("=", 1) for a in args if a.startswith("--")).get("FrameSkip", "0")
+start = time.time()
+time.sleep(1.0)
+if os.environ.get("SEGMENT_FAIL") == skip:
+    open(opt["-b"], "wb").write(b"half")
+    sys.exit("stand-in: killed mid-segment")
+open(opt["-b"], "wb").write(f"{{skip}}:{{opt['-f']}}:{{opt['-q']}}".encode())
+open(opt["-o"], "wb").write(b"reconstruction")
+with open(os.environ["SEGMENT_CALLS"], "a") as f:
+    f.write(f"{{skip}} {{start}} {{time.time()}}\\n")
+"""
+
+
+def test_vtm_segments_run_in_parallel_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``vvc.threads`` VTM processes at once, one per intra period; a finished segment is kept whole, so a rerun
+    after a failure codes only the missing one, and another setting never reuses it."""
+    app, cfg, calls = tmp_path / "EncoderAppStatic", tmp_path / "encoder_lowdelay_vtm.cfg", tmp_path / "calls"
+    app.write_text(SEGMENT_STAND_IN.format(python=sys.executable))
+    app.chmod(0o755)
+    cfg.write_text("IntraQPOffset : -1\n")
+    monkeypatch.setenv("SEGMENT_CALLS", str(calls))
+    vtm = VvcSequenceCodec(backend="vtm", vtm_encoder=str(app), vtm_cfg=str(cfg), threads=3)
+    job = SequenceJob(256, 128, bit_depth=8, fps=30, base_qp=33, structure="low_delay", intra_period=8, chroma="420")
+    segments, folder = vtm_segments(25, 8), tmp_path / "segments"
+    assert segments == [(0, 9), (8, 9), (16, 9)]
+
+    def ran() -> list[tuple[str, float, float]]:
+        return [(s, float(a), float(b)) for s, a, b in (line.split() for line in calls.read_text().splitlines())]
+
+    monkeypatch.setenv("SEGMENT_FAIL", "8")
+    with pytest.raises(CodecError, match="killed mid-segment"):
+        vtm.vtm_segment_streams(tmp_path / "in.yuv", folder, segments, job, "frames-digest")
+    first = ran()
+    assert sorted(s for s, _, _ in first) == ["0", "16"]  # the other segments finished beside the failing one
+    (_, a0, a1), (_, b0, b1) = first
+    assert a0 < b1 and b0 < a1  # they ran at the same time
+    assert sorted(p.name[:8] for p in folder.iterdir()) == ["part-000", "part-002"]  # no half stream, no reconstruction
+    monkeypatch.delenv("SEGMENT_FAIL")
+    parts = vtm.vtm_segment_streams(tmp_path / "in.yuv", folder, segments, job, "frames-digest")
+    assert [s for s, _, _ in ran()[2:]] == ["8"]  # only the missing segment was coded again
+    assert [p.read_bytes() for p in parts] == [b"0:9:33", b"8:9:33", b"16:9:33"]  # in order
+    other = SequenceJob(256, 128, bit_depth=8, fps=30, base_qp=34, structure="low_delay", intra_period=8, chroma="420")
+    vtm.vtm_segment_streams(tmp_path / "in.yuv", folder, segments, other, "frames-digest")
+    assert len(ran()) == 6  # another QP: nothing reused
+    vtm.vtm_segment_streams(tmp_path / "in.yuv", folder, segments, job, "other-frames")
+    assert len(ran()) == 9  # other frames: nothing reused

@@ -30,7 +30,7 @@ CODE = {
     "msfc": (2, ("codecs/msfc/codec.py", "codecs/msfc/model.py", "codecs/pyramid_header.py",
                  "codecs/feature_anchor/tiling.py", "codecs/feature_anchor/kernels.py", "codecs/minmax.py",
                  "codecs/vvc/encoder.py", "codecs/vvc/yuv.py")),
-    "video": (7, ("pipelines/video.py", "codecs/feature_anchor/sequence.py", "metrics/video.py",
+    "video": (8, ("pipelines/video.py", "codecs/feature_anchor/sequence.py", "metrics/video.py",
                   "metrics/tracking.py", "engine/video.py")),
 }  # fmt: skip
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -256,13 +257,15 @@ class SequenceImagePipeline:
             return CodedSequence(data, int(m["frames"]), int(m["height"]), int(m["width"]), float(m["fps"]),
                                  int(m["qp"]), str(m["structure"]), int(m["intra_period"]), str(m["chroma"]),
                                  float(m["encode_s"]))  # fmt: skip
+        segments = folder / "vtm_segments"  # VTM's finished intra periods: a killed encode resumes from them
         coded = self.codec.encode(self._source(seq), fps=seq.fps, qp=self.qp_of(seq), structure=self.structure,
-                                  intra_period=_period(self.intra_period, seq))  # fmt: skip
+                                  intra_period=_period(self.intra_period, seq), segments_dir=segments)  # fmt: skip
         if coded.frames != seq.frame_count:
             raise CodecError(f"{seq.name}: {coded.frames} frames were coded, the sequence has {seq.frame_count}")
         meta = {k: getattr(coded, k) for k in ("frames", "height", "width", "fps", "qp", "structure", "intra_period",
                                                 "chroma", "encode_s")}  # fmt: skip
         keep_stream(folder, coded.data, meta)
+        shutil.rmtree(segments, ignore_errors=True)  # the whole stream is kept now
         return coded
 
     def run_sequence(self, seq: VideoSequence, *, done: Collection[int], on_frame: OnFrame, folder: Path,

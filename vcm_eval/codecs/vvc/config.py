@@ -45,8 +45,9 @@ class VvcConfig:
     ("" = FFmpeg 4.2.2 for ``mpeg``, as MPEG ran it). ``qpa`` (perceptual QP adaptation) is off:
     the task network, not a human, looks at the result. ``shipped``: the folder of shipped VTM
     image-anchor bitstreams that the ``vtm`` backend decodes instead of encoding (relative paths
-    also resolve against the project root). Paths of binaries and the encoder's thread count are
-    not in the run key: the codec's version (encoder build, VTM setting) is.
+    also resolve against the project root). ``threads``: VVenC's threads; with VTM (one core per run), the
+    intra periods of a sequence coded at once (``VvcSequenceCodec.vtm_segment_streams``). Paths of binaries
+    and the thread count are not in the run key: the codec's version (encoder build, VTM setting) is.
     """
 
     backend: Backend = Backend.ffmpeg

@@ -39,12 +39,17 @@ delimiter per picture), so an encoder that silently drops frames is an error, no
 
 from __future__ import annotations
 
+import dataclasses
 import fractions
+import hashlib
+import json
+import os
 import re
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -252,7 +257,8 @@ class VvcSequenceCodec:
         return base
 
     def encode(self, frames: Iterable[Yuv420], *, fps: float, qp: int, structure: str = "random_access",
-               intra_period: int = 32, chroma: str = "420") -> CodedSequence:  # fmt: skip
+               intra_period: int = 32, chroma: str = "420",
+               segments_dir: Path | None = None) -> CodedSequence:  # fmt: skip
         """Code ``frames`` (all of one even size and one bit depth) as one stream.
 
         Args:
@@ -262,6 +268,8 @@ class VvcSequenceCodec:
             structure: ``random_access`` or ``low_delay``.
             intra_period: pictures between intra pictures; -1 only the first (low delay and VTM).
             chroma: ``420``, or ``400`` to code the luma only.
+            segments_dir: where VTM keeps each intra period's finished stream (``vtm_segment_streams``), so an
+                encode killed half way resumes at the first missing segment; None: a temporary folder.
 
         Raises:
             ConfigError: a bad QP, structure, intra period or frame rate.
@@ -290,7 +298,7 @@ class VvcSequenceCodec:
         with tempfile.TemporaryDirectory(prefix="vcm_vvcseq_") as tmp:
             out = Path(tmp) / "out.266"
             if self.vtm is not None:
-                count = self._vtm_encode(_checked(first, it), Path(tmp), out, job, qp)
+                count = self._vtm_encode(_checked(first, it), Path(tmp), out, job, qp, segments_dir)
             else:
                 count = self._vvenc_encode(_checked(first, it), out, job)
             data = out.read_bytes() if out.is_file() else b""
@@ -332,7 +340,8 @@ class VvcSequenceCodec:
                 f"--InputBitDepth={job.bit_depth}", "--InternalBitDepth=10", f"--InputChromaFormat={job.chroma}",
                 "--ConformanceWindowMode=1", *segment]  # fmt: skip
 
-    def _vtm_encode(self, frames: Iterator[Yuv420], tmp: Path, out: Path, job: SequenceJob, qp: int) -> int:
+    def _vtm_encode(self, frames: Iterator[Yuv420], tmp: Path, out: Path, job: SequenceJob, qp: int,
+                    segments_dir: Path | None = None) -> int:  # fmt: skip
         if self.vtm is None:
             raise ConfigError("the VTM path needs vvc.backend=vtm")
         yuv, digest = tmp / "in.yuv", SequenceDigest()
@@ -363,11 +372,37 @@ class VvcSequenceCodec:
             raise ConfigError(f"VTM codes an intra period of {job.intra_period} in {count} frames as "
                               f"{len(segments)} runs joined by VTM's parcat (one run writes no decodable stream: "
                               "docs/anchors.md); set vvc_sequence.vtm_parcat=<VTM>/bin/parcatStatic")  # fmt: skip
-        parts = [tmp / f"part-{k:03d}.266" for k in range(len(segments))]
-        for part, (skip, length) in zip(parts, segments):
-            run_tool(self.vtm_command(yuv, part, length, job, skip=skip), setting="vvc.vtm_encoder")
+        parts = self.vtm_segment_streams(yuv, segments_dir or tmp / "segments", segments, job, digest.hexdigest())
         run_tool([self.parcat, *map(str, parts), str(out)], setting="vvc_sequence.vtm_parcat")
         return count
+
+    def vtm_segment_streams(self, yuv: Path, folder: Path, segments: list[tuple[int, int]], job: SequenceJob,
+                            content: str) -> list[Path]:  # fmt: skip
+        """Each segment's VTM stream (``vtm_segments``), ``vvc.threads`` VTM processes at once (VTM codes on one
+        core; the segments are independent, as in MPEG's parallel encoding).
+
+        A finished segment is kept in ``folder`` under a name hashed from all that makes it (the frames'
+        digest ``content``, the VTM setting, the job, its frames), written whole or not at all, so a rerun
+        after a killed encode codes only the missing segments and never reuses another setting's.
+        """
+        folder.mkdir(parents=True, exist_ok=True)
+        version = self.single.version()
+
+        def one(k: int, skip: int, length: int) -> Path:
+            spec = json.dumps([content, version, dataclasses.astuple(job), skip, length])
+            part = folder / f"part-{k:03d}-{hashlib.sha256(spec.encode()).hexdigest()[:16]}.266"
+            if not part.is_file():
+                work = part.with_name(f".{part.name}.tmp")
+                try:
+                    run_tool(self.vtm_command(yuv, work, length, job, skip=skip), setting="vvc.vtm_encoder")
+                    os.replace(work, part)
+                finally:  # the reconstruction is not needed; a failed run's half stream is not kept
+                    work.with_suffix(".rec.yuv").unlink(missing_ok=True)
+                    work.unlink(missing_ok=True)
+            return part
+
+        with ThreadPoolExecutor(max_workers=max(1, self.threads)) as pool:
+            return list(pool.map(lambda seg: one(seg[0], *seg[1]), enumerate(segments)))
 
     def decode(self, coded: CodedSequence) -> Iterator[Yuv420]:
         """The decoded 10-bit frames in display order, one at a time (``400``: luma with neutral chroma).
