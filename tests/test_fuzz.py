@@ -322,3 +322,43 @@ def test_limits_are_keyword_arguments_and_refuse_with_the_reason(pipeline: str, 
         decode(t.data, max_pixels=1000)  # type: ignore[call-arg]
     with pytest.raises(CodecError, match=r"MiB .*above max_memory=1000000 bytes"):
         decode(t.data, max_memory=1_000_000)  # type: ignore[call-arg]
+
+
+def test_the_feature_video_container_survives_its_mutations() -> None:
+    """The video feature anchor's container (``FeatureSequenceCodec``, a sequence's kept stream): every truncation
+    raises ``CodecError``, as does appended garbage; a flipped bit or overwritten bytes decode to every frame or
+    raise ``CodecError``, never anything else. Seeded: the same mutations on every run."""
+    import torch
+
+    from vcm_eval.codecs.feature_anchor.sequence import FeatureSequenceCodec
+    from vcm_eval.codecs.vvc.sequence import VvcSequenceCodec
+
+    g = torch.Generator().manual_seed(0)
+    frames = [FeatureSet(levels={f"p{i}": torch.randn(8, 32 >> (i - 2), 64 >> (i - 2), generator=g)
+                                 for i in range(2, 6)}, image_size=(128, 256), input_size=(128, 256))
+              for _ in range(3)]  # fmt: skip
+    codec = FeatureSequenceCodec(vvc=VvcSequenceCodec(preset="faster"), qp=27, minmax="level")
+    data = codec.encode(iter(frames), fps=25, intra_period=2).data
+    assert len(list(codec.decode(data))) == 3
+    rng = np.random.default_rng(0)
+
+    def outcome(blob: bytes) -> str:
+        try:
+            decoded = list(codec.decode(blob))
+        except CodecError:
+            return "CodecError"
+        assert len(decoded) == 3 and all(f.shapes() == frames[0].shapes() for f in decoded)
+        return "decoded"
+
+    for n in sorted({int(v) for v in np.linspace(0, len(data) - 1, 40)}):
+        assert outcome(data[:n]) == "CodecError", f"a stream cut at byte {n} of {len(data)} decoded"
+    assert outcome(data + bytes(rng.integers(0, 256, 64, dtype=np.uint8))) == "CodecError"
+    seen = set()
+    for _ in range(30):
+        flipped = bytearray(data)
+        flipped[int(rng.integers(len(data)))] ^= 1 << int(rng.integers(8))
+        seen.add(outcome(bytes(flipped)))
+    for _ in range(10):
+        at = int(rng.integers(len(data) - 64))
+        seen.add(outcome(data[:at] + bytes(rng.integers(0, 256, 64, dtype=np.uint8)) + data[at + 64 :]))
+    assert "CodecError" in seen  # the header and range checks catch some of them
