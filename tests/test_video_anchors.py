@@ -281,35 +281,27 @@ def test_make_video_anchors_needs_qps_and_a_vtm_encoder(hydra_conf: None, tmp_pa
 def test_mpeg_qps_of_a_sequence_list_find_the_shipped_streams(
     hydra_conf: None, video: VideoDataset, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """``vvc_sequence.rate_point=k`` reads MPEG's ``-q`` from the sequence list: ``-q`` 33..48 in low delay are the
-    intra QPs 32..47 the shipped streams were coded at (VTM's cfg: IntraQPOffset -1), so the video job's check finds
-    every stream; a list one QP off finds none."""
+    """``vvc_sequence.rate_point=k`` reads MPEG's ``-q`` from the sequence list: the synthetic video's ``-q`` 33..48
+    in low delay are the intra QPs 32..47 the shipped streams were coded at (VTM's cfg: IntraQPOffset -1), so the
+    video job's check finds every stream; a list one QP off finds none."""
     from vcm_eval.engine.video_suite import shipped_gaps
 
     made = next(tmp_path_factory.getbasetemp().glob("video*/*/sfu/sequences.csv"))  # the `video` fixture's data
+    assert all(seq.qps == (33, 38, 43, 48) for seq in video.sequences)
     lines = made.read_text().splitlines()
     qps_at = lines[1].split(",").index("qps")
+    rows = [line.split(",") for line in lines[2:]]
+    for row in rows:
+        row[qps_at] = "32 37 42 47"
+    off = tmp_path_factory.mktemp("list") / "list.csv"
+    off.write_text("\n".join([*lines[:2], *(",".join(r) for r in rows)]) + "\n")
 
-    def listed(qps: str) -> Path:
-        rows = [line.split(",") for line in lines[2:]]
-        for row in rows:
-            row[qps_at] = qps
-        out = tmp_path_factory.mktemp("list") / "list.csv"
-        out.write_text("\n".join([*lines[:2], *(",".join(r) for r in rows)]) + "\n")
-        return out
-
-    def gaps(sequence_list: Path, point: int) -> list[str]:
-        overrides = [
-            "dataset=sfu",
-            f"dataset.root={made.parent}",
-            f"dataset.sequence_list={sequence_list}",
-            "pipeline=image_anchor",
-            "vvc=vtm",
-            "vvc_sequence=low_delay",
-            f"vvc_sequence.rate_point={point}",
-        ]
+    def gaps(point: int, *dataset: str) -> list[str]:
+        overrides = [*dataset, "pipeline=image_anchor", "vvc=vtm", "vvc_sequence=low_delay",
+                     f"vvc_sequence.rate_point={point}"]  # fmt: skip
         return shipped_gaps(compose(config_name="config", overrides=overrides))
 
-    mpeg = listed("33 38 43 48")
-    assert all(gaps(mpeg, k) == [] for k in (1, 2, 3, 4))
-    assert len(gaps(listed("32 37 42 47"), 1)) == len(video.sequences)  # intra QP 31: never shipped
+    own = ["dataset=synthetic_video", f"paths.data={made.parents[2]}"]
+    assert all(gaps(k, *own) == [] for k in (1, 2, 3, 4))
+    listed = ["dataset=sfu", f"dataset.root={made.parent}", f"dataset.sequence_list={off}"]
+    assert len(gaps(1, *listed)) == len(video.sequences)  # intra QP 31: never shipped

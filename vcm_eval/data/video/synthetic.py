@@ -53,10 +53,14 @@ from vcm_eval.data.video.yuv_file import QUIET, ffmpeg_exe
 from vcm_eval.errors import ConfigError, DataError
 from vcm_eval.utils.construct import from_config
 
-FORMAT_VERSION = 1  # bump when the drawing or the layout changes, so cached sequences are regenerated
+FORMAT_VERSION = 2  # bump when the drawing or the layout changes, so cached sequences are regenerated (2: QPs)
 VIDEO_CODE = 9  # the rng stream of the video (the still splits use 1, 2, 3)
 NOISE_SIGMA = 1.5  # per-frame sensor noise, in 8-bit levels
 INTRA_PERIOD = 8  # the synthetic sequences' coding intra period: a 16-frame sequence holds two
+# The synthetic sequences' "test-condition" QPs (MPEG's -q, one list for every class): with VTM's low-delay cfg
+# (IntraQPOffset -1) their intra slices are coded at 32, 37, 42, 47, the shipped VTM streams' QPs, so
+# vvc_sequence.rate_point=1..4 decodes those streams as MPEG's per-class QP tables would pick them.
+TEST_CONDITION_QPS = (33, 38, 43, 48)
 
 
 def folder_name(spec: SyntheticVideoSpec) -> str:
@@ -208,7 +212,7 @@ def sfu_entry(spec: SyntheticVideoSpec, k: int) -> SfuEntry:
         spec.frames,
         0,
         INTRA_PERIOD,
-        (),
+        TEST_CONDITION_QPS,
         f"{name}_{spec.width}x{spec.height}_{spec.fps}",
         (name,),
     )
