@@ -317,8 +317,9 @@ with open(os.environ["SEGMENT_CALLS"], "a") as f:
 
 
 def test_vtm_segments_run_in_parallel_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``vvc.threads`` VTM processes at once, one per intra period; a finished segment is kept whole, so a rerun
-    after a failure codes only the missing one, and another setting never reuses it."""
+    """``vvc.threads`` VTM processes at once, one per intra period; a finished segment is kept whole with its
+    encode seconds, so a rerun after a failure codes only the missing one and still counts every segment's time,
+    and another setting never reuses it."""
     app, cfg, calls = tmp_path / "EncoderAppStatic", tmp_path / "encoder_lowdelay_vtm.cfg", tmp_path / "calls"
     app.write_text(SEGMENT_STAND_IN.format(python=sys.executable))
     app.chmod(0o755)
@@ -339,11 +340,13 @@ def test_vtm_segments_run_in_parallel_and_resume(tmp_path: Path, monkeypatch: py
     assert sorted(s for s, _, _ in first) == ["0", "16"]  # the other segments finished beside the failing one
     (_, a0, a1), (_, b0, b1) = first
     assert a0 < b1 and b0 < a1  # they ran at the same time
-    assert sorted(p.name[:8] for p in folder.iterdir()) == ["part-000", "part-002"]  # no half stream, no reconstruction
+    kept = sorted(p.name[:8] + p.suffix for p in folder.iterdir())  # no half stream, no reconstruction
+    assert kept == ["part-000.266", "part-000.json", "part-002.266", "part-002.json"]  # each with its seconds
     monkeypatch.delenv("SEGMENT_FAIL")
     parts = vtm.vtm_segment_streams(tmp_path / "in.yuv", folder, segments, job, "frames-digest")
     assert [s for s, _, _ in ran()[2:]] == ["8"]  # only the missing segment was coded again
-    assert [p.read_bytes() for p in parts] == [b"0:9:33", b"8:9:33", b"16:9:33"]  # in order
+    assert [p.read_bytes() for p, _ in parts] == [b"0:9:33", b"8:9:33", b"16:9:33"]  # in order
+    assert all(seconds >= 1.0 for _, seconds in parts)  # each run's own time (1 s in the stand-in), kept or new
     other = SequenceJob(256, 128, bit_depth=8, fps=30, base_qp=34, structure="low_delay", intra_period=8, chroma="420")
     vtm.vtm_segment_streams(tmp_path / "in.yuv", folder, segments, other, "frames-digest")
     assert len(ran()) == 6  # another QP: nothing reused

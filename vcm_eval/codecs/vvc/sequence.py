@@ -64,6 +64,7 @@ from vcm_eval.codecs.vvc.vtm import existing_file
 from vcm_eval.codecs.vvc.yuv import Yuv420
 from vcm_eval.data.video.yuv_file import stream_frames
 from vcm_eval.errors import CodecError, ConfigError
+from vcm_eval.utils.atomic import write_atomic
 from vcm_eval.utils.choices import choice
 
 SEQUENCE_PARAMS_VERSION = 1  # bump when the encoder arguments below change: it is part of the codec's version
@@ -297,14 +298,15 @@ class VvcSequenceCodec:
         start = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="vcm_vvcseq_") as tmp:
             out = Path(tmp) / "out.266"
+            segment_s = None  # VTM's intra periods: the sum of their encode seconds, wherever they ran
             if self.vtm is not None:
-                count = self._vtm_encode(_checked(first, it), Path(tmp), out, job, qp, segments_dir)
+                count, segment_s = self._vtm_encode(_checked(first, it), Path(tmp), out, job, qp, segments_dir)
             else:
                 count = self._vvenc_encode(_checked(first, it), out, job)
             data = out.read_bytes() if out.is_file() else b""
         if not data:
             raise CodecError(f"the VVC encoder wrote an empty stream for {count} frames of {width}x{height} at QP {qp}")
-        seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start if segment_s is None else segment_s
         return CodedSequence(data, count, height, width, float(fps), qp, structure, intra_period, chroma, seconds)
 
     def vvenc_params(self, structure: str, intra_period: int, chroma: str) -> str:
@@ -341,7 +343,9 @@ class VvcSequenceCodec:
                 "--ConformanceWindowMode=1", *segment]  # fmt: skip
 
     def _vtm_encode(self, frames: Iterator[Yuv420], tmp: Path, out: Path, job: SequenceJob, qp: int,
-                    segments_dir: Path | None = None) -> int:  # fmt: skip
+                    segments_dir: Path | None = None) -> tuple[int, float | None]:  # fmt: skip
+        """Code with VTM (or read a shipped stream) into ``out``; returns the frame count and, for a segmented
+        encode, the sum of its segments' encode seconds (None: time the call)."""
         if self.vtm is None:
             raise ConfigError("the VTM path needs vvc.backend=vtm")
         yuv, digest = tmp / "in.yuv", SequenceDigest()
@@ -359,7 +363,7 @@ class VvcSequenceCodec:
                                      chroma=job.chroma, fps=job.fps)  # fmt: skip
             if found is not None:
                 out.write_bytes(self.shipped.read(found))
-                return count
+                return count, None
         if not self.vtm.can_encode:
             raise ConfigError(f"no shipped VTM stream fits these {count} frames at QP {qp} ({job.structure}, intra "
                               f"period {job.intra_period}) and vvc.vtm_encoder is empty; set vvc.vtm_encoder and "
@@ -367,39 +371,46 @@ class VvcSequenceCodec:
         segments = vtm_segments(count, job.intra_period)
         if len(segments) == 1:
             run_tool(self.vtm_command(yuv, out, count, job), setting="vvc.vtm_encoder")
-            return count
+            return count, None
         if not self.parcat:
             raise ConfigError(f"VTM codes an intra period of {job.intra_period} in {count} frames as "
                               f"{len(segments)} runs joined by VTM's parcat (one run writes no decodable stream: "
                               "docs/anchors.md); set vvc_sequence.vtm_parcat=<VTM>/bin/parcatStatic")  # fmt: skip
         parts = self.vtm_segment_streams(yuv, segments_dir or tmp / "segments", segments, job, digest.hexdigest())
-        run_tool([self.parcat, *map(str, parts), str(out)], setting="vvc_sequence.vtm_parcat")
-        return count
+        start = time.perf_counter()
+        run_tool([self.parcat, *(str(part) for part, _ in parts), str(out)], setting="vvc_sequence.vtm_parcat")
+        return count, sum(seconds for _, seconds in parts) + time.perf_counter() - start
 
     def vtm_segment_streams(self, yuv: Path, folder: Path, segments: list[tuple[int, int]], job: SequenceJob,
-                            content: str) -> list[Path]:  # fmt: skip
-        """Each segment's VTM stream (``vtm_segments``), ``vvc.threads`` VTM processes at once (VTM codes on one
-        core; the segments are independent, as in MPEG's parallel encoding).
+                            content: str) -> list[tuple[Path, float]]:  # fmt: skip
+        """Each segment's VTM stream (``vtm_segments``) and its encode seconds, ``vvc.threads`` VTM processes at
+        once (VTM codes on one core; the segments are independent, as in MPEG's parallel encoding).
 
         A finished segment is kept in ``folder`` under a name hashed from all that makes it (the frames'
-        digest ``content``, the VTM setting, the job, its frames), written whole or not at all, so a rerun
-        after a killed encode codes only the missing segments and never reuses another setting's.
+        digest ``content``, the VTM setting, the job, its frames), its seconds beside it (``.json``), written
+        whole or not at all, so a rerun after a killed encode codes only the missing segments, never reuses
+        another setting's, and still reports every segment's time.
         """
         folder.mkdir(parents=True, exist_ok=True)
         version = self.single.version()
 
-        def one(k: int, skip: int, length: int) -> Path:
+        def one(k: int, skip: int, length: int) -> tuple[Path, float]:
             spec = json.dumps([content, version, dataclasses.astuple(job), skip, length])
             part = folder / f"part-{k:03d}-{hashlib.sha256(spec.encode()).hexdigest()[:16]}.266"
-            if not part.is_file():
-                work = part.with_name(f".{part.name}.tmp")
-                try:
-                    run_tool(self.vtm_command(yuv, work, length, job, skip=skip), setting="vvc.vtm_encoder")
-                    os.replace(work, part)
-                finally:  # the reconstruction is not needed; a failed run's half stream is not kept
-                    work.with_suffix(".rec.yuv").unlink(missing_ok=True)
-                    work.unlink(missing_ok=True)
-            return part
+            timing = part.with_suffix(".json")
+            if part.is_file() and timing.is_file():
+                return part, float(json.loads(timing.read_text())["seconds"])
+            work = part.with_name(f".{part.name}.tmp")
+            try:
+                start = time.perf_counter()
+                run_tool(self.vtm_command(yuv, work, length, job, skip=skip), setting="vvc.vtm_encoder")
+                seconds = time.perf_counter() - start
+                write_atomic(timing, lambda f: f.write(json.dumps({"seconds": seconds}).encode()))
+                os.replace(work, part)  # last: a kept stream always has its seconds
+            finally:  # the reconstruction is not needed; a failed run's half stream is not kept
+                work.with_suffix(".rec.yuv").unlink(missing_ok=True)
+                work.unlink(missing_ok=True)
+            return part, seconds
 
         with ThreadPoolExecutor(max_workers=max(1, self.threads)) as pool:
             return list(pool.map(lambda seg: one(seg[0], *seg[1]), enumerate(segments)))
