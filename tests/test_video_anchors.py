@@ -145,6 +145,38 @@ def test_shipped_stream_is_what_vtm_writes(shipped: ShippedSequences, video: Vid
     assert coded.data == shipped.read(entry)
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (VTM_ENCODER and VTM_CFG and VTM_PARCAT),
+    reason="no VTM configured (set VCM_EVAL_VTM_ENCODER, VCM_EVAL_VTM_CFG and VCM_EVAL_VTM_PARCAT)",
+)
+def test_a_vtm_video_run_at_a_test_condition_qp_writes_the_shipped_stream(
+    hydra_conf: None,
+    shipped: ShippedSequences,
+    video: VideoDataset,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The image anchor's video run end to end with VTM (``vvc_sequence.shipped=`` empty: encoded, not read): rate
+    point 4 of the synthetic list (MPEG's -q 48, intra QP 47), its two intra periods coded side by side
+    (``vvc.threads=2``) and joined by parcat, keeps the very bytes of the shipped stream, and no period behind."""
+    from vcm_eval.engine.video import run_video
+
+    entry = max(shipped.entries, key=lambda e: (e.qp, e.sequence))
+    data = next(tmp_path_factory.getbasetemp().glob("video*/*/sfu/sequences.csv")).parents[2]  # `video`'s data
+    cfg = compose(config_name="config", overrides=[
+        "dataset=synthetic_video", f"dataset.sequences=[{entry.sequence}]", f"paths.data={data}",
+        f"paths.results={tmp_path / 'r'}", "pipeline=image_anchor", "vvc=vtm", f"vvc.vtm_encoder={VTM_ENCODER}",
+        "vvc_sequence=low_delay", f"vvc_sequence.vtm_cfg={Path(VTM_CFG).with_name('encoder_lowdelay_vtm.cfg')}",
+        f"vvc_sequence.vtm_parcat={VTM_PARCAT}", "vvc.threads=2", "vvc_sequence.rate_point=4", "progress=false",
+        "vvc_sequence.shipped=",  # no shipped streams to read instead: VTM codes it
+    ])  # fmt: skip
+    result = run_video(cfg)
+    folder = Path(result["run_dir"]) / "sequences" / entry.sequence
+    assert result["sequences"][0]["qp"] == entry.qp == 47
+    assert (folder / "stream.bin").read_bytes() == shipped.read(entry) and not (folder / "vtm_segments").exists()
+
+
 def test_a_corrupted_copy_is_refused(shipped: ShippedSequences, video: VideoDataset, tmp_path: Path) -> None:
     shutil.copytree(shipped.folder, tmp_path / "copy")
     copy = ShippedSequences(str(tmp_path / "copy"))

@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 
 from vcm_eval.codecs.image_anchor.codec import VvcImageCodec
 from vcm_eval.codecs.vvc.sequence import VvcSequenceCodec
-from vcm_eval.codecs.vvc.shipped_sequences import SHIPPED_SEQUENCES, SequenceDigest, ShippedSequences
+from vcm_eval.codecs.vvc.shipped_sequences import SequenceDigest, ShippedSequences
 from vcm_eval.codecs.vvc.yuv import Yuv420
 from vcm_eval.engine.suite import composed_entries
 from vcm_eval.engine.video import build_video_dataset, is_video, run_video
@@ -36,18 +36,19 @@ from vcm_eval.report.video import SHOWN, VIDEO_METRICS, write_video_report
 from vcm_eval.utils.components import locate
 
 
-def shipped_gaps(cfg: DictConfig, folder: str = SHIPPED_SEQUENCES) -> list[str]:
-    """What the shipped VTM sequence streams lack for the image-anchor run ``cfg`` (empty: every stream is there)."""
-    shipped = ShippedSequences(folder)
+def shipped_gaps(cfg: DictConfig) -> list[str]:
+    """What the shipped VTM sequence streams (``vvc_sequence.shipped``) lack for the image-anchor run ``cfg``
+    (empty: every stream is there)."""
+    shipped = ShippedSequences(cfg.vvc_sequence.shipped)
     if not len(shipped):
-        return [f"no shipped VTM video streams in {folder}"]
+        return [f"no shipped VTM video streams in {cfg.vvc_sequence.shipped!r}"]
     structure = str(cfg.vvc_sequence.structure)
     try:
         encoder = shipped.only_encoder(structure)
     except ConfigError as exc:
         return [str(exc)]
     missing, point = [], int(cfg.vvc_sequence.rate_point)
-    codec = VvcSequenceCodec.from_settings(cfg.vvc, cfg.vvc_sequence, shipped=folder)
+    codec = VvcSequenceCodec.from_settings(cfg.vvc, cfg.vvc_sequence)
     for seq in build_video_dataset(cfg):
         if not seq.has_yuv:
             return [f"{seq.name} is not raw 4:2:0 video (the shipped streams code raw sequences)"]

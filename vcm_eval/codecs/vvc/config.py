@@ -9,6 +9,8 @@ from hydra.core.config_store import ConfigStore
 from vcm_eval.utils.choices import Choice
 from vcm_eval.utils.components import NOT_IN_KEY
 
+SHIPPED_SEQUENCES = "anchors/vtm_video_anchor"  # the shipped VTM video streams (resolved against the package)
+
 
 class Backend(Choice):
     """``ffmpeg``: VVenC in FFmpeg (+ its vvc decoder); ``vvenc_apps``: vvencapp/vvdecapp; ``vtm``: VTM."""
@@ -86,7 +88,9 @@ class VvcSequenceConfig:
     ``rate_point``: 0 codes every sequence at ``pipeline.qp``; k >= 1 codes each sequence at the k-th QP of its
     test-condition list (``VideoSequence.qps``, MPEG's ``-q``), so one image-anchor run is one rate point of MPEG's
     per-class QP tables. It is then the run's rate parameter, kept in the key's pipeline part
-    (``engine.video.video_key_parts``), so the runs of a sweep over it are one curve.
+    (``engine.video.video_key_parts``), so the runs of a sweep over it are one curve. ``shipped``: the folder of
+    shipped VTM sequence streams that ``vvc=vtm`` uses where one fits (the same frames, QP, structure, intra
+    period and VTM setting) instead of encoding; empty: always encode.
     """
 
     structure: Structure = Structure.random_access
@@ -94,6 +98,7 @@ class VvcSequenceConfig:
     rate_point: int = field(default=0, metadata=NOT_IN_KEY)
     vtm_cfg: str = field(default="", metadata=NOT_IN_KEY)
     vtm_parcat: str = field(default="", metadata=NOT_IN_KEY)
+    shipped: str = field(default=SHIPPED_SEQUENCES, metadata=NOT_IN_KEY)
 
 
 def register(cs: ConfigStore) -> None:

@@ -59,7 +59,7 @@ import numpy as np
 from vcm_eval.codecs.vvc.config import Structure
 from vcm_eval.codecs.vvc.encoder import VvcEncoder, check_chroma, check_qp
 from vcm_eval.codecs.vvc.external import QUIET, run_tool
-from vcm_eval.codecs.vvc.shipped_sequences import SHIPPED_SEQUENCES, SequenceDigest, ShippedSequences
+from vcm_eval.codecs.vvc.shipped_sequences import SequenceDigest, ShippedSequences
 from vcm_eval.codecs.vvc.vtm import existing_file
 from vcm_eval.codecs.vvc.yuv import Yuv420
 from vcm_eval.data.video.yuv_file import stream_frames
@@ -225,13 +225,13 @@ class VvcSequenceCodec:
         self.parcat = existing_file(vtm_parcat, "vvc_sequence.vtm_parcat") if vtm_parcat else ""
 
     @classmethod
-    def from_settings(cls, vvc: Any, sequence: Any, *, shipped: str = SHIPPED_SEQUENCES) -> VvcSequenceCodec:
+    def from_settings(cls, vvc: Any, sequence: Any) -> VvcSequenceCodec:
         """The codec the ``vvc`` group (encoder) and a ``vvc_sequence`` preset (its VTM cfg) describe; with
-        ``vvc.backend=vtm`` it uses the shipped VTM streams of the folder ``shipped`` where they fit."""
+        ``vvc.backend=vtm`` it uses the shipped VTM streams of the folder ``vvc_sequence.shipped`` where they fit."""
         return cls(backend=vvc.backend, ffmpeg=vvc.ffmpeg, preset=vvc.preset, threads=vvc.threads,
                    extra_params=vvc.extra_params, vtm_encoder=vvc.vtm_encoder, vtm_decoder=vvc.vtm_decoder,
                    vtm_cfg=sequence.vtm_cfg, vtm_parcat=sequence.vtm_parcat,
-                   shipped=ShippedSequences(shipped) if str(vvc.backend) == "vtm" else None)  # fmt: skip
+                   shipped=ShippedSequences(sequence.shipped) if str(vvc.backend) == "vtm" else None)  # fmt: skip
 
     def version(self) -> str:
         """What makes the bitstreams: the encoder build (or VTM setting) and this module's argument revision."""

@@ -30,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
+from vcm_eval.codecs.vvc.config import SHIPPED_SEQUENCES
 from vcm_eval.codecs.vvc.shipped import MANIFEST, resolve_folder
 from vcm_eval.codecs.vvc.yuv import Yuv420
 from vcm_eval.errors import CodecError, ConfigError
 
-SHIPPED_SEQUENCES = "anchors/vtm_video_anchor"  # the default folder (resolved against the package's anchors)
 FIELDS = ("sequence", "content_sha256", "qp", "structure", "intra_period", "chroma", "frames", "width", "height",
           "fps", "encoder", "bitstream", "bytes", "md5", "encode_s")  # fmt: skip
 
