@@ -24,11 +24,11 @@ RECORDED = {
     "features": (1, "5175cfe89430b603"),
     "evaluators": (1, "2a86b2afe3b5ab2f"),
     "image_anchor": (3, "504e8218d0adbc4c"),  # 3d8efa84cfb505a0 before the BT.709 command helper (same commands)
-    "feature_anchor": (3, "d12c13b3c7206ba6"),
+    "feature_anchor": (4, "c0ee9bfcb9e6be5f"),
     "quant": (2, "5ae93d8b8501c48f"),
     "fusion": (3, "0151be64ecbb8eaa"),
     "msfc": (2, "1dff7a3bbe403ca5"),
-    "video": (8, "1c378d9aaa42e26e"),
+    "video": (9, "c47b224a251415b7"),
 }
 
 

@@ -21,7 +21,7 @@ CODE = {
                        "metrics/evaluate.py", "metrics/rate.py", "metrics/evaluator.py")),
     "image_anchor": (3, ("codecs/image_anchor/codec.py", "codecs/vvc/colour.py", "codecs/vvc/encoder.py",
                          "codecs/vvc/yuv.py", "codecs/vvc/vtm.py")),
-    "feature_anchor": (3, ("codecs/feature_anchor/codec.py", "codecs/feature_anchor/tiling.py",
+    "feature_anchor": (4, ("codecs/feature_anchor/codec.py", "codecs/feature_anchor/tiling.py",
                            "codecs/feature_anchor/kernels.py", "codecs/minmax.py", "codecs/vvc/encoder.py",
                            "codecs/vvc/yuv.py")),
     "quant": (2, ("codecs/quant/nsymbol.py", "codecs/quant/uniform8.py", "codecs/quant/stream.py",
@@ -30,7 +30,7 @@ CODE = {
     "msfc": (2, ("codecs/msfc/codec.py", "codecs/msfc/model.py", "codecs/pyramid_header.py",
                  "codecs/feature_anchor/tiling.py", "codecs/feature_anchor/kernels.py", "codecs/minmax.py",
                  "codecs/vvc/encoder.py", "codecs/vvc/yuv.py")),
-    "video": (8, ("pipelines/video.py", "codecs/feature_anchor/sequence.py", "metrics/video.py",
+    "video": (9, ("pipelines/video.py", "codecs/feature_anchor/sequence.py", "metrics/video.py",
                   "metrics/tracking.py", "engine/video.py")),
 }  # fmt: skip
 

@@ -72,6 +72,22 @@ class FrameFormat:
     chroma: str
     shapes: dict[str, tuple[int, int, int]]
 
+    def layout(self) -> Layout:
+        return plan_layout(self.shapes, image_size=self.image_size, input_size=self.input_size)
+
+    def checked_layout(self, name: str, max_memory: int) -> Layout:
+        """The frame's layout, once one frame's decode fits ``max_memory``: the frame FFmpeg returns (read twice)
+        and the float32 values.
+
+        Raises:
+            CodecError: the estimate is above ``max_memory`` (``name`` says which stream).
+        """
+        layout = self.layout()
+        values = sum(c * h * w for c, h, w in self.shapes.values())
+        need = FRAME_BYTES_PER_SAMPLE * layout.height * layout.width + 4 * values
+        check_memory(name, need, max_memory, what=f"a {layout.width}x{layout.height} frame")
+        return layout
+
 
 def write_frame_format(w: BitstreamWriter, layout: Layout, minmax: str, chroma: str) -> None:
     """Sizes, flags (min-max mode, chroma) and each coded level's index and shape, as varints."""
@@ -112,16 +128,8 @@ def read_frame_format(r: BitstreamReader, name: str, *, max_pixels: int) -> Fram
 
 
 @dataclass(frozen=True)
-class _Header:
-    image_size: tuple[int, int]
-    input_size: tuple[int, int]
-    minmax: str
-    chroma: str
-    shapes: dict[str, tuple[int, int, int]]
+class _Header(FrameFormat):
     ranges: dict[str, tuple[float, float]]
-
-    def layout(self) -> Layout:
-        return plan_layout(self.shapes, image_size=self.image_size, input_size=self.input_size)
 
 
 class FeatureVvcCodec(FeatureCodec):
@@ -233,10 +241,7 @@ class FeatureVvcCodec(FeatureCodec):
             ranges = {name: (float(lo), float(hi)) for name, (lo, hi) in zip(shapes, pairs)}
             payload = r.blob()
         header = _Header(f.image_size, f.input_size, minmax, f.chroma, shapes, ranges)
-        layout = header.layout()
-        values = sum(c * h * w for c, h, w in shapes.values())
-        need = FRAME_BYTES_PER_SAMPLE * layout.height * layout.width + 4 * values
-        check_memory(self.name, need, max_memory, what=f"a {layout.width}x{layout.height} frame")
+        header.checked_layout(self.name, max_memory)
         return header, payload
 
     def decode(self, data: bytes, *, max_pixels: int = MAX_PIXELS, max_memory: int = MAX_DECODE_BYTES) -> FeatureSet:

@@ -31,13 +31,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vcm_eval.codecs.base import MAX_DECODE_BYTES, MAX_PIXELS, check_feature_header, check_memory
+from vcm_eval.codecs.base import MAX_DECODE_BYTES, MAX_PIXELS, check_feature_header
 from vcm_eval.codecs.bitstream import BitstreamReader, BitstreamWriter
-from vcm_eval.codecs.feature_anchor import tiling
 from vcm_eval.codecs.feature_anchor.codec import (
     BITS,
     FILL,
-    FRAME_BYTES_PER_SAMPLE,
+    FrameFormat,
     anchor_levels,
     read_frame_format,
     write_frame_format,
@@ -81,16 +80,8 @@ class CodedFeatureSequence:
 
 
 @dataclass(frozen=True)
-class _Header:
+class _Header(FrameFormat):
     frames: int
-    image_size: tuple[int, int]
-    input_size: tuple[int, int]
-    minmax: str
-    chroma: str
-    shapes: dict[str, tuple[int, int, int]]
-
-    def layout(self) -> Layout:
-        return tiling.plan_layout(self.shapes, image_size=self.image_size, input_size=self.input_size)
 
 
 class FeatureSequenceCodec:
@@ -192,11 +183,8 @@ class FeatureSequenceCodec:
             if not (np.isfinite(ranges).all() and (ranges[..., 0] <= ranges[..., 1]).all()):
                 raise CodecError(f"corrupt {self.name} video bitstream: min-max ranges are not finite lo <= hi")
             stream = r.blob()
-        header = _Header(count, f.image_size, f.input_size, minmax, f.chroma, shapes)
-        layout = header.layout()
-        values = sum(c * h * w for c, h, w in shapes.values())
-        need = FRAME_BYTES_PER_SAMPLE * layout.height * layout.width + 4 * values  # one frame at a time
-        check_memory(self.name, need, max_memory, what=f"a {layout.width}x{layout.height} frame")
+        header = _Header(f.image_size, f.input_size, minmax, f.chroma, shapes, count)
+        header.checked_layout(self.name, max_memory)  # one frame at a time
         return header, ranges, stream
 
     def decode(
