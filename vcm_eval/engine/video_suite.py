@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 
 from vcm_eval.codecs.image_anchor.codec import VvcImageCodec
 from vcm_eval.codecs.vvc.sequence import VvcSequenceCodec
-from vcm_eval.codecs.vvc.shipped_sequences import SequenceDigest, ShippedSequences
+from vcm_eval.codecs.vvc.shipped_sequences import SequenceDigest
 from vcm_eval.codecs.vvc.yuv import Yuv420
 from vcm_eval.engine.suite import composed_entries
 from vcm_eval.engine.video import build_video_dataset, is_video, run_video
@@ -39,8 +39,9 @@ from vcm_eval.utils.components import locate
 def shipped_gaps(cfg: DictConfig) -> list[str]:
     """What the shipped VTM sequence streams (``vvc_sequence.shipped``) lack for the image-anchor run ``cfg``
     (empty: every stream is there)."""
-    shipped = ShippedSequences(cfg.vvc_sequence.shipped)
-    if not len(shipped):
+    codec = VvcSequenceCodec.from_settings(cfg.vvc, cfg.vvc_sequence)  # the run's reader of the shipped streams
+    shipped = codec.shipped
+    if shipped is None:
         return [f"no shipped VTM video streams in {cfg.vvc_sequence.shipped!r}"]
     structure = str(cfg.vvc_sequence.structure)
     try:
@@ -48,7 +49,6 @@ def shipped_gaps(cfg: DictConfig) -> list[str]:
     except ConfigError as exc:
         return [str(exc)]
     missing, point = [], int(cfg.vvc_sequence.rate_point)
-    codec = VvcSequenceCodec.from_settings(cfg.vvc, cfg.vvc_sequence)
     for seq in build_video_dataset(cfg):
         if not seq.has_yuv:
             return [f"{seq.name} is not raw 4:2:0 video (the shipped streams code raw sequences)"]
