@@ -115,6 +115,19 @@ def test_checkpoints_load_weights_only_with_their_own_architecture(tmp_path: Pat
         zoo.load(tmp_path / "none.pt", ARCH)
 
 
+def test_a_retrained_rate_point_starts_another_curve(tmp_path: Path) -> None:
+    """The curve identity covers every checkpoint of the family: q2 retrained never joins q1's curve."""
+    torch.manual_seed(0)
+    for q in (1, 2):
+        zoo.save(tmp_path / f"net_q{q}.pt", zoo.build_model(ARCH), ARCH, meta={"lmbda": float(q)})
+    (tmp_path / "net_q1_old.pt").write_bytes(b"not a member")  # another name: not in the family
+    q1, q2 = (FusionFeatureCodec(model=zoo.load(p)[0], checkpoint=p) for p in sorted(tmp_path.glob("net_q?.pt")))
+    first = q1.curve_version()
+    assert first == q2.curve_version() and "net_q*.pt (2 files" in first and q1.version() != q2.version()
+    zoo.save(tmp_path / "net_q2.pt", zoo.build_model(ARCH), ARCH, meta={"lmbda": 2.5})  # retrained
+    assert q1.curve_version() != first and q1.curve_version() == q2.curve_version()
+
+
 def test_shipped_rate_points_bpp_falls_as_lambda_falls(hydra_conf: None) -> None:
     """Every zoo checkpoint of the default task model, coded for real on 3 val images.
 

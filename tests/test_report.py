@@ -297,6 +297,18 @@ def test_setups_are_kept_apart_and_duplicates_refused(sweep: Path) -> None:
         report(sweep)
 
 
+def test_a_curve_whose_setup_has_no_anchor_is_listed_with_the_reason(sweep: Path) -> None:
+    base = base_config()
+    for z, bpp in ((1.0, 0.3), (1.5, 0.2)):  # quant measured on 5 images: no anchor was run on those
+        record_run(sweep / "other", base, {"name": "quant", "n_symbols": 2, "z": z}, bpp, bbox_map(bpp), images=5)
+    result = report(sweep)
+    alone = result.bd[result.bd["anchor_points"] == 0]
+    assert len(alone) == 2 and alone["bd_rate"].isna().all() and alone["bd_map"].isna().all()
+    assert alone["bd_rate_note"].str.contains("no image_anchor runs in this setup").all()
+    text = (sweep / "report" / "bd.md").read_text()
+    assert "no image_anchor runs in this setup" in text and "(no curve besides the anchor)" not in text
+
+
 def test_interrupted_runs_are_listed_not_reported(sweep: Path) -> None:
     run_dir = next(p for p in find_runs(str(sweep))[0] if "n_symbols4-z1.5" in p.name)
     (run_dir / "metrics.json").unlink()

@@ -16,6 +16,7 @@ unwritable disks, corrupt inputs and bad configs.
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import os
 import random
@@ -462,6 +463,39 @@ def test_corrupt_kept_bitstream_is_an_error_and_deleting_it_re_encodes(
     (run_dir / "bitstreams" / "1.json").unlink()
     run_single(compose_cfg(args))
     assert kept.read_bytes() == whole and records_without_timings(tmp_path / "r") == before  # VVenC is deterministic
+
+
+def test_a_stream_that_does_not_decode_is_a_recorded_failure_not_a_crash(
+    tmp_path: Path, data: Path, hydra_conf: None
+) -> None:
+    """A kept stream with a valid checksum whose payload the decoder refuses (as one from another encoder
+    or a filled-up disk would be): that image is a record without detections, counted in metrics.json
+    and in the mAP; the sweep's other run still runs; the command exits with status 3."""
+    results = tmp_path / "r"
+    args = ["pipeline=quant", *tiny(tmp_path, data), f"paths.results={results}", "workers=1"]
+    run_single(compose_cfg([*args, "pipeline.z=1.0"]))
+    (run_dir,) = {p.parent for p in results.rglob("records.jsonl")}
+    good = json.loads((run_dir / "metrics.json").read_text())
+    assert good["decode_failures"] == 0 and "failed_images" not in good
+    kept, meta_path = run_dir / "bitstreams" / "1.bin", run_dir / "bitstreams" / "1.json"
+    cut = kept.read_bytes()[:-5]  # truncated, then stored as if whole: only the decoder can tell
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "bytes": len(cut), "sha256": hashlib.sha256(cut).hexdigest()}))
+    kept.write_bytes(cut)
+    (run_dir / "records.jsonl").unlink()
+    (run_dir / "metrics.json").unlink()
+    proc = cli([*args, "-m", "pipeline.z=1.0,1.5"])
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert "1 image(s) did not decode" in proc.stderr and "(1;" in proc.stderr
+    failed = json.loads((run_dir / "metrics.json").read_text())
+    assert failed["decode_failures"] == 1 and failed["failed_images"] == [1] and failed["images"] == good["images"]
+    assert failed["bbox_AP"] <= good["bbox_AP"]  # the image is scored with no detections, not left out
+    records = {r["image_id"]: r for r in map(json.loads, (run_dir / "records.jsonl").read_text().splitlines())}
+    assert "truncated" in records[1]["decode_error"] or "short" in records[1]["decode_error"], records[1]
+    assert records[1]["detections"] == [] and records[1]["bits"] == 8 * len(cut)
+    assert len({p.parent for p in results.rglob("metrics.json")}) == 2  # z=1.5 ran after the failure
+    again = cli([*args, "pipeline.z=1.0"])  # done already: still reported, still status 3
+    assert again.returncode == 3 and "done already" in again.stdout, again.stderr[-2000:]
 
 
 # --- static checks -------------------------------------------------------------------------

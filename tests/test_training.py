@@ -295,7 +295,7 @@ def test_fusion_training_on_a_coco_folder_with_the_r50_preset_in_bounded_memory(
     Random weights without trained normalisation give FPN features of std ~2300 (the codec's first step then
     overflows); ``model.image_std`` 1000x (the network is positively homogeneous) brings them to std ~2.
     """
-    small = _train_coco_online(tmp_path, own_cache, "small", copies=1, iterations=10)
+    small = _train_coco_online(tmp_path, own_cache, "small", copies=1, iterations=20)
     large = _train_coco_online(tmp_path, own_cache, "large", copies=8, iterations=30)
     assert large < small + RSS_GROWTH_MIB, f"peak RSS {small:.0f} MiB (3 images) -> {large:.0f} MiB (24 images)"
     assert not any(own_cache.rglob("*.f16"))
@@ -412,3 +412,20 @@ def test_autocast_runs_the_transforms_in_low_precision_and_the_entropy_model_in_
     assert torch.isfinite(terms["loss"]) and terms["loss"].dtype == torch.float32
     terms["loss"].backward()
     assert next(model.g_a.parameters()).grad is not None
+
+
+def test_a_validation_row_gets_its_own_column_in_the_log(tmp_path: Path) -> None:
+    """The recipe validates every val_every iterations: val_loss must land under val_loss, skipped under skipped."""
+    from vcm_eval.utils.training import append_log_row, trim_log
+
+    log = tmp_path / "log.csv"
+    append_log_row(log, {"iteration": 1, "loss": torch.tensor(2.5), "skipped": 0})
+    append_log_row(log, {"iteration": 2, "loss": 2.0, "val_loss": 1.75, "skipped": 1})
+    append_log_row(log, {"iteration": 3, "loss": 1.5, "skipped": 1})
+    rows = list(csv.DictReader(log.open()))
+    assert list(rows[0]) == ["iteration", "loss", "skipped", "val_loss"]
+    assert [(r["loss"], r["val_loss"], r["skipped"]) for r in rows] == [
+        ("2.5", "", "0"), ("2.0", "1.75", "1"), ("1.5", "", "1")
+    ]  # fmt: skip
+    trim_log(log, 2)  # what a resumed run keeps
+    assert [r["iteration"] for r in csv.DictReader(log.open())] == ["1", "2"]

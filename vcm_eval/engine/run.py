@@ -38,6 +38,7 @@ from vcm_eval.pipelines.build import build_pipeline, is_user_codec, pipeline_par
 from vcm_eval.pipelines.cache import BitstreamStore
 from vcm_eval.revisions import revision
 from vcm_eval.utils.atomic import atomic_write, remove_stale_temps
+from vcm_eval.utils.cli import note_failed_images
 from vcm_eval.utils.components import Runtime, key_view
 from vcm_eval.vision.complexity import pooled_kmac_per_pixel
 from vcm_eval.vision.registry import build_task_model
@@ -192,6 +193,7 @@ def run_single(cfg: DictConfig, *, timings: dict[str, float] | None = None) -> d
     done = finished_row(run_dir, dataset.image_ids)
     if done is not None:  # a rerun of a sweep skips what is done
         print(f"done already, skipped: {run_dir}")
+        note_failed_images(run_dir, list(done.get("failed_images", [])))
         return done
     label_map = label_to_category(model.class_names, {c.name: c.coco_id for c in dataset.categories})
     with run_lock(run_dir), RecordStore(run_dir / "records.jsonl") as store:
@@ -211,7 +213,11 @@ def run_single(cfg: DictConfig, *, timings: dict[str, float] | None = None) -> d
         clock["images"] = time.perf_counter()
         wanted = set(dataset.image_ids)
         records = [r for i, r in store.records.items() if i in wanted]
-        metrics = evaluate_records(dataset, records, cfg.eval)
+        metrics: dict[str, Any] = dict(
+            evaluate_records(dataset, records, cfg.eval)
+        )  # a failed image: a record without detections
+        failed = sorted(int(r["image_id"]) for r in records if "decode_error" in r)
+        metrics.update({"decode_failures": len(failed), **({"failed_images": failed} if failed else {})})
         metrics.update(run_complexity(pipeline, dataset, cfg.eval.complexity_images, bitstreams))
         knobs = (
             {"rate_params": list(pipeline.codec.rate_params), "sweep_params": list(pipeline.codec.sweep_params)}
@@ -222,6 +228,7 @@ def run_single(cfg: DictConfig, *, timings: dict[str, float] | None = None) -> d
         clock["evaluate"] = time.perf_counter()
         atomic_write(run_dir / "metrics.json", json.dumps(row, indent=2))
         clock["write"] = time.perf_counter()
+    note_failed_images(run_dir, failed)
     if timings is not None:
         marks = list(clock.items())
         timings.update({name: t - marks[i][1] for i, (name, t) in enumerate(marks[1:])})

@@ -66,6 +66,7 @@ from vcm_eval.pipelines.base import ImageResult
 from vcm_eval.pipelines.video import SequenceCoding, VideoPipeline, build_video_pipeline
 from vcm_eval.revisions import revision
 from vcm_eval.utils.atomic import atomic_write, remove_stale_temps
+from vcm_eval.utils.cli import note_failed_images
 from vcm_eval.utils.components import Runtime, key_view, locate
 from vcm_eval.vision.complexity import StageComplexity, pooled_kmac_per_pixel
 from vcm_eval.vision.registry import build_task_model
@@ -164,6 +165,11 @@ def frame_record(index: int, result: ImageResult, label_map: dict[int, int]) -> 
             "detections": detections}  # fmt: skip
 
 
+def failed_frames(result: dict[str, Any]) -> list[str]:
+    """``<sequence>/<frame>`` of every frame of a finished run whose stream did not decode."""
+    return [f"{row['sequence']}/{k}" for row in result.get("sequences", []) for k in row.get("failed_frames", [])]
+
+
 def _mean(records: list[dict[str, Any]], key: str) -> float:
     return sum(float(r.get(key, 0.0)) for r in records) / len(records)
 
@@ -194,6 +200,10 @@ def sequence_result(seq: VideoSequence, records: list[dict[str, Any]], coding: S
         atomic_write(folder / "tracks.txt", mot_text(tracks))
         acc = mot_accumulator(truth, tracks, frames, match_iou=tracker.match_iou)
         row.update(mot_scores([acc], [seq.name])[seq.name])
+    failed = [int(r["image_id"]) for r in records if "decode_error" in r]  # scored without detections
+    row["decode_failures"] = len(failed)
+    if failed:
+        row["failed_frames"] = failed
     if coding.side_bytes:
         row["side_bytes"] = coding.side_bytes
     if any("header_bytes" in r for r in records):
@@ -357,12 +367,14 @@ def run_video(cfg: DictConfig, *, timings: dict[str, float] | None = None) -> di
     with run_lock(run_dir, wait=SHARED_WAIT_S):
         finished = finished_video(run_dir, dataset)  # the last two jobs may finish together: one summary
         if finished is not None:
+            note_failed_images(run_dir, failed_frames(finished))
             return finished
         rows = [row for row in done.values() if row is not None]
         result = {**head, **summarize(dataset, rows, run_dir, cfg.tracker, categories), "run_dir": str(run_dir)}
         clock["evaluate"] = time.perf_counter()
         atomic_write(run_dir / RESULT, json.dumps(result, indent=2))
         clock["write"] = time.perf_counter()
+    note_failed_images(run_dir, failed_frames(result))
     if timings is not None:
         marks = list(clock.items())
         timings.update({name: t - marks[i][1] for i, (name, t) in enumerate(marks[1:])})

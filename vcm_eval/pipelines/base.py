@@ -35,6 +35,7 @@ import numpy as np
 
 from vcm_eval.codecs.base import Codec, FeatureCodec, ImageCodec
 from vcm_eval.data.sample import Sample
+from vcm_eval.errors import CodecError
 from vcm_eval.pipelines.cache import BitstreamStore, FeatureCache, StoredBitstream
 from vcm_eval.revisions import revision
 from vcm_eval.vision.base import FeatureSet, Instances, TaskModel
@@ -124,6 +125,25 @@ def _rate(codec: Codec, data: bytes) -> tuple[int, dict[str, Any]]:
     return 8 * counted, ({"header_bytes": len(data) - counted} if counted != len(data) else {})
 
 
+def _decoded(codec: ImageCodec | FeatureCodec, data: bytes) -> tuple[Any, dict[str, str]]:
+    """(the decoded image or features, {}), or (None, {"decode_error": why}) when the stream does not decode.
+
+    Only ``CodecError`` (a stream the decoder refuses: corrupt, truncated, over the limits) is a
+    failure of the image; anything else is a bug and propagates.
+    """
+    try:
+        return codec.decode(data), {}
+    except CodecError as exc:
+        return None, {"decode_error": str(exc)}
+
+
+def _failed(sample: Sample, bits: int, stored: StoredBitstream, decode_s: float, extra: dict[str, Any]) -> ImageResult:
+    """An image whose stream did not decode: its bits still count, it has no detections (never left out of the mAP)."""
+    nothing = Instances(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), None)
+    pixels = sample.height * sample.width
+    return ImageResult(bits, pixels, stored.encode_s, decode_s, stored.features_s, nothing, extra, stored.features_s)
+
+
 class UncompressedPipeline:
     """The full task network on the original image: the accuracy every codec is measured against."""
 
@@ -155,11 +175,13 @@ class ImageCodingPipeline:
 
     def process(self, sample: Sample, *, bitstreams: BitstreamStore | None = None) -> ImageResult:
         stored = _stored_or_encoded(sample, bitstreams, self._encode)
+        bits, header = _rate(self.codec, stored.data)
         with _Timer() as td:
-            decoded = self.codec.decode(stored.data)
+            decoded, error = _decoded(self.codec, stored.data)
+        if decoded is None:
+            return _failed(sample, bits, stored, td.seconds, {**stored.extra, **header, **error})
         with _Timer() as tt:
             inst = self.model.predict(decoded)
-        bits, header = _rate(self.codec, stored.data)
         extra = {
             **stored.extra,
             **header,
@@ -192,12 +214,14 @@ class FeatureCodingPipeline:
 
     def process(self, sample: Sample, *, bitstreams: BitstreamStore | None = None) -> ImageResult:
         stored = _stored_or_encoded(sample, bitstreams, self._encode)  # a stored bitstream needs no features
+        bits, header = _rate(self.codec, stored.data)
         with _Timer() as td:
-            decoded = self.codec.decode(stored.data)
+            decoded, error = _decoded(self.codec, stored.data)
+        if decoded is None:
+            return _failed(sample, bits, stored, td.seconds, {**stored.extra, **header, **error})
         with _Timer() as tp:
             inst = self.model.predict_from_features(decoded)
         task_s = stored.features_s + tp.seconds
-        bits, header = _rate(self.codec, stored.data)
         return ImageResult(
             bits,
             sample.height * sample.width,

@@ -382,7 +382,7 @@ def write_report(
     bd_view, notes = bd_display(bd)
     bd_caption = (
         "BD-rate (%, negative = fewer bits at equal mAP) and BD-mAP (points at equal rate) against "
-        f"{', '.join(sorted(set(bd['anchor']))) or anchor}, {settings.method} interpolation; "
+        f"{', '.join(sorted(set(bd['anchor']) - {''})) or anchor}, {settings.method} interpolation; "
         f"overlap = intersection over union of the two curves' mAP ranges; {caption}"
     )
     files = []

@@ -63,6 +63,7 @@ def format_summary(frame: pd.DataFrame, *, markdown: bool) -> str:
         for c in frame.columns
         if c not in ("run_dir", "rate_params", "sweep_params")
         and not c.endswith(("_s", "AP50", "bpp_mean", "kbytes_per_image", "images"))
+        and not (c == "decode_failures" and not frame[c].fillna(0).any())  # shown when some image failed
     ]
     shown = frame[cols].copy()
     for c in shown.columns:
@@ -219,8 +220,6 @@ def bd_frame(
     rows: list[dict[str, Any]] = []
     for key, group in runs.groupby(GROUP, sort=True, dropna=False):
         anchor_curve = select_anchor(group, anchor, anchor_params or {})
-        if anchor_curve is None:
-            continue
         coded = group[group["bpp"].notna()]
         ref = coded[coded["curve"] == anchor_curve]
         for curve, test in coded.groupby("curve", sort=True):
@@ -228,6 +227,9 @@ def bd_frame(
                 continue
             for metric in metrics:
                 if metric not in group or test[metric].isna().all():
+                    continue
+                if anchor_curve is None:  # listed, never silently left out of the table
+                    rows.append(_no_anchor_row(dict(zip(GROUP, key)), str(curve), metric, anchor, len(test), settings))
                     continue
                 res = bd_values(ref["bpp"], ref[metric], test["bpp"], test[metric], settings)
                 rows.append(
@@ -250,11 +252,30 @@ def bd_frame(
                         "bd_map_note": res.bd_quality_note,
                     }
                 )
-    columns = [
-        *GROUP, "anchor", "curve", "metric", "bd_rate", "bd_map", "rate_overlap", "map_overlap", "anchor_points",
-        "test_points", "dropped_anchor", "dropped_test", "method", "note", "bd_rate_note", "bd_map_note",
-    ]  # fmt: skip
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=BD_COLUMNS)
+
+
+BD_COLUMNS = [
+    *GROUP, "anchor", "curve", "metric", "bd_rate", "bd_map", "rate_overlap", "map_overlap", "anchor_points",
+    "test_points", "dropped_anchor", "dropped_test", "method", "note", "bd_rate_note", "bd_map_note",
+]  # fmt: skip
+
+
+def _no_anchor_row(
+    setup: dict[str, Any], curve: str, metric: str, anchor: str, points: int, settings: BdSettings
+) -> dict[str, Any]:
+    """A curve whose setup has no anchor runs: both values refused, with the reason and the fix."""
+    note = (
+        f"no {anchor} runs in this setup ({setup['dataset']}/{setup['model']}, setup {setup['setup']}): setups "
+        "differ in the dataset, model or eval settings, the image count or the network's weights (runs.csv's "
+        "setup column); run the anchor with this curve's settings"
+    )
+    return {
+        **setup, "anchor": "", "curve": curve, "metric": metric, "bd_rate": np.nan, "bd_map": np.nan,
+        "rate_overlap": np.nan, "map_overlap": np.nan, "anchor_points": 0, "test_points": points,
+        "dropped_anchor": "", "dropped_test": "", "method": settings.method, "note": note, "bd_rate_note": note,
+        "bd_map_note": note,
+    }  # fmt: skip
 
 
 def bd_display(bd: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:

@@ -16,7 +16,7 @@ import errno
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from vcm_eval.determinism import pin_cpu_kernels
 from vcm_eval.errors import VcmEvalError, one_line
@@ -128,6 +128,24 @@ def config_error_line(exc: BaseException) -> str:
     return "; ".join(lines[:3]) or type(exc).__name__
 
 
+FAILED_IMAGES_EXIT = 3  # the command finished, and some image's stream did not decode
+_failed_runs: list[str] = []
+
+
+def note_failed_images(run_dir: object, failed: Sequence[object]) -> None:
+    """Report a run's images whose stream did not decode, and make the command's exit status say so.
+
+    The run itself is complete (each failed image is a record without detections, counted in the
+    mAP and in ``metrics.json``'s ``decode_failures``); the rest of a sweep goes on, and the
+    command exits with status 3 at its end (``run_command``).
+    """
+    if failed:
+        shown = ", ".join(str(i) for i in failed[:10]) + (f" and {len(failed) - 10} more" if len(failed) > 10 else "")
+        print(f"warning: {len(failed)} image(s) did not decode in {run_dir} ({shown}; the reasons are "
+              "the records' decode_error); they count as images without detections", file=sys.stderr)  # fmt: skip
+        _failed_runs.append(f"{run_dir}: {len(failed)}")
+
+
 def guarded(work: Callable[[], object]) -> None:
     """Run a command's work; a user-fixable error becomes one line on stderr and exit status 2."""
     try:
@@ -162,6 +180,11 @@ def run_command(main: Callable[[], None]) -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing its multi-line report
     try:
         main()
+        if _failed_runs:
+            runs = "; ".join(_failed_runs)
+            print(f"error: images failed to decode in {len(_failed_runs)} run(s): {runs}; their results are "
+                  "written, each failed image scored as one without detections", file=sys.stderr)  # fmt: skip
+            sys.exit(FAILED_IMAGES_EXIT)
     except (HydraException, OmegaConfBaseException) as exc:
         if user_wants_full:
             raise

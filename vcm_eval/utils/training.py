@@ -56,13 +56,32 @@ def load_state(path: Path) -> dict[str, Any] | None:
 
 
 def append_log_row(path: Path, row: dict[str, Any]) -> None:
-    """Append one row to a CSV log; the header is written with the first row."""
-    new = not path.exists()
+    """Append one row to a CSV log, each value under its own column.
+
+    Rows need not have the same columns (a validation row adds ``val_loss``): a new column
+    rewrites the file once, atomically, with the wider header (earlier rows empty there); a
+    missing one is left empty.
+    """
+    values = {k: float(v) if isinstance(v, torch.Tensor) else v for k, v in row.items()}
+    header: list[str] = []
+    if path.is_file():
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), [])
+    wider = header + [k for k in values if k not in header]
+    if header and wider != header:
+        with open(path, newline="") as f:
+            old_rows = list(csv.DictReader(f))
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=wider)
+            writer.writeheader()
+            writer.writerows(old_rows)
+        tmp.replace(path)
     with open(path, "a", newline="") as f:
-        writer = csv.writer(f)
-        if new:
-            writer.writerow(list(row))
-        writer.writerow([float(v) if isinstance(v, torch.Tensor) else v for v in row.values()])
+        writer = csv.DictWriter(f, fieldnames=wider)
+        if not header:
+            writer.writeheader()
+        writer.writerow(values)
 
 
 def trim_log(path: Path, upto: int) -> None:
@@ -321,7 +340,11 @@ def train_loop(
         else:  # one bad batch must not turn every weight into NaN
             skipped += 1
             if skipped > settings.max_skipped:
-                raise RuntimeError(f"{skipped} non-finite losses/gradients by iteration {it}; lower train.lr")
+                raise RuntimeError(
+                    f"{skipped} non-finite losses/gradients by iteration {it}; lower train.lr, or check the inputs' "
+                    "scale (a task network at random weights gives FPN features of std ~2300: give model.weights, "
+                    "or scale model.image_std), or allow train.max_skipped"
+                )
         logged = {k: v.detach() for k, v in terms.items()}
         if parts.aux is not None:
             aux_loss = parts.aux.loss()

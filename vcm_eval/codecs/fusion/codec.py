@@ -164,11 +164,23 @@ class FusionFeatureCodec(FeatureCodec):
         }
 
     def curve_version(self) -> str:
-        """The checkpoint family (the zoo files of one task model differ only in ``_q<quality>``) and the format."""
+        """The checkpoint family (the files that differ only in ``_q<quality>``), its content and the format.
+
+        The family's content hash covers every member: a retrained rate point (or one added) makes
+        another curve, so the report never joins points of two trainings into one.
+        """
         if self.checkpoint is None:
             return self.version()
         family = re.sub(r"_q\d+(?=\.pt$)", "_q*", self.checkpoint.name)
-        return f"fusion checkpoints {self.checkpoint.parent.name}/{family} format {FORMAT_VERSION}"
+        pattern = re.compile(re.escape(family).replace(r"_q\*", r"_q\d+"))
+        members = sorted(p for p in self.checkpoint.parent.iterdir() if pattern.fullmatch(p.name))
+        h = hashlib.sha256()
+        for member in members:
+            h.update(member.name.encode() + hashlib.sha256(member.read_bytes()).digest())
+        return (
+            f"fusion checkpoints {self.checkpoint.parent.name}/{family} ({len(members)} files, "
+            f"sha256:{h.hexdigest()[:16]}) format {FORMAT_VERSION}"
+        )
 
     def encode(self, features: FeatureSet) -> bytes:
         """FeatureSet (P2..P5 of ``channels`` channels, sizes that agree) -> bytes (layout: the module docstring)."""

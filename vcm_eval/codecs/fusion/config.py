@@ -114,6 +114,7 @@ class TrainFusionSettings:
     hflip: bool = False
     p6_weight: float = 0.0
     grad_clip: float = 1.0
+    max_skipped: int = 0  # steps with a non-finite loss or gradient skipped before the run fails
     schedule: LrSchedule = LrSchedule.step
     val_images: int = 0
     val_every: int = 0

@@ -371,6 +371,7 @@ def _train(cfg: TrainFusionConfig, ctx: Dist) -> Path:
         checkpoint_every=t.checkpoint_every,
         log_every=t.log_every,
         grad_clip=t.grad_clip,
+        max_skipped=t.max_skipped,
         precision=resolve_precision(str(t.precision), ctx.device),
         val_every=t.val_every,
         min_lr=t.min_lr,
