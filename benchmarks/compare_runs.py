@@ -4,7 +4,8 @@
 
 Runs are matched by dataset / model / pipeline / parameter tag (the folder name without its key,
 so a codec whose version changed still pairs with its earlier run). For every pair it prints the
-metrics of both and whether the records agree: the same bits per image and the same detections
+metrics of both and whether the records agree: the same network inputs per image (the records'
+``features_sha256`` / ``decoded_sha256``: where two machines first part), the same bits and the same detections
 (boxes, scores, classes, masks), ignoring the timing fields and fields only one side records.
 Exit status 0 either way; the table is the answer.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 TIMING = {"encode_s", "decode_s", "task_s", "features_s", "wall_s"}
+HASHES = ("features_sha256", "decoded_sha256")  # sha256 of the features coded / the decoded image, per record
 
 
 def runs_of(root: Path) -> dict[tuple[str, ...], Path]:
@@ -40,13 +42,22 @@ def compare(a: Path, b: Path) -> str:
         return f"different images ({len(ra)} vs {len(rb)})"
     bits = sum(ra[i]["bits"] != rb[i]["bits"] for i in ra)
     dets = sum(ra[i]["detections"] != rb[i]["detections"] for i in ra)
+    seen = [k for k in HASHES if all(k in ra[i] and k in rb[i] for i in ra)]  # what the network saw, per image
+    inputs = sum(any(ra[i][k] != rb[i][k] for k in seen) for i in ra)
     others = sorted(
-        {k for i in ra for k in set(ra[i]) & set(rb[i]) if k not in ("bits", "detections") and ra[i][k] != rb[i][k]}
+        {
+            k
+            for i in ra
+            for k in set(ra[i]) & set(rb[i])
+            if k not in ("bits", "detections", *HASHES) and ra[i][k] != rb[i][k]
+        }
     )
     parts = [
+        *([f"network inputs ({'/'.join(seen)}) differ on {inputs} images" if inputs else "same network inputs"]
+          if seen else []),
         f"bits differ on {bits} images" if bits else "same bits",
         f"detections differ on {dets} images" if dets else "same detections",
-    ]
+    ]  # fmt: skip
     return ", ".join(parts) + (f", other fields differ: {others}" if others else "")
 
 

@@ -108,3 +108,45 @@ def test_no_line_is_over_120_characters() -> None:
     long = [f"{p.relative_to(PACKAGE.parent)}:{i}" for p in MODULES
             for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if len(line) > 120]  # fmt: skip
     assert not long, f"lines over 120 characters: {long}"
+
+
+def _runtime_imports(path: Path, modules: set[str]) -> set[str]:
+    """The vcm_eval modules ``path`` imports when it runs: top level or in a function, not under TYPE_CHECKING
+    (type checkers only); ``from package import module`` counts the module."""
+    tree = ast.parse(path.read_text())
+    typing_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+        for inner in ast.walk(node)
+    }
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("vcm_eval"):
+            found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+    return found & modules
+
+
+def test_no_import_cycle() -> None:
+    """No chain of imports leads from a module back to itself (deferred imports inside functions included)."""
+    paths = {_module_name(p): p for p in MODULES}
+    graph = {m: _runtime_imports(p, set(paths)) - {m} for m, p in paths.items()}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(graph[module]):
+            if state.get(target) == 1:
+                cycle = path[path.index(target) :] + [target]
+                raise AssertionError(f"import cycle: {' -> '.join(cycle)}")
+            if target not in state:
+                visit(target, [*path, target])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])

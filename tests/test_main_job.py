@@ -33,7 +33,7 @@ def test_main_job_runs_all_five_methods_on_the_same_images(
         "dataset.size=6",
         f"paths.results={tmp_path}",
         "progress=false",
-        "suite.overrides=['dataset.limit=2']",
+        "suite.overrides=['dataset=synthetic_oid','dataset.limit=2']",
     ]
     cfg = compose_suite(overrides)
     table = run_suite(cfg, base_overrides=overrides)
@@ -47,11 +47,12 @@ def test_main_job_runs_all_five_methods_on_the_same_images(
         "fusion_codec": 6,
     }
     assert set(table["images"]) == {2.0}  # every method measured on the same two images
-    out = tmp_path / "synthetic" / "synthetic_maskrcnn_slim" / "suite"
+    assert table[["oic_AP50", "oic_segm_AP50", "cityscapes_AP"]].notna().all().all()  # synthetic_oid: all three
+    out = tmp_path / "synthetic_oid" / "synthetic_maskrcnn_slim" / "suite"
     with (out / "bd.csv").open() as f:
         bd = list(csv.DictReader(f))
     assert {r["anchor"].split(" (")[0] for r in bd} == {"image_anchor", "feature_anchor"}
-    assert {r["metric"] for r in bd} == {"bbox_AP", "segm_AP"}
+    assert {r["metric"] for r in bd} == {"bbox_AP", "segm_AP", "oic_AP50", "oic_segm_AP50"}
     assert {r["curve"].split(" (")[0] for r in bd} >= {
         "quant",
         "quant8",

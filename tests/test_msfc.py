@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -237,17 +238,20 @@ def test_a_run_of_two_images_gives_records_and_metrics(hydra_conf: None, tmp_pat
     assert 0 <= metrics["bbox_AP"] <= 100 and 0 <= metrics["segm_AP"] <= 100
 
 
-def test_training_writes_a_loadable_checkpoint_and_resumes(hydra_conf: None, tmp_path: Path) -> None:
+def test_training_writes_a_loadable_checkpoint_and_resumes(
+    hydra_conf: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The training command on 2 images, tiny modules: checkpoint, loss log beside it, a resumed run."""
     from hydra import compose
 
     from vcm_eval.codecs.msfc.train import train
+    from vcm_eval.data.train_stream import CropStream
 
-    def run(iterations: int) -> Path:
+    def run(iterations: int, name: str = "work") -> Path:
         return train(compose(config_name="train_msfc", overrides=[
             "train.train_images=2", f"train.iterations={iterations}", "train.batch_size=2", "train.checkpoint_every=2",
             "train.log_every=1", "arch.channels=8", "arch.code_channels=4", "progress=false", "threads=1",
-            f"train.workdir={tmp_path / 'work'}", f"train.output={tmp_path / 'msfc.pt'}",
+            f"train.workdir={tmp_path / name}", f"train.output={tmp_path / name / 'msfc.pt'}",
         ]))  # fmt: skip
 
     out = run(2)
@@ -258,3 +262,18 @@ def test_training_writes_a_loadable_checkpoint_and_resumes(hydra_conf: None, tmp
     with open(zoo.log_path(out), newline="") as f:
         assert [int(r["iteration"]) for r in csv.DictReader(f)] == [1, 2, 3]
     assert meta["iterations_done"] == 3
+    run(3, "straight")  # never stopped; "killed" dies in iteration 3 after its checkpoint at 2, then resumes
+    batch_at = CropStream.batch_at
+
+    def dies_in_3(self: CropStream, it: int) -> Any:
+        if it == 2:
+            raise KeyboardInterrupt("killed")
+        return batch_at(self, it)
+
+    monkeypatch.setattr(CropStream, "batch_at", dies_in_3)
+    with pytest.raises(KeyboardInterrupt):
+        run(3, "killed")
+    monkeypatch.setattr(CropStream, "batch_at", batch_at)
+    run(3, "killed")
+    a, b = (torch.load(tmp_path / d / "last.pt", weights_only=True) for d in ("straight", "killed"))
+    assert a["iteration"] == b["iteration"] == 3 and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])

@@ -363,6 +363,31 @@ def test_challenge_detection_values() -> None:
     assert out["oic"]["AP50"] == pytest.approx(26.9841269, abs=1e-6)  # the reference's published 0.269841269
 
 
+def test_open_images_v2_values() -> None:
+    # object_detection_evaluation_test.py: OpenImagesV2EvaluationTest.test_returns_correct_metric_values
+    # (OpenImagesDetectionEvaluator: group_of_weight 0, no image-level labels, so each image scores the classes of
+    # its boxes): dog 0.0, elephant 0.0, cat 0.16666666, mAP 0.05555555
+    truth = OidTruthSet(
+        label_map=OidLabelMap(mids=(CAT, DOG, ELEPHANT), names=("cat", "dog", "elephant")),
+        images={
+            1: _image([[0, 0, 1, 1], [0, 0, 2, 2], [0, 0, 3, 3]], [CAT, ELEPHANT, CAT], [False] * 3, {}),
+            2: _image(
+                [[10, 10, 11, 11], [500, 500, 510, 510], [10, 10, 12, 12]],
+                [CAT, CAT, ELEPHANT],
+                [False, True, False],
+                {},
+            ),
+            3: _image([[0, 0, 1, 1]], [DOG], [False], {}),
+        },
+        category_to_mid={1: CAT, 2: DOG, 3: ELEPHANT},
+    )
+    dets = {2: _dets(2, [[10, 10, 11, 11], [100, 100, 120, 120], [100, 100, 220, 220]], [1, 1, 3], [0.7, 0.8, 0.9])}
+    ev = OidChallengeEvaluator(truth=truth, task="bbox", group_of_weight=0.0)
+    out = _run(ev, {**dets, 1: [], 3: []})
+    assert ev.per_class_ap == {CAT: pytest.approx(100 / 6, abs=1e-12), DOG: 0.0, ELEPHANT: 0.0}
+    assert out["oic"]["AP50"] == pytest.approx(5.555555, abs=1e-5)  # the reference's published 0.05555555
+
+
 def _segm_case() -> tuple[OidTruthSet, dict[int, Any]]:
     """object_detection_evaluation_test.py: test_returns_correct_instance_segm_metric_values (cat 1, dog 2)."""
     one = [[1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
@@ -394,11 +419,11 @@ def _segm_case() -> tuple[OidTruthSet, dict[int, Any]]:
     return truth, dets
 
 
-@pytest.mark.parametrize("weight", [None, 1.0])
+@pytest.mark.parametrize("weight", [None, 1.0, 0.0])
 def test_challenge_instance_segmentation_values(weight: float | None) -> None:
     # object_detection_evaluation_test.py: OpenImagesChallengeEvaluatorTest.test_returns_correct_instance_segm_metric_
-    # values: dog 1.0, cat 0, mAP 0.5 (the test's evaluator has group_of_weight 1.0; 0.0, the segm default, agrees
-    # because its group-of box has no mask)
+    # values: dog 1.0, cat 0, mAP 0.5 (the test's evaluator has group_of_weight 1.0, our default; 0.0, that of
+    # OpenImagesInstanceSegmentationChallengeEvaluator, agrees because its group-of box has no mask)
     truth, dets = _segm_case()
     ev = OidChallengeEvaluator(truth=truth, task="segm", group_of_weight=weight)
     assert _run(ev, dets) == {"oic_segm": {"AP50": 50.0}}

@@ -30,12 +30,19 @@ from PIL import Image
 from vcm_eval.engine.provenance import provenance
 from vcm_eval.engine.run import run_dir_for
 from vcm_eval.engine.store import RecordStore
-from vcm_eval.engine.suite import expand_entry, published_file
+from vcm_eval.engine.suite_entries import expand_entry, published_file
 from vcm_eval.errors import ConfigError, DataError
 from vcm_eval.report.plots import curve_style
 from vcm_eval.report.published import published_table
 from vcm_eval.report.quant_table import format_table, record_stats
-from vcm_eval.report.report import find_runs, load_runs, run_report, suite_summary, write_report
+from vcm_eval.report.report import (
+    find_runs,
+    load_runs,
+    run_report,
+    suite_summary,
+    write_quant_tables,
+    write_report,
+)
 from vcm_eval.report.tables import bd_display, bd_frame, format_summary, summary_frame
 from vcm_eval.utils.atomic import atomic_write
 
@@ -721,3 +728,21 @@ def test_the_msfc_suite_sets_the_measured_bd_rates_beside_the_papers(hydra_conf:
     assert "Measured here on synthetic with slim; published on other data" in text
     with pytest.raises(DataError, match="cannot be read"):
         published_table(bd, tmp_path / "absent.csv", dataset="synthetic", model="slim")
+
+
+def test_quant_runs_of_two_devices_get_a_table_each(tmp_path: Path) -> None:
+    """Quant runs that differ in more than a parameter (here the device) never share one Table 3 layout."""
+    res = tmp_path / "results"
+    for device in ("cpu", "cuda"):
+        write_run(res, f"ref-{device}", {"name": "uncompressed"}, 0.0, 60.0, device=device)
+        for z, bpp in ((1.0, 12.0), (1.5, 9.0)):
+            run = write_run(res, f"q{z}-{device}", {"name": "quant", "n_symbols": 4, "z": z}, bpp, 50.0 + z,
+                            device=device)  # fmt: skip
+            record = {"image_id": 0, "bits": 8, "pixels": 64, "raw_bits": 128, "values": 64}
+            atomic_write(run / "records.jsonl", json.dumps(record) + "\n")
+    runs, _ = load_runs(find_runs(str(res))[0])
+    write_quant_tables(runs, tmp_path / "out", metric="bbox_AP")
+    tables = sorted((tmp_path / "out").glob("quant_table*.md"))
+    assert [t.name for t in tables] == ["quant_table_1.md", "quant_table_2.md"]
+    titles = [t.read_text().splitlines()[0] for t in tables]
+    assert any("cpu" in t for t in titles) and any("cuda" in t for t in titles), titles

@@ -27,13 +27,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "vcm_eval"
 # area -> (revision, hash of its code at that revision)
 RECORDED = {
     "features": (1, "3785d1d3e9db0d59"),
-    "evaluators": (2, "c9c49a1b63c57d99"),
+    "evaluators": (2, "ed2b4c6863d20a04"),
     "image_anchor": (3, "94589f3a3415c104"),
     "feature_anchor": (4, "611c33500ccc997a"),
     "quant": (3, "6757cdff911c0395"),
     "fusion": (4, "e85bfa5148e307ef"),
     "msfc": (3, "7968ccbfa84bebbb"),
-    "video": (10, "3f1ce8aff35dc7e3"),
+    "video": (10, "941a75d22c6e0150"),
 }
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from conftest import compose_cfg, records_without_timings
 
 from vcm_eval.data.config import SyntheticSpec
@@ -568,3 +569,22 @@ def test_mask_rle_is_pycocotools_own() -> None:
     for m in masks:
         ref = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
         assert mask_to_rle(m) == {"size": [int(v) for v in ref["size"]], "counts": ref["counts"].decode("ascii")}
+
+
+def test_previous_release_spellings_still_work_with_a_warning() -> None:
+    """``codec=`` / ``codec.<vvc setting>`` (now ``vvc``) and ``model.backend``: rewritten for one release, each
+    with a warning; ``pipeline.codec`` (a researcher's codec) is not a VVC setting and stays as it is."""
+    from vcm_eval.utils.cli import modernize
+
+    args, notes = modernize(["codec=vtm", "+codec.preset=slow", "pipeline.codec=x", "codec.unknown=1"])
+    assert args == ["vvc=vtm", "+vvc.preset=slow", "pipeline.codec=x", "codec.unknown=1"] and len(notes) == 2
+    assert all("deprecated" in n for n in notes)
+    proc = cli(["pipeline=quant", "codec.preset=slow", "codec=vtm", "--cfg", "job"], timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "'codec.preset=slow' is deprecated" in proc.stderr and "write 'vvc.preset=slow'" in proc.stderr
+    shown = yaml.safe_load(proc.stdout)
+    assert shown["vvc"]["preset"] == "slow" and shown["vvc"]["backend"] == "vtm"
+    suite = subprocess.run([sys.executable, "-m", "vcm_eval", "pipeline=suite", "--cfg", "job"], capture_output=True,
+                           text=True, cwd=ROOT, check=False, timeout=120)  # fmt: skip
+    assert suite.returncode == 0 and "'pipeline=suite' is deprecated" in suite.stderr, suite.stderr[-2000:]
+    assert "runs" in yaml.safe_load(suite.stdout)["suite"]

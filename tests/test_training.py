@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -206,6 +207,45 @@ def test_task_training_lowers_the_loss(hydra_conf: None, tmp_path: Path) -> None
     first, last = np.mean([r["loss"] for r in rows[:2]]), np.mean([r["loss"] for r in rows[-2:]])
     assert last < 0.8 * first, f"loss {first:.3f} -> {last:.3f}"
     assert torch.load(out, weights_only=True)["meta"]["processes"] == 1
+
+
+def test_interrupted_task_training_resumes_to_the_same_weights(
+    hydra_conf: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The task network's trainer shares the loop's exact resume: killed in iteration 5 after its checkpoint at 3,
+    restarted, it ends bit-identical to a run that never stopped (weights, optimizer, the sampler's RNG)."""
+
+    def overrides(workdir: Path) -> list[str]:
+        return [
+            "dataset.height=64", "dataset.width=128", "model.min_size=64", "model.max_size=128",
+            "train.iterations=6", "train.batch_size=2", "train.warmup=1", "train.log_every=1",
+            "train.checkpoint_every=3", "train.loader_workers=0", "threads=1", "progress=false",
+            f"train.workdir={workdir}", f"train.output={workdir / 'final.pt'}",
+        ]  # fmt: skip
+
+    straight, broken = tmp_path / "straight", tmp_path / "broken"
+    task_train.train(compose(config_name="train_task", overrides=overrides(straight)))
+    forward = task_train.DetectionObjective.forward
+    calls = {"n": 0}
+
+    def dies_in_5(self: task_train.DetectionObjective, batch: Any) -> dict[str, torch.Tensor]:
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt("killed")
+        return forward(self, batch)
+
+    monkeypatch.setattr(task_train.DetectionObjective, "forward", dies_in_5)
+    with pytest.raises(KeyboardInterrupt):
+        task_train.train(compose(config_name="train_task", overrides=overrides(broken)))
+    assert torch.load(broken / "last.pt", weights_only=True)["iteration"] == 3
+    monkeypatch.setattr(task_train.DetectionObjective, "forward", forward)
+    task_train.train(compose(config_name="train_task", overrides=overrides(broken)))
+    a, b = (torch.load(d / "last.pt", weights_only=True) for d in (straight, broken))
+    assert a["iteration"] == b["iteration"] == 6
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    for pa, pb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True):
+        assert all(torch.equal(pa[s], pb[s]) for s in pa)
+    assert [r["loss"] for r in log_rows(broken)] == [r["loss"] for r in log_rows(straight)]
 
 
 def test_detection_samples_of_a_coco_split_map_categories_and_masks(tmp_path: Path) -> None:

@@ -121,6 +121,8 @@ def test_config_schemas_compose_and_refuse_typos() -> None:
         ]
         assert compose(config_name="config", overrides=["dataset=tvd"]).dataset.intra_period == 64
         assert compose(config_name="config", overrides=["dataset=hieve"]).dataset.kind == "mot"
+        for name, tracked in (("tvd", ["person"]), ("hieve", ["person"]), ("sfu", []), ("synthetic_video", [])):
+            assert compose(config_name="config", overrides=[f"dataset={name}"]).dataset.tracked == tracked  # JDE's
         with pytest.raises(Exception, match="sequence_lst"):
             compose(config_name="config", overrides=["dataset=sfu", "dataset.sequence_lst=x"])
         with pytest.raises(Exception, match="frames"):

@@ -174,10 +174,31 @@ def test_cttc_csv_of_a_video_curve_in_kbps(tmp_path: Path) -> None:
     lines = path.read_text().splitlines()
     assert lines[0] == ",Dataset,qp,bitrate (kbps),end_accuracy"
     assert lines[1:5] == ["0,s1,22,400.0,70.0", "1,s1,27,200.0,60.0", "2,s1,32,100.0,45.5", "3,s1,37,50.0,30.0"]
-    assert lines[9:] == ["8,CLASS-A,22,405.0,70.0", "9,CLASS-A,27,205.0,60.0", "10,CLASS-A,32,105.0,45.5",
-                         "11,CLASS-A,37,52.5,30.0"]  # fmt: skip
+    assert lines[9:] == ["8,CLASS-A,0,405.0,70.0", "9,CLASS-A,1,205.0,60.0", "10,CLASS-A,2,105.0,45.5",
+                         "11,CLASS-A,3,52.5,30.0"]  # fmt: skip  # gen_mpeg_cttc_csv.py: class rows' qp = 0..n-1
     with pytest.raises(ConfigError, match=r"4 expected"):
         write_video_cttc(frame[frame["rate_value"] != 37], tmp_path, metric="bbox_AP", mode="fcm")
+
+
+def test_cttc_class_rows_carry_mpegs_names_and_the_pooled_accuracy(tmp_path: Path) -> None:
+    """As gen_mpeg_cttc_csv.py: TVD's class row is ``TVD``, HiEve's ``HIEVE-1080P``; its end_accuracy is the
+    class's pooled MOTA (compute_overall_mota), not the length-weighted mean of the sequences'."""
+    rates = {"TVD-01": [400.0, 200.0, 100.0, 50.0], "A": [405.0, 205.0, 105.0, 52.5]}
+    rows = _video_rows("image_anchor", "image_anchor", [22, 27, 32, 37], rates, [70, 60, 45.5, 30])
+    for r in rows:
+        r.update(MOTA=r.pop("bbox_AP"), cttc_class="{}" if r["scope"] == "A" else "CLASS-{}")
+        if r["kind"] == "class":
+            r.update(scope="tvd", MOTA_pooled=r["MOTA"] - 1.0)
+    (path,) = write_video_cttc(pd.DataFrame(rows), tmp_path, metric="MOTA", mode="fcm")
+    lines = path.read_text().splitlines()
+    assert lines[1] == "0,TVD-01,22,400.0,70.0"
+    assert lines[5:] == ["4,TVD,0,405.0,69.0", "5,TVD,1,205.0,59.0", "6,TVD,2,105.0,44.5", "7,TVD,3,52.5,29.0"]
+    for r in rows:
+        r["cttc_class"] = "HIEVE-{}"
+        if r["kind"] == "class":
+            r["scope"] = "1080p"
+    (path,) = write_video_cttc(pd.DataFrame(rows), tmp_path, metric="MOTA", mode="fcm")
+    assert path.read_text().splitlines()[5].startswith("4,HIEVE-1080P,0,")
 
 
 def _features(k: int) -> FeatureSet:

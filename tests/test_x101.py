@@ -19,9 +19,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import CONF_DIR, compose_cfg
+from hydra import initialize_config_dir
 from test_d2_weights import d2_r50_fpn_shapes, preset, random_d2_state, reference_d2_backbone, write_pkl
 
+from vcm_eval.codecs.base import FeatureCodec, ImageCodec
 from vcm_eval.errors import ConfigError
+from vcm_eval.pipelines.build import build_codec
 from vcm_eval.vision.backbone import build_fpn_backbone
 from vcm_eval.vision.base import LEVELS, FeatureSet, Instances
 from vcm_eval.vision.d2_weights import convert_d2_state_dict
@@ -134,6 +138,17 @@ def test_x101_pkl_loads_and_runs_end_to_end(
         assert inst.masks is None
     else:
         assert inst.masks is not None and inst.masks.shape == (100, 256, 512) and inst.masks.dtype == np.bool_
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):  # coded end to end, both ways
+        quant = build_codec(compose_cfg(["pipeline=quant", f"model={name}"]))
+        anchor = build_codec(compose_cfg(["pipeline=image_anchor", "pipeline.qp=37", f"model={name}"]))
+    assert isinstance(quant, FeatureCodec) and isinstance(anchor, ImageCodec)
+    coded = quant.encode(feats)
+    decoded = quant.decode(coded)
+    assert {lv: decoded[lv].shape for lv in decoded} == {lv: feats[lv].shape for lv in decoded} and len(coded) > 1000
+    assert len(model.predict_from_features(decoded)) > 0
+    picture = anchor.decode(anchor.encode(image))
+    assert picture.shape == image.shape and np.abs(picture.astype(int) - image).mean() < 20
+    assert len(model.predict(picture)) > 0
 
 
 def test_x101_backbone_matches_resnext_reference(x101_state: dict[str, np.ndarray], image: np.ndarray) -> None:

@@ -129,8 +129,9 @@ def anchor_curves(results: Path, out_dir: Path) -> list[Path]:
 
     One row per QP with rate, accuracy, image count and the encoder setting (name, VVenC preset,
     colour path, full version string), so a change that moves an anchor shows in a diff. Runs of
-    one anchor pipeline that differ in anything but QP (another encoder or preset) are an error:
-    point ``curves_from`` at one setup.
+    one anchor pipeline that the report would draw as more than one curve (another encoder, preset,
+    colour path, task model, weights, device, code revision or image count) are an error: point
+    ``curves_from`` at one setup.
     """
     from vcm_eval.report.report import find_runs, load_runs
 
@@ -139,6 +140,11 @@ def anchor_curves(results: Path, out_dir: Path) -> list[Path]:
     for (dataset, pipeline), group in runs[runs["pipeline"].isin(["image_anchor", "feature_anchor"])].groupby(
         ["dataset", "pipeline"]
     ):
+        curves = sorted({f"{c} (setup {k})" for c, k in zip(group["curve"], group["setup"], strict=True)})
+        if len(curves) > 1:  # the report's identity: anything but the QP that moves the results
+            raise ConfigError(
+                f"{results} holds {len(curves)} {pipeline} curves {curves}; point curves_from at the runs of one"
+            )
         rows = []
         for r in group.sort_values("qp").to_dict("records"):
             config = OmegaConf.load(Path(r["run_dir"]) / "config.yaml")

@@ -95,6 +95,7 @@ def read_challenge_dataset(
     coco_json: Path | None = None,
     limit: int = 0,
     progress: bool = True,
+    cityscapes_gt: Path | None = None,
 ) -> EvalDataset:
     """An ``EvalDataset`` with ``oid`` ground truth from the challenge files.
 
@@ -105,6 +106,7 @@ def read_challenge_dataset(
         data_dir: where the derived COCO json is written when ``coco_json`` is None.
         coco_json: the image list (ImageID = ``oid_image_id`` of an entry, else its file name's stem).
         limit: keep the first ``limit`` images by id (0 = all); truth is read for those only.
+        cityscapes_gt: a gtFine/<split> folder of the same images (``synthetic_oid``), else None.
     """
     names = read_class_descriptions(files.classes_csv) if files.classes_csv else None
     hierarchy = read_hierarchy(files.hierarchy_json) if files.hierarchy_json else None
@@ -125,7 +127,7 @@ def read_challenge_dataset(
         )
     refs = _image_refs(coco_json)
     _check_known_images(per_image, refs, coco_json)
-    dataset = EvalDataset(name=name, image_root=images, coco_json=coco_json, cityscapes_gt=None, limit=limit)
+    dataset = EvalDataset(name=name, image_root=images, coco_json=coco_json, cityscapes_gt=cityscapes_gt, limit=limit)
     kept = set(dataset.image_ids)
     truths = {}
     for image_id in tqdm(sorted(per_image), desc=f"{name} truth", disable=not progress, unit="img"):

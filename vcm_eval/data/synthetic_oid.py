@@ -1,5 +1,9 @@
 """``dataset=synthetic_oid``: the embedded synthetic split also written as Open Images challenge files.
 
+Its runs are scored by all three evaluators: COCO AP and Cityscapes AP on the synthetic split's own
+truth (the same numbers as ``dataset=synthetic``) and the Open Images Challenge metric on the truth below;
+the main job runs on it.
+
 An offline stand-in for MPEG's OpenImages V6 subset, read back through the same challenge-file reader
 (``vcm_eval.data.oiv6.read_challenge_dataset``) as real data. The images are the synthetic split's own
 files (``vcm_eval.data.synthetic``, unchanged); beside them, under ``<root>/oid-v<N>/<split>/``:
@@ -162,6 +166,7 @@ def synthetic_oid_dataset(cfg: SyntheticOidDatasetConfig, *, data_dir: Path, pro
         coco_json=coco_json,
         limit=cfg.limit,
         progress=progress,
+        cityscapes_gt=root / "gtFine" / cfg.split,  # the same split's Cityscapes truth: all three metrics
     )
 
 

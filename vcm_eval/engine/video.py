@@ -324,7 +324,7 @@ def run_video(cfg: DictConfig, *, timings: dict[str, float] | None = None) -> di
     pipeline = build_video_pipeline(cfg, model, runtime)  # parameters checked before anything is written
     names = {c.name: c.coco_id for c in dataset.categories}
     label_map = label_to_category(model.class_names, names)
-    categories = tracked_categories(list(cfg.tracker.categories), names)
+    categories = tracked_categories(list(cfg.tracker.categories or cfg.dataset.get("tracked", [])), names)
     identity: dict[str, Any] = {"model": model.fingerprint, "device": device.type, **pipeline.provenance()}
     if device.type == "cpu":
         identity.update(cpu_identity(cfg.threads))

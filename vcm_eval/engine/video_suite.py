@@ -27,7 +27,7 @@ from vcm_eval.codecs.image_anchor.codec import VvcImageCodec
 from vcm_eval.codecs.vvc.sequence import VvcSequenceCodec
 from vcm_eval.codecs.vvc.shipped_sequences import SequenceDigest
 from vcm_eval.codecs.vvc.yuv import Yuv420
-from vcm_eval.engine.suite import composed_entries
+from vcm_eval.engine.suite_entries import composed_entries
 from vcm_eval.engine.video import build_video_dataset, is_video, run_video
 from vcm_eval.errors import ConfigError
 from vcm_eval.pipelines.video import listed_qp

@@ -37,9 +37,10 @@ class TrackerConfig:
     In the run key of video runs (another tracker is another result). The tracker is norfair's (a Kalman
     filter per track, IoU association within a category, as SORT): ``score_threshold`` drops weaker
     detections first (JDE's ``conf_thres`` 0.5 in MPEG's TVD/HiEve evaluation); ``categories``: COCO
-    category names tracked (empty = every category of the dataset; TVD and HiEve: ``[person]``, as JDE
-    tracks persons only); a detection joins a track at IoU >= ``min_iou``; a track lives ``max_age``
-    frames without a detection and is reported after ``init_delay`` more detected frames (0 = at once).
+    category names tracked (empty = the dataset's ``tracked`` list, else every category; ``dataset=tvd``
+    and ``hieve`` track ``[person]``, as JDE tracks persons only); a detection joins a track at IoU >=
+    ``min_iou``; a track lives ``max_age`` frames without a detection and is reported after
+    ``init_delay`` more detected frames (0 = at once).
     ``match_iou``: MOTA / IDF1 match a track to a ground-truth box at IoU >= this (0.5: MOTChallenge's,
     JDE's). Every ground-truth row counts (JDE's rule for files other than MOT16/17).
     """

@@ -349,7 +349,7 @@ class OidChallengeEvaluator:
         truth: the dataset's Open Images ground truth (images, label map, category -> MID, hierarchy).
         task: ``bbox`` (boxes) or ``segm`` (RLE masks in the detections' ``segmentation``).
         group_of_weight: weight of a group-of box; None takes the reference evaluator's for the task
-            (1.0 bbox, 0.0 segm; see rule 8 of the module docstring).
+            (1.0 for boxes and masks, as MPEG runs the challenge tool; see rule 8 of the module docstring).
     """
 
     def __init__(self, *, truth: OidTruthSet, task: str, group_of_weight: float | None = None) -> None:

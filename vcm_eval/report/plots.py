@@ -58,6 +58,7 @@ PAPER_RC: dict[Any, Any] = {  # Any keys: matplotlib types them as a Literal of 
 }
 FIGSIZE = (3.5, 2.6)  # inches: one column of a two-column paper
 PANELS_FIGSIZE = (3.5, 5.0)  # two stacked panels and a legend below them, one column wide
+PANEL_HEIGHT = 1.6  # inches each panel beyond two adds (the main job's four metrics: 8.2 in)
 logging.getLogger("fontTools").setLevel(logging.WARNING)  # font subsetting chatter under Hydra's INFO logging
 
 
@@ -253,7 +254,9 @@ def comparison_figure(
         ),
     )
     with plt.rc_context(PAPER_RC):
-        fig, axes = plt.subplots(len(metrics), 1, figsize=PANELS_FIGSIZE, sharex=True)
+        size = (PANELS_FIGSIZE[0], PANELS_FIGSIZE[1] + PANEL_HEIGHT * (len(metrics) - 2))  # taller per panel
+        fig, axes = plt.subplots(len(metrics), 1, figsize=size, sharex=True, squeeze=False)
+        axes = axes[:, 0]
         for ax, metric in zip(list(axes), metrics, strict=True):
             _uncompressed_line(ax, frame, metric)
             for label in order:
@@ -289,7 +292,7 @@ def comparison_figure(
             columnspacing=1.0,
             handlelength=2.2,
         )
-        fig.tight_layout(rect=(0.0, (0.15 * rows + 0.1) / PANELS_FIGSIZE[1], 1.0, 1.0))
+        fig.tight_layout(rect=(0.0, (0.15 * rows + 0.1) / size[1], 1.0, 1.0))
         written = save_figure(fig, stem, formats)
         plt.close(fig)
     return written

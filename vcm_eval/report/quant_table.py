@@ -14,7 +14,7 @@ Columns:
   anchors/quant_table3_map.csv) for the same row, when ``paper=True`` - a reference, not the same
   data or network.
 
-The report command (``python -m vcm_eval report=default``) writes it as ``quant_table.csv`` /
+The report command (``python -m vcm_eval.report``) writes it as ``quant_table.csv`` /
 ``quant_table.md`` beside its other tables whenever quant runs are among the runs, for the
 accuracy metric ``eval.primary_metric``.
 """
@@ -192,8 +192,9 @@ def write_quant_table(
     metric: str = "segm_AP",
     paper: bool = True,
     stem: str = "quant_table",
+    title: str = "",
 ) -> list[Path]:
-    """Build the table and write ``<stem>.csv`` (full precision) and ``<stem>.md``; returns the paths."""
+    """Build the table and write ``<stem>.csv`` (full precision) and ``<stem>.md`` (``title`` above it)."""
     table = quant_table(rows, metric=metric, paper=paper)
     if table.empty:
         raise DataError(f"no uncompressed/quant8/quant runs among {len(rows)} rows; run pipeline=quant first")
@@ -209,5 +210,5 @@ def write_quant_table(
             "paper_*: the paper's Table 3 (Cityscapes val, detectron2 Mask R-CNN R50-FPN) - "
             "a reference, not this run's data.\n"
         )
-    atomic_write(md_path, to_markdown(format_table(table)) + note)
+    atomic_write(md_path, (f"{title}\n\n" if title else "") + to_markdown(format_table(table)) + note)
     return [csv_path, md_path]

@@ -1,4 +1,4 @@
-"""``python -m vcm_eval report=default report.runs=<dirs or globs>``: a sweep's runs -> tables + figures.
+"""``python -m vcm_eval.report report.runs=<dirs or globs>``: a sweep's runs -> tables + figures.
 
 The report only reads run folders (``metrics.json``, ``config.yaml``, ``provenance.json``,
 ``records.jsonl``; see ``vcm_eval.engine.run``); it never runs a network. A folder given (or matched by a
@@ -329,10 +329,16 @@ def write_quant_tables(runs: pd.DataFrame, out_dir: Path, *, metric: str) -> lis
     for key, group in runs.groupby(GROUP, sort=True):
         if "quant" not in set(group["pipeline"]) or metric not in group:
             continue
-        rows = [
-            {k: v for k, v in r.items() if not (isinstance(v, float) and np.isnan(v))} for r in group.to_dict("records")
-        ]
-        files += write_quant_table(rows, out_dir, metric=metric, stem=f"quant_table{_group_suffix(runs, key)}")
+        variants = group["variant"].fillna("").astype(str) if "variant" in group else pd.Series("", group.index)
+        names = sorted(set(variants))  # runs that differ in more than a parameter (device, threads): own tables
+        for k, variant in enumerate(names, 1):
+            part = group[variants == variant]
+            rows = [{c: v for c, v in r.items() if not (isinstance(v, float) and np.isnan(v))}
+                    for r in part.to_dict("records")]  # fmt: skip
+            stem = f"quant_table{_group_suffix(runs, key)}" + (f"_{k}" if len(names) > 1 else "")
+            title = f"Runs {variant or 'without a differing setting'}" if len(names) > 1 else ""
+            if "quant" in set(part["pipeline"]):
+                files += write_quant_table(rows, out_dir, metric=metric, stem=stem, title=title)
     return files
 
 
@@ -383,7 +389,7 @@ def write_report(
     bd_caption = (
         "BD-rate (%, negative = fewer bits at equal mAP) and BD-mAP (points at equal rate) against "
         f"{', '.join(sorted(set(bd['anchor']) - {''})) or anchor}, {settings.method} interpolation; "
-        f"overlap = intersection over union of the two curves' mAP ranges; {caption}"
+        f"overlap = intersection over union of the two curves' mAP ranges / log-rate ranges; {caption}"
     )
     files = []
     for name, data in (
@@ -476,8 +482,8 @@ def suite_summary(
         view, notes = bd_display(bd)
         caption = (
             "BD-rate (%, negative = fewer bits at equal mAP) and BD-mAP (points at equal rate) of every curve "
-            "against each anchor, pchip; overlap = intersection over union of the two curves' mAP ranges "
-            f"(BD-rate is n/a below {DEFAULT_MIN_OVERLAP}); {_caption(runs)}"
+            "against each anchor, pchip; overlap = intersection over union of the two curves' mAP ranges / "
+            f"log-rate ranges (BD-rate / BD-mAP is n/a below {DEFAULT_MIN_OVERLAP}); {_caption(runs)}"
         )
         text = f"{caption}\n\n{to_markdown(view, notes)}"
         for name, data in (("bd.csv", bd.to_csv(index=False)), ("bd.md", text)):

@@ -22,7 +22,7 @@ import pandas as pd
 from vcm_eval.errors import ConfigError
 from vcm_eval.metrics.bdrate import DEFAULT_SETTINGS, BdSettings, bd_values
 
-LEAD = ["pipeline", "qp", "bpp", "bbox_AP", "segm_AP", "cityscapes_AP"]
+LEAD = ["pipeline", "qp", "bpp", "bbox_AP", "segm_AP", "cityscapes_AP", "oic_AP50", "oic_segm_AP50"]
 DEFAULT_METRICS = ("bbox_AP", "segm_AP", "cityscapes_AP")
 TIME_COLUMNS = ("encode_s", "decode_s", "task_s")
 METRIC_NAMES = {
@@ -32,6 +32,8 @@ METRIC_NAMES = {
     "segm_AP50": "mask AP50",
     "cityscapes_AP": "Cityscapes AP",
     "cityscapes_AP50": "Cityscapes AP50",
+    "oic_AP50": "OIC box mAP50",
+    "oic_segm_AP50": "OIC mask mAP50",
 }
 GROUP = ["dataset", "model", "setup"]
 RATE_DIGITS = 4  # significant digits of a printed rate: 0.0004321 bpp keeps its digits, 170.5 stays short
@@ -62,7 +64,7 @@ def format_summary(frame: pd.DataFrame, *, markdown: bool) -> str:
         c
         for c in frame.columns
         if c not in ("run_dir", "rate_params", "sweep_params")
-        and not c.endswith(("_s", "AP50", "bpp_mean", "kbytes_per_image", "images"))
+        and not (c.endswith(("_s", "AP50", "bpp_mean", "kbytes_per_image", "images")) and not c.startswith("oic_"))
         and not (c == "decode_failures" and not frame[c].fillna(0).any())  # shown when some image failed
     ]
     shown = frame[cols].copy()
@@ -73,7 +75,7 @@ def format_summary(frame: pd.DataFrame, *, markdown: bool) -> str:
             shown[c] = shown[c].map(format_rate)
         elif c == "feature_ratio_pct":
             shown[c] = shown[c].map(lambda v: "" if pd.isna(v) else f"{v:.3g}")
-        elif c.endswith("AP"):
+        elif c.endswith(("AP", "AP50")):
             shown[c] = shown[c].map(lambda v: f"{v:.2f}")
     shown = shown.fillna("")
     if markdown:
@@ -283,8 +285,8 @@ def bd_display(bd: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 
     A refused value shows as ``n/a`` with a numbered note attached to its own cell (a refused
     BD-mAP never marks the BD-rate beside it); dominated points dropped from a curve are noted on
-    both cells, since both values rest on the reduced curves. The overlap column is the one
-    BD-rate rests on: of the two mAP ranges.
+    both cells, since both values rest on the reduced curves. The overlap column gives both: of the
+    two mAP ranges (what BD-rate rests on) and of the two log-rate ranges (BD-mAP's).
     """
     notes: list[str] = []
     table: dict[tuple[Any, ...], dict[str, str]] = {}
@@ -319,7 +321,8 @@ def bd_display(bd: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
             "n/a" if np.isnan(r.bd_rate) else _fmt_number(r.bd_rate, ".2f", signed=True)
         ) + rate_marks
         row[f"{name} BD-mAP"] = ("n/a" if np.isnan(r.bd_map) else _fmt_number(r.bd_map, ".2f", signed=True)) + map_marks
-        row[f"{name} overlap"] = _fmt_number(r.map_overlap, ".2f")
+        overlaps = f"{_fmt_number(r.map_overlap, '.2f')} / {_fmt_number(r.rate_overlap, '.2f')}"
+        row[f"{name} overlap (mAP / log-rate)"] = overlaps  # what BD-rate and BD-mAP each rest on
     return pd.DataFrame(list(table.values())).fillna(""), notes
 
 

@@ -147,7 +147,8 @@ def video_frame(runs: Sequence[VideoRun]) -> pd.DataFrame:
                 "curve": curve_label(run.result["pipeline"], {n: ps[n] for n in sorted(varying.get(
                     run.result["pipeline"], ()))}, own, variant),
                 "rate_param": own[0] if own else "", "rate_value": ps.get(own[0]) if own else None,
-                **ps, "encoder": enc, "variant": variant}  # fmt: skip
+                **ps, "encoder": enc, "variant": variant,
+                "cttc_class": str((run.config.get("dataset") or {}).get("cttc_class", "CLASS-{}"))}  # fmt: skip
         for scope in _scopes(run.result):
             row = {**base, **scope, **{k: v for k, v in ident.items() if k not in base}}
             row["run_dir"] = run.result["run_dir"]
@@ -322,9 +323,28 @@ def cttc_qp(row: dict[str, Any]) -> Any:
     return row["rate_value"] if qp is None else qp
 
 
+def class_points(rows: list[dict[str, Any]], metric: str) -> list[RatePoint]:
+    """A curve's class rows as MPEG's ``gen_mpeg_cttc_csv.py`` writes them: the dataset's class name
+    (``cttc_class``), ``qp`` the point's index 0..n-1 from the highest rate, the length-weighted rate, and
+    the accuracy pooled over the class's frames (``<metric>_pooled``: its ``compute_per_class_mAP`` /
+    ``compute_overall_mota``; the length-weighted value where a run has no pooled one)."""
+    points = []
+    for scope in dict.fromkeys(r["scope"] for r in rows):
+        ranked = sorted((r for r in rows if r["scope"] == scope), key=lambda r: -float(r["kbps"]))
+        for index, r in enumerate(ranked):
+            pooled = r.get(f"{metric}_pooled")
+            value = (
+                pooled if pooled is not None and not (isinstance(pooled, float) and math.isnan(pooled)) else r[metric]
+            )
+            label = str(r.get("cttc_class") or "CLASS-{}").format(scope).upper()
+            points.append(RatePoint(label, index, float(r["kbps"]), float(value)))
+    return points
+
+
 def write_video_cttc(frame: pd.DataFrame, out_dir: Path, *, metric: str, mode: str = "fcm") -> list[Path]:
     """``mpeg_cttc_<curve>.csv`` per coding curve: each sequence's rate points (Dataset = the sequence), then each
-    class's (``CLASS-<class>``: its length-weighted values), rate in kbps (``vcm_eval.report.mpeg_cttc``).
+    class's (``class_points``: MPEG's names, indices and pooled accuracy), rate in kbps
+    (``vcm_eval.report.mpeg_cttc``).
 
     Raises:
         ConfigError: ``metric`` is not a column, or a curve has another number of points than ``mode`` asks
@@ -336,11 +356,14 @@ def write_video_cttc(frame: pd.DataFrame, out_dir: Path, *, metric: str, mode: s
     files = []
     rows = frame[(frame["rate_param"] != "") & frame["kind"].isin(("sequence", "class"))]
     for curve, group in rows.groupby("curve", sort=True):
-        points = [RatePoint(r["scope"] if r["kind"] == "sequence" else f"CLASS-{r['scope']}", cttc_qp(r),
-                            float(r["kbps"]), float(r[metric])) for r in group.to_dict("records")]  # fmt: skip
+        records = group.to_dict("records")
+        sequences = [RatePoint(r["scope"], cttc_qp(r), float(r["kbps"]), float(r[metric]))
+                     for r in records if r["kind"] == "sequence"]  # fmt: skip
+        classes = class_points([r for r in records if r["kind"] == "class"], metric)
+        points = sequences + classes
         name = "".join(c if c.isalnum() or c in "._-" else "_" for c in str(curve))
-        order = list(dict.fromkeys(p.dataset for p in points if not p.dataset.startswith("CLASS-")))
-        order += sorted({p.dataset for p in points if p.dataset.startswith("CLASS-")})
+        order = list(dict.fromkeys(p.dataset for p in sequences))
+        order += sorted({p.dataset for p in classes})
         files.append(write_mpeg_cttc(out_dir / f"mpeg_cttc_{name}.csv", points, rate_unit="kbps", mode=mode,
                                      datasets=order))  # fmt: skip
     return files

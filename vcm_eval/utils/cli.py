@@ -18,13 +18,13 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 
+from vcm_eval.codecs.vvc.config import VvcConfig
 from vcm_eval.determinism import pin_cpu_kernels
 from vcm_eval.errors import VcmEvalError, one_line
 
 DETECTRON2_MODEL = "vcm_eval.vision.detectron2_rcnn.Detectron2Rcnn"
 # Settings of the VVC group (renamed from ``codec`` to ``vvc``): ``pipeline.codec`` (a researcher's codec) is not one.
-_VVC_FIELDS = ("backend", "ffmpeg", "vvencapp", "vvdecapp", "preset", "threads", "qpa", "extra_params", "colour",
-               "colour_ffmpeg", "vtm_encoder", "vtm_decoder", "vtm_cfg", "shipped")  # fmt: skip
+_VVC_FIELDS = tuple(f.name for f in dataclasses.fields(VvcConfig))
 
 
 def modernize(args: list[str]) -> tuple[list[str], list[str]]:

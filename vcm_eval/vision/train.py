@@ -193,9 +193,13 @@ def _train(cfg: TrainTaskConfig, ctx: Dist) -> Path:
 
     def batches(start: int) -> Iterator[Batch]:
         sampler = RankSamples(start=start, iterations=settings.iterations, batch=settings.batch_size, ctx=ctx)
+        # Its own generator: a loader draws a base seed when iterated, and from torch's global RNG that draw
+        # would shift a resumed run's RNG (restored at ``start``) against an uninterrupted one's (drawn at 0).
+        seeds = torch.Generator().manual_seed(settings.seed)
         loader = torch.utils.data.DataLoader(
-            stream, batch_size=sampler.share, sampler=sampler, num_workers=settings.loader_workers, collate_fn=_collate
-        )
+            stream, batch_size=sampler.share, sampler=sampler, num_workers=settings.loader_workers,
+            collate_fn=_collate, generator=seeds,
+        )  # fmt: skip
         for images, targets in loader:
             yield [im.to(device) for im in images], [{k: v.to(device) for k, v in t.items()} for t in targets]
 

@@ -23,11 +23,17 @@ class VideoDatasetConfig(DatasetConfig):
     ``limit`` > 0 keeps the first ``limit`` frames of every sequence (0 = all); ``sequences`` keeps
     the sequences of these names and ``classes`` those of these classes (empty = all). ``root`` is the
     dataset's folder (empty: the kind's default). ``_target_`` names the builder, a function
-    ``(cfg, *, data_dir, progress) -> VideoDataset``.
+    ``(cfg, *, data_dir, progress) -> VideoDataset``. ``tracked``: the category names a tracker follows
+    on this dataset when ``tracker.categories`` is empty (empty = all; TVD and HiEve: ``[person]``, the
+    only class of their ground truth, as JDE tracks it). ``cttc_class``: a class's name in the CTTC CSV,
+    ``{}`` standing for the class (upper-cased, as MPEG's ``gen_mpeg_cttc_csv.py`` names them: SFU
+    ``CLASS-AB``, TVD ``TVD``, HiEve ``HIEVE-1080P``).
     """
 
     sequences: list[str] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)
+    tracked: list[str] = field(default_factory=list)
+    cttc_class: str = "CLASS-{}"
 
 
 @dataclass
