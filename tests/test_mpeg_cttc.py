@@ -119,3 +119,13 @@ def test_bad_values_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         write_mpeg_cttc(target, ok[:3], rate_unit="bpp")
     assert target.read_text() == "old"  # refused before anything is written
+
+
+def test_the_default_cttc_metric_is_mpegs_where_the_runs_have_it() -> None:
+    from vcm_eval.report.report import cttc_default_metric
+
+    runs = pd.DataFrame({"bbox_AP": [50.0], "segm_AP": [45.0], "oic_AP50": [70.0], "oic_segm_AP50": [65.0]})
+    metrics = ["bbox_AP", "segm_AP"]
+    assert cttc_default_metric(runs, metrics, "mpeg-oiv6-detection") == "oic_AP50"
+    assert cttc_default_metric(runs, metrics, "mpeg-oiv6-segmentation") == "oic_segm_AP50"
+    assert cttc_default_metric(runs.drop(columns=["oic_AP50", "oic_segm_AP50"]), metrics, "") == "bbox_AP"

@@ -214,11 +214,11 @@ def test_report_gives_the_expected_tables(sweep: Path) -> None:
     assert cells[2:] == [
         "-20.00",
         "+2.58",
-        "1.00",
+        "1.00 / 0.81",
         "-20.00",
         "+2.32",
-        "1.00",
-    ]  # the overlap BD-rate rests on: mAP ranges
+        "1.00 / 0.81",
+    ]  # the overlaps BD-rate and BD-mAP rest on: of the mAP ranges, of the log-rate ranges (log 6.4 / log 10)
     # BD-rate's note [1] (mAP ranges), BD-mAP's own note [3] (log-rate ranges), the dropped points [2] on both
     assert "| quant (n_symbols=4) | image_anchor | n/a[1][2] | n/a[3][2] |" in md
     assert (
@@ -230,7 +230,7 @@ def test_report_gives_the_expected_tables(sweep: Path) -> None:
     assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
     assert "feature\\_anchor & image\\_anchor & $-$20.00 & +2.58" in tex
     marks = "\\textsuperscript{1}\\textsuperscript{2} & n/a\\textsuperscript{3}\\textsuperscript{2}"
-    assert f"quant (n\\_symbols=4) & image\\_anchor & n/a{marks} & 0.08 &" in tex
+    assert f"quant (n\\_symbols=4) & image\\_anchor & n/a{marks} & 0.08 / 0.08 &" in tex
     assert "bbox mAP BD-rate (\\%)" in tex
     runs_md = (sweep / "report" / "runs.md").read_text()
     assert runs_md.splitlines()[2].startswith(
@@ -719,12 +719,19 @@ def test_the_msfc_suite_sets_the_measured_bd_rates_beside_the_papers(hydra_conf:
         for overrides in expand_entry(entry):
             pipelines.add(compose_cfg(list(cfg.suite.overrides) + overrides).pipeline.name)
     assert pipelines == {"uncompressed", "msfc", "fusion_codec"}
+    assert "oic_AP50" in cfg.suite.metrics and "oic_segm_AP50" in cfg.suite.metrics  # the paper's metric
     bd = pd.DataFrame(
-        {"curve": ["fusion_codec"], "anchor": ["msfc"], "metric": ["bbox_AP"], "bd_rate": [-41.5], "bd_rate_note": [""]}
+        {
+            "curve": ["fusion_codec"],
+            "anchor": ["msfc"],
+            "metric": ["oic_AP50"],
+            "bd_rate": [-41.5],
+            "bd_rate_note": [""],
+        }
     )
     text = published_table(bd, published_file(cfg.suite.published), dataset="synthetic", model="slim")
-    assert "| fusion_codec vs msfc | bbox_AP | -41.50% | -52.23% |" in text
-    assert "| fusion_codec vs msfc | segm_AP | n/a (no such curve in these runs) | -84.58% |" in text
+    assert "| fusion_codec vs msfc | oic_AP50 | -41.50% | -52.23% |" in text
+    assert "| fusion_codec vs msfc | oic_segm_AP50 | n/a (no such curve in these runs) | -84.58% |" in text
     assert "Measured here on synthetic with slim; published on other data" in text
     with pytest.raises(DataError, match="cannot be read"):
         published_table(bd, tmp_path / "absent.csv", dataset="synthetic", model="slim")

@@ -174,6 +174,10 @@ def listed_qp(seq: VideoSequence, rate_point: int, codec: VvcSequenceCodec, stru
     Raises:
         ConfigError: the sequence's list has no such point, or the QP is out of range.
     """
+    if not seq.qps:
+        raise ConfigError(f"vvc_sequence.rate_point={rate_point}: sequence {seq.name} has no test-condition QPs "
+                          "(its dataset lists none: docs/video.md, Not done); set vvc_sequence.rate_point=0 and "
+                          "pipeline.qp")  # fmt: skip
     if not 1 <= rate_point <= len(seq.qps):
         raise ConfigError(f"vvc_sequence.rate_point={rate_point}: sequence {seq.name} lists {len(seq.qps)} "
                           f"test-condition QPs {list(seq.qps)}; pick 1..{len(seq.qps)}, or set rate_point=0 and "

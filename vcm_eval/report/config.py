@@ -46,7 +46,8 @@ class ReportConfig:
 
     ``runs``: a folder or glob, or a list of them, searched recursively for run folders.
     ``format=mpeg_cttc`` also writes ``mpeg_cttc_<curve>.csv`` (``vcm_eval.report.mpeg_cttc``): the
-    accuracy is ``cttc_metric`` ("" = the first of ``metrics`` the runs have), the dataset column
+    accuracy is ``cttc_metric`` ("" = the Open Images Challenge mAP@0.5 where the runs have it,
+    ``oic_segm_AP50`` for a segmentation ``cttc_dataset``, else the first of ``metrics`` they have), the dataset column
     ``cttc_dataset`` ("" = the runs' dataset name, e.g. ``mpeg-oiv6-detection`` for MPEG's sheet), and a
     curve with more or fewer rate points than ``cttc_mode`` asks for is refused.
     ``anchor`` (+ ``anchor_params`` to pick one of its curves) is the BD reference. The parameters

@@ -438,12 +438,20 @@ def run_report(cfg: DictConfig) -> ReportResult:
     metric = cfg.eval.primary_metric if "eval" in cfg else "segm_AP"
     result.files += write_quant_tables(runs, Path(rc.output), metric=metric)
     if rc.format == "mpeg_cttc":
-        metric = rc.cttc_metric or next((m for m in rc.metrics if m in runs and runs[m].notna().any()), "")
+        metric = rc.cttc_metric or cttc_default_metric(runs, list(rc.metrics), str(rc.cttc_dataset))
         result.files += write_cttc_files(
             runs, Path(rc.output), metric=metric, dataset=rc.cttc_dataset, mode=str(rc.cttc_mode)
         )
     result.incomplete = incomplete
     return result
+
+
+def cttc_default_metric(runs: pd.DataFrame, metrics: Sequence[str], dataset: str) -> str:
+    """The CTTC CSV's accuracy when ``report.cttc_metric`` is empty: MPEG's metric where the runs have it (the
+    Open Images Challenge mAP@0.5: ``oic_segm_AP50`` for a ``*segmentation*`` sheet, else ``oic_AP50``), else the
+    first of ``metrics`` the runs have."""
+    oic = "oic_segm_AP50" if "segmentation" in dataset else "oic_AP50"
+    return next((m for m in (oic, *metrics) if m in runs and runs[m].notna().any()), "")
 
 
 def suite_summary(
