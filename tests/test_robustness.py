@@ -571,6 +571,23 @@ def test_mask_rle_is_pycocotools_own() -> None:
         assert mask_to_rle(m) == {"size": [int(v) for v in ref["size"]], "counts": ref["counts"].decode("ascii")}
 
 
+def test_decode_limits_are_settings_a_run_passes_to_its_codec(tmp_path: Path, data: Path, hydra_conf: None) -> None:
+    """``decode.max_pixels`` below the images' size: every stream is refused before anything is allocated, each
+    image a recorded failure (not a crash); the researcher's example codec gets the limit it declares."""
+    from examples.my_codecs import JpegCodec
+    from vcm_eval.pipelines.base import decode_limits
+
+    limits = {"max_pixels": 1000, "max_memory": 2**20}
+    assert decode_limits(JpegCodec(quality=50), limits) == {"max_pixels": 1000}  # it takes max_pixels only
+    args = ["pipeline=quant", *tiny(tmp_path, data), f"paths.results={tmp_path / 'r'}", "workers=1"]
+    proc = cli([*args, "decode.max_pixels=1000"])
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    (metrics,) = (json.loads(p.read_text()) for p in (tmp_path / "r").rglob("metrics.json"))
+    assert metrics["decode_failures"] == metrics["images"] > 0
+    records = [json.loads(line) for p in (tmp_path / "r").rglob("records.jsonl") for line in p.read_text().splitlines()]
+    assert all("max_pixels" in r["decode_error"] and r["detections"] == [] for r in records), records[0]
+
+
 def test_previous_release_spellings_still_work_with_a_warning() -> None:
     """``codec=`` / ``codec.<vvc setting>`` (now ``vvc``) and ``model.backend``: rewritten for one release, each
     with a warning; ``pipeline.codec`` (a researcher's codec) is not a VVC setting and stays as it is."""

@@ -45,15 +45,16 @@ from typing import Any, ClassVar
 import numpy as np
 
 from vcm_eval.errors import CodecError
+from vcm_eval.pipelines.config import DecodeLimits
 from vcm_eval.vision.base import FeatureSet
 from vcm_eval.vision.levels import LEVELS, STRIDES
 
-# 64 M pixels (8192 x 8192): 16x the largest test-condition picture (SFU class A, 2560 x 1600, 4 M)
-# and 32x a Cityscapes image, so no real image is refused, while a corrupt header cannot ask for more.
-MAX_PIXELS = 64 * 2**20
-# 4 GiB: what one decode may allocate by its own estimate. The largest real decode is a feature
-# codec's Cityscapes-size pyramid (45 M float32 values, 170 MiB, under 1 GiB with its buffers).
-MAX_DECODE_BYTES = 4 * 2**30
+# The defaults of the ``decode.*`` settings (``DecodeLimits``): 64 M pixels (8192 x 8192) is 16x the largest
+# test-condition picture (SFU class A, 2560 x 1600, 4 M) and 32x a Cityscapes image, so no real image is
+# refused, while a corrupt header cannot ask for more; 4 GiB is what one decode may allocate by its own
+# estimate (the largest real decode, a feature codec's Cityscapes-size pyramid, stays under 1 GiB).
+MAX_PIXELS: int = DecodeLimits.max_pixels
+MAX_DECODE_BYTES: int = DecodeLimits.max_memory
 # Channels of a coded FPN level: 256 for every task network here; more is a corrupt header.
 MAX_CHANNELS = 4096
 # How far the height's and the width's scale (input / image) may disagree: 2 pixels of rounding a side

@@ -11,6 +11,7 @@ from omegaconf import MISSING
 from vcm_eval.codecs.vvc.config import VvcConfig, VvcSequenceConfig
 from vcm_eval.data.config import DatasetConfig
 from vcm_eval.metrics.config import EvalConfig, TrackerConfig
+from vcm_eval.pipelines.config import DecodeLimits
 from vcm_eval.utils.config import PathsConfig
 from vcm_eval.vision.config import RcnnConfig
 
@@ -50,6 +51,7 @@ class RunConfig:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)  # video runs with tracks (docs/video.md)
     paths: PathsConfig = field(default_factory=PathsConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    decode: DecodeLimits = field(default_factory=DecodeLimits)  # bounds of one decode (not in the key)
     threads: int = 2
     workers: int = 2
     device: str = "auto"  # auto (CUDA when available) | cpu | cuda | cuda:N (vcm_eval.device)

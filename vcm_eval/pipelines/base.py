@@ -26,8 +26,9 @@ instead of encoding again. Both give the same records as a fresh run (timings as
 from __future__ import annotations
 
 import hashlib
+import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -125,14 +126,24 @@ def _rate(codec: Codec, data: bytes) -> tuple[int, dict[str, Any]]:
     return 8 * counted, ({"header_bytes": len(data) - counted} if counted != len(data) else {})
 
 
-def _decoded(codec: ImageCodec | FeatureCodec, data: bytes) -> tuple[Any, dict[str, str]]:
+def decode_limits(codec: Codec, limits: Mapping[str, int] | None) -> dict[str, int]:
+    """The ``decode.*`` limits (``DecodeLimits``) that ``codec.decode`` takes as keyword arguments (every
+    built-in codec takes both; a researcher's codec those it declares, or none)."""
+    if not limits:
+        return {}
+    parameters = inspect.signature(codec.decode).parameters  # type: ignore[attr-defined]
+    anything = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    return {k: int(v) for k, v in limits.items() if anything or k in parameters}
+
+
+def _decoded(codec: ImageCodec | FeatureCodec, data: bytes, limits: dict[str, int]) -> tuple[Any, dict[str, str]]:
     """(the decoded image or features, {}), or (None, {"decode_error": why}) when the stream does not decode.
 
     Only ``CodecError`` (a stream the decoder refuses: corrupt, truncated, over the limits) is a
     failure of the image; anything else is a bug and propagates.
     """
     try:
-        return codec.decode(data), {}
+        return codec.decode(data, **limits), {}  # type: ignore[call-arg]
     except CodecError as exc:
         return None, {"decode_error": str(exc)}
 
@@ -170,14 +181,23 @@ class UncompressedPipeline:
 class ImageCodingPipeline:
     """Image codec, then the full network on the decoded image."""
 
-    def __init__(self, *, model: TaskModel, codec: ImageCodec, name: str, params: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        *,
+        model: TaskModel,
+        codec: ImageCodec,
+        name: str,
+        params: dict[str, Any],
+        limits: Mapping[str, int] | None = None,
+    ) -> None:
         self.model, self.codec, self.name, self.params = model, codec, name, params
+        self.limits = decode_limits(codec, limits)
 
     def process(self, sample: Sample, *, bitstreams: BitstreamStore | None = None) -> ImageResult:
         stored = _stored_or_encoded(sample, bitstreams, self._encode)
         bits, header = _rate(self.codec, stored.data)
         with _Timer() as td:
-            decoded, error = _decoded(self.codec, stored.data)
+            decoded, error = _decoded(self.codec, stored.data, self.limits)
         if decoded is None:
             return _failed(sample, bits, stored, td.seconds, {**stored.extra, **header, **error})
         with _Timer() as tt:
@@ -209,14 +229,16 @@ class FeatureCodingPipeline:
         name: str,
         params: dict[str, Any],
         cache: FeatureCache | None = None,
+        limits: Mapping[str, int] | None = None,
     ) -> None:
         self.model, self.codec, self.name, self.params, self.cache = model, codec, name, params, cache
+        self.limits = decode_limits(codec, limits)
 
     def process(self, sample: Sample, *, bitstreams: BitstreamStore | None = None) -> ImageResult:
         stored = _stored_or_encoded(sample, bitstreams, self._encode)  # a stored bitstream needs no features
         bits, header = _rate(self.codec, stored.data)
         with _Timer() as td:
-            decoded, error = _decoded(self.codec, stored.data)
+            decoded, error = _decoded(self.codec, stored.data, self.limits)
         if decoded is None:
             return _failed(sample, bits, stored, td.seconds, {**stored.extra, **header, **error})
         with _Timer() as tp:
@@ -251,13 +273,20 @@ class FeatureCodingPipeline:
 
 
 def coding_pipeline(
-    codec: Codec, *, model: TaskModel, name: str, params: dict[str, Any], cache: FeatureCache | None = None
+    codec: Codec,
+    *,
+    model: TaskModel,
+    name: str,
+    params: dict[str, Any],
+    cache: FeatureCache | None = None,
+    limits: Mapping[str, int] | None = None,
 ) -> Pipeline:
-    """The pipeline that runs ``codec``: its kind (image or feature) decides the shape, nothing else."""
+    """The pipeline that runs ``codec``: its kind (image or feature) decides the shape, nothing else.
+    ``limits``: the ``decode.*`` settings passed to its ``decode`` (``decode_limits``)."""
     if isinstance(codec, ImageCodec):
-        return ImageCodingPipeline(model=model, codec=codec, name=name, params=params)
+        return ImageCodingPipeline(model=model, codec=codec, name=name, params=params, limits=limits)
     if isinstance(codec, FeatureCodec):
-        return FeatureCodingPipeline(model=model, codec=codec, name=name, params=params, cache=cache)
+        return FeatureCodingPipeline(model=model, codec=codec, name=name, params=params, cache=cache, limits=limits)
     raise TypeError(f"{type(codec).__name__} is neither an ImageCodec nor a FeatureCodec (vcm_eval.codecs.base)")
 
 

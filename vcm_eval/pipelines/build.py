@@ -116,4 +116,5 @@ def build_pipeline(cfg: DictConfig, model: TaskModel, runtime: Runtime | None = 
         return UncompressedPipeline(model=model, name=cfg.pipeline.name, cache=feature_cache(cfg, model))
     name = (codec.name or type(codec).__name__.lower()) if is_user_codec(cfg) else cfg.pipeline.name
     cache = feature_cache(cfg, model) if isinstance(codec, FeatureCodec) else None
-    return coding_pipeline(codec, model=model, name=name, params=pipeline_params(cfg), cache=cache)
+    limits = dict(cfg.decode) if "decode" in cfg else None  # decode.* (DecodeLimits)
+    return coding_pipeline(codec, model=model, name=name, params=pipeline_params(cfg), cache=cache, limits=limits)

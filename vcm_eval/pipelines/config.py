@@ -22,6 +22,21 @@ class PipelineConfig:
 
 
 @dataclass
+class DecodeLimits:
+    """``decode.*``: what one decode of an untrusted stream may ask for (docs/architecture.md, threat model).
+
+    ``max_pixels``: the largest image or input size a stream's header may name (64 M pixels, 8192 x 8192:
+    16x the largest test-condition picture); ``max_memory``: the most bytes a decoder may allocate by its
+    own estimate from the validated header (4 GiB). A pipeline passes each to a codec's ``decode`` when it
+    takes it (every built-in codec takes both). Not in the run key: a stream within the limits decodes the
+    same whatever they are; one beyond them is a recorded decode failure.
+    """
+
+    max_pixels: int = 64 * 2**20
+    max_memory: int = 4 * 2**30
+
+
+@dataclass
 class UncompressedConfig(PipelineConfig):
     """The full task network on the original images: the reference accuracy (no codec, no rate)."""
 
