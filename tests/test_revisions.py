@@ -27,7 +27,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "vcm_eval"
 # area -> (revision, hash of its code at that revision)
 RECORDED = {
     "features": (1, "3785d1d3e9db0d59"),
-    "evaluators": (2, "ed2b4c6863d20a04"),
+    "evaluators": (2, "8e9049ef06d86a11"),
     "image_anchor": (3, "94589f3a3415c104"),
     "feature_anchor": (4, "611c33500ccc997a"),
     "quant": (3, "6757cdff911c0395"),
