@@ -137,6 +137,11 @@ def test_codec_contract(pipeline: str, val_image: np.ndarray, features: FeatureS
         with pytest.raises(CodecError):
             codec.decode(bad)
             pytest.fail(f"{pipeline}: a stream with {what} decoded")
+    if pipeline != "image_codec":  # every vcm_eval container (the JPEG example writes a plain JPEG file)
+        other_format = bytes([data[0] ^ 0x0F]) + data[1:]  # the tag byte's low nibble: the format version
+        with pytest.raises(CodecError, match="format|version"):
+            codec.decode(other_format)
+            pytest.fail(f"{pipeline}: a stream of another format version decoded")
 
 
 def test_the_container_checks_every_length_and_names_the_codec() -> None:

@@ -28,8 +28,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "vcm_eval"
 RECORDED = {
     "features": (1, "3785d1d3e9db0d59"),
     "evaluators": (2, "8e9049ef06d86a11"),
-    "image_anchor": (3, "94589f3a3415c104"),
-    "feature_anchor": (4, "611c33500ccc997a"),
+    "image_anchor": (3, "e0ebc15c6158cd75"),
+    "feature_anchor": (4, "0b030712bf776178"),
     "quant": (3, "6757cdff911c0395"),
     "fusion": (4, "e85bfa5148e307ef"),
     "msfc": (3, "7968ccbfa84bebbb"),

@@ -53,6 +53,9 @@ FILL = 512  # frame samples that hold no feature: mid grey, the cheapest flat bl
 # for 4:2:0), held twice while the pipe is read and joined.
 FRAME_BYTES_PER_SAMPLE = 6
 
+# The container around the tiled frame's VVC stream and its header (the tag byte's low nibble; another is refused).
+FORMAT_VERSION = 1
+
 
 def anchor_levels(levels: str) -> tuple[str, ...]:
     """The level names of ``levels`` (``p2-p5``: P6 is rebuilt at the decoder from decoded P5)."""
@@ -183,7 +186,7 @@ class FeatureVvcCodec(FeatureCodec):
         _, ranges, frame, layout = self.frame(features)
         payload = self.vvc.encode(Yuv420.from_luma(frame), self.qp, chroma=self.chroma)
         del frame
-        w = BitstreamWriter(self.codec_name)
+        w = BitstreamWriter(self.codec_name, version=FORMAT_VERSION)
         write_frame_format(w, layout, self.minmax, self.chroma)
         pairs = [ranges[t.name] for t in layout.levels] if self.minmax == "level" else [ranges[self.levels[0]]]
         w.floats(np.asarray(pairs, dtype=np.float32).ravel())
@@ -227,7 +230,7 @@ class FeatureVvcCodec(FeatureCodec):
         decode's memory (the frame FFmpeg returns, twice while it is read, and the float32 values)
         within ``max_memory``.
         """
-        with BitstreamReader(data, self.codec_name, name=self.name) as r:
+        with BitstreamReader(data, self.codec_name, name=self.name, version=FORMAT_VERSION) as r:
             if r.version != 1:
                 raise CodecError(
                     f"feature_vvc bitstream version {r.version} is not supported (this decoder reads version 1)"

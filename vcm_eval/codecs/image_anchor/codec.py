@@ -32,6 +32,9 @@ from vcm_eval.utils.digest import image_digest
 # read and joined, the colour conversion's input and 8-bit RGB output (3 + 3, the output twice), the crop.
 BYTES_PER_PIXEL = 16
 
+# The container around the VVC stream: height, width, the stream (the tag byte's low nibble; another is refused).
+FORMAT_VERSION = 1
+
 
 class VvcImageCodec(ImageCodec):
     """``encode(image) -> bytes``, ``decode(bytes) -> image`` at a fixed QP.
@@ -100,7 +103,7 @@ class VvcImageCodec(ImageCodec):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise CodecError(f"image codec takes uint8 RGB [H, W, 3], got {image.dtype} {image.shape}")
         h, w = image.shape[:2]
-        writer = BitstreamWriter(self.codec_name)
+        writer = BitstreamWriter(self.codec_name, version=FORMAT_VERSION)
         writer.uint(h)
         writer.uint(w)
         writer.blob(self.vvc_stream(image))
@@ -108,7 +111,7 @@ class VvcImageCodec(ImageCodec):
 
     def rate_bytes(self, data: bytes) -> int:
         """The VVC bitstream alone, as MPEG counts its anchor's rate (the container's sizes are not in it)."""
-        reader = BitstreamReader(data, self.codec_name)
+        reader = BitstreamReader(data, self.codec_name, version=FORMAT_VERSION)
         reader.uint(), reader.uint()
         return len(reader.blob())
 
@@ -126,7 +129,7 @@ class VvcImageCodec(ImageCodec):
                 or FFmpeg cannot decode the VVC payload into a picture of that size. (A payload altered
                 into another valid picture decodes: VVC streams carry no checksum here.)
         """
-        with BitstreamReader(data, self.codec_name, name=self.name) as reader:
+        with BitstreamReader(data, self.codec_name, name=self.name, version=FORMAT_VERSION) as reader:
             h, w = check_picture_size(self.name, "image size", (reader.uint(), reader.uint()), max_pixels)
             payload = reader.blob()
         check_memory(self.name, BYTES_PER_PIXEL * (h + 1) * (w + 1), max_memory, what=f"a {w}x{h} picture")
