@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,6 +27,7 @@ from vcm_eval.data.scene import CLASSES
 from vcm_eval.data.synthetic import scene_for
 from vcm_eval.data.synthetic_oid import image_id_of, oid_instances
 from vcm_eval.errors import ConfigError, DataError
+from vcm_eval.metrics.oid_challenge import OidChallengeTasks
 
 PERSON, CAR, BUS, VEHICLE, PHONE = "/m/01g317", "/m/0k4j", "/m/01bjv", "/m/07yv9", "/m/050k8"
 BOX_HEADER = (
@@ -322,6 +326,48 @@ def test_compressai_vision_json(tmp_path: Path) -> None:
     assert a.masks is not None and a.masks[1] == a.masks[0]
 
 
+def _json_form(tmp_path: Path, doc: dict[str, Any] | str) -> Oiv6DatasetConfig:
+    (tmp_path / "images").mkdir(exist_ok=True)
+    (tmp_path / "annotations").mkdir(exist_ok=True)
+    Image.new("RGB", (30, 30)).save(tmp_path / "images" / "b.jpg")
+    path = tmp_path / "annotations" / "mpeg-oiv6-detection-coco.json"
+    path.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    return Oiv6DatasetConfig(root=str(tmp_path), coco_json="annotations/mpeg-oiv6-detection-coco.json")
+
+
+def _json_doc(**changes: Any) -> dict[str, Any]:
+    ann = {"bbox": [[0.0, 0.0, 1.0, 0.5]], "cls": [1], "group_of": [0], "img_cls": ["person"]}
+    doc = {
+        "images": [{"id": 9, "file_name": "b.jpg", "height": 30, "width": 30}],
+        "categories": coco_categories(),
+        "annotations": [],
+        "oic_labelmap": [{"id": 1, "name": "person"}],
+        "oic_annotations": [{"image_id": 9, "annotations": {**ann, **changes.pop("ann", {})}}],
+    }
+    return {**doc, **changes}
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ("{not json", r"mpeg-oiv6-detection-coco\.json is not JSON"),
+        ({"images": [], "categories": []}, r"mpeg-oiv6-detection-coco\.json has no oic_labelmap, oic_annotations"),
+        (_json_doc(oic_labelmap=[{"id": 1, "name": "unicorn"}]), r"oic_labelmap entry .* is unknown"),
+        (_json_doc(ann={"img_cls": ["unicorn"]}), r"img_cls 'unicorn' has no MID"),
+        (_json_doc(ann={"cls": []}), r"oic_annotations\[0\]: malformed entry .*differ in length"),
+    ],
+    ids=["not-json", "missing-keys", "unknown-labelmap-name", "unknown-img-cls", "short-entry"],
+)
+def test_a_bad_compressai_vision_json_is_a_one_line_error_naming_it(
+    tmp_path: Path, doc: dict[str, Any] | str, message: str
+) -> None:
+    cfg = _json_form(tmp_path, doc)
+    with pytest.raises(DataError, match=message) as info:
+        build_dataset(cfg, data_dir=tmp_path / "data", progress=False)
+    assert "\n" not in str(info.value)
+    assert _json_form(tmp_path, _json_doc()) and build_dataset(cfg, data_dir=tmp_path / "data", progress=False).oid
+
+
 # --- synthetic_oid ------------------------------------------------------------------------------------
 
 
@@ -372,6 +418,34 @@ def test_synthetic_oid_round_trip(tmp_path: Path) -> None:
     first, t0 = oid_instances(scene_for(spec, "val", 0))[0], ds.oid.images[0]
     assert t0.masks is not None and first.mask is not None
     np.testing.assert_array_equal(mask_utils.decode(t0.masks[0]).astype(bool), first.mask)
+
+    # Scored end to end: the synthetic scenes' own instances as detections (every crowd member detected on its
+    # own) give 100 only because the detections inside a group-of box count as one true positive, not as false
+    # positives; the two crowds hold 3 or more such detections each.
+    coco = json.loads(Path(ds.coco_json).read_text())
+    detections: dict[int, list[dict[str, Any]]] = {i: [] for i in range(n)}
+    for ann in coco["annotations"]:
+        detections[int(ann["image_id"])].append(
+            {"image_id": ann["image_id"], "category_id": ann["category_id"], "bbox": ann["bbox"], "score": 1.0}
+        )
+    scored = OidChallengeTasks.from_dataset(ds, ds.image_ids)
+    assert scored is not None
+    for i in range(n):
+        scored.process([{"image_id": i, "file_name": str(ds.path_of(i))}], [{"detections": detections[i]}])
+    assert scored.evaluate() == {"oic": {"AP50": pytest.approx(100.0)}}
+    assert scored.bbox.per_class_ap == {m: pytest.approx(100.0) for m in (PERSON, CAR, BUS, VEHICLE)}
+    crowd = ds.oid.images[12].boxes[np.flatnonzero(ds.oid.images[12].group_of)[0]]
+    inside = [d for d in detections[12] if d["category_id"] == 1 and d["bbox"][0] >= crowd[0] - 1
+              and d["bbox"][0] + d["bbox"][2] <= crowd[2] + 1]  # fmt: skip
+    assert len(inside) >= 3
+    plain = dataclasses.replace(  # the same boxes, none of them group-of: the crowd's members are then misses
+        ds.oid,
+        images={i: dataclasses.replace(t, group_of=np.zeros_like(t.group_of)) for i, t in ds.oid.images.items()},
+    )
+    strict = OidChallengeTasks(truth=plain)
+    for i in range(n):
+        strict.process([{"image_id": i, "file_name": str(ds.path_of(i))}], [{"detections": detections[i]}])
+    assert strict.evaluate()["oic"]["AP50"] < 100.0 and strict.bbox.per_class_ap[PERSON] < 100.0
 
     again = build_dataset(SyntheticOidDatasetConfig(size=n), data_dir=tmp_path / "b", progress=False)
     assert _digest(next((tmp_path / "a").glob("*/oid-v1"))) == _digest(next((tmp_path / "b").glob("*/oid-v1")))
@@ -447,6 +521,34 @@ def test_missing_column_and_label_outside_the_hierarchy(tmp_path: Path) -> None:
         read_challenge_dataset(
             name="oiv6", images=tmp_path / "images", files=files, data_dir=tmp_path / "data", progress=False
         )
+
+
+MASK_PNG = Path("masks") / "a" / "aa11_m01g317_0001.png"
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda r, f: f.hierarchy_json.write_text("{nope"), r"hierarchy\.json is not JSON"),
+        (lambda r, f: (r / MASK_PNG).unlink(), r"masks\.csv line 2: mask PNG 'aa11_m01g317_0001\.png' is in neither"),
+        (lambda r, f: (r / MASK_PNG).write_bytes(b"not a png"), r"cannot read mask .*aa11_m01g317_0001\.png"),
+        (
+            lambda r, f: f.labels_csv.write_text(f.labels_csv.read_text().replace(f"{PERSON},1", f"{PERSON},0.5", 1)),
+            r"labels\.csv line 2, column Confidence: '0\.5' is not 0 or 1; use the human-verified",
+        ),
+    ],
+    ids=["hierarchy-not-json", "mask-png-missing", "mask-png-unreadable", "fractional-confidence"],
+)
+def test_damaged_challenge_files_are_one_line_errors_naming_them(
+    tmp_path: Path, damage: Callable[[Path, ChallengeFiles], object], message: str
+) -> None:
+    files = _challenge_folder(tmp_path)
+    damage(tmp_path, files)
+    with pytest.raises(DataError, match=message) as info:
+        read_challenge_dataset(
+            name="oiv6", images=tmp_path / "images", files=files, data_dir=tmp_path / "data", progress=False
+        )
+    assert "\n" not in str(info.value)
 
 
 def test_class_map_covers_mpeg_subset() -> None:
