@@ -32,6 +32,7 @@ from vcm_eval.engine.run import run_dir_for
 from vcm_eval.engine.store import RecordStore
 from vcm_eval.engine.suite_entries import expand_entry, published_file
 from vcm_eval.errors import ConfigError, DataError
+from vcm_eval.metrics.bdrate import DEFAULT_SETTINGS, bd_values
 from vcm_eval.report.plots import curve_style
 from vcm_eval.report.published import published_table
 from vcm_eval.report.quant_table import format_table, record_stats
@@ -639,6 +640,13 @@ def test_vvenc_and_vtm_runs_in_one_folder_are_two_labelled_anchor_curves(
         "image_anchor (VVenC medium)",
     }
     assert set(bd["anchor_points"]) == {2} and set(bd["test_points"]) == {2}
+    vtm = anchor[anchor["curve"] == "image_anchor (VTM-23.13 AI)"]
+    fusion = runs[runs["pipeline"] == "fusion_codec"]
+    for metric in ("bbox_AP", "segm_AP"):  # against the VTM points alone, never a VVenC/VTM hybrid
+        alone = bd_values(vtm["bpp"], vtm[metric], fusion["bpp"], fusion[metric], DEFAULT_SETTINGS)
+        got = bd[(bd["curve"] == "fusion_codec") & (bd["metric"] == metric)].iloc[0]
+        assert got["bd_rate"] == pytest.approx(alone.bd_rate, nan_ok=True)
+        assert got["bd_map"] == pytest.approx(alone.bd_quality, nan_ok=True)
     text, _ = suite_summary(find_runs(str(results))[0], tmp_path / "suite", anchors=("image_anchor",), plot=False)
     assert text.startswith(
         "BD-rate against image_anchor refused: report.anchor='image_anchor' matches 2 curves"
