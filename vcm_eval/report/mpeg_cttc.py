@@ -35,8 +35,10 @@ align with FCM cttc") the script inserted an empty ``y_psnr`` column after ``end
 current FCM template has none. ``y_psnr=True`` writes that older layout for an older template.
 
 Class-wise rows (the script appends them for SFU / TVD / HiEVE / PandaSet): passed as rate points of their
-own dataset (``CLASS-AB``...); ``vcm_eval.report.video`` writes video runs' files with them (the FCM
-template's length-weighted class values; the script pools a class's detections instead, docs/video.md).
+own dataset (``CLASS-AB``...); ``vcm_eval.report.video`` writes video runs' files with them as the script
+does: the class's name, the point index 0..n-1 as ``qp``, the length-weighted rate and the accuracy pooled
+over the class's frames (docs/video.md). The report writes no times: vcm_eval measures per-image seconds of
+its own stages, not the script's elapsed ``nn_part_1`` / ``nn_part_2`` split.
 """
 
 from __future__ import annotations
