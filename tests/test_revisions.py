@@ -26,7 +26,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "vcm_eval"
 
 # area -> (revision, hash of its code at that revision)
 RECORDED = {
-    "features": (1, "3785d1d3e9db0d59"),
+    "features": (1, "b03013f226f4dba4"),
     "evaluators": (2, "8e9049ef06d86a11"),
     "image_anchor": (3, "e0ebc15c6158cd75"),
     "feature_anchor": (4, "0b030712bf776178"),

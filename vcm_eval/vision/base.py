@@ -89,8 +89,12 @@ class TaskModel(ABC):
     name: str
 
     @classmethod
-    def from_config(cls, model_cfg: Any, *, device: str = "cpu") -> TaskModel:
-        """The network a ``model`` config group describes, weights loaded, on ``device`` (each backend's own)."""
+    def from_config(cls, cfg: Any, runtime: Any) -> TaskModel:
+        """The network ``cfg.model`` describes, weights loaded, on ``runtime.device`` (each backend's own).
+
+        Called by ``vcm_eval.utils.components.build`` as every component is: ``cfg`` is the read-only
+        view of the ``model`` group, ``runtime`` how the run executes (``Runtime``).
+        """
         raise NotImplementedError(f"{cls.__name__} cannot be built from a config; give it a from_config")
 
     @abstractmethod

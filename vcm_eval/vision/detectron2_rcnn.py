@@ -30,6 +30,7 @@ from detectron2.structures import ImageList
 from omegaconf import DictConfig, OmegaConf
 
 from vcm_eval.errors import ConfigError
+from vcm_eval.utils.components import Runtime
 from vcm_eval.vision.base import LEVELS, FeatureSet, Instances, TaskModel
 from vcm_eval.vision.torchvision_rcnn import RcnnConfig, resolve_weights
 
@@ -122,9 +123,9 @@ class Detectron2Rcnn(TaskModel):
         self.resize = T.ResizeShortestEdge([cfg.min_size, cfg.min_size], cfg.max_size)
 
     @classmethod
-    def from_config(cls, model_cfg: DictConfig, *, device: str = "cpu") -> Detectron2Rcnn:
-        """The ``model`` group's network in detectron2 (it runs where detectron2 puts it; ``device`` unused)."""
-        return cls(OmegaConf.to_object(model_cfg))  # type: ignore[arg-type]
+    def from_config(cls, cfg: DictConfig, runtime: Runtime) -> Detectron2Rcnn:
+        """The ``model`` group's network in detectron2 (it runs where detectron2 puts it; the device is unused)."""
+        return cls(OmegaConf.to_object(cfg.model))  # type: ignore[arg-type]
 
     @torch.inference_mode()
     def features(self, image: np.ndarray) -> FeatureSet:

@@ -7,10 +7,10 @@ the same ``RcnnConfig`` describes both.
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from vcm_eval.errors import ConfigError
-from vcm_eval.utils.components import locate
+from vcm_eval.utils.components import Runtime, build, locate
 from vcm_eval.vision.base import TaskModel
 
 DETECTRON2 = "vcm_eval.vision.detectron2_rcnn.Detectron2Rcnn"
@@ -21,7 +21,8 @@ BACKENDS = {
 
 
 def build_task_model(model_cfg: DictConfig, *, device: str = "cpu") -> TaskModel:
-    """The configured task network with its weights loaded, in eval mode, on ``device``."""
+    """The configured task network with its weights loaded, in eval mode, on ``device``: ``_target_``'s
+    ``from_config`` called by ``vcm_eval.utils.components.build``, as every component is built."""
     try:
         target = locate(model_cfg._target_, "model._target_")
     except ConfigError as exc:
@@ -34,4 +35,5 @@ def build_task_model(model_cfg: DictConfig, *, device: str = "cpu") -> TaskModel
         raise
     if not (isinstance(target, type) and issubclass(target, TaskModel)):
         raise ConfigError(f"model._target_={model_cfg._target_} is not a vcm_eval.vision.base.TaskModel")
-    return target.from_config(model_cfg, device=device)
+    model: TaskModel = build(OmegaConf.create({"model": model_cfg}), "model", Runtime(device=device))
+    return model

@@ -27,6 +27,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from vcm_eval.device import resolve_device
 from vcm_eval.errors import CheckpointError, ConfigError, load_failure
 from vcm_eval.utils.choices import check_choices as check_dataclass_choices
+from vcm_eval.utils.components import Runtime
 from vcm_eval.vision.backbone import build_fpn_backbone
 from vcm_eval.vision.base import LEVELS, FeatureSet, Instances, TaskModel
 from vcm_eval.vision.config import RcnnConfig
@@ -277,10 +278,10 @@ class TorchvisionRcnn(TaskModel):
         self.model = model.eval().to(self.device)
 
     @classmethod
-    def from_config(cls, model_cfg: DictConfig, *, device: str = "cpu") -> TorchvisionRcnn:
-        """The ``model`` group's network with its weights, on ``device``."""
-        cfg: RcnnConfig = OmegaConf.to_object(model_cfg)  # type: ignore[assignment]
-        return cls(cfg, device=device)
+    def from_config(cls, cfg: DictConfig, runtime: Runtime) -> TorchvisionRcnn:
+        """The ``model`` group's network with its weights, on the runtime's device."""
+        model: RcnnConfig = OmegaConf.to_object(cfg.model)  # type: ignore[assignment]
+        return cls(model, device=runtime.device)
 
     @torch.inference_mode()
     def features(self, image: np.ndarray) -> FeatureSet:
