@@ -213,9 +213,8 @@ def run_single(cfg: DictConfig, *, timings: dict[str, float] | None = None) -> d
         clock["images"] = time.perf_counter()
         wanted = set(dataset.image_ids)
         records = [r for i, r in store.records.items() if i in wanted]
-        metrics: dict[str, Any] = dict(
-            evaluate_records(dataset, records, cfg.eval)
-        )  # a failed image: a record without detections
+        # A failed image (decode_error) is a record without detections: scored, never left out.
+        metrics: dict[str, Any] = dict(evaluate_records(dataset, records, cfg.eval))
         failed = sorted(int(r["image_id"]) for r in records if "decode_error" in r)
         metrics.update({"decode_failures": len(failed), **({"failed_images": failed} if failed else {})})
         metrics.update(run_complexity(pipeline, dataset, cfg.eval.complexity_images, bitstreams))
