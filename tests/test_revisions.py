@@ -27,7 +27,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "vcm_eval"
 # area -> (revision, hash of its code at that revision)
 RECORDED = {
     "features": (1, "b03013f226f4dba4"),
-    "evaluators": (2, "8e9049ef06d86a11"),
+    "evaluators": (2, "81937773bd7825c1"),
     "image_anchor": (3, "e0ebc15c6158cd75"),
     "feature_anchor": (4, "0b030712bf776178"),
     "quant": (3, "6757cdff911c0395"),

@@ -571,6 +571,33 @@ def test_mask_rle_is_pycocotools_own() -> None:
         assert mask_to_rle(m) == {"size": [int(v) for v in ref["size"]], "counts": ref["counts"].decode("ascii")}
 
 
+def test_an_image_anchor_stream_whose_container_is_damaged_is_a_recorded_failure(hydra_conf: None) -> None:
+    """The image anchor's rate parses its container (MPEG counts the VVC stream alone); a container that cannot
+    be parsed counts every byte and fails in decode, as a recorded failure, not a crash."""
+    from vcm_eval.codecs.base import ImageCodec
+    from vcm_eval.data.sample import Sample
+    from vcm_eval.pipelines.base import ImageCodingPipeline
+    from vcm_eval.pipelines.build import build_codec
+    from vcm_eval.pipelines.cache import StoredBitstream
+
+    codec = build_codec(compose_cfg(["pipeline=image_anchor", "pipeline.qp=47"]))
+    assert isinstance(codec, ImageCodec)
+    image = np.full((32, 48, 3), 128, np.uint8)
+    whole = codec.encode(image)
+    damaged = whole[:3]  # the tag and the first size: the stream's length is cut off
+
+    class Kept:  # a run's kept bitstreams holding the damaged one
+        def get(self, image_id: int) -> StoredBitstream:
+            return StoredBitstream(damaged, 0.1)
+
+    result = ImageCodingPipeline(model=object(), codec=codec, name="image_anchor", params={}).process(  # type: ignore[arg-type]
+        Sample(0, image, Path("x.png")),
+        bitstreams=Kept(),  # type: ignore[arg-type]
+    )
+    assert result.bits == 8 * len(damaged) and len(result.instances) == 0
+    assert "truncated" in result.extra["decode_error"] and "header_bytes" not in result.extra
+
+
 def test_decode_limits_are_settings_a_run_passes_to_its_codec(tmp_path: Path, data: Path, hydra_conf: None) -> None:
     """``decode.max_pixels`` below the images' size: every stream is refused before anything is allocated, each
     image a recorded failure (not a crash); the researcher's example codec gets the limit it declares."""

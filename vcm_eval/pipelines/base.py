@@ -121,8 +121,15 @@ def codec_identity(codec: Codec) -> dict[str, Any]:
 
 
 def _rate(codec: Codec, data: bytes) -> tuple[int, dict[str, Any]]:
-    """(bits of the rate, the container bytes outside it when the codec counts less than all)."""
-    counted = codec.rate_bytes(data)
+    """(bits of the rate, the container bytes outside it when the codec counts less than all).
+
+    A stream whose container cannot be parsed to find the part the rate counts (it will fail to
+    decode too) counts every byte it has.
+    """
+    try:
+        counted = codec.rate_bytes(data)
+    except CodecError:
+        counted = len(data)
     return 8 * counted, ({"header_bytes": len(data) - counted} if counted != len(data) else {})
 
 
