@@ -33,7 +33,7 @@ from vcm_eval.engine.store import RecordStore, read_json_object, recorded_ids, r
 from vcm_eval.errors import ConfigError
 from vcm_eval.metrics.coco_eval import label_to_category, to_coco_results
 from vcm_eval.metrics.evaluate import evaluate_records
-from vcm_eval.pipelines.base import Pipeline, measure_pipeline
+from vcm_eval.pipelines.base import Pipeline, failed_ids, measure_pipeline
 from vcm_eval.pipelines.build import build_pipeline, is_user_codec, pipeline_params, pipeline_reads
 from vcm_eval.pipelines.cache import BitstreamStore
 from vcm_eval.revisions import revision
@@ -215,7 +215,7 @@ def run_single(cfg: DictConfig, *, timings: dict[str, float] | None = None) -> d
         records = [r for i, r in store.records.items() if i in wanted]
         # A failed image (decode_error) is a record without detections: scored, never left out.
         metrics: dict[str, Any] = dict(evaluate_records(dataset, records, cfg.eval))
-        failed = sorted(int(r["image_id"]) for r in records if "decode_error" in r)
+        failed = failed_ids(records)
         metrics.update({"decode_failures": len(failed), **({"failed_images": failed} if failed else {})})
         metrics.update(run_complexity(pipeline, dataset, cfg.eval.complexity_images, bitstreams))
         knobs = (

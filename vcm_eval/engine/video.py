@@ -62,7 +62,7 @@ from vcm_eval.metrics.video import (
     pooled_detection,
     sequence_rates,
 )
-from vcm_eval.pipelines.base import ImageResult
+from vcm_eval.pipelines.base import ImageResult, failed_ids
 from vcm_eval.pipelines.video import SequenceCoding, VideoPipeline, build_video_pipeline
 from vcm_eval.revisions import revision
 from vcm_eval.utils.atomic import atomic_write, remove_stale_temps
@@ -200,7 +200,7 @@ def sequence_result(seq: VideoSequence, records: list[dict[str, Any]], coding: S
         atomic_write(folder / "tracks.txt", mot_text(tracks))
         acc = mot_accumulator(truth, tracks, frames, match_iou=tracker.match_iou)
         row.update(mot_scores([acc], [seq.name])[seq.name])
-    failed = [int(r["image_id"]) for r in records if "decode_error" in r]  # scored without detections
+    failed = failed_ids(records)  # scored without detections
     row["decode_failures"] = len(failed)
     if failed:
         row["failed_frames"] = failed

@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -133,6 +133,9 @@ def _rate(codec: Codec, data: bytes) -> tuple[int, dict[str, Any]]:
     return 8 * counted, ({"header_bytes": len(data) - counted} if counted != len(data) else {})
 
 
+DECODE_ERROR = "decode_error"  # the record field of an image whose stream did not decode: why
+
+
 def decode_limits(codec: Codec, limits: Mapping[str, int] | None) -> dict[str, int]:
     """The ``decode.*`` limits (``DecodeLimits``) that ``codec.decode`` takes as keyword arguments (every
     built-in codec takes both; a researcher's codec those it declares, or none)."""
@@ -152,7 +155,13 @@ def _decoded(codec: ImageCodec | FeatureCodec, data: bytes, limits: dict[str, in
     try:
         return codec.decode(data, **limits), {}  # type: ignore[call-arg]
     except CodecError as exc:
-        return None, {"decode_error": str(exc)}
+        return None, {DECODE_ERROR: str(exc)}
+
+
+def failed_ids(records: Iterable[Mapping[str, Any]]) -> list[int]:
+    """The ids (image ids, or frame indices of a video run) of the records whose stream did not decode (``_decoded``),
+    in order: each a record without detections, counted in the run's ``decode_failures``."""
+    return sorted(int(r["image_id"]) for r in records if DECODE_ERROR in r)
 
 
 def _failed(sample: Sample, bits: int, stored: StoredBitstream, decode_s: float, extra: dict[str, Any]) -> ImageResult:
