@@ -27,13 +27,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "vcm_eval"
 # area -> (revision, hash of its code at that revision)
 RECORDED = {
     "features": (1, "b03013f226f4dba4"),
-    "evaluators": (2, "ca59bc460096cd8a"),
+    "evaluators": (2, "5af20d8370af9bc4"),
     "image_anchor": (3, "e0ebc15c6158cd75"),
     "feature_anchor": (4, "0b030712bf776178"),
     "quant": (3, "6757cdff911c0395"),
     "fusion": (4, "e85bfa5148e307ef"),
     "msfc": (3, "7968ccbfa84bebbb"),
-    "video": (10, "4c7372f205562947"),
+    "video": (10, "a805b7fc36376301"),
 }
 
 

@@ -27,9 +27,9 @@ from vcm_eval.codecs.vvc.headers import stream_structure
 from vcm_eval.codecs.vvc.sequence import CodedSequence, VvcSequenceCodec
 from vcm_eval.codecs.vvc.shipped_sequences import ShippedSequence, ShippedSequences, sequence_digest
 from vcm_eval.codecs.vvc.yuv import Yuv420
+from vcm_eval.data.datasets import build_dataset
 from vcm_eval.data.video.base import VideoDataset
 from vcm_eval.data.video.config import SyntheticVideoConfig
-from vcm_eval.data.video.synthetic import synthetic_video_dataset
 from vcm_eval.errors import CodecError, ConfigError
 from vcm_eval.video_anchors import content_digest, make_video_anchors, read_manifest
 
@@ -47,7 +47,9 @@ def shipped() -> ShippedSequences:
 @pytest.fixture(scope="module")
 def video(tmp_path_factory: pytest.TempPathFactory) -> VideoDataset:
     """The synthetic video with its default settings (``dataset=synthetic_video``): what the streams were made from."""
-    return synthetic_video_dataset(SyntheticVideoConfig(), data_dir=tmp_path_factory.mktemp("video"), progress=False)
+    return build_dataset(
+        SyntheticVideoConfig(), data_dir=tmp_path_factory.mktemp("video"), progress=False, kind=VideoDataset
+    )
 
 
 def _coded(entry: ShippedSequence, data: bytes) -> CodedSequence:

@@ -14,12 +14,12 @@ from hydra.core.config_store import ConfigStore
 from PIL import Image
 
 import vcm_eval.config  # noqa: F401 - registers the image schemas the video ones extend
+from vcm_eval.data.datasets import build_dataset
 from vcm_eval.data.video import config as video_config
 from vcm_eval.data.video.base import VideoDataset, default_intra_period
 from vcm_eval.data.video.config import MotDatasetConfig, SfuDatasetConfig, SyntheticVideoConfig, SyntheticVideoSpec
-from vcm_eval.data.video.mot import mot_dataset
-from vcm_eval.data.video.sfu import COLUMNS, SfuSequence, read_sequence_list, sfu_dataset
-from vcm_eval.data.video.synthetic import categories, sequence_frames, synthetic_video_dataset, write_video
+from vcm_eval.data.video.sfu import COLUMNS, SfuSequence, read_sequence_list
+from vcm_eval.data.video.synthetic import categories, sequence_frames, write_video
 from vcm_eval.data.video.yuv_file import frame_bytes
 from vcm_eval.errors import ConfigError, DataError
 from vcm_eval.resources import CONF_DIR
@@ -30,7 +30,9 @@ SMALL = SyntheticVideoSpec(height=64, width=128, sequence_count=2, frames=8)
 @pytest.fixture(scope="module")
 def video(tmp_path_factory: pytest.TempPathFactory) -> VideoDataset:
     """The default synthetic video (3 x 16 frames of 256x128), generated once for this module."""
-    return synthetic_video_dataset(SyntheticVideoConfig(), data_dir=tmp_path_factory.mktemp("video"), progress=False)
+    return build_dataset(
+        SyntheticVideoConfig(), data_dir=tmp_path_factory.mktemp("video"), progress=False, kind=VideoDataset
+    )
 
 
 def _root(video: VideoDataset) -> Path:
@@ -131,8 +133,11 @@ def test_config_schemas_compose_and_refuse_typos() -> None:
 
 def test_limit_and_selection(tmp_path: Path, video: VideoDataset) -> None:
     root = _root(video)
-    small = synthetic_video_dataset(
-        SyntheticVideoConfig(root=str(root), limit=5, classes=["B"]), data_dir=tmp_path, progress=False
+    small = build_dataset(
+        SyntheticVideoConfig(root=str(root), limit=5, classes=["B"]),
+        data_dir=tmp_path,
+        progress=False,
+        kind=VideoDataset,
     )
     assert [s.name for s in small] == ["SynthStreet1_256x128_30"]
     seq = small.sequences[0]
@@ -140,9 +145,11 @@ def test_limit_and_selection(tmp_path: Path, video: VideoDataset) -> None:
     truth = seq.mot()
     assert truth is not None and truth.rows[:, 0].max() == 5
     with pytest.raises(ConfigError, match=r"classes=\['E'\] matches nothing"):
-        synthetic_video_dataset(SyntheticVideoConfig(root=str(root), classes=["E"]), data_dir=tmp_path, progress=False)
+        build_dataset(
+            SyntheticVideoConfig(root=str(root), classes=["E"]), data_dir=tmp_path, progress=False, kind=VideoDataset
+        )
     with pytest.raises(ConfigError, match="min_objects"):
-        synthetic_video_dataset(SyntheticVideoConfig(min_objects=1), data_dir=tmp_path, progress=False)
+        build_dataset(SyntheticVideoConfig(min_objects=1), data_dir=tmp_path, progress=False, kind=VideoDataset)
 
 
 def test_mpeg_sequence_list_and_intra_period_rule() -> None:
@@ -177,7 +184,9 @@ def _sfu_root(tmp_path: Path, *, frames_in_file: int = 6, clip: bool = False) ->
 
 def test_sfu_reader_reads_the_distributed_layout(tmp_path: Path) -> None:
     root, seq_list, raw = _sfu_root(tmp_path)
-    dataset = sfu_dataset(SfuDatasetConfig(root=str(root), sequence_list=str(seq_list)), data_dir=tmp_path)
+    dataset = build_dataset(
+        SfuDatasetConfig(root=str(root), sequence_list=str(seq_list)), data_dir=tmp_path, kind=VideoDataset
+    )
     seq = dataset["Foo_64x32_30"]
     assert (seq.width, seq.height, seq.fps, seq.frame_count, seq.seq_class, seq.qps) == (64, 32, 30, 4, "D", (22, 27))
     per = frame_bytes(64, 32)
@@ -198,7 +207,9 @@ def test_sfu_reader_reads_the_distributed_layout(tmp_path: Path) -> None:
 
 def test_sfu_reader_takes_mpeg_clips(tmp_path: Path) -> None:
     root, seq_list, raw = _sfu_root(tmp_path, frames_in_file=4, clip=True)
-    seq = sfu_dataset(SfuDatasetConfig(root=str(root), sequence_list=str(seq_list)), data_dir=tmp_path).sequences[0]
+    seq = build_dataset(
+        SfuDatasetConfig(root=str(root), sequence_list=str(seq_list)), data_dir=tmp_path, kind=VideoDataset
+    ).sequences[0]
     assert next(seq.yuv_frames())[0].tobytes() == raw[: 64 * 32].tobytes()  # a 4-frame clip starts at its first byte
 
 
@@ -208,26 +219,26 @@ def test_sfu_reader_errors_name_the_file(tmp_path: Path) -> None:
     ann = root / "ClassD" / "Annotations" / "Foo"
     (ann / "Foo_64x32_30_seq_002.txt").write_text("0 0.5 0.5 0.25\n")
     with pytest.raises(DataError, match=r"Foo_64x32_30_seq_002.txt:1: 4 fields"):
-        sfu_dataset(cfg, data_dir=tmp_path).sequences[0].coco()
+        build_dataset(cfg, data_dir=tmp_path, kind=VideoDataset).sequences[0].coco()
     (ann / "Foo_64x32_30_seq_002.txt").write_text("80 0.5 0.5 0.25 0.1\n")
     with pytest.raises(DataError, match="class id 80"):
-        list(sfu_dataset(cfg, data_dir=tmp_path).sequences[0].frames())
+        list(build_dataset(cfg, data_dir=tmp_path, kind=VideoDataset).sequences[0].frames())
     (ann / "Foo_64x32_30_seq_002.txt").write_text("1 1.5 0.5 0.25 0.1\n")
     with pytest.raises(DataError, match="not normalized"):
-        sfu_dataset(cfg, data_dir=tmp_path).sequences[0].coco()
+        build_dataset(cfg, data_dir=tmp_path, kind=VideoDataset).sequences[0].coco()
     (ann / "Foo_64x32_30_seq_004.txt").unlink()
     with pytest.raises(DataError, match="no annotation file for frame 4"):
-        sfu_dataset(cfg, data_dir=tmp_path)
+        build_dataset(cfg, data_dir=tmp_path, kind=VideoDataset)
     (root / "ClassD" / "Foo_64x32_30Hz_8bit_P420.yuv").write_bytes(b"\0" * (frame_bytes(64, 32) * 5 + 7))
     with pytest.raises(DataError, match="no raw video of Foo_64x32_30"):
-        sfu_dataset(cfg, data_dir=tmp_path)
+        build_dataset(cfg, data_dir=tmp_path, kind=VideoDataset)
     seq_list.write_text(f"{LIST_HEADER.replace(',qps', '')}\n")
     with pytest.raises(DataError, match=r"lacks the columns \['qps'\]"):
-        sfu_dataset(cfg, data_dir=tmp_path)
+        build_dataset(cfg, data_dir=tmp_path, kind=VideoDataset)
     with pytest.raises(ConfigError, match="dataset.root"):
-        sfu_dataset(SfuDatasetConfig(), data_dir=tmp_path)
+        build_dataset(SfuDatasetConfig(), data_dir=tmp_path, kind=VideoDataset)
     with pytest.raises(ConfigError, match=r"sequences=\['Nope'\] matches nothing"):
-        sfu_dataset(SfuDatasetConfig(root=str(root), sequences=["Nope"]), data_dir=tmp_path)
+        build_dataset(SfuDatasetConfig(root=str(root), sequences=["Nope"]), data_dir=tmp_path, kind=VideoDataset)
 
 
 def test_sequence_frames_hold_one_frame_in_memory(tmp_path: Path) -> None:
@@ -241,7 +252,9 @@ def test_sequence_frames_hold_one_frame_in_memory(tmp_path: Path) -> None:
             (root / "ClassB" / "Annotations" / "Big" / f"Big_{k:03d}.txt").write_text("0 0.5 0.5 0.1 0.2\n")
     seq_list = tmp_path / "list.csv"
     seq_list.write_text(f"{LIST_HEADER}\nBig_1920x1080_50,Big,B,AB,1920,1080,50,{count},0,64,,Big_1920x1080_50,Big\n")
-    seq = sfu_dataset(SfuDatasetConfig(root=str(root), sequence_list=str(seq_list)), data_dir=tmp_path).sequences[0]
+    seq = build_dataset(
+        SfuDatasetConfig(root=str(root), sequence_list=str(seq_list)), data_dir=tmp_path, kind=VideoDataset
+    ).sequences[0]
     tracemalloc.start()
     try:
         n = sum(1 for frame in seq.frames() if frame.image.shape == (1080, 1920, 3))
@@ -275,7 +288,7 @@ def _mot_root(tmp_path: Path, fps: int = 25) -> Path:
 
 
 def test_mot_reader_reads_the_layout(tmp_path: Path) -> None:
-    dataset = mot_dataset(MotDatasetConfig(root=str(_mot_root(tmp_path))), data_dir=tmp_path)
+    dataset = build_dataset(MotDatasetConfig(root=str(_mot_root(tmp_path))), data_dir=tmp_path, kind=VideoDataset)
     seq = dataset["S1"]
     assert (seq.width, seq.height, seq.fps, seq.frame_count, seq.intra_period, seq.seq_class) == (
         32,
@@ -293,8 +306,8 @@ def test_mot_reader_reads_the_layout(tmp_path: Path) -> None:
     truth = seq.mot()
     assert truth is not None and truth.rows.shape == (4, 9) and truth.track_ids == [1, 2] and len(truth.at(2)) == 2
     assert [a["iscrowd"] for a in seq.coco()["annotations"]] == [0, 0, 1, 0]
-    fast = mot_dataset(
-        MotDatasetConfig(root=str(_mot_root(tmp_path / "b", fps=50)), limit=2), data_dir=tmp_path
+    fast = build_dataset(
+        MotDatasetConfig(root=str(_mot_root(tmp_path / "b", fps=50)), limit=2), data_dir=tmp_path, kind=VideoDataset
     ).sequences[0]
     fast_truth = fast.mot()
     assert fast.intra_period == 64 and fast.frame_count == 2 and fast_truth is not None and len(fast_truth.rows) == 3
@@ -306,20 +319,20 @@ def test_mot_reader_errors_name_the_file(tmp_path: Path) -> None:
     gt = root / "S1" / "gt" / "gt.txt"
     gt.write_text("1,1,2,3,4,5,1,1,1\n9,1,2,3,4,5,1,1,1\n")
     with pytest.raises(DataError, match="frame 9, outside 1..3"):
-        mot_dataset(cfg, data_dir=tmp_path)
+        build_dataset(cfg, data_dir=tmp_path, kind=VideoDataset)
     gt.write_text("1,1,two,3,4,5,1,1,1\n")
     with pytest.raises(DataError, match="gt.txt is not comma-separated numbers"):
-        mot_dataset(cfg, data_dir=tmp_path)
+        build_dataset(cfg, data_dir=tmp_path, kind=VideoDataset)
     gt.write_text("1,1,2\n")
     with pytest.raises(DataError, match="3 columns"):
-        mot_dataset(cfg, data_dir=tmp_path)
+        build_dataset(cfg, data_dir=tmp_path, kind=VideoDataset)
     gt.write_text("1,1,2,3,4,5,1,1,1\n")
     (root / "S1" / "img1" / "000002.jpg").unlink()
     with pytest.raises(DataError, match="1 of 3 images of S1 are missing, first .*000002.jpg"):
-        mot_dataset(cfg, data_dir=tmp_path)
+        build_dataset(cfg, data_dir=tmp_path, kind=VideoDataset)
     info = root / "S1" / "seqinfo.ini"
     info.write_text(info.read_text().replace("frameRate=25\n", ""))
     with pytest.raises(DataError, match=r"lacks \['frameRate'\]"):
-        mot_dataset(cfg, data_dir=tmp_path)
+        build_dataset(cfg, data_dir=tmp_path, kind=VideoDataset)
     with pytest.raises(DataError, match="no sequence under"):
-        mot_dataset(MotDatasetConfig(root=str(tmp_path / "mot" / "S1" / "gt")), data_dir=tmp_path)
+        build_dataset(MotDatasetConfig(root=str(tmp_path / "mot" / "S1" / "gt")), data_dir=tmp_path, kind=VideoDataset)

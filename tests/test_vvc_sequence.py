@@ -20,9 +20,9 @@ from hydra import compose, initialize_config_dir
 from vcm_eval.codecs.vvc.headers import stream_structure
 from vcm_eval.codecs.vvc.sequence import CodedSequence, SequenceJob, VvcSequenceCodec, access_units, vtm_segments
 from vcm_eval.codecs.vvc.yuv import Yuv420
-from vcm_eval.data.video.base import VideoSequence
+from vcm_eval.data.datasets import build_dataset
+from vcm_eval.data.video.base import VideoDataset, VideoSequence
 from vcm_eval.data.video.config import SyntheticVideoConfig
-from vcm_eval.data.video.synthetic import synthetic_video_dataset
 from vcm_eval.errors import CodecError, ConfigError
 from vcm_eval.resources import CONF_DIR
 
@@ -42,8 +42,8 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1023.0) -> float:
 @pytest.fixture(scope="module")
 def sequence(tmp_path_factory: pytest.TempPathFactory) -> VideoSequence:
     """Synthetic sequence 1 (16 frames of 256x128 at 30 fps, panning camera, intra period 8)."""
-    return synthetic_video_dataset(
-        SyntheticVideoConfig(), data_dir=tmp_path_factory.mktemp("video"), progress=False
+    return build_dataset(
+        SyntheticVideoConfig(), data_dir=tmp_path_factory.mktemp("video"), progress=False, kind=VideoDataset
     ).sequences[1]
 
 

@@ -43,11 +43,11 @@ from vcm_eval.codecs.vvc.shipped_sequences import FIELDS, SHIPPED_SEQUENCES, Seq
 from vcm_eval.codecs.vvc.yuv import Yuv420
 from vcm_eval.config import PathsConfig
 from vcm_eval.data.config import DatasetConfig
+from vcm_eval.data.datasets import build_dataset
 from vcm_eval.data.video.base import VideoDataset, VideoSequence
 from vcm_eval.errors import CodecError, ConfigError
 from vcm_eval.resources import CONF_DIR
 from vcm_eval.utils.atomic import atomic_write
-from vcm_eval.utils.components import locate
 from vcm_eval.utils.manifest import manifest_text, read_manifest
 
 
@@ -116,8 +116,7 @@ def check_decodes(coded: CodedSequence, name: str, ffmpeg: VvcSequenceCodec, vtm
 
 
 def _video(cfg: MakeVideoAnchorsConfig) -> VideoDataset:
-    builder = locate(cfg.dataset._target_, "dataset._target_")
-    video = builder(cfg.dataset, data_dir=Path(cfg.paths.data), progress=False)
+    video = build_dataset(cfg.dataset, data_dir=Path(cfg.paths.data), progress=False, kind=object)
     if not isinstance(video, VideoDataset):
         raise ConfigError(f"dataset={cfg.dataset.name} is not a video dataset; pick one (dataset=synthetic_video, sfu)")
     return video

@@ -22,7 +22,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -32,6 +32,11 @@ from tqdm import tqdm
 from vcm_eval.data.base import EvalDataset
 from vcm_eval.data.config import CityscapesDatasetConfig
 from vcm_eval.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from vcm_eval.utils.components import Runtime
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
 INSTANCE_SUFFIX = "_gtFine_instanceIds.png"
@@ -145,8 +150,10 @@ def build_coco_json(root: Path, pairs: list[tuple[Path, Path]], *, progress: boo
     return {"info": info, "images": images, "annotations": annotations, "categories": categories}
 
 
-def cityscapes_dataset(cfg: CityscapesDatasetConfig, *, data_dir: Path, progress: bool = True) -> EvalDataset:
-    """An ``EvalDataset`` of ``cfg.split`` under ``cfg.root``, its COCO json cached under ``data_dir``/cityscapes."""
+def cityscapes_dataset(view: DictConfig, runtime: Runtime) -> EvalDataset:
+    """An ``EvalDataset`` of ``dataset.split`` under ``dataset.root``, its COCO json cached under
+    ``runtime.data_dir``/cityscapes."""
+    cfg: CityscapesDatasetConfig = view.dataset
     if not cfg.root:
         raise ConfigError(f"a Cityscapes dataset needs dataset.root=<folder holding {LAYOUT.format(split=cfg.split)}>")
     root = Path(cfg.root).expanduser().resolve()
@@ -155,9 +162,9 @@ def cityscapes_dataset(cfg: CityscapesDatasetConfig, *, data_dir: Path, progress
     pairs = find_images(root, cfg.split)
     listing = "\n".join(p.relative_to(root).as_posix() for p, _ in pairs)
     key = hashlib.sha256(f"{JSON_VERSION}\n{root}\n{cfg.split}\n{listing}".encode()).hexdigest()[:12]
-    coco_json = data_dir / "cityscapes" / f"instances_{cfg.split}-{key}.json"
+    coco_json = runtime.data_dir / "cityscapes" / f"instances_{cfg.split}-{key}.json"
     if not coco_json.is_file():
-        coco = build_coco_json(root, pairs, progress=progress)
+        coco = build_coco_json(root, pairs, progress=runtime.progress)
         coco_json.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=coco_json.parent, prefix=".tmp-", suffix=".json")
         with os.fdopen(fd, "w") as f:

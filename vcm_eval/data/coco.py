@@ -13,10 +13,16 @@ the layout it expected, not in the middle of a run.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vcm_eval.data.base import EvalDataset
 from vcm_eval.data.config import CocoDatasetConfig
 from vcm_eval.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from vcm_eval.utils.components import Runtime
 
 LAYOUT = "<root>/{split}/<image files> and <root>/annotations/instances_{split}.json"
 
@@ -44,9 +50,10 @@ def coco_paths(cfg: CocoDatasetConfig) -> tuple[Path, Path]:
     return images, annotations
 
 
-def coco_dataset(cfg: CocoDatasetConfig, *, data_dir: Path, progress: bool = True) -> EvalDataset:
-    """An ``EvalDataset`` of a COCO-format split, read in place (nothing is written under ``data_dir``); checks
+def coco_dataset(view: DictConfig, runtime: Runtime) -> EvalDataset:
+    """An ``EvalDataset`` of a COCO-format split, read in place (nothing is written under ``runtime.data_dir``); checks
     the first image's path."""
+    cfg: CocoDatasetConfig = view.dataset
     images, annotations = coco_paths(cfg)
     dataset = EvalDataset(name=cfg.name, image_root=images, coco_json=annotations, cityscapes_gt=None, limit=cfg.limit)
     if dataset.images:

@@ -31,7 +31,7 @@ class DatasetConfig:
 
     name: str = MISSING
     kind: str = MISSING
-    _target_: str = MISSING  # the builder: (cfg, *, data_dir, progress) -> EvalDataset
+    _target_: str = MISSING  # the builder: (cfg, runtime) -> EvalDataset, built by components.build
     split: str = "val"
     limit: int = 0
     root: str = ""

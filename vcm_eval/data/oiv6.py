@@ -31,7 +31,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
@@ -69,6 +69,11 @@ from vcm_eval.data.oid_truth import (
 )
 from vcm_eval.errors import ConfigError, DataError
 from vcm_eval.utils.atomic import atomic_write
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from vcm_eval.utils.components import Runtime
 
 DERIVED_VERSION = 1  # bump when the derived COCO json changes
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -193,8 +198,9 @@ def read_compressai_dataset(
     return dataset
 
 
-def oiv6_dataset(cfg: Oiv6DatasetConfig, *, data_dir: Path, progress: bool = True) -> EvalDataset:
+def oiv6_dataset(view: DictConfig, runtime: Runtime) -> EvalDataset:
     """``dataset=oiv6``: the challenge files when ``boxes_csv``/``labels_csv`` are set, else CompressAI-Vision's."""
+    cfg: Oiv6DatasetConfig = view.dataset
     root = Path(cfg.root).expanduser() if cfg.root else None
 
     def path(value: str) -> Path | None:
@@ -221,10 +227,10 @@ def oiv6_dataset(cfg: Oiv6DatasetConfig, *, data_dir: Path, progress: bool = Tru
             name=cfg.name,
             images=images,
             files=files,
-            data_dir=data_dir,
+            data_dir=runtime.data_dir,
             coco_json=path(cfg.coco_json),
             limit=cfg.limit,
-            progress=progress,
+            progress=runtime.progress,
         )
     coco_json = path(cfg.coco_json)
     if coco_json is None:

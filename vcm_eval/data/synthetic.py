@@ -23,7 +23,7 @@ import shutil
 import tempfile
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from filelock import FileLock
@@ -36,6 +36,11 @@ from vcm_eval.data.config import SyntheticDatasetConfig, SyntheticSpec
 from vcm_eval.data.scene import CLASSES, Scene, generate_scene
 from vcm_eval.errors import ConfigError
 from vcm_eval.utils.construct import from_config
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from vcm_eval.utils.components import Runtime
 
 CITY = "synthtown"
 FRAME = 19  # Cityscapes' annotated frames are *_000019
@@ -177,15 +182,16 @@ def synthetic_spec(cfg: SyntheticDatasetConfig) -> SyntheticSpec:
     return from_config(SyntheticSpec, cfg)
 
 
-def synthetic_dataset(cfg: SyntheticDatasetConfig, *, data_dir: Path, progress: bool = True) -> EvalDataset:
-    """The embedded default, written under ``root`` (or ``data_dir``/<generator folder>) on first use."""
+def synthetic_dataset(view: DictConfig, runtime: Runtime) -> EvalDataset:
+    """The embedded default, written under ``root`` (or ``runtime.data_dir``/<generator folder>) on first use."""
+    cfg: SyntheticDatasetConfig = view.dataset
     if cfg.size <= 0 or cfg.height < 64 or cfg.width < 64:
         raise ConfigError(
             f"synthetic dataset needs size > 0 and height, width >= 64 (got {cfg.size}, {cfg.height}x{cfg.width})"
         )
     spec = synthetic_spec(cfg)
-    root = Path(cfg.root) if cfg.root else data_dir / folder_name(spec)
-    coco_json = write_split(root, spec, cfg.split, cfg.size, progress=progress)
+    root = Path(cfg.root) if cfg.root else runtime.data_dir / folder_name(spec)
+    coco_json = write_split(root, spec, cfg.split, cfg.size, progress=runtime.progress)
     return EvalDataset(
         name=cfg.name, image_root=root, coco_json=coco_json, cityscapes_gt=root / "gtFine" / cfg.split, limit=cfg.limit
     )

@@ -40,6 +40,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from filelock import FileLock
@@ -53,6 +54,11 @@ from vcm_eval.data.scene import CLASSES, Scene
 from vcm_eval.data.synthetic import folder_name, scene_for, stem, write_split
 from vcm_eval.errors import ConfigError
 from vcm_eval.utils.construct import from_config
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from vcm_eval.utils.components import Runtime
 
 OID_FORMAT_VERSION = 1  # bump when a rule changes, so written splits are regenerated
 GROUP_MIN = 3  # overlapping persons that make a crowd
@@ -148,24 +154,25 @@ def write_oid_split(root: Path, spec: SyntheticSpec, split: str, count: int, *, 
     return layout
 
 
-def synthetic_oid_dataset(cfg: SyntheticOidDatasetConfig, *, data_dir: Path, progress: bool = True) -> EvalDataset:
+def synthetic_oid_dataset(view: DictConfig, runtime: Runtime) -> EvalDataset:
     """``dataset=synthetic_oid``: written on first use beside the synthetic split, read as challenge files."""
+    cfg: SyntheticOidDatasetConfig = view.dataset
     if cfg.size <= 0 or cfg.height < 64 or cfg.width < 64:
         raise ConfigError(
             f"synthetic_oid needs size > 0 and height, width >= 64 (got {cfg.size}, {cfg.height}x{cfg.width})"
         )
     spec = from_config(SyntheticSpec, cfg)
-    root = Path(cfg.root) if cfg.root else data_dir / folder_name(spec)
-    coco_json = write_split(root, spec, cfg.split, cfg.size, progress=progress)
-    layout = write_oid_split(root, spec, cfg.split, cfg.size, progress=progress)
+    root = Path(cfg.root) if cfg.root else runtime.data_dir / folder_name(spec)
+    coco_json = write_split(root, spec, cfg.split, cfg.size, progress=runtime.progress)
+    layout = write_oid_split(root, spec, cfg.split, cfg.size, progress=runtime.progress)
     return read_challenge_dataset(
         name=cfg.name,
         images=root,
         files=layout.files,
-        data_dir=data_dir,
+        data_dir=runtime.data_dir,
         coco_json=coco_json,
         limit=cfg.limit,
-        progress=progress,
+        progress=runtime.progress,
         cityscapes_gt=root / "gtFine" / cfg.split,  # the same split's Cityscapes truth: all three metrics
     )
 

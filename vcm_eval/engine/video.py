@@ -44,6 +44,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from vcm_eval.data.datasets import build_dataset
 from vcm_eval.data.video.base import VideoDataset, VideoSequence
 from vcm_eval.data.video.config import VIDEO_DATASET_SCHEMAS
 from vcm_eval.determinism import cpu_identity
@@ -67,7 +68,7 @@ from vcm_eval.pipelines.video import SequenceCoding, VideoPipeline, build_video_
 from vcm_eval.revisions import revision
 from vcm_eval.utils.atomic import atomic_write, remove_stale_temps
 from vcm_eval.utils.cli import note_failed_images
-from vcm_eval.utils.components import Runtime, key_view, locate
+from vcm_eval.utils.components import Runtime, key_view
 from vcm_eval.vision.complexity import StageComplexity, pooled_kmac_per_pixel
 from vcm_eval.vision.registry import build_task_model
 
@@ -106,15 +107,8 @@ def video_run_dir(cfg: DictConfig, parts: dict[str, Any], name: str, params: dic
 
 
 def build_video_dataset(cfg: DictConfig) -> VideoDataset:
-    """The ``VideoDataset`` of ``cfg.dataset`` (its ``_target_`` builder; the synthetic video made on first use)."""
-    if cfg.dataset.limit < 0:
-        raise ConfigError(f"dataset.limit={cfg.dataset.limit} must be >= 0 (0 keeps every frame)")
-    dataset = locate(cfg.dataset._target_, "dataset._target_")(cfg.dataset, data_dir=Path(cfg.paths.data),
-                                                                progress=cfg.progress)  # fmt: skip
-    if not isinstance(dataset, VideoDataset):
-        raise ConfigError(f"dataset._target_={cfg.dataset._target_} built a {type(dataset).__name__}, not a "
-                          "VideoDataset")  # fmt: skip
-    return dataset
+    """The ``VideoDataset`` of ``cfg.dataset``, built as every dataset is (the synthetic video made on first use)."""
+    return build_dataset(cfg.dataset, data_dir=Path(cfg.paths.data), progress=cfg.progress, kind=VideoDataset)
 
 
 def shard_of(dataset: Sequence[VideoSequence], shard: str) -> list[VideoSequence]:

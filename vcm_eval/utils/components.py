@@ -18,6 +18,7 @@ that do not change a result either (a binary's path, an encoder's thread count) 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from vcm_eval.errors import ConfigError
 
@@ -85,8 +87,23 @@ def select(cfg: DictConfig, groups: tuple[str, ...]) -> DictConfig:
     missing = [g for g in groups if g not in cfg]
     if missing:
         raise ConfigError(f"config lacks the groups {missing} a component reads; compose it with them")
-    view = OmegaConf.create({g: cfg[g] for g in groups}, flags={"readonly": True})
-    return view
+    return OmegaConf.create({g: resolved(cfg[g], g) for g in groups}, flags={"readonly": True})
+
+
+def resolved(node: Any, group: str) -> DictConfig:
+    """A copy of the config node of ``group`` with its interpolations resolved against the config it
+    belongs to (so ``dataset.root=${paths.data}/x`` still means what it says in a view that holds no
+    ``paths``), its schema kept. A dataclass instance becomes its structured config.
+
+    Raises:
+        ConfigError: an interpolation names nothing in the config.
+    """
+    copied = copy.deepcopy(node) if isinstance(node, DictConfig) else OmegaConf.structured(node)
+    try:  # a deep copy keeps its parent, so interpolations still see the whole config
+        OmegaConf.resolve(copied)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{group}: cannot resolve an interpolation ({exc}); fix the ${{...}} it names") from exc
+    return copied
 
 
 def reads_of(target: Any) -> tuple[str, ...]:

@@ -2,8 +2,9 @@
 
 ``dataset=synthetic_video|sfu|mot`` picks a kind. Every kind builds a ``VideoDataset``
 (``vcm_eval.data.video.base``) through the builder its ``_target_`` names, a function
-``(cfg, *, data_dir, progress) -> VideoDataset``. As for the image datasets, each schema holds only
-the fields its reader uses, so a misspelled or foreign key fails when the config is composed.
+``(cfg, runtime) -> VideoDataset`` (``vcm_eval.data.datasets.build_dataset``). As for the image
+datasets, each schema holds only the fields its reader uses, so a misspelled or foreign key fails
+when the config is composed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ class VideoDatasetConfig(DatasetConfig):
     ``limit`` > 0 keeps the first ``limit`` frames of every sequence (0 = all); ``sequences`` keeps
     the sequences of these names and ``classes`` those of these classes (empty = all). ``root`` is the
     dataset's folder (empty: the kind's default). ``_target_`` names the builder, a function
-    ``(cfg, *, data_dir, progress) -> VideoDataset``. ``tracked``: the category names a tracker follows
+    ``(cfg, runtime) -> VideoDataset``. ``tracked``: the category names a tracker follows
     on this dataset when ``tracker.categories`` is empty (empty = all; TVD and HiEve: ``[person]``, the
     only class of their ground truth, as JDE tracks it). ``cttc_class``: a class's name in the CTTC CSV,
     ``{}`` standing for the class (upper-cased, as MPEG's ``gen_mpeg_cttc_csv.py`` names them: SFU

@@ -18,7 +18,7 @@ from __future__ import annotations
 import configparser
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -36,6 +36,11 @@ from vcm_eval.data.video.base import (
 )
 from vcm_eval.data.video.config import MotDatasetConfig
 from vcm_eval.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from vcm_eval.utils.components import Runtime
 
 SEQINFO_KEYS = ("imDir", "frameRate", "seqLength", "imWidth", "imHeight", "imExt")
 MOT_CATEGORIES = [
@@ -186,8 +191,9 @@ def read_mot(root: Path, *, intra_period: int = 0, seq_class: str = "", limit: i
     return [MotSequence(f, intra_period=intra_period, seq_class=seq_class, limit=limit) for f in folders]
 
 
-def mot_dataset(cfg: MotDatasetConfig, *, data_dir: Path, progress: bool = True) -> VideoDataset:
+def mot_dataset(view: DictConfig, runtime: Runtime) -> VideoDataset:
     """A MOT-layout tracking set under ``dataset.root`` (read in place)."""
+    cfg: MotDatasetConfig = view.dataset
     if not cfg.root:
         raise ConfigError("dataset=mot needs dataset.root=<folder holding <seq>/seqinfo.ini, img1/, gt/gt.txt>")
     if cfg.limit < 0 or cfg.intra_period < 0:

@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,6 +37,11 @@ from vcm_eval.data.video.base import FrameObject, VideoDataset, VideoFrame, Vide
 from vcm_eval.data.video.config import SfuDatasetConfig
 from vcm_eval.data.video.yuv_file import Yuv420File
 from vcm_eval.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from vcm_eval.utils.components import Runtime
 
 SEQUENCE_LIST = Path(__file__).with_name("sfu_hw_objects.csv")
 COLUMNS = (
@@ -293,8 +298,9 @@ def read_sfu(
     return sequences
 
 
-def sfu_dataset(cfg: SfuDatasetConfig, *, data_dir: Path, progress: bool = True) -> VideoDataset:
-    """SFU-HW-Objects-v1 under ``dataset.root`` (read in place; nothing is written under ``data_dir``)."""
+def sfu_dataset(view: DictConfig, runtime: Runtime) -> VideoDataset:
+    """SFU-HW-Objects-v1 under ``dataset.root`` (read in place; nothing is written under ``runtime.data_dir``)."""
+    cfg: SfuDatasetConfig = view.dataset
     if not cfg.root:
         raise ConfigError(
             "dataset=sfu needs dataset.root=<folder holding Class<X>/ of SFU-HW-Objects-v1> (or $SFU_HW_ROOT)"

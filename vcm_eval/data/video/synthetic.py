@@ -36,6 +36,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from filelock import FileLock
@@ -52,6 +53,11 @@ from vcm_eval.data.video.sfu import COLUMNS, SfuEntry, SfuSequence, read_sequenc
 from vcm_eval.data.video.yuv_file import QUIET, ffmpeg_exe
 from vcm_eval.errors import ConfigError, DataError
 from vcm_eval.utils.construct import from_config
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from vcm_eval.utils.components import Runtime
 
 FORMAT_VERSION = 2  # bump when the drawing or the layout changes, so cached sequences are regenerated (2: QPs)
 VIDEO_CODE = 9  # the rng stream of the video (the still splits use 1, 2, 3)
@@ -357,14 +363,18 @@ def check_spec(spec: SyntheticVideoSpec) -> None:
         raise ConfigError(f"dataset=synthetic_video needs {'; '.join(problems)}")
 
 
-def synthetic_video_dataset(cfg: SyntheticVideoConfig, *, data_dir: Path, progress: bool = True) -> VideoDataset:
-    """The embedded default's video, written under ``root`` (or ``data_dir``/<generator folder>) on first use."""
+def synthetic_video_dataset(view: DictConfig, runtime: Runtime) -> VideoDataset:
+    """The embedded default's video, written under ``root`` (or ``runtime.data_dir``/<generator folder>) on
+    first use."""
+    cfg: SyntheticVideoConfig = view.dataset
     spec: SyntheticVideoSpec = from_config(SyntheticVideoSpec, cfg)
     check_spec(spec)
     if cfg.limit < 0:
         raise ConfigError(f"dataset.limit={cfg.limit} must be >= 0 (frames per sequence; 0 keeps all)")
     root = write_video(
-        Path(cfg.root).expanduser() if cfg.root else data_dir / folder_name(spec), spec, progress=progress
+        Path(cfg.root).expanduser() if cfg.root else runtime.data_dir / folder_name(spec),
+        spec,
+        progress=runtime.progress,
     )
     entries = select(
         read_sequence_list(root / "sfu" / "sequences.csv"),
