@@ -1,14 +1,19 @@
-"""One way to build a component (codec, dataset, task model, evaluator) from its config.
+"""One way to build a component (codec, dataset, task model) from its config.
 
 Every component's config node names what builds it in ``_target_`` (its schema sets the default;
-a researcher's codec sets it on the command line), and ``build`` does the rest:
+a researcher's codec or dataset sets it on the command line), and ``build`` does the rest:
 
-* a class with a ``from_config(cfg, runtime)`` classmethod (every built-in component, after
-  detectron2's ``@configurable``) gets a *view* of the config: the node's own group plus the
-  groups the class declares in ``reads`` (``VvcImageCodec.reads = ("vvc",)``), nothing else. The
-  declaration is therefore complete by construction, and the run key hashes exactly those groups;
-* a plain function is called the same way (``user_image_codec``, which builds a researcher's codec
-  with Hydra's ``instantiate`` from ``pipeline.codec``: its own ``_target_`` and keyword arguments).
+* a class with a ``from_config(cfg, runtime)`` classmethod (every built-in codec and task model,
+  after detectron2's ``@configurable``) gets a *view* of the config: the node's own group plus the
+  groups the class declares in ``reads`` (``VvcImageCodec.reads = ("vvc",)``), nothing else, with
+  interpolations into other groups resolved. The declaration is therefore complete by construction,
+  and the run key hashes exactly those groups;
+* a plain function is called the same way (every dataset builder, ``synthetic_dataset``; and
+  ``user_image_codec``, which builds a researcher's codec with Hydra's ``instantiate`` from
+  ``pipeline.codec``: its own ``_target_`` and keyword arguments).
+
+Evaluators are not built here: each builds itself from the dataset it scores
+(``vcm_eval.metrics.evaluator``).
 
 ``Runtime`` carries what decides *where and how fast* a component runs but never its results
 (threads, progress bar, folders): it is passed beside the view and never hashed. Schema fields
