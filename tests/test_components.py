@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from vcm_eval.data.base import EvalDataset
 from vcm_eval.data.datasets import build_dataset
 from vcm_eval.data.video.base import VideoDataset
+from vcm_eval.data.video.config import MotDatasetConfig, SyntheticVideoConfig
 from vcm_eval.errors import ConfigError
 from vcm_eval.utils.components import Runtime, build
 
@@ -64,3 +65,11 @@ def test_a_builder_of_another_kind_is_refused(tmp_path: Path) -> None:
         build_dataset(cfg.dataset, data_dir=tmp_path, kind=VideoDataset)
     with pytest.raises(ConfigError, match="dataset.limit=-1 must be >= 0"):
         build_dataset(OmegaConf.merge(cfg.dataset, {"limit": -1}), data_dir=tmp_path)
+
+
+def test_video_kinds_share_the_limit_check_and_keep_their_own(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="dataset.limit=-1 must be >= 0"):
+        build_dataset(SyntheticVideoConfig(limit=-1, root=str(tmp_path / "v")), data_dir=tmp_path, kind=VideoDataset)
+    assert not (tmp_path / "v").exists()  # refused before anything is written
+    with pytest.raises(ConfigError, match=r"dataset.intra_period=-1 must be >= 0"):
+        build_dataset(MotDatasetConfig(root=str(tmp_path), intra_period=-1), data_dir=tmp_path, kind=VideoDataset)

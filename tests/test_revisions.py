@@ -33,7 +33,7 @@ RECORDED = {
     "quant": (3, "6757cdff911c0395"),
     "fusion": (4, "e85bfa5148e307ef"),
     "msfc": (3, "7968ccbfa84bebbb"),
-    "video": (10, "a805b7fc36376301"),
+    "video": (10, "faba61f50d0014db"),
 }
 
 

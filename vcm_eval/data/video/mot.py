@@ -196,8 +196,8 @@ def mot_dataset(view: DictConfig, runtime: Runtime) -> VideoDataset:
     cfg: MotDatasetConfig = view.dataset
     if not cfg.root:
         raise ConfigError("dataset=mot needs dataset.root=<folder holding <seq>/seqinfo.ini, img1/, gt/gt.txt>")
-    if cfg.limit < 0 or cfg.intra_period < 0:
-        raise ConfigError(f"dataset.limit={cfg.limit} and dataset.intra_period={cfg.intra_period} must be >= 0")
+    if cfg.intra_period < 0:
+        raise ConfigError(f"dataset.intra_period={cfg.intra_period} must be >= 0 (0: the frame rate's default)")
     sequences = read_mot(
         Path(cfg.root).expanduser(), intra_period=cfg.intra_period, seq_class=cfg.seq_class, limit=cfg.limit
     )

@@ -305,8 +305,6 @@ def sfu_dataset(view: DictConfig, runtime: Runtime) -> VideoDataset:
         raise ConfigError(
             "dataset=sfu needs dataset.root=<folder holding Class<X>/ of SFU-HW-Objects-v1> (or $SFU_HW_ROOT)"
         )
-    if cfg.limit < 0:
-        raise ConfigError(f"dataset.limit={cfg.limit} must be >= 0 (frames per sequence; 0 keeps all)")
     entries = read_sequence_list(Path(cfg.sequence_list).expanduser() if cfg.sequence_list else SEQUENCE_LIST)
     entries = select(
         entries,

@@ -369,8 +369,6 @@ def synthetic_video_dataset(view: DictConfig, runtime: Runtime) -> VideoDataset:
     cfg: SyntheticVideoConfig = view.dataset
     spec: SyntheticVideoSpec = from_config(SyntheticVideoSpec, cfg)
     check_spec(spec)
-    if cfg.limit < 0:
-        raise ConfigError(f"dataset.limit={cfg.limit} must be >= 0 (frames per sequence; 0 keeps all)")
     root = write_video(
         Path(cfg.root).expanduser() if cfg.root else runtime.data_dir / folder_name(spec),
         spec,
