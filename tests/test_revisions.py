@@ -29,7 +29,7 @@ RECORDED = {
     "features": (1, "b03013f226f4dba4"),
     "evaluators": (2, "5af20d8370af9bc4"),
     "image_anchor": (3, "e0ebc15c6158cd75"),
-    "feature_anchor": (4, "0b030712bf776178"),
+    "feature_anchor": (4, "ac6d79a660869164"),
     "quant": (3, "6757cdff911c0395"),
     "fusion": (4, "e85bfa5148e307ef"),
     "msfc": (3, "7968ccbfa84bebbb"),

@@ -231,10 +231,6 @@ class FeatureVvcCodec(FeatureCodec):
         within ``max_memory``.
         """
         with BitstreamReader(data, self.codec_name, name=self.name, version=FORMAT_VERSION) as r:
-            if r.version != 1:
-                raise CodecError(
-                    f"feature_vvc bitstream version {r.version} is not supported (this decoder reads version 1)"
-                )
             f = read_frame_format(r, self.name, max_pixels=max_pixels)
             shapes, minmax = f.shapes, f.minmax
             lohi = r.floats(2 * (len(shapes) if minmax == "level" else 1)).reshape(-1, 2)
